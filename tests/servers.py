@@ -1,0 +1,772 @@
+"""Real mail servers for the test suite: a private Dovecot IMAP instance and an SMTP sink.
+
+Nothing here is mocked. ``Dovecot`` runs its own ``dovecot -F`` master with its own
+configuration, sockets, state and Maildirs in a temporary directory, listening on
+127.0.0.1 on a free port, so it never clashes with a system Dovecot or with another
+test run. ``SmtpSink`` is an ``aiosmtpd`` server that records every message it accepts
+and can be told to answer with an SMTP error instead.
+
+Mailbox naming on the test Dovecot: the hierarchy separator is ``/`` (see
+``SEPARATOR``), there is no namespace prefix, and the Maildirs use ``LAYOUT=fs``, so a
+subfolder is named like ``mailbot/manual`` and folder names may contain dots. Only
+INBOX exists in a new mailbox; every other folder must be created.
+
+This module does not import pytest; ``tests/conftest.py`` wraps it in fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import grp
+import itertools
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, NamedTuple
+
+DOVECOT_BIN = "/usr/sbin/dovecot"
+DOVECOT_PACKAGE = "dovecot-imapd"
+SEPARATOR = "/"
+LOCALHOST = "127.0.0.1"
+
+_START_TIMEOUT = 30.0
+_STOP_TIMEOUT = 15.0
+
+
+def free_port(host: str = LOCALHOST) -> int:
+    """Return a TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- Dovecot
+
+
+class DovecotError(RuntimeError):
+    """Dovecot could not be installed, started or stopped."""
+
+
+_install_lock = threading.Lock()
+
+
+def ensure_dovecot() -> str:
+    """Make sure the Dovecot IMAP server is installed; return the path of its binary.
+
+    Installs the Debian package ``dovecot-imapd`` when the binary is missing. Tests that
+    need a server must fail loudly rather than skip, so every problem raises.
+    """
+    with _install_lock:
+        if os.access(DOVECOT_BIN, os.X_OK):
+            return DOVECOT_BIN
+        if shutil.which("apt-get") is None:
+            raise DovecotError(
+                f"{DOVECOT_BIN} is missing and apt-get is not available: "
+                f"install the {DOVECOT_PACKAGE} package (Dovecot 2.3) by hand"
+            )
+        if os.geteuid() != 0:
+            raise DovecotError(
+                f"{DOVECOT_BIN} is missing: run `sudo apt-get install {DOVECOT_PACKAGE}` "
+                "or run the tests through scripts/test as root"
+            )
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        # Wait for a concurrent apt/dpkg run instead of failing on its lock.
+        lock_wait = ["-o", "DPkg::Lock::Timeout=600"]
+        steps = [
+            ["apt-get", *lock_wait, "update", "-qq"],
+            ["apt-get", *lock_wait, "install", "-y", "-qq", "--no-install-recommends",
+             DOVECOT_PACKAGE],
+        ]
+        for cmd in steps:
+            result = subprocess.run(
+                cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
+            )
+            if result.returncode != 0:
+                raise DovecotError(
+                    f"installing {DOVECOT_PACKAGE} failed: `{' '.join(cmd)}` exited with "
+                    f"{result.returncode}\n{_tail(result.stdout + result.stderr)}"
+                )
+        if not os.access(DOVECOT_BIN, os.X_OK):
+            raise DovecotError(f"{DOVECOT_PACKAGE} was installed but {DOVECOT_BIN} is missing")
+        return DOVECOT_BIN
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*$")
+_instances = itertools.count(1)
+
+
+class Dovecot:
+    """One private Dovecot IMAP server on 127.0.0.1, with its files in a temp directory.
+
+    Each user has its own one-line passwd-file (plaintext password): Dovecot re-reads a
+    passwd-file at most once a second but opens a file it has not seen before at once,
+    so ``add_user`` works before or after ``start`` and the new user can log in
+    immediately (changing an existing user's password takes up to a second). All mail
+    is owned by one unprivileged user (``nobody`` when running as root) because Dovecot
+    refuses to run mail processes as root. ``restart`` keeps the port and the mail.
+    Failed logins are answered in about 0.5 s: no failure delay, no anvil penalty.
+    """
+
+    def __init__(self, *, port: int | None = None, root: str | os.PathLike[str] | None = None):
+        self.host = LOCALHOST
+        self._port_fixed = port is not None
+        self.port = port if port is not None else free_port()
+        self._own_root = root is None
+        self.root = Path(root) if root is not None else Path(
+            tempfile.mkdtemp(prefix="mailbot-dovecot-")
+        )
+        self.config_path = self.root / "dovecot.conf"
+        self.users_dir = self.root / "users"
+        self.log_path = self.root / "dovecot.log"
+        self.stderr_path = self.root / "dovecot.stderr"
+        self.mail_root = self.root / "mail"
+        self.home_root = self.root / "home"
+        self._users: dict[str, str] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._started_once = False
+        self._lock = threading.RLock()
+        self._instance = f"mailbot-test-{os.getpid()}-{next(_instances)}"
+        self._prepare_tree()
+
+    # -- files
+
+    def _mail_owner(self) -> tuple[int, int, str]:
+        """The uid, gid and user name the mail processes run as."""
+        if os.geteuid() == 0:
+            try:
+                user = pwd.getpwnam("nobody")
+                gid = user.pw_gid
+                try:
+                    gid = grp.getgrnam("nogroup").gr_gid
+                except KeyError:
+                    pass
+                return user.pw_uid, gid, user.pw_name
+            except KeyError:
+                user = pwd.getpwnam("dovenull")
+                return user.pw_uid, user.pw_gid, user.pw_name
+        user = pwd.getpwuid(os.geteuid())
+        return user.pw_uid, os.getegid(), user.pw_name
+
+    def _prepare_tree(self) -> None:
+        uid, gid, _ = self._mail_owner()
+        # The login, auth and mail processes run as other users and must reach their files.
+        os.chmod(self.root, 0o755)
+        for path in (self.mail_root, self.home_root):
+            path.mkdir(exist_ok=True)
+            if os.geteuid() == 0:
+                os.chown(path, uid, gid)
+        (self.root / "state").mkdir(exist_ok=True)
+        self.users_dir.mkdir(exist_ok=True)
+
+    def _write_passwd(self, name: str, password: str) -> None:
+        path = self.users_dir / name
+        tmp = self.users_dir / f".{name}.tmp"
+        tmp.write_text(f"{name}:{{PLAIN}}{password}\n", encoding="utf-8")
+        os.chmod(tmp, 0o644)
+        # Atomic swap, so the auth process never reads a half-written file.
+        os.replace(tmp, path)
+
+    def _config_text(self) -> str:
+        uid, gid, user_name = self._mail_owner()
+        root = self.root
+        as_root = os.geteuid() == 0
+        debug = "yes" if os.environ.get("MAILBOT_DOVECOT_DEBUG") else "no"
+        if as_root:
+            # Debian's dovecot-core creates these users; the defaults name them anyway.
+            service_users = ""
+            login_chroot = ""
+        else:
+            # Unprivileged run: every process is this user and nothing can chroot.
+            service_users = (
+                f"default_internal_user = {user_name}\n"
+                f"default_login_user = {user_name}\n"
+                f"default_internal_group = {grp.getgrgid(gid).gr_name}\n"
+                "service anvil {\n  chroot =\n}\n"
+            )
+            login_chroot = "  chroot =\n"
+        return f"""\
+# Generated by tests/servers.py for one test Dovecot instance.
+protocols = imap
+listen = {self.host}
+instance_name = {self._instance}
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {self.log_path}
+{service_users}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_verbose = yes
+auth_debug = {debug}
+mail_debug = {debug}
+login_trusted_networks = 127.0.0.0/8
+# Wrong-password tests should not wait: no failure delay, no growing anvil penalty.
+auth_failure_delay = 0
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+
+# Mail processes must not run as root; they run as {user_name}.
+first_valid_uid = {uid}
+last_valid_uid = {uid}
+first_valid_gid = {gid}
+mail_location = maildir:{self.mail_root}/%u:LAYOUT=fs
+mail_fsync = never
+
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.users_dir}/%u
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={self.home_root}/%u
+}}
+
+namespace inbox {{
+  inbox = yes
+  separator = {SEPARATOR}
+  prefix =
+}}
+
+service imap-login {{
+{login_chroot}  inet_listener imap {{
+    address = {self.host}
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+"""
+
+    # -- users
+
+    def add_user(self, name: str, password: str) -> None:
+        """Create (or change the password of) an IMAP user; works while running."""
+        if not _NAME_RE.match(name):
+            raise ValueError(f"unsupported IMAP user name for the test server: {name!r}")
+        if any(c in password for c in ":\r\n"):
+            raise ValueError("test passwords may not contain ':' or line breaks")
+        with self._lock:
+            self._users[name] = password
+            self._write_passwd(name, password)
+
+    @property
+    def users(self) -> dict[str, str]:
+        return dict(self._users)
+
+    def maildir(self, user: str) -> Path:
+        """The Maildir of ``user`` (INBOX; subfolders are subdirectories, LAYOUT=fs)."""
+        return self.mail_root / user
+
+    # -- process
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> Dovecot:
+        """Start the server and return once it greets IMAP clients with ``* OK``."""
+        with self._lock:
+            if self.running:
+                return self
+            ensure_dovecot()
+            attempts = 1 if (self._port_fixed or self._started_once) else 3
+            for attempt in range(attempts):
+                try:
+                    self._start_once()
+                    break
+                except DovecotError:
+                    # free_port() is racy: someone may have taken the port meanwhile.
+                    if attempt + 1 < attempts and "in use" in self.log_tail():
+                        self.port = free_port()
+                        continue
+                    raise
+            self._started_once = True
+            return self
+
+    def _start_once(self) -> None:
+        self.config_path.write_text(self._config_text(), encoding="utf-8")
+        with open(self.stderr_path, "ab") as err:
+            self._proc = subprocess.Popen(
+                [ensure_dovecot(), "-F", "-c", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + _START_TIMEOUT
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            code = self._proc.poll()
+            if code is not None:
+                self._proc = None
+                raise DovecotError(self._describe(f"dovecot exited with code {code} on start"))
+            try:
+                with socket.create_connection((self.host, self.port), timeout=2) as sock:
+                    greeting = sock.makefile("rb").readline()
+                if greeting.startswith(b"* OK"):
+                    return
+                last_error = DovecotError(f"unexpected greeting {greeting!r}")
+            except OSError as exc:
+                last_error = exc
+            time.sleep(0.05)
+        self._kill()
+        raise DovecotError(
+            self._describe(f"dovecot did not greet on port {self.port} in time ({last_error})")
+        )
+
+    def stop(self) -> None:
+        """Stop the server (clients are disconnected); the mail stays on disk."""
+        with self._lock:
+            proc = self._proc
+            if proc is None:
+                return
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(_STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    self._kill()
+            self._kill_group(proc.pid)
+            self._proc = None
+
+    def restart(self) -> Dovecot:
+        """Stop and start again on the same port with the same users and mail."""
+        self.stop()
+        return self.start()
+
+    def _kill(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        self._kill_group(proc.pid)
+        try:
+            proc.wait(_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+        self._proc = None
+
+    @staticmethod
+    def _kill_group(pgid: int) -> None:
+        # Leftover children (imap, auth) of a dead master would hold files and sockets.
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def cleanup(self) -> None:
+        """Stop the server and delete its directory (kept if MAILBOT_KEEP_SERVERS is set)."""
+        self.stop()
+        if self._own_root and not os.environ.get("MAILBOT_KEEP_SERVERS"):
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Dovecot:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    # -- diagnostics
+
+    def log_tail(self, lines: int = 40) -> str:
+        parts = []
+        for path in (self.stderr_path, self.log_path):
+            if path.exists():
+                text = path.read_text(encoding="utf-8", errors="replace")
+                if text.strip():
+                    parts.append(f"--- {path.name}\n{_tail(text, lines)}")
+        return "\n".join(parts) or "(dovecot wrote no log)"
+
+    def _describe(self, what: str) -> str:
+        return f"{what}\nconfig: {self.config_path}\n{self.log_tail()}"
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Dovecot {self.host}:{self.port} {state} root={self.root}>"
+
+
+# --------------------------------------------------------------------------- IMAP helpers
+
+
+class StoredMessage(NamedTuple):
+    """One message as the IMAP server holds it."""
+
+    uid: int
+    internaldate: datetime  # timezone-aware
+    flags: tuple[str, ...]
+    raw: bytes
+
+
+def _flag_text(flag: bytes | str) -> str:
+    return flag.decode("ascii") if isinstance(flag, bytes) else flag
+
+
+@contextmanager
+def imap_connect(server: Any, user: str, password: str) -> Iterator[Any]:
+    """A logged-in ``IMAPClient`` for ``server`` (anything with ``host`` and ``port``).
+
+    ``normalise_times`` is off, so dates come back timezone-aware.
+    """
+    from imapclient import IMAPClient
+
+    client = IMAPClient(server.host, server.port, ssl=False, timeout=30)
+    client.normalise_times = False
+    try:
+        client.login(user, password)
+        yield client
+    finally:
+        try:
+            client.logout()
+        except Exception:
+            client.shutdown()
+
+
+_APPENDUID_RE = re.compile(rb"\[APPENDUID \d+ (\d+)\]")
+
+
+def append(
+    server: Any,
+    user: str,
+    password: str,
+    raw: bytes,
+    *,
+    folder: str = "INBOX",
+    internaldate: datetime,
+    flags: Iterable[str] = (),
+) -> int | None:
+    """APPEND ``raw`` to ``folder`` with exactly this INTERNALDATE; return its UID.
+
+    ``internaldate`` must be timezone-aware; IMAP keeps whole seconds only.
+    """
+    if internaldate.tzinfo is None or internaldate.utcoffset() is None:
+        raise ValueError("internaldate must be a timezone-aware datetime")
+    with imap_connect(server, user, password) as client:
+        response = client.append(folder, raw, flags=tuple(flags), msg_time=internaldate)
+    match = _APPENDUID_RE.search(response or b"")
+    return int(match.group(1)) if match else None
+
+
+def list_folder(
+    server: Any, user: str, password: str, folder: str = "INBOX"
+) -> list[StoredMessage]:
+    """Every message in ``folder``, by UID, without changing any flag."""
+    with imap_connect(server, user, password) as client:
+        client.select_folder(folder, readonly=True)
+        uids = client.search("ALL")
+        if not uids:
+            return []
+        data = client.fetch(uids, ["INTERNALDATE", "FLAGS", "BODY.PEEK[]"])
+    return [
+        StoredMessage(
+            uid=uid,
+            internaldate=item[b"INTERNALDATE"],
+            # \\Recent belongs to one IMAP session, not to the message.
+            flags=tuple(t for t in map(_flag_text, item[b"FLAGS"]) if t != "\\Recent"),
+            raw=item[b"BODY[]"],
+        )
+        for uid, item in sorted(data.items())
+    ]
+
+
+def create_folder(server: Any, user: str, password: str, folder: str) -> None:
+    """Create ``folder`` (use ``/`` between levels, e.g. ``mailbot/manual``)."""
+    with imap_connect(server, user, password) as client:
+        client.create_folder(folder)
+
+
+def list_folders(server: Any, user: str, password: str) -> list[str]:
+    """Names of all the user's folders, sorted."""
+    with imap_connect(server, user, password) as client:
+        return sorted(name for _flags, _sep, name in client.list_folders())
+
+
+@dataclass
+class ImapUser:
+    """One mailbox on a test Dovecot, with shortcuts for the helpers above."""
+
+    name: str
+    password: str
+    server: Dovecot
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def maildir(self) -> Path:
+        return self.server.maildir(self.name)
+
+    def append(
+        self,
+        raw: bytes,
+        *,
+        internaldate: datetime | None = None,
+        folder: str = "INBOX",
+        flags: Iterable[str] = (),
+    ) -> int | None:
+        """APPEND ``raw``; INTERNALDATE defaults to now. Returns the new UID."""
+        when = internaldate if internaldate is not None else datetime.now(timezone.utc)
+        return append(
+            self.server, self.name, self.password, raw,
+            folder=folder, internaldate=when, flags=flags,
+        )
+
+    def list(self, folder: str = "INBOX") -> list[StoredMessage]:
+        return list_folder(self.server, self.name, self.password, folder)
+
+    def create_folder(self, folder: str) -> None:
+        create_folder(self.server, self.name, self.password, folder)
+
+    def folders(self) -> list[str]:
+        return list_folders(self.server, self.name, self.password)
+
+    def connect(self):  # noqa: ANN201 - a context manager yielding IMAPClient
+        """``with user.connect() as client:`` a logged-in IMAPClient."""
+        return imap_connect(self.server, self.name, self.password)
+
+
+# --------------------------------------------------------------------------- SMTP sink
+
+
+@dataclass(frozen=True)
+class ReceivedMail:
+    """One message the sink accepted."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    raw: bytes
+    message: EmailMessage
+    received_at: datetime
+    auth_login: str | None = None
+
+
+@dataclass
+class _Failure:
+    code: int
+    text: str
+    stage: str
+    remaining: int | None  # None: until stop_failing()
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every accepted message.
+
+    ``fail_with(code, text, count=N, stage=...)`` makes the next N MAIL, RCPT or DATA
+    commands (default: DATA, i.e. whole messages) answer with that error; a 421 also
+    closes the connection, as a real server going away would. With ``auth=(user,
+    password)`` the sink offers AUTH PLAIN/LOGIN without TLS and requires it.
+    """
+
+    STAGES = ("MAIL", "RCPT", "DATA")
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        auth: tuple[str, str] | None = None,
+        hostname: str = "sink.mailbot.test",
+    ):
+        self.host = LOCALHOST
+        self._port_fixed = port is not None
+        self.port = port if port is not None else free_port()
+        self.auth = auth
+        self.hostname = hostname
+        self._messages: list[ReceivedMail] = []
+        self._failure: _Failure | None = None
+        self._cond = threading.Condition()
+        self._controller: Any = None
+
+    # -- control
+
+    def start(self) -> SmtpSink:
+        from aiosmtpd.controller import Controller
+
+        if self._controller is not None:
+            return self
+        attempts = 1 if self._port_fixed else 3
+        for attempt in range(attempts):
+            kwargs: dict[str, Any] = dict(
+                hostname=self.host,
+                port=self.port,
+                server_hostname=self.hostname,
+                enable_SMTPUTF8=True,
+                ready_timeout=10.0,
+            )
+            if self.auth is not None:
+                kwargs.update(
+                    authenticator=self._authenticate,
+                    auth_required=True,
+                    auth_require_tls=False,
+                )
+            controller = Controller(_SinkHandler(self), **kwargs)
+            try:
+                controller.start()
+            except Exception:
+                if attempt + 1 < attempts:
+                    self.port = free_port()
+                    continue
+                raise
+            self._controller = controller
+            break
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- recorded mail
+
+    @property
+    def messages(self) -> list[ReceivedMail]:
+        """A snapshot of the accepted messages, oldest first."""
+        with self._cond:
+            return list(self._messages)
+
+    def clear(self) -> None:
+        """Forget recorded messages and any pending failure."""
+        with self._cond:
+            self._messages.clear()
+            self._failure = None
+
+    def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[ReceivedMail]:
+        """Block until at least ``count`` messages arrived; raise TimeoutError otherwise."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._messages) >= count, timeout):
+                raise TimeoutError(
+                    f"SMTP sink got {len(self._messages)} message(s), expected {count}"
+                )
+            return list(self._messages)
+
+    # -- failures
+
+    def fail_with(
+        self, code: int, text: str = "Try again later", *, count: int | None = None,
+        stage: str = "DATA",
+    ) -> None:
+        """Answer the next ``count`` ``stage`` commands with ``code text`` (None: forever)."""
+        stage = stage.upper()
+        if stage not in self.STAGES:
+            raise ValueError(f"stage must be one of {self.STAGES}, not {stage!r}")
+        if not 400 <= code <= 599:
+            raise ValueError(f"SMTP error codes are 4xx or 5xx, not {code}")
+        if count is not None and count < 1:
+            raise ValueError("count must be positive or None")
+        with self._cond:
+            self._failure = _Failure(code, text, stage, count)
+
+    def stop_failing(self) -> None:
+        with self._cond:
+            self._failure = None
+
+    def _take_failure(self, stage: str) -> _Failure | None:
+        with self._cond:
+            failure = self._failure
+            if failure is None or failure.stage != stage:
+                return None
+            if failure.remaining is not None:
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    self._failure = None
+            return failure
+
+    def _record(self, mail: ReceivedMail) -> None:
+        with self._cond:
+            self._messages.append(mail)
+            self._cond.notify_all()
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):  # noqa: ANN001
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        assert self.auth is not None
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode("utf-8", "replace") == self.auth[0]
+            and auth_data.password.decode("utf-8", "replace") == self.auth[1]
+        )
+        return AuthResult(success=ok, auth_data=auth_data if ok else None)
+
+    def __repr__(self) -> str:
+        return f"<SmtpSink {self.host}:{self.port} messages={len(self._messages)}>"
+
+
+class _SinkHandler:
+    """aiosmtpd hooks: apply a pending failure, otherwise accept and record."""
+
+    def __init__(self, sink: SmtpSink):
+        self.sink = sink
+
+    def _reject(self, server: Any, failure: _Failure) -> str:
+        if failure.code == 421:
+            # Close right after aiosmtpd has written the reply (same loop step).
+            transport = server.transport
+            asyncio.get_running_loop().call_soon(lambda: transport and transport.close())
+        return f"{failure.code} {failure.text}"
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: ANN001
+        failure = self.sink._take_failure("MAIL")
+        if failure is not None:
+            return self._reject(server, failure)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001
+        failure = self.sink._take_failure("RCPT")
+        if failure is not None:
+            return self._reject(server, failure)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        failure = self.sink._take_failure("DATA")
+        if failure is not None:
+            return self._reject(server, failure)
+        raw = envelope.original_content or envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        login = getattr(session, "login_data", None)
+        self.sink._record(
+            ReceivedMail(
+                mail_from=envelope.mail_from,
+                rcpt_tos=tuple(envelope.rcpt_tos),
+                raw=raw,
+                message=email.message_from_bytes(raw, policy=email.policy.default),
+                received_at=datetime.now(timezone.utc),
+                auth_login=login.decode("utf-8", "replace") if isinstance(login, bytes) else login,
+            )
+        )
+        return "250 Message accepted for delivery"
