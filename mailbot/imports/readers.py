@@ -1,0 +1,260 @@
+"""Interpreting a reader file (the library system's export of patrons) as reader rows.
+
+Pure: a ``Table`` in, a list of ``ReaderRow`` out, or one ``BadInput`` listing every problem
+found (file, row and column of each). Nothing is written anywhere, so the caller can apply
+the result all or nothing.
+
+Headers are matched case-, accent- and separator-insensitively, in English or Polish
+(SPEC §4 "Reader file"). A header we do not know is an error rather than a column silently
+ignored: a typo such as "zadluzneie" would otherwise import every patron as owing nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Callable
+
+from mailbot.errors import BadInput
+from mailbot.imports.tables import Problems, Row, Table, header_key
+
+__all__ = [
+    "COLUMN_NAMES",
+    "REQUIRED_COLUMNS",
+    "ReaderRow",
+    "parse_amount",
+    "parse_count",
+    "parse_date",
+    "parse_email",
+    "parse_readers",
+]
+
+
+@dataclass(frozen=True)
+class ReaderRow:
+    """One patron as the library system exported them; ``row`` is the file's row number."""
+
+    card_number: str
+    first_name: str
+    last_name: str
+    email: str | None
+    valid_until: date | None
+    balance_due: Decimal
+    overdue_items: int
+    data_updated_on: date | None
+    last_loan_on: date | None
+    row: int
+
+
+# Field → the headers accepted for it (compared through ``header_key``).
+COLUMN_NAMES: dict[str, tuple[str, ...]] = {
+    "card_number": ("card_number", "numer_karty", "nr_karty"),
+    "first_name": ("first_name", "imie"),
+    "last_name": ("last_name", "nazwisko"),
+    "email": ("email", "e-mail", "adres_email", "adres e-mail", "mail"),
+    "valid_until": ("valid_until", "wazna_do", "konto_wazne_do", "wazne_do"),
+    "balance_due": ("balance_due", "zadluzenie"),
+    "overdue_items": ("overdue_items", "przetrzymania"),
+    "data_updated_on": ("data_updated_on", "aktualizacja_danych"),
+    "last_loan_on": ("last_loan_on", "ostatnie_wypozyczenie"),
+}
+REQUIRED_COLUMNS = ("card_number", "last_name")
+
+_FIELD_BY_KEY = {header_key(name): field for field, names in COLUMN_NAMES.items() for name in names}
+
+_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
+_POLISH_DATE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?:,?\s+\d{1,2}:\d{2}(?::\d{2})?)?")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.][^@\s]*\.[^@\s.]+")
+_CURRENCY = re.compile(r"\s*(zł|zl|pln)\.?$", re.IGNORECASE)
+# Spaces of any width and apostrophes group thousands in hand-typed amounts.
+_GROUPING = re.compile(r"[\s\u00a0\u202f']")
+_GROUPED_NUMBER = re.compile(r"\d{1,3}([.,]\d{3})+|\d+")
+# What Excel makes of a long card number in a CSV: 1.23457E+11. The digits are gone.
+_SCIENTIFIC = re.compile(r"\d+([.,]\d+)?[eE][+-]?\d+")
+
+
+def parse_readers(table: Table) -> list[ReaderRow]:
+    """Every reader in ``table``; raises one ``BadInput`` listing all problems found."""
+    columns = _map_columns(table)
+    if not table.rows:
+        raise BadInput(
+            "there are no readers below the header", file=table.file, row=table.header_row
+        )
+    problems = Problems(file=table.file)
+    readers: list[ReaderRow] = []
+    first_row_of_card: dict[str, int] = {}
+    for row in table.rows:
+        reader = _parse_row(row, columns=columns, table=table, problems=problems)
+        if reader is None:
+            continue
+        earlier = first_row_of_card.setdefault(reader.card_number, reader.row)
+        if earlier != reader.row:
+            problems.add(
+                f"card number {reader.card_number!r} is also in row {earlier}"
+                f" (rows {earlier} and {reader.row})",
+                row=reader.row,
+                column=table.column_label(columns["card_number"]),
+            )
+        readers.append(reader)
+    problems.raise_if_any()
+    return readers
+
+
+def _map_columns(table: Table) -> dict[str, int]:
+    """Field → column index; every header problem is reported before any row is read."""
+    problems = Problems(file=table.file)
+    columns: dict[str, int] = {}
+    for index, header in enumerate(table.header):
+        label = table.column_label(index)
+        if not header:
+            if any(row.cells[index] for row in table.rows):
+                problems.add(
+                    "this column has values but no header", row=table.header_row, column=label
+                )
+            continue
+        field = _FIELD_BY_KEY.get(header_key(header))
+        if field is None:
+            problems.add(
+                f"unknown column {header!r}; the known columns are {_known_names()}",
+                row=table.header_row,
+                column=header,
+            )
+        elif field in columns:
+            problems.add(
+                f"columns {table.header[columns[field]]!r} and {header!r} both mean {field}",
+                row=table.header_row,
+                column=header,
+            )
+        else:
+            columns[field] = index
+    for field in REQUIRED_COLUMNS:
+        if field not in columns:
+            names = " or ".join(repr(name) for name in COLUMN_NAMES[field][:2])
+            problems.add(f"the required column {names} is missing", row=table.header_row)
+    problems.raise_if_any()
+    return columns
+
+
+def _known_names() -> str:
+    return ", ".join(f"{names[0]}|{names[1]}" for names in COLUMN_NAMES.values())
+
+
+def _parse_row(
+    row: Row, *, columns: dict[str, int], table: Table, problems: Problems
+) -> ReaderRow | None:
+    values: dict[str, object] = {}
+    ok = True
+    for field, parse in _PARSERS.items():
+        index = columns.get(field)
+        # A column left out of the file reads as empty cells, which every parser turns
+        # into the field's default (no e-mail, nothing owed, …).
+        text = row.cells[index].strip() if index is not None else ""
+        try:
+            values[field] = parse(text)
+        except ValueError as exc:
+            problems.add(str(exc), row=row.number, column=table.column_label(index or 0))
+            ok = False
+    return ReaderRow(**values, row=row.number) if ok else None  # type: ignore[arg-type]
+
+
+# --- one cell each; a ValueError's text is what the user reads ---------------------------
+
+
+def parse_card_number(text: str) -> str:
+    if not text:
+        raise ValueError("the card number is empty")
+    if _SCIENTIFIC.fullmatch(text):
+        raise ValueError(
+            f"{text!r} is a card number mangled by Excel into scientific notation;"
+            " format the column as text and export again"
+        )
+    return text
+
+
+def parse_name(text: str) -> str:
+    return " ".join(text.split())
+
+
+def parse_last_name(text: str) -> str:
+    name = parse_name(text)
+    if not name:
+        raise ValueError("the last name is empty")
+    return name
+
+
+def parse_email(text: str) -> str | None:
+    if not text:
+        return None
+    address = text.lower()
+    if not _EMAIL.fullmatch(address):
+        raise ValueError(f"{text!r} is not an e-mail address")
+    return address
+
+
+def parse_date(text: str) -> date | None:
+    """ISO ``YYYY-MM-DD`` or Polish ``DD.MM.YYYY``; a time after the date is ignored."""
+    if not text:
+        return None
+    if found := _ISO_DATE.fullmatch(text):
+        year, month, day = found.groups()
+    elif found := _POLISH_DATE.fullmatch(text):
+        day, month, year = found.groups()
+    else:
+        raise ValueError(f"{text!r} is not a date (expected YYYY-MM-DD or DD.MM.YYYY)")
+    try:
+        return date(int(year), int(month), int(day))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a day of the calendar") from None
+
+
+def parse_amount(text: str) -> Decimal:
+    """``12.50``, ``12,50``, ``1 234,50``, ``12,50 zł``; empty means nothing owed."""
+    if not text:
+        return Decimal(0)
+    plain = _GROUPING.sub("", _CURRENCY.sub("", text))
+    if plain.startswith(("-", "\u2212", "(")):
+        raise ValueError(f"{text!r}: the balance due cannot be negative")
+    whole, fraction = plain, ""
+    separators = [c for c in plain if c in ",."]
+    # One separator is the decimal one ("12,50", "12.5"); with several, the last is decimal
+    # only if it differs from the others ("1.234,50"), else they all group ("1.234.567").
+    if len(separators) == 1 or separators and separators[-1] not in separators[:-1]:
+        cut = max(plain.rfind(","), plain.rfind("."))
+        whole, fraction = plain[:cut], plain[cut + 1 :]
+        if not fraction.isdigit():
+            raise ValueError(_not_an_amount(text))
+    if not _GROUPED_NUMBER.fullmatch(whole):
+        raise ValueError(_not_an_amount(text))
+    try:
+        return Decimal(re.sub(r"[.,]", "", whole) + ("." + fraction if fraction else ""))
+    except InvalidOperation:
+        raise ValueError(_not_an_amount(text)) from None
+
+
+def _not_an_amount(text: str) -> str:
+    return f"{text!r} is not an amount (expected e.g. 12.50, 12,50 or 1 234,50 zł)"
+
+
+def parse_count(text: str) -> int:
+    if not text:
+        return 0
+    if text.startswith(("-", "\u2212")):
+        raise ValueError(f"{text!r}: the number of overdue items cannot be negative")
+    if not text.isdigit():
+        raise ValueError(f"{text!r} is not a whole number of items")
+    return int(text)
+
+
+_PARSERS: dict[str, Callable[[str], object]] = {
+    "card_number": parse_card_number,
+    "first_name": parse_name,
+    "last_name": parse_last_name,
+    "email": parse_email,
+    "valid_until": parse_date,
+    "balance_due": parse_amount,
+    "overdue_items": parse_count,
+    "data_updated_on": parse_date,
+    "last_loan_on": parse_date,
+}
