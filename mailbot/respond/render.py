@@ -1,0 +1,337 @@
+"""Render a patron reply (plain text + HTML) from an outcome and its context.
+
+Templates live in ``templates/email/<lang>/<outcome>.{txt,html}.j2``; each renders one
+language section, and ``templates/email/layout.{txt,html}.j2`` wraps the sections, Polish
+first by default, the next language under a divider. Environments (one per templates
+directory and language, so the ``date``/``month``/... filters speak that language) and
+compiled templates are cached: only the first reply pays for parsing.
+
+Context variables (the compose code passes these; a *required* one that is missing is a
+bug and raises ``jinja2.UndefinedError`` naming it, an *optional* one may be missing or
+``None``):
+
+always, required
+    ``library_name`` (str), ``service`` ("legimi" | "empik_go"), ``service_name`` (str),
+    ``subject`` (the patron's subject, decoded), ``received_at`` (aware datetime, library
+    tz), ``month`` (date: first day of the request's month), ``next_window`` (aware
+    datetime: when next month's requests open), ``window_opens`` (aware datetime: when
+    this month's requests start to count).
+always, optional
+    ``card_number`` (str), ``patron_name`` (str), ``library_contact`` (str, may span
+    lines: phone, e-mail, opening hours).
+issued
+    ``code``, ``deadline`` (date: last day to activate), ``penalty_months`` (int, 0 = no
+    penalty); optional ``activation_url``.
+already_received
+    ``previous_service_name`` (str), ``previous_issued_at`` (aware datetime), ``deadline``
+    (date); optional ``code`` (only when the code may be repeated to this sender),
+    ``activation_url``, ``previous_service`` (key; derived from the name when absent).
+debt: ``balance_due`` (Decimal). overdue: ``overdue_items`` (int).
+inactive_account: optional ``valid_until`` (date). blocked: ``blocked_until`` (date: first
+day a code can be asked for again), ``penalty_months`` (int). ambiguous_card:
+``candidates`` (list[str]). age_restricted: ``min_age`` (int). data_not_updated,
+no_loans_this_year: ``year`` (int).
+
+``code`` is removed from the context of every outcome except ``issued`` and
+``already_received``, so a refusal can never show one, whatever the caller passes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, UndefinedError
+from markupsafe import Markup, escape
+
+from mailbot.respond import i18n
+
+__all__ = [
+    "CODE_OUTCOMES",
+    "CONTEXT_VARIABLES",
+    "DEFAULT_TEMPLATES_DIR",
+    "NO_REPLY_OUTCOMES",
+    "REPLY_OUTCOMES",
+    "RenderedReply",
+    "Section",
+    "TemplateNames",
+    "environment",
+    "render_reply",
+    "template_names",
+]
+
+DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+
+REPLY_OUTCOMES: tuple[str, ...] = (
+    "issued",
+    "already_received",
+    "too_early",
+    "no_card",
+    "ambiguous_card",
+    "unknown_card",
+    "name_mismatch",
+    "sender_mismatch",
+    "inactive_account",
+    "debt",
+    "overdue",
+    "data_not_updated",
+    "no_loans_this_year",
+    "blocked",
+    "pool_exhausted",
+    "age_restricted",
+)
+NO_REPLY_OUTCOMES: tuple[str, ...] = ("ignored_loop", "not_a_request", "rate_limited")
+
+# The only outcomes whose templates may show a code.
+CODE_OUTCOMES: frozenset[str] = frozenset({"issued", "already_received"})
+
+
+class _Vars(NamedTuple):
+    required: frozenset[str]
+    optional: frozenset[str]
+
+
+_COMMON_REQUIRED = frozenset(
+    {
+        "library_name",
+        "service",
+        "service_name",
+        "subject",
+        "received_at",
+        "month",
+        "next_window",
+        "window_opens",
+    }
+)
+_COMMON_OPTIONAL = frozenset({"card_number", "patron_name", "library_contact"})
+
+
+def _vars(required: Sequence[str] = (), optional: Sequence[str] = ()) -> _Vars:
+    return _Vars(_COMMON_REQUIRED | set(required), _COMMON_OPTIONAL | set(optional))
+
+
+# outcome -> the variables its templates may use (tests hold the templates to this).
+CONTEXT_VARIABLES: Mapping[str, _Vars] = {
+    "issued": _vars(["code", "deadline", "penalty_months"], ["activation_url"]),
+    "already_received": _vars(
+        ["previous_service_name", "previous_issued_at", "deadline"],
+        ["code", "activation_url", "previous_service"],
+    ),
+    "too_early": _vars(),
+    "no_card": _vars(),
+    "ambiguous_card": _vars(["candidates"]),
+    "unknown_card": _vars(),
+    "name_mismatch": _vars(),
+    "sender_mismatch": _vars(),
+    "inactive_account": _vars([], ["valid_until"]),
+    "debt": _vars(["balance_due"]),
+    "overdue": _vars(["overdue_items"]),
+    "data_not_updated": _vars(["year"]),
+    "no_loans_this_year": _vars(["year"]),
+    "blocked": _vars(["blocked_until", "penalty_months"]),
+    "pool_exhausted": _vars(),
+    "age_restricted": _vars(["min_age"]),
+}
+
+LAYOUT_TEXT = "email/layout.txt.j2"
+LAYOUT_HTML = "email/layout.html.j2"
+TEXT_WIDTH = 78
+
+
+@dataclass(frozen=True)
+class RenderedReply:
+    """The two bodies of one reply, ready for a multipart/alternative message."""
+
+    text: str
+    html: str
+
+
+@dataclass(frozen=True)
+class Section:
+    """One language's rendered part of a reply, as the layouts see it."""
+
+    lang: str
+    body: str
+
+
+class TemplateNames(NamedTuple):
+    text: str
+    html: str
+
+
+def template_names(outcome: str, lang: str) -> TemplateNames:
+    """The loader names of the text and HTML templates for ``outcome`` in ``lang``."""
+    _check_outcome(outcome)
+    _check_lang(lang)
+    base = f"email/{lang}/{outcome}"
+    return TemplateNames(text=f"{base}.txt.j2", html=f"{base}.html.j2")
+
+
+def environment(lang: str, templates_dir: Path | None = None) -> Environment:
+    """The cached Jinja environment for ``lang`` (filters speak that language)."""
+    _check_lang(lang)
+    root = DEFAULT_TEMPLATES_DIR if templates_dir is None else _resolve(Path(templates_dir))
+    return _environment(root, lang)
+
+
+def render_reply(
+    outcome: str,
+    context: Mapping[str, Any],
+    *,
+    languages: Sequence[str] = ("pl", "en"),
+    templates_dir: Path | None = None,
+) -> RenderedReply:
+    """Render the reply for ``outcome``: one section per language, in the order given."""
+    _check_outcome(outcome)
+    if isinstance(languages, str) or not languages:
+        raise ValueError(f"languages must be a non-empty sequence of codes, got {languages!r}")
+    for lang in languages:
+        _check_lang(lang)
+    root = DEFAULT_TEMPLATES_DIR if templates_dir is None else _resolve(Path(templates_dir))
+    ctx = _prepare_context(outcome, context)
+
+    text_sections: list[Section] = []
+    html_sections: list[Section] = []
+    for lang in languages:
+        env = _environment(root, lang)
+        names = template_names(outcome, lang)
+        text = env.get_template(names.text).render(ctx)
+        html = env.get_template(names.html).render(ctx)
+        text_sections.append(Section(lang, _tidy_text(text, lang)))
+        # Already escaped by autoescape: mark it so the layout does not escape it again.
+        html_sections.append(Section(lang, Markup(html.strip())))
+
+    layout_env = _environment(root, languages[0])
+    text = layout_env.get_template(LAYOUT_TEXT).render(ctx, sections=text_sections)
+    html = layout_env.get_template(LAYOUT_HTML).render(ctx, sections=html_sections)
+    # Sections are already wrapped; this only tidies the blank lines around dividers.
+    return RenderedReply(text=_tidy_text(text), html=html.strip() + "\n")
+
+
+def _check_outcome(outcome: str) -> None:
+    if outcome not in REPLY_OUTCOMES:
+        if outcome in NO_REPLY_OUTCOMES:
+            raise ValueError(f"outcome {outcome!r} gets no reply")
+        raise ValueError(f"unknown reply outcome {outcome!r}")
+
+
+def _check_lang(lang: str) -> None:
+    if lang not in i18n.LANGUAGES:
+        raise ValueError(f"unsupported language {lang!r}; expected one of {i18n.LANGUAGES}")
+
+
+def _prepare_context(outcome: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    spec = CONTEXT_VARIABLES[outcome]
+    missing = sorted(name for name in spec.required if name not in context)
+    if missing:
+        raise UndefinedError(
+            f"render_reply({outcome!r}): missing context variable(s): {', '.join(missing)}"
+        )
+    ctx = dict(context)
+    if outcome not in CODE_OUTCOMES:
+        ctx.pop("code", None)
+    for name in spec.optional:
+        ctx.setdefault(name, None)
+    if outcome == "already_received" and not ctx.get("previous_service"):
+        ctx["previous_service"] = i18n.service_key(str(ctx["previous_service_name"]))
+    return ctx
+
+
+@lru_cache(maxsize=64)
+def _resolve(path: Path) -> Path:
+    return path.resolve()
+
+
+def _autoescape(template_name: str | None) -> bool:
+    return template_name is not None and template_name.endswith((".html.j2", ".html"))
+
+
+def _nl2br(value: Any) -> Markup:
+    """Escape, then turn line breaks into ``<br>``: multi-line contact text in HTML."""
+    lines = str(value).strip().splitlines()
+    return Markup("<br>\n").join(escape(line) for line in lines)
+
+
+@lru_cache(maxsize=None)
+def _environment(root: Path, lang: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(root)),
+        undefined=StrictUndefined,
+        autoescape=_autoescape,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        # Templates are compiled once per process; editing one needs a restart.
+        auto_reload=False,
+        cache_size=-1,
+    )
+    env.filters.update(
+        date=partial(i18n.format_date, lang=lang),
+        datetime=partial(i18n.format_datetime, lang=lang),
+        month=partial(i18n.format_month, lang=lang),
+        money=partial(i18n.format_money, lang=lang),
+        plural=partial(i18n.plural, lang=lang),
+        nl2br=_nl2br,
+    )
+    env.globals["lang"] = lang
+    return env
+
+
+_LIST_MARKER = re.compile(r"^(\s*)((?:\d+[.)]|[-*•–])\s+)?")
+_BLANK_RUN = re.compile(r"\n{3,}")
+# A private-use character glues words together while wrapping; it never reaches output.
+_GLUE = "\ue000"
+# Never split a date ("1 grudnia 2026"), "nr 0012345", "godz. 10:00" or "Empik Go".
+_KEEP_TOGETHER = r"\b\d{1,2} \w+ \d{4}\b|\b(?:nr|no\.|godz\.) (?=\S)|\bEmpik Go\b"
+# Polish typesetting keeps one-letter words (w, z, i, a, o, u) off the end of a line.
+_PL_ORPHAN = r"(?<![^\s(„])[aiouwzAIOUWZ] (?=\S)"
+_GLUED = {
+    "pl": re.compile(f"{_KEEP_TOGETHER}|{_PL_ORPHAN}"),
+    None: re.compile(_KEEP_TOGETHER),
+}
+
+
+def _glue(match: re.Match[str]) -> str:
+    return match.group(0).replace(" ", _GLUE)
+
+
+def _tidy_text(text: str, lang: str | None = None) -> str:
+    """Strip trailing spaces, collapse blank runs that guards leave, and wrap long lines.
+
+    Text templates write a paragraph or list item as one line; here each line over
+    TEXT_WIDTH is filled, with a hanging indent under list items. Words such as URLs and
+    codes are never broken.
+    """
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.rstrip()
+        if len(line) <= TEXT_WIDTH:
+            out.append(line)
+        else:
+            out.extend(_fill(line, lang))
+    return _BLANK_RUN.sub("\n\n", "\n".join(out)).strip("\n") + "\n"
+
+
+def _fill(line: str, lang: str | None) -> list[str]:
+    """Greedy fill of one long line (textwrap is several times slower here)."""
+    marker = _LIST_MARKER.match(line)
+    prefix = marker.group(0) if marker else ""  # indent and list marker, if any
+    hang = " " * len(prefix)
+    # No line should start with a dash: keep it with the word before.
+    glued = line[len(prefix) :].replace(" – ", _GLUE + "– ").replace(" - ", _GLUE + "- ")
+    glued = _GLUED.get(lang, _GLUED[None]).sub(_glue, glued)
+    words = glued.split()
+    lines: list[str] = []
+    current = prefix + words[0]
+    for word in words[1:]:
+        if len(current) + 1 + len(word) <= TEXT_WIDTH:
+            current += " " + word
+        else:
+            lines.append(current)
+            current = hang + word
+    lines.append(current)
+    return [part.replace(_GLUE, " ") for part in lines]
