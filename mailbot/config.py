@@ -1,0 +1,297 @@
+"""Typed settings loaded from one TOML file, validated at start-up.
+
+Every key is documented in ``config.example.toml``. A wrong key, a wrong type or a missing
+required value is a ``ConfigError`` naming the key (exit code 2). Secrets may stay out of the
+file: ``password_env = "NAME"`` reads the password from that environment variable, and
+``MAILBOT_SMTP_PASSWORD`` / ``MAILBOT_DATABASE_URL`` override the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mailbot.errors import ConfigError
+
+SERVICES = ("legimi", "empik_go")
+Service = Literal["legimi", "empik_go"]
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 25
+    ssl: bool = False
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_env: str | None = None
+    timeout: float = 30.0
+    # When set, replies are written as .eml files into this folder instead of being sent
+    # (the demo's "file outbox"; also handy for a dry run of a new installation).
+    file_outbox: str | None = None
+
+
+@dataclass(frozen=True)
+class LibrarySettings:
+    id: str
+    name: str
+    timezone: str | None = None  # defaults to the top-level timezone
+    # The month's window opens on this day at this time (library time zone).
+    window_day: int = 1
+    window_time: str = "00:00"
+    card_pattern: str = r"[0-9]{5,14}"
+    # Verification strictness (SPEC 2.5). Cards are not secrets: the policy decides.
+    check_name: bool = True
+    check_sender: bool = False
+    check_data_updated: bool = False
+    check_loans_this_year: bool = False
+    max_balance_due: str = "0"  # refuse as `debt` when the balance is above this (PLN)
+    max_overdue_items: int = 0
+    penalty_months: int = 3
+    replies_per_sender_per_day: int = 5
+    languages: tuple[str, ...] = ("pl", "en")
+    contact: str | None = None
+    activation_url_legimi: str | None = "https://www.legimi.pl/"
+    activation_url_empik_go: str | None = "https://www.empikgo.com/"
+    # Repeat an issued code to a patron who asks again from the address it went to.
+    repeat_code_to_same_address: bool = True
+
+
+@dataclass(frozen=True)
+class MailboxSettings:
+    library: str
+    address: str
+    type: Literal["imap", "maildir"] = "imap"
+    host: str = "localhost"
+    port: int = 993
+    ssl: bool = True
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_env: str | None = None
+    folder: str = "INBOX"
+    manual_folder: str = "mailbot/manual"
+    processed_folder: str | None = "mailbot/processed"
+    path: str | None = None  # for type = "maildir": the Maildir directory
+    timeout: float = 60.0
+
+    @property
+    def key(self) -> str:
+        """Identifies the mailbox across restarts (its database row)."""
+        if self.type == "maildir":
+            return f"maildir:{self.path}"
+        return f"imap://{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    timezone: str = "Europe/Warsaw"
+    database_url: str = "sqlite:///mailbot.db"
+    templates_dir: str | None = None
+    max_message_bytes: int = 2_000_000
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    libraries: tuple[LibrarySettings, ...] = ()
+    mailboxes: tuple[MailboxSettings, ...] = ()
+    source: str = field(default="<defaults>", compare=False)
+
+    def library(self, library_id: str) -> LibrarySettings:
+        for lib in self.libraries:
+            if lib.id == library_id:
+                return lib
+        known = ", ".join(lib.id for lib in self.libraries) or "none configured"
+        raise ConfigError(f"unknown library {library_id!r} (known: {known})", file=self.source)
+
+    def library_tz(self, library_id: str) -> ZoneInfo:
+        return ZoneInfo(self.library(library_id).timezone or self.timezone)
+
+    def mailboxes_of(self, library_id: str) -> list[MailboxSettings]:
+        return [m for m in self.mailboxes if m.library == library_id]
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        return frozenset(m.address.lower() for m in self.mailboxes)
+
+
+def _convert(value: Any, typ: Any, key: str, source: str) -> Any:
+    """Checks ``value`` against the annotation ``typ``; returns it converted."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, args[0], key, source)
+    if origin is Literal:
+        allowed = typing.get_args(typ)
+        if value not in allowed:
+            raise ConfigError(f"must be one of {', '.join(map(repr, allowed))}, not {value!r}",
+                              file=source, column=key)
+        return value
+    if origin is tuple:
+        (item_type, _ellipsis) = typing.get_args(typ)
+        if not isinstance(value, list):
+            raise ConfigError(f"must be a list, not {type(value).__name__}", file=source, column=key)
+        return tuple(_convert(v, item_type, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"must be true or false, not {value!r}", file=source, column=key)
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"must be an integer, not {value!r}", file=source, column=key)
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"must be a number, not {value!r}", file=source, column=key)
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"must be a string, not {value!r}", file=source, column=key)
+        return value
+    raise AssertionError(f"unsupported config type {typ!r}")
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"must be a table, not {type(data).__name__}", file=source, column=prefix)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "source"}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key (known keys: {', '.join(sorted(fields))})",
+                          file=source, column=f"{prefix}{unknown[0]}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError("is required", file=source, column=key)
+            continue
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = _build(typ, data[name], f"{key}.", source)
+        else:
+            kwargs[name] = _convert(data[name], typ, key, source)
+    return cls(**kwargs)
+
+
+def _secret(explicit: str | None, env_name: str | None, key: str, source: str) -> str | None:
+    if env_name:
+        value = os.environ.get(env_name)
+        if value is None:
+            raise ConfigError(f"environment variable {env_name} is not set", file=source, column=key)
+        return value
+    return explicit
+
+
+def _validate(settings: Settings) -> Settings:
+    src = settings.source
+    _zone(settings.timezone, "timezone", src)
+    seen: set[str] = set()
+    for i, lib in enumerate(settings.libraries):
+        key = f"libraries[{i}]"
+        if lib.id in seen:
+            raise ConfigError(f"duplicate library id {lib.id!r}", file=src, column=f"{key}.id")
+        seen.add(lib.id)
+        if lib.timezone:
+            _zone(lib.timezone, f"{key}.timezone", src)
+        if not 1 <= lib.window_day <= 28:
+            raise ConfigError("must be between 1 and 28", file=src, column=f"{key}.window_day")
+        parse_hhmm(lib.window_time, f"{key}.window_time", src)
+        try:
+            re.compile(lib.card_pattern)
+        except re.error as exc:
+            raise ConfigError(f"not a valid regular expression: {exc}", file=src,
+                              column=f"{key}.card_pattern") from None
+        for lang in lib.languages:
+            if lang not in ("pl", "en"):
+                raise ConfigError(f"unsupported language {lang!r} (pl, en)", file=src,
+                                  column=f"{key}.languages")
+        if not lib.languages:
+            raise ConfigError("needs at least one language", file=src, column=f"{key}.languages")
+    addresses: set[str] = set()
+    keys: set[str] = set()
+    mailboxes = []
+    for i, mb in enumerate(settings.mailboxes):
+        key = f"mailboxes[{i}]"
+        if mb.library not in seen:
+            raise ConfigError(f"no library with id {mb.library!r}", file=src, column=f"{key}.library")
+        if "@" not in mb.address:
+            raise ConfigError(f"not an e-mail address: {mb.address!r}", file=src,
+                              column=f"{key}.address")
+        if mb.type == "maildir" and not mb.path:
+            raise ConfigError("is required for a maildir mailbox", file=src, column=f"{key}.path")
+        if mb.type == "imap" and not mb.username:
+            raise ConfigError("is required for an IMAP mailbox", file=src, column=f"{key}.username")
+        if mb.key in keys:
+            raise ConfigError("the same mailbox and folder is configured twice", file=src, column=key)
+        keys.add(mb.key)
+        addresses.add(mb.address.lower())
+        password = _secret(mb.password, mb.password_env, f"{key}.password_env", src)
+        mailboxes.append(dataclasses.replace(mb, password=password,
+                                             processed_folder=mb.processed_folder or None))
+    smtp = settings.smtp
+    smtp_password = os.environ.get("MAILBOT_SMTP_PASSWORD") or _secret(
+        smtp.password, smtp.password_env, "smtp.password_env", src)
+    if smtp.ssl and smtp.starttls:
+        raise ConfigError("ssl and starttls exclude each other", file=src, column="smtp.starttls")
+    return dataclasses.replace(
+        settings,
+        mailboxes=tuple(mailboxes),
+        smtp=dataclasses.replace(smtp, password=smtp_password),
+        database_url=os.environ.get("MAILBOT_DATABASE_URL") or settings.database_url,
+    )
+
+
+def _zone(name: str, key: str, source: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {name!r}", file=source, column=key) from None
+
+
+def parse_hhmm(text: str, key: str = "time", source: str | None = None) -> time:
+    m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text)
+    if not m:
+        raise ConfigError(f"must be HH:MM, not {text!r}", file=source, column=key)
+    return time(int(m.group(1)), int(m.group(2)))
+
+
+def settings_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Settings:
+    """Builds validated settings from parsed TOML (used by tests and the demo)."""
+    raw = dict(data)
+    for plural in ("libraries", "mailboxes"):
+        if plural in raw and not isinstance(raw[plural], list):
+            raise ConfigError("must be an array of tables ([[%s]])" % plural, file=source,
+                              column=plural)
+    libraries = tuple(
+        _build(LibrarySettings, d, f"libraries[{i}].", source)
+        for i, d in enumerate(raw.pop("libraries", []))
+    )
+    mailboxes = tuple(
+        _build(MailboxSettings, d, f"mailboxes[{i}].", source)
+        for i, d in enumerate(raw.pop("mailboxes", []))
+    )
+    base = _build(Settings, raw, "", source)
+    return _validate(dataclasses.replace(base, libraries=libraries, mailboxes=mailboxes,
+                                         source=source))
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("config file not found", file=str(p)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=str(p)) from None
+    return settings_from_dict(data, source=str(p))

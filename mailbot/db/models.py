@@ -1,0 +1,227 @@
+"""The database: SQLAlchemy 2.0 typed models.
+
+A request row is the unit of work: intake creates it (raw mail, INTERNALDATE, mailbox
+UIDVALIDITY+UID, Message-ID), decide fills in the outcome and the rule trail in the same
+transaction that allocates a code and writes the outbox row, respond marks the outbox row
+sent. Each stage can therefore restart from the database alone.
+
+The ledger is append-only: a row per issued code, never updated, never deleted (it outlives
+the retention purge of raw mail).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores instants in UTC and always returns them aware, whatever the engine."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; time must be aware")
+        value = value.astimezone(UTC)
+        # SQLite and MariaDB keep no zone: store naive UTC there.
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Library(Base):
+    __tablename__ = "libraries"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Mailbox(Base):
+    __tablename__ = "mailboxes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(500), unique=True)
+    library_id: Mapped[str] = mapped_column(ForeignKey("libraries.id"))
+    address: Mapped[str] = mapped_column(String(320))
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Reader(Base):
+    __tablename__ = "readers"
+    __table_args__ = (UniqueConstraint("library_id", "card_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    library_id: Mapped[str] = mapped_column(ForeignKey("libraries.id"))
+    card_number: Mapped[str] = mapped_column(String(64))
+    first_name: Mapped[str] = mapped_column(String(200), default="")
+    last_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    valid_until: Mapped[date | None] = mapped_column(Date)
+    balance_due: Mapped[Decimal] = mapped_column(Numeric(10, 2), default=Decimal("0"))
+    overdue_items: Mapped[int] = mapped_column(Integer, default=0)
+    data_updated_on: Mapped[date | None] = mapped_column(Date)
+    last_loan_on: Mapped[date | None] = mapped_column(Date)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CodePool(Base):
+    """One imported file of codes: a library's purchase for one service and month."""
+
+    __tablename__ = "code_pools"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    library_id: Mapped[str] = mapped_column(ForeignKey("libraries.id"))
+    service: Mapped[str] = mapped_column(String(20))
+    month: Mapped[str] = mapped_column(String(7))
+    source_file: Mapped[str] = mapped_column(String(500))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    size: Mapped[int] = mapped_column(Integer)
+
+
+class Code(Base):
+    __tablename__ = "codes"
+    __table_args__ = (Index("ix_codes_free", "library_id", "service", "month", "issued_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # A code is issued at most once, ever, across every pool and library.
+    code: Mapped[str] = mapped_column(String(128), unique=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("code_pools.id"))
+    library_id: Mapped[str] = mapped_column(ForeignKey("libraries.id"))
+    service: Mapped[str] = mapped_column(String(20))
+    month: Mapped[str] = mapped_column(String(7))
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"), unique=True)
+    issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Request(Base):
+    """One mail that reached a mailbox, from intake to outcome."""
+
+    __tablename__ = "requests"
+    __table_args__ = (
+        UniqueConstraint("mailbox_id", "uidvalidity", "uid"),
+        Index("ix_requests_queue", "library_id", "state", "received_at", "uid", "id"),
+        Index("ix_requests_message_id", "library_id", "message_id"),
+        Index("ix_requests_card_month", "library_id", "card_number", "month"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    library_id: Mapped[str] = mapped_column(ForeignKey("libraries.id"))
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    # Server receipt time (IMAP INTERNALDATE): the arrival order.
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    message_id: Mapped[str] = mapped_column(String(998))
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    raw_size: Mapped[int] = mapped_column(Integer, default=0)
+    date_header: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    from_address: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    service: Mapped[str | None] = mapped_column(String(20))
+    card_number: Mapped[str | None] = mapped_column(String(64))
+    patron_name: Mapped[str | None] = mapped_column(String(300))
+    month: Mapped[str | None] = mapped_column(String(7))
+    # new -> decided | manual | ignored ; error = set aside for staff after a crash on it
+    state: Mapped[str] = mapped_column(String(16), default="new")
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    trail: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    # Where the mail has to go in its mailbox once the database holds it; None when done.
+    pending_move: Mapped[str | None] = mapped_column(String(300))
+
+    mailbox: Mapped[Mailbox] = relationship()
+    code: Mapped[Code | None] = relationship(foreign_keys=[Code.request_id], viewonly=True,
+                                             uselist=False)
+
+
+class Outbox(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state", "state", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), unique=True)
+    library_id: Mapped[str] = mapped_column(ForeignKey("libraries.id"))
+    mail_from: Mapped[str] = mapped_column(String(320))
+    to_address: Mapped[str] = mapped_column(String(320))
+    message_id: Mapped[str] = mapped_column(String(300), unique=True)
+    outcome: Mapped[str] = mapped_column(String(32))
+    message: Mapped[bytes] = mapped_column(LargeBinary)
+    # pending -> sent | failed
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LedgerEntry(Base):
+    """Who got which code when. Append-only: survives every purge."""
+
+    __tablename__ = "ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code_id: Mapped[int] = mapped_column(ForeignKey("codes.id"), unique=True)
+    library_id: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str] = mapped_column(String(20))
+    month: Mapped[str] = mapped_column(String(7))
+    card_number: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(320))
+    request_id: Mapped[int | None] = mapped_column(Integer)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    channel: Mapped[str] = mapped_column(String(16), default="email")
+
+
+class ActivationReport(Base):
+    """A month for which the platform's activation report was imported (penalties need it)."""
+
+    __tablename__ = "activation_reports"
+    __table_args__ = (UniqueConstraint("library_id", "month"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    library_id: Mapped[str] = mapped_column(ForeignKey("libraries.id"))
+    month: Mapped[str] = mapped_column(String(7))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+@event.listens_for(Session, "before_flush")
+def _ledger_is_append_only(session: Session, _ctx: Any, _instances: Any) -> None:
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, LedgerEntry):
+            raise RuntimeError("the ledger is append-only")

@@ -1,0 +1,50 @@
+"""Engine and session factory; the schema is created on first use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailbot.db.models import Base
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            # WAL lets `status` read while the bot writes; foreign keys are off by default.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def open_database(url: str) -> sessionmaker[Session]:
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def sync_config(sessions: sessionmaker[Session], settings: Any) -> None:
+    """Makes the library and mailbox rows match the configuration (names may change)."""
+    from mailbot.db.models import Library
+    from mailbot.intake.store import mailbox_row
+
+    with sessions.begin() as session:
+        for lib in settings.libraries:
+            row = session.get(Library, lib.id)
+            if row is None:
+                session.add(Library(id=lib.id, name=lib.name))
+            else:
+                row.name = lib.name
+        session.flush()
+        for mb in settings.mailboxes:
+            mailbox_row(session, mb)

@@ -1,0 +1,46 @@
+"""SPEC 2.6 and 2.7: one code per patron per month across services; the penalty."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from mailbot.clock import add_months, parse_month
+from mailbot.rules.base import Facts, Hit
+
+
+class AlreadyReceived:
+    name = "already_received"
+    description = "This card already received a code this month (Legimi or Empik Go)."
+
+    def check(self, facts: Facts) -> Hit | None:
+        prev = facts.issued_this_month
+        if prev is None:
+            return None
+        same_address = bool(prev.email) and prev.email == (facts.from_address or "").lower()
+        repeat = same_address and facts.library.repeat_code_to_same_address
+        context = {
+            "previous_service": prev.service,
+            "previous_issued_at": prev.issued_at,
+            # Repeating the code is only safe to the address it already went to.
+            "code": prev.code if repeat else None,
+        }
+        note = f"{prev.service} code issued {prev.issued_at:%Y-%m-%d %H:%M}"
+        return Hit(self.name, note + ("; code repeated" if repeat else ""), context)
+
+
+class Blocked:
+    name = "blocked"
+    description = "A code of a recent month was issued and never activated (penalty)."
+
+    def check(self, facts: Facts) -> Hit | None:
+        months = facts.library.penalty_months
+        if months <= 0 or not facts.unactivated_months:
+            return None
+        latest = max(facts.unactivated_months)
+        # Blocked for `months` months after the month of the unactivated code.
+        y, m = add_months(*parse_month(latest), months + 1)
+        until = date(y, m, 1)
+        if facts.local_received.date() >= until:
+            return None
+        return Hit(self.name, f"code of {latest} not activated; blocked until {until}",
+                   {"blocked_until": until, "penalty_months": months})

@@ -1,0 +1,107 @@
+"""SPEC 2.5: verification against the reader database."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from mailbot.intake.parse import surname_matches
+from mailbot.rules.base import Facts, Hit
+
+
+class UnknownCard:
+    name = "unknown_card"
+    description = "The card number is not in the library's reader database."
+
+    def check(self, facts: Facts) -> Hit | None:
+        if facts.reader is None:
+            return Hit(self.name, f"card {facts.card} not found")
+        return None
+
+
+class NameMismatch:
+    name = "name_mismatch"
+    description = "The surname on file does not appear in the mail."
+
+    def check(self, facts: Facts) -> Hit | None:
+        assert facts.reader is not None
+        if facts.library.check_name and not surname_matches(facts.name_text,
+                                                            facts.reader.last_name):
+            return Hit(self.name, "the surname on file is not in the mail")
+        return None
+
+
+class SenderMismatch:
+    name = "sender_mismatch"
+    description = "The sender address differs from the address on file (if the policy asks)."
+
+    def check(self, facts: Facts) -> Hit | None:
+        assert facts.reader is not None
+        if not facts.library.check_sender:
+            return None
+        on_file = (facts.reader.email or "").strip().lower()
+        if not on_file or on_file != (facts.from_address or "").lower():
+            return Hit(self.name, "sender address is not the address on file")
+        return None
+
+
+class InactiveAccount:
+    name = "inactive_account"
+    description = "The card's validity ended before the request arrived."
+
+    def check(self, facts: Facts) -> Hit | None:
+        assert facts.reader is not None
+        valid_until = facts.reader.valid_until
+        if valid_until is not None and valid_until < facts.local_received.date():
+            return Hit(self.name, f"card valid until {valid_until.isoformat()}",
+                       {"valid_until": valid_until})
+        return None
+
+
+class Debt:
+    name = "debt"
+    description = "Money owed to the library above the policy's limit."
+
+    def check(self, facts: Facts) -> Hit | None:
+        assert facts.reader is not None
+        if facts.reader.balance_due > Decimal(facts.library.max_balance_due):
+            return Hit(self.name, f"balance due {facts.reader.balance_due}",
+                       {"balance_due": facts.reader.balance_due})
+        return None
+
+
+class Overdue:
+    name = "overdue"
+    description = "Overdue loans on the account."
+
+    def check(self, facts: Facts) -> Hit | None:
+        assert facts.reader is not None
+        if facts.reader.overdue_items > facts.library.max_overdue_items:
+            return Hit(self.name, f"{facts.reader.overdue_items} overdue item(s)",
+                       {"overdue_items": facts.reader.overdue_items})
+        return None
+
+
+class DataNotUpdated:
+    name = "data_not_updated"
+    description = "Personal data not updated this calendar year (if the policy asks)."
+
+    def check(self, facts: Facts) -> Hit | None:
+        assert facts.reader is not None
+        year = facts.local_received.year
+        updated = facts.reader.data_updated_on
+        if facts.library.check_data_updated and (updated is None or updated.year < year):
+            return Hit(self.name, f"data last updated {updated or 'never'}", {"year": year})
+        return None
+
+
+class NoLoansThisYear:
+    name = "no_loans_this_year"
+    description = "No loan this calendar year (if the policy asks)."
+
+    def check(self, facts: Facts) -> Hit | None:
+        assert facts.reader is not None
+        year = facts.local_received.year
+        last = facts.reader.last_loan_on
+        if facts.library.check_loans_this_year and (last is None or last.year < year):
+            return Hit(self.name, f"last loan {last or 'never'}", {"year": year})
+        return None
