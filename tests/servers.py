@@ -758,7 +758,10 @@ class _SinkHandler:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
-        login = getattr(session, "login_data", None)
+        # auth_data (aiosmtpd >= 1.3) holds what the authenticator returned; login_data is
+        # deprecated and logs a warning on every access.
+        auth = getattr(session, "auth_data", None)
+        login = getattr(auth, "login", auth) if session.authenticated else None
         self.sink._record(
             ReceivedMail(
                 mail_from=envelope.mail_from,

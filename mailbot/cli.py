@@ -1,0 +1,189 @@
+"""The ``mailbot`` command line (SPEC 4). Exit codes: 0 ok, 2 bad input, 1 other errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailbot.clock import month_key, month_of, utcnow
+from mailbot.config import SERVICES, Settings, load_settings
+from mailbot.db.models import Code, Mailbox, Outbox, Request
+from mailbot.db.session import open_database, sync_config
+from mailbot.errors import BadInput, MailbotError
+
+log = logging.getLogger("mailbot")
+
+DEFAULT_CONFIG = "mailbot.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mailbot", description=__doc__)
+    p.add_argument("--config", "-c", default=os.environ.get("MAILBOT_CONFIG", DEFAULT_CONFIG),
+                   help="TOML config file (default: $MAILBOT_CONFIG or ./mailbot.toml)")
+    p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("import-readers", help="load/refresh the local reader table")
+    r.add_argument("file")
+    r.add_argument("--library", required=True)
+
+    c = sub.add_parser("import-codes", help="add a code pool from XLSX, XLS, CSV or HTML")
+    c.add_argument("file")
+    c.add_argument("--library", required=True)
+    c.add_argument("--service", required=True, choices=SERVICES)
+    c.add_argument("--month", required=True, help="YYYY-MM")
+    c.add_argument("--column", help="the code column: header, 1-based index or letter")
+
+    run = sub.add_parser("run", help="fetch, decide and send")
+    run.add_argument("--once", action="store_true",
+                     help="handle everything waiting, then exit (for cron and tests)")
+
+    sub.add_parser("status", help="pools left, queue, outbox, last poll per mailbox")
+
+    d = sub.add_parser("demo", help="the embedded default: no servers needed")
+    d.add_argument("--dir", default="mailbot-demo", help="where to create the demo")
+    d.add_argument("--no-serve", action="store_true",
+                   help="exit after processing (the dashboard comes in a later release)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    quiet = args.command == "demo"  # the demo's output is its table
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "demo":
+            from mailbot.demo import run_demo
+
+            return run_demo(args.dir)
+        settings = load_settings(args.config)
+        return COMMANDS[args.command](settings, args)
+    except BadInput as exc:
+        print(f"mailbot: error: {exc}", file=sys.stderr)
+        return 2
+    except MailbotError as exc:
+        print(f"mailbot: {exc}", file=sys.stderr)
+        return 1
+
+
+def _open(settings: Settings) -> sessionmaker[Session]:
+    sessions = open_database(settings.database_url)
+    sync_config(sessions, settings)
+    return sessions
+
+
+def cmd_import_readers(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.imports.load import import_readers
+
+    settings.library(args.library)
+    sessions = _open(settings)
+    result = import_readers(sessions, settings, path=args.file, library_id=args.library,
+                            now=utcnow())
+    print(f"{args.file}: {result.created} readers added, {result.updated} updated, "
+          f"{result.unchanged} unchanged")
+    return 0
+
+
+def cmd_import_codes(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.imports.load import import_codes
+
+    settings.library(args.library)
+    sessions = _open(settings)
+    result = import_codes(sessions, settings, path=args.file, library_id=args.library,
+                          service=args.service, month=args.month, column=args.column,
+                          now=utcnow())
+    print(f"{args.file}: {result.added} {args.service} codes for {args.month} added "
+          f"(pool #{result.pool_id})")
+    return 0
+
+
+def run_once(sessions: sessionmaker[Session], settings: Settings, *,
+             now: datetime | None = None) -> dict[str, Any]:
+    """One full pass: every mailbox, then decisions in arrival order, then the outbox."""
+    from mailbot.decide import decide_pending
+    from mailbot.intake.imap import poll_all
+    from mailbot.intake.maildir import poll_all_maildirs
+    from mailbot.respond.send import send_due
+
+    polls = poll_all(sessions, settings) + poll_all_maildirs(sessions, settings)
+    decisions = decide_pending(sessions, settings, now=now)
+    sent = asyncio.run(send_due(sessions, settings.smtp, now=now))
+    return {"polls": polls, "decisions": decisions, "sent": sent}
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    sessions = _open(settings)
+    if not args.once:
+        print("mailbot: the long-running daemon is not built yet; use `run --once` from cron",
+              file=sys.stderr)
+        return 2
+    result = run_once(sessions, settings)
+    failed = [p for p in result["polls"] if p.errors]
+    stored = sum(p.stored for p in result["polls"])
+    sent = result["sent"]
+    print(f"stored {stored} mail(s), decided {len(result['decisions'])}, sent {sent.sent}, "
+          f"deferred {sent.deferred}, failed {sent.failed}")
+    for p in failed:
+        print(f"mailbox {p.mailbox}: {'; '.join(p.errors)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def status_lines(sessions: sessionmaker[Session], settings: Settings) -> list[str]:
+    now = utcnow()
+    lines = []
+    with sessions() as session:
+        for lib in settings.libraries:
+            month = month_key(*month_of(now, settings.library_tz(lib.id)))
+            lines.append(f"library {lib.id} ({lib.name}), month {month}")
+            for service in SERVICES:
+                total, left = session.execute(
+                    select(func.count(Code.id),
+                           func.count(Code.id).filter(Code.issued_at.is_(None)))
+                    .where(Code.library_id == lib.id, Code.service == service,
+                           Code.month == month)
+                ).one()
+                lines.append(f"  pool {service:9} {left:6} left of {total}")
+            queue = dict(session.execute(
+                select(Request.state, func.count(Request.id))
+                .where(Request.library_id == lib.id).group_by(Request.state)).all())
+            lines.append(f"  queue: {queue.get('new', 0)} waiting, {queue.get('error', 0)} "
+                         f"set aside for staff, {queue.get('manual', 0)} in manual folder")
+            outbox = dict(session.execute(
+                select(Outbox.state, func.count(Outbox.id))
+                .where(Outbox.library_id == lib.id).group_by(Outbox.state)).all())
+            lines.append(f"  outbox: {outbox.get('pending', 0)} pending, "
+                         f"{outbox.get('failed', 0)} failed, {outbox.get('sent', 0)} sent")
+            for mb in session.scalars(select(Mailbox).where(Mailbox.library_id == lib.id)
+                                      .order_by(Mailbox.id)):
+                when = mb.last_poll_at.astimezone(settings.library_tz(lib.id)).strftime(
+                    "%Y-%m-%d %H:%M:%S %Z") if mb.last_poll_at else "never"
+                health = f"  ERROR: {mb.last_error}" if mb.last_error else ""
+                lines.append(f"  mailbox {mb.address} last poll {when}{health}")
+    return lines
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    sessions = _open(settings)
+    print("\n".join(status_lines(sessions, settings)))
+    return 0
+
+
+COMMANDS = {
+    "import-readers": cmd_import_readers,
+    "import-codes": cmd_import_codes,
+    "run": cmd_run,
+    "status": cmd_status,
+}

@@ -1,0 +1,286 @@
+"""The decide stage: stored requests -> outcomes, strictly in arrival order per library.
+
+For each library, the earliest undecided request (INTERNALDATE, ties by UID) is decided in
+one transaction that runs the rules, allocates a code if it is due one, appends the ledger,
+records the outcome with its rule trail and writes the reply into the outbox. A crash
+anywhere leaves either all of that or none of it, so deciding simply resumes.
+
+A request that raises an unexpected error is set aside for staff (state ``error``) and the
+queue goes on; a reader source that is down stops that library's queue (the requests wait,
+in order) rather than refusing anybody.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailbot.clock import add_months, month_end, month_key, month_of, parse_month, utcnow
+from mailbot.config import LibrarySettings, Settings
+from mailbot.db.models import ActivationReport, Code, LedgerEntry, Mailbox, Outbox, Request
+from mailbot.errors import SourceUnavailable
+from mailbot.intake.parse import extract_name, find_cards, parse_mail
+from mailbot.readers.local import LocalReaders
+from mailbot.respond.compose import compose_reply
+from mailbot.respond.i18n import service_name
+from mailbot.rules import evaluate
+from mailbot.rules.base import Facts, Hit, IssuedThisMonth, ReaderFacts
+from mailbot.rules.window import next_window, window_opens
+
+log = logging.getLogger(__name__)
+
+NO_REPLY = frozenset({"ignored_loop", "not_a_request", "rate_limited"})
+
+
+class ReaderSource(Protocol):
+    name: str
+
+    def lookup(self, session: Session, *, library_id: str, card: str) -> ReaderFacts | None: ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    request_id: int
+    outcome: str
+    code_id: int | None
+
+
+def decide_pending(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    sources: dict[str, ReaderSource] | None = None,
+) -> list[Decision]:
+    """Decides every waiting request of every library; returns what was decided."""
+    decisions: list[Decision] = []
+    for library in settings.libraries:
+        source = (sources or {}).get(library.id) or LocalReaders()
+        decisions.extend(_decide_library(sessions, settings, library, source, now))
+    return decisions
+
+
+def _next_request(session: Session, library_id: str) -> Request | None:
+    stmt = (
+        select(Request)
+        .where(Request.library_id == library_id, Request.state == "new")
+        .order_by(Request.received_at, Request.uid, Request.mailbox_id, Request.id)
+        .limit(1)
+    )
+    return session.scalar(stmt)
+
+
+def _decide_library(sessions: sessionmaker[Session], settings: Settings,
+                    library: LibrarySettings, source: ReaderSource,
+                    fixed_now: datetime | None) -> list[Decision]:
+    decisions = []
+    while True:
+        started = time.perf_counter()
+        now = fixed_now or utcnow()
+        try:
+            with sessions.begin() as session:
+                req = _next_request(session, library.id)
+                if req is None:
+                    return decisions
+                request_id = req.id
+                decision = decide_one(session, req, settings=settings, library=library,
+                                      source=source, now=now)
+        except SourceUnavailable as exc:
+            log.warning("library %s: reader source %s unavailable (%s); requests wait",
+                        library.id, source.name, exc)
+            return decisions
+        except Exception:
+            log.exception("request %s could not be decided; set aside for staff", request_id)
+            _set_aside(sessions, request_id, traceback.format_exc(limit=5))
+            continue
+        log.info("request=%s library=%s outcome=%s took=%.1fms", decision.request_id,
+                 library.id, decision.outcome, (time.perf_counter() - started) * 1000)
+        decisions.append(decision)
+
+
+def _set_aside(sessions: sessionmaker[Session], request_id: int, error: str) -> None:
+    with sessions.begin() as session:
+        req = session.get(Request, request_id)
+        if req is not None and req.state == "new":
+            req.state, req.error = "error", error[-2000:]
+
+
+def _issued_this_month(session: Session, library_id: str, card: str,
+                       month: str) -> IssuedThisMonth | None:
+    row = session.execute(
+        select(LedgerEntry, Code.code)
+        .join(Code, Code.id == LedgerEntry.code_id)
+        .where(LedgerEntry.library_id == library_id, LedgerEntry.card_number == card,
+               LedgerEntry.month == month)
+        .order_by(LedgerEntry.id)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    entry, code = row
+    return IssuedThisMonth(service=entry.service, code=code, email=entry.email,
+                           issued_at=entry.issued_at)
+
+
+def _unactivated_months(session: Session, library: LibrarySettings, card: str,
+                        month: str) -> tuple[str, ...]:
+    if library.penalty_months <= 0:
+        return ()
+    y, m = parse_month(month)
+    months = [month_key(*add_months(y, m, -k)) for k in range(1, library.penalty_months + 1)]
+    rows = session.scalars(
+        select(LedgerEntry.month)
+        .join(Code, Code.id == LedgerEntry.code_id)
+        .join(ActivationReport, (ActivationReport.library_id == LedgerEntry.library_id)
+              & (ActivationReport.month == LedgerEntry.month))
+        .where(LedgerEntry.library_id == library.id, LedgerEntry.card_number == card,
+               LedgerEntry.month.in_(months), Code.activated_at.is_(None))
+    ).all()
+    return tuple(sorted(set(rows)))
+
+
+def _replies_today(session: Session, req: Request, tz: Any) -> int:
+    local = req.received_at.astimezone(tz)
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = start + timedelta(days=1)
+    return session.scalar(
+        select(func.count(Outbox.id))
+        .join(Request, Request.id == Outbox.request_id)
+        .where(Outbox.library_id == req.library_id, Outbox.to_address == req.from_address,
+               Request.received_at >= start, Request.received_at < end)
+    ) or 0
+
+
+def _allocate(session: Session, *, library_id: str, service: str, month: str) -> Code | None:
+    stmt = (
+        select(Code)
+        .where(Code.library_id == library_id, Code.service == service, Code.month == month,
+               Code.issued_at.is_(None))
+        .order_by(Code.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return session.scalar(stmt)
+
+
+def decide_one(session: Session, req: Request, *, settings: Settings, library: LibrarySettings,
+               source: ReaderSource, now: datetime) -> Decision:
+    tz = settings.library_tz(library.id)
+    # The pool served is the month of the decision (see Facts.month); a clock running
+    # behind the mail server must not move a request back a month.
+    year, mon = month_of(max(now, req.received_at), tz)
+    month = month_key(year, mon)
+    parsed = parse_mail(req.raw or b"", max_bytes=settings.max_message_bytes)
+    cards = find_cards(parsed, pattern=library.card_pattern)
+    name_text = parsed.quoted if cards.from_quote else parsed.unquoted
+    req.month = month
+    req.card_number = cards.card
+    req.patron_name = (extract_name(parsed) or "")[:300] or None
+
+    context: dict[str, Any] = {}
+    code: Code | None = None
+    hit: Hit | None
+    trail: list[dict[str, Any]] = []
+    if library.replies_per_sender_per_day > 0 and req.from_address and \
+            _replies_today(session, req, tz) >= library.replies_per_sender_per_day:
+        hit = Hit("rate_limited", f"{library.replies_per_sender_per_day} replies to this "
+                  "address today already; no reply")
+        trail.append({"rule": "rate_limit", "result": "refused", "note": hit.note})
+    else:
+        reader = (source.lookup(session, library_id=library.id, card=cards.card)
+                  if cards.card else None)
+        facts = Facts(
+            library=library, tz=tz, month=(year, mon), service=req.service or "legimi",
+            received_at=req.received_at, date_header=req.date_header,
+            from_address=req.from_address, card_candidates=cards.candidates, card=cards.card,
+            name_text=name_text, reader=reader,
+            issued_this_month=_issued_this_month(session, library.id, cards.card, month)
+            if cards.card else None,
+            unactivated_months=_unactivated_months(session, library, cards.card, month)
+            if cards.card else (),
+        )
+        hit, trail = evaluate(facts)
+        if hit is None:
+            hit, code = _issue(session, req, library=library, tz=tz, month=month, now=now)
+            trail.append({"rule": "pool", "result": "issued" if code else "refused",
+                          "note": hit.note})
+        if reader is not None:
+            context["patron_first_name"] = reader.first_name
+    req.outcome = hit.outcome
+    req.state = "decided"
+    req.decided_at = now
+    req.trail = trail
+    context.update(hit.context)
+    if hit.outcome not in NO_REPLY and req.from_address:
+        _write_reply(session, req, settings=settings, library=library, tz=tz, year=year,
+                     month=mon, context=context, references=parsed.references, now=now)
+    return Decision(req.id, hit.outcome, code.id if code else None)
+
+
+def _issue(session: Session, req: Request, *, library: LibrarySettings, tz: Any, month: str,
+           now: datetime) -> tuple[Hit, Code | None]:
+    y, m = parse_month(month)
+    if now >= month_end(y, m, tz):
+        # Unissued codes expire with their month and are never issued later.
+        return Hit("pool_exhausted", f"decided after {month} ended: its codes expired"), None
+    code = _allocate(session, library_id=library.id, service=req.service or "", month=month)
+    if code is None:
+        return Hit("pool_exhausted", f"no {req.service} code left for {month}"), None
+    code.request_id = req.id
+    code.issued_at = now
+    session.add(LedgerEntry(code_id=code.id, library_id=library.id, service=code.service,
+                            month=month, card_number=req.card_number or "",
+                            email=(req.from_address or "").lower() or None,
+                            request_id=req.id, issued_at=now, channel="email"))
+    return Hit("issued", f"code #{code.id} from pool #{code.pool_id}",
+               {"code": code.code}), code
+
+
+def _write_reply(session: Session, req: Request, *, settings: Settings,
+                 library: LibrarySettings, tz: Any, year: int, month: int,
+                 context: dict[str, Any], references: tuple[str, ...], now: datetime) -> None:
+    mailbox = session.get(Mailbox, req.mailbox_id)
+    assert mailbox is not None
+    service = req.service or "legimi"
+    ctx: dict[str, Any] = {
+        "library_name": library.name,
+        "service": service,
+        "service_name": service_name(service),
+        "subject": req.subject,
+        "received_at": req.received_at.astimezone(tz),
+        "month": datetime(year, month, 1).date(),
+        "card_number": req.card_number,
+        "patron_name": req.patron_name,
+        "library_contact": library.contact,
+        "next_window": next_window(library, tz, year, month),
+        "window_opens": window_opens(library, tz, year, month),
+        "activation_url": getattr(library, f"activation_url_{service}", None),
+        "deadline": (month_end(year, month, tz) - timedelta(days=1)).date(),
+        "penalty_months": library.penalty_months,
+        "code": None,
+    }
+    ctx.update(context)
+    if "previous_service" in ctx:
+        ctx["previous_service_name"] = service_name(ctx["previous_service"])
+        ctx["previous_issued_at"] = ctx["previous_issued_at"].astimezone(tz)
+        ctx["activation_url"] = getattr(library, f"activation_url_{ctx['previous_service']}",
+                                        None)
+    reply = compose_reply(
+        outcome=req.outcome or "", context=ctx, languages=library.languages,
+        library_name=library.name, mailbox_address=mailbox.address, to=req.from_address or "",
+        original_subject=req.subject, original_message_id=req.message_id,
+        original_references=references, templates_dir=settings.templates_dir, request_key=f"{mailbox.key}|{req.uidvalidity}|"
+        f"{req.uid}|{req.message_id}", now=now,
+    )
+    session.add(Outbox(request_id=req.id, library_id=library.id, mail_from=reply.mail_from,
+                       to_address=reply.to, message_id=reply.message_id, outcome=req.outcome,
+                       message=reply.message, state="pending", created_at=now, due_at=now,
+                       attempts=0))
+

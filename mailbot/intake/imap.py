@@ -1,0 +1,223 @@
+"""Intake from IMAP (imapclient): fetch what arrived since the last UID, store, then move.
+
+The mailbox row remembers UIDVALIDITY and the last UID stored, in the same commit as the
+stored requests, so nothing is fetched twice and nothing is skipped. Mail is moved (or
+flagged) only after that commit; a crash in between leaves ``pending_move`` on the rows and
+the next poll finishes the moves first. A new UIDVALIDITY starts again from UID 1; the
+Message-ID check keeps already stored mail from becoming a second request.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Iterable
+
+from imapclient import IMAPClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailbot.clock import utcnow
+from mailbot.config import MailboxSettings, Settings
+from mailbot.db.models import Mailbox, Request
+from mailbot.intake.store import SEEN_ONLY, ingest, mailbox_row
+
+log = logging.getLogger(__name__)
+
+FETCH_CHUNK = 200
+
+
+@dataclass
+class PollReport:
+    mailbox: str
+    fetched: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    moved: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def connect(mb: MailboxSettings) -> IMAPClient:
+    context = ssl.create_default_context() if (mb.ssl or mb.starttls) else None
+    client = IMAPClient(mb.host, port=mb.port, ssl=mb.ssl, ssl_context=context,
+                        timeout=mb.timeout)
+    if mb.starttls:
+        client.starttls(context)
+    client.login(mb.username or "", mb.password or "")
+    # Aware datetimes for INTERNALDATE, never the machine's local time.
+    client.normalise_times = False
+    return client
+
+
+def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+class _Folders:
+    """Server folder names (configured with '/', the server may use another delimiter)."""
+
+    def __init__(self, client: IMAPClient) -> None:
+        self.client = client
+        listing = client.list_folders(pattern="")
+        delim = listing[0][1] if listing and listing[0][1] else b"/"
+        self.delimiter = delim.decode() if isinstance(delim, bytes) else delim
+        self.known: set[str] = set()
+
+    def ensure(self, name: str) -> str:
+        server_name = name.replace("/", self.delimiter)
+        if server_name not in self.known:
+            if not self.client.folder_exists(server_name):
+                self.client.create_folder(server_name)
+                try:
+                    self.client.subscribe_folder(server_name)
+                except Exception:  # subscriptions are a convenience for staff only
+                    pass
+            self.known.add(server_name)
+        return server_name
+
+
+def _move(client: IMAPClient, folders: _Folders, uids: list[int], target: str) -> None:
+    if not uids:
+        return
+    if target == SEEN_ONLY:
+        client.add_flags(uids, [b"\\Seen"], silent=True)
+        return
+    server_name = folders.ensure(target)
+    if client.has_capability("MOVE"):
+        client.move(uids, server_name)
+        return
+    client.copy(uids, server_name)
+    client.add_flags(uids, [b"\\Deleted"], silent=True)
+    if client.has_capability("UIDPLUS"):
+        client.uid_expunge(uids)
+    else:
+        client.expunge()
+
+
+def _finish_moves(client: IMAPClient, folders: _Folders, sessions: sessionmaker[Session],
+                  mailbox_id: int, uidvalidity: int) -> int:
+    with sessions() as session:
+        rows = session.execute(
+            select(Request.id, Request.uid, Request.pending_move).where(
+                Request.mailbox_id == mailbox_id, Request.uidvalidity == uidvalidity,
+                Request.pending_move.is_not(None))
+        ).all()
+    by_target: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for rid, uid, target in rows:
+        by_target[target].append((rid, uid))
+    moved = 0
+    for target, items in by_target.items():
+        _move(client, folders, [uid for _, uid in items], target)
+        with sessions.begin() as session:
+            for rid, _ in items:
+                session.get(Request, rid).pending_move = None  # type: ignore[union-attr]
+        moved += len(items)
+    return moved
+
+
+def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSettings,
+                 *, client: IMAPClient | None = None) -> PollReport:
+    """Stores every new mail of one mailbox folder; moves it once stored."""
+    report = PollReport(mb.key)
+    own_client = client is None
+    client = client or connect(mb)
+    try:
+        info = client.select_folder(mb.folder)
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        folders = _Folders(client)
+        with sessions.begin() as session:
+            row = mailbox_row(session, mb)
+            if row.uidvalidity != uidvalidity:
+                if row.uidvalidity is not None:
+                    log.warning("%s: UIDVALIDITY changed %s -> %s; reading the folder again "
+                                "(Message-IDs keep stored mail from repeating)", mb.key,
+                                row.uidvalidity, uidvalidity)
+                    # Old UIDs mean nothing now: their moves cannot be done by UID.
+                    for req in session.scalars(select(Request).where(
+                            Request.mailbox_id == row.id, Request.pending_move.is_not(None),
+                            Request.uidvalidity != uidvalidity)):
+                        req.pending_move = None
+                row.uidvalidity, row.last_uid = uidvalidity, 0
+            mailbox_id, last_uid = row.id, row.last_uid
+        report.moved += _finish_moves(client, folders, sessions, mailbox_id, uidvalidity)
+
+        # "n:*" always matches the highest UID, even one below n: filter.
+        uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
+        for chunk in _chunks(uids, FETCH_CHUNK):
+            messages = _fetch(client, chunk, settings.max_message_bytes)
+            duplicates: dict[str, list[int]] = defaultdict(list)
+            with sessions.begin() as session:
+                row = session.get(Mailbox, mailbox_id)
+                assert row is not None
+                now = utcnow()
+                for uid in chunk:
+                    if uid not in messages:  # expunged meanwhile
+                        continue
+                    internaldate, raw = messages[uid]
+                    stored = ingest(session, settings=settings, mailbox=row, mb=mb,
+                                    uidvalidity=uidvalidity, uid=uid, received_at=internaldate,
+                                    raw=raw, now=now)
+                    report.fetched += 1
+                    if stored.request_id is None:
+                        duplicates[stored.move_to].append(uid)
+                        report.duplicates += 1
+                    else:
+                        report.stored += 1
+                row.last_uid = max(chunk)
+            for target, dup_uids in duplicates.items():
+                _move(client, folders, dup_uids, target)
+            report.moved += _finish_moves(client, folders, sessions, mailbox_id, uidvalidity)
+        with sessions.begin() as session:
+            row = session.get(Mailbox, mailbox_id)
+            assert row is not None
+            row.last_poll_at, row.last_error = utcnow(), None
+    finally:
+        if own_client:
+            try:
+                client.logout()
+            except Exception:
+                pass
+    return report
+
+
+def _fetch(client: IMAPClient, uids: list[int], max_bytes: int) -> dict[int, tuple[datetime, bytes]]:
+    """INTERNALDATE and the raw mail; oversized mail only up to ``max_bytes`` (flat memory)."""
+    sizes = client.fetch(uids, ["RFC822.SIZE"])
+    small = [u for u in uids if u in sizes and sizes[u].get(b"RFC822.SIZE", 0) <= max_bytes]
+    large = [u for u in uids if u in sizes and u not in small]
+    out: dict[int, tuple[datetime, bytes]] = {}
+    if small:
+        for uid, data in client.fetch(small, ["INTERNALDATE", "BODY.PEEK[]"]).items():
+            out[uid] = (_aware(data[b"INTERNALDATE"]), data[b"BODY[]"])
+    for uid in large:
+        part = f"BODY.PEEK[]<0.{max_bytes}>"
+        data = client.fetch([uid], ["INTERNALDATE", part]).get(uid)
+        if data is None:
+            continue
+        body = next((v for k, v in data.items() if k.startswith(b"BODY[]")), b"")
+        out[uid] = (_aware(data[b"INTERNALDATE"]), body or b"")
+    return out
+
+
+def poll_all(sessions: sessionmaker[Session], settings: Settings) -> list[PollReport]:
+    """Polls every configured IMAP mailbox; one failing mailbox does not stop the others."""
+    reports = []
+    for mb in settings.mailboxes:
+        if mb.type != "imap":
+            continue
+        try:
+            reports.append(poll_mailbox(sessions, settings, mb))
+        except Exception as exc:
+            log.error("%s: poll failed: %s: %s", mb.key, type(exc).__name__, exc)
+            with sessions.begin() as session:
+                mailbox_row(session, mb).last_error = f"{type(exc).__name__}: {exc}"[:1000]
+            reports.append(PollReport(mb.key, errors=[str(exc)]))
+    return reports

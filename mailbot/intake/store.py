@@ -1,0 +1,125 @@
+"""Mail -> stored request: the intake stage's one idempotent step, shared by IMAP and Maildir.
+
+Intake only sorts mail: a request for a service (``new``, to be decided in arrival order),
+auto-generated mail (``ignored_loop``, never answered) or anything else (``not_a_request``,
+left for staff in the manual folder). Each row remembers where its mail still has to be
+moved (``pending_move``): mail is moved only after the database has committed the row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailbot.config import MailboxSettings, Settings
+from mailbot.db.models import Mailbox, Request
+from mailbot.intake.parse import loop_reason, match_service, parse_mail
+
+log = logging.getLogger(__name__)
+
+SEEN_ONLY = "=seen"  # no processed folder configured: flag the mail \Seen where it is
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What intake did with one mail: the row (None for a duplicate) and where it goes."""
+
+    request_id: int | None
+    move_to: str
+
+
+def processed_target(mb: MailboxSettings) -> str:
+    return mb.processed_folder or SEEN_ONLY
+
+
+def ingest(
+    session: Session,
+    *,
+    settings: Settings,
+    mailbox: Mailbox,
+    mb: MailboxSettings,
+    uidvalidity: int,
+    uid: int,
+    received_at: datetime,
+    raw: bytes,
+    now: datetime,
+) -> Stored:
+    try:
+        parsed = parse_mail(raw, max_bytes=settings.max_message_bytes)
+    except Exception as exc:  # parse_mail is meant never to raise; if it does, staff see it
+        log.exception("mail uid=%s in %s could not be parsed", uid, mb.key)
+        return _set_aside(session, mailbox=mailbox, mb=mb, uidvalidity=uidvalidity, uid=uid,
+                          received_at=received_at, raw=raw, now=now, error=repr(exc))
+    message_id = parsed.message_id or "<%s@mailbot.no-message-id>" % hashlib.sha256(raw).hexdigest()[:32]
+    duplicate = session.scalar(
+        select(Request.id).where(Request.library_id == mailbox.library_id,
+                                 Request.message_id == message_id).limit(1)
+    )
+    if duplicate is not None:
+        log.info("duplicate Message-ID in %s uid=%s (request %s); not stored again",
+                 mb.key, uid, duplicate)
+        return Stored(None, processed_target(mb))
+
+    req = Request(
+        library_id=mailbox.library_id,
+        mailbox_id=mailbox.id,
+        uidvalidity=uidvalidity,
+        uid=uid,
+        received_at=received_at,
+        fetched_at=now,
+        message_id=message_id[:998],
+        raw=raw,
+        raw_size=len(raw),
+        date_header=parsed.date,
+        from_address=parsed.from_address,
+        subject=parsed.subject[:2000],
+        trail=[],
+    )
+    reason = loop_reason(parsed, own_addresses=settings.own_addresses)
+    service = match_service(parsed.subject)
+    if reason is not None:
+        req.state, req.outcome, req.decided_at = "ignored", "ignored_loop", now
+        req.trail = [{"rule": "loop", "result": "refused", "note": reason}]
+        req.pending_move = processed_target(mb)
+    elif service is None:
+        req.state, req.outcome, req.decided_at = "manual", "not_a_request", now
+        req.trail = [{"rule": "subject", "result": "refused",
+                      "note": "subject names no service; left for staff"}]
+        req.pending_move = mb.manual_folder
+    else:
+        req.state, req.service = "new", service
+        req.pending_move = processed_target(mb)
+    session.add(req)
+    session.flush()
+    return Stored(req.id, req.pending_move)
+
+
+def _set_aside(session: Session, *, mailbox: Mailbox, mb: MailboxSettings, uidvalidity: int,
+               uid: int, received_at: datetime, raw: bytes, now: datetime, error: str) -> Stored:
+    req = Request(
+        library_id=mailbox.library_id, mailbox_id=mailbox.id, uidvalidity=uidvalidity, uid=uid,
+        received_at=received_at, fetched_at=now,
+        message_id="<%s@mailbot.unparsed>" % hashlib.sha256(raw).hexdigest()[:32],
+        raw=raw, raw_size=len(raw), state="error", error=error[:2000], trail=[],
+        pending_move=mb.manual_folder,
+    )
+    session.add(req)
+    session.flush()
+    return Stored(req.id, mb.manual_folder)
+
+
+def mailbox_row(session: Session, mb: MailboxSettings) -> Mailbox:
+    """The database row of a configured mailbox, created on first sight."""
+    row = session.scalar(select(Mailbox).where(Mailbox.key == mb.key))
+    if row is None:
+        row = Mailbox(key=mb.key, library_id=mb.library, address=mb.address, last_uid=0)
+        session.add(row)
+        session.flush()
+    else:
+        row.address = mb.address
+    return row

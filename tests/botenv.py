@@ -1,0 +1,132 @@
+"""A mailbot installation for end-to-end tests: config file, database, readers and codes,
+wired to the test suite's real Dovecot and aiosmtpd."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from mailbot.cli import main
+from mailbot.clock import month_key, month_of, utcnow
+from mailbot.config import load_settings
+from mailbot.db.models import Request
+from mailbot.db.session import open_database
+from mailbot.rules.window import window_opens
+
+WAW = ZoneInfo("Europe/Warsaw")
+_ids = itertools.count(1)
+
+READER_HEADER = ("numer_karty;imie;nazwisko;email;wazna_do;zadluzenie;przetrzymania;"
+                 "aktualizacja_danych;ostatnie_wypozyczenie")
+
+
+def request_mail(sender: str, subject: str, body: str, *, date: datetime | None = None,
+                 headers: dict[str, str] | None = None, html: bool = False) -> tuple[bytes, str]:
+    """A patron's mail; returns (raw bytes, its Message-ID)."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = "ebooki@biblioteka.test"
+    # An already encoded subject (RFC 2047) goes onto the wire exactly as given.
+    msg["Subject"] = "SUBJECT-AS-GIVEN" if subject.startswith("=?") else subject
+    mid = f"<req-{next(_ids)}-{id(msg)}@patron.test>"
+    msg["Message-ID"] = mid
+    if date is not None:
+        msg["Date"] = format_datetime(date)
+    for k, v in (headers or {}).items():
+        msg[k] = v
+    if html:
+        msg.set_content(body, subtype="html")
+    else:
+        msg.set_content(body)
+    raw = bytes(msg)
+    if subject.startswith("=?"):
+        raw = raw.replace(b"SUBJECT-AS-GIVEN", subject.encode("ascii"))
+    return raw, mid
+
+
+@dataclass
+class Bot:
+    root: Path
+    config: Path
+    library: str = "lib"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def cli(self, *args: str) -> int:
+        return main(["--config", str(self.config), *args])
+
+    def run_once(self) -> int:
+        return self.cli("run", "--once")
+
+    def settings(self):  # noqa: ANN201
+        return load_settings(self.config)
+
+    def requests(self) -> list[Request]:
+        sessions = open_database(self.settings().database_url)
+        with sessions() as s:
+            return list(s.scalars(select(Request).options(selectinload(Request.code))
+                                  .order_by(Request.received_at, Request.uid)))
+
+    def window(self) -> datetime:
+        """When this month's window opened (the tests' mail is dated from here)."""
+        settings = self.settings()
+        y, m = month_of(utcnow(), WAW)
+        return window_opens(settings.library(self.library), WAW, y, m)
+
+    @property
+    def month(self) -> str:
+        return month_key(*month_of(utcnow(), WAW))
+
+    def import_readers(self, rows: list[str]) -> int:
+        path = self.root / f"readers-{next(_ids)}.csv"
+        path.write_text("\n".join([READER_HEADER, *rows]) + "\n", encoding="utf-8")
+        return self.cli("import-readers", str(path), "--library", self.library)
+
+    def import_codes(self, codes: list[str], *, service: str = "legimi") -> int:
+        path = self.root / f"codes-{next(_ids)}.csv"
+        path.write_text("kod\n" + "".join(c + "\n" for c in codes), encoding="utf-8")
+        return self.cli("import-codes", str(path), "--library", self.library, "--service",
+                        service, "--month", self.month)
+
+
+def make_bot(tmp_path: Path, *, smtp: Any, mailboxes: list[Any], library: str = "lib",
+             policy: str = "") -> Bot:
+    """Writes the TOML config: one library, the given IMAP users as its mailboxes."""
+    mb_text = "".join(
+        f"""
+[[mailboxes]]
+library = "{library}"
+address = "ebooki{i}@biblioteka.test"
+type = "imap"
+host = "{u.host}"
+port = {u.port}
+ssl = false
+username = "{u.name}"
+password = "{u.password}"
+"""
+        for i, u in enumerate(mailboxes)
+    )
+    config = tmp_path / "mailbot.toml"
+    config.write_text(f"""
+timezone = "Europe/Warsaw"
+database_url = "sqlite:///{tmp_path}/mailbot.db"
+
+[smtp]
+host = "{smtp.host}"
+port = {smtp.port}
+
+[[libraries]]
+id = "{library}"
+name = "Biblioteka Testowa"
+{policy}
+{mb_text}
+""", encoding="utf-8")
+    return Bot(root=tmp_path, config=config, library=library)
