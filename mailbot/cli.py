@@ -25,6 +25,18 @@ log = logging.getLogger("mailbot")
 DEFAULT_CONFIG = "mailbot.toml"
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is now (it is replaced under test runners)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mailbot", description=__doc__)
     p.add_argument("--config", "-c", default=os.environ.get("MAILBOT_CONFIG", DEFAULT_CONFIG),
@@ -62,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[_StderrHandler()],
     )
     try:
         if args.command == "demo":

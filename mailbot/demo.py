@@ -22,6 +22,7 @@ from mailbot.clock import add_months, month_key, month_of, utcnow
 from mailbot.config import load_settings
 from mailbot.db.models import ActivationReport, Code, CodePool, LedgerEntry, Request
 from mailbot.db.session import open_database, sync_config
+from mailbot.errors import BadInput
 
 MARKER = ".mailbot-demo"
 TZ = "Europe/Warsaw"
@@ -161,8 +162,8 @@ def prepare(directory: str) -> Path:
     root = Path(directory).resolve()
     if root.exists():
         if not (root / MARKER).exists():
-            raise SystemExit(f"mailbot demo: {root} exists and is not a demo folder; "
-                             "choose another with --dir")
+            raise BadInput("exists and is not a demo folder (no .mailbot-demo marker); "
+                           "choose another with --dir", file=str(root))
         shutil.rmtree(root)
     root.mkdir(parents=True)
     (root / MARKER).write_text("created by mailbot demo\n")

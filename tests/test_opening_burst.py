@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import timedelta
 
@@ -186,7 +185,7 @@ def test_a_mail_received_at_235950_on_the_last_day_is_too_early_whatever_the_mac
                            if m.message["X-Mailbot-Outcome"] == "too_early")
         assert "TZ-000" not in early_reply.raw.decode("ascii", "replace")
     finally:
-        monkeypatch.setenv("TZ", os.environ.get("TZ", "UTC"))
+        monkeypatch.undo()
         time.tzset()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -94,12 +93,14 @@ def test_the_machines_time_zone_does_not_matter(monkeypatch: pytest.MonkeyPatch)
     cases = [datetime(2026, 10, 31, 22, 59, 50, tzinfo=UTC),  # 23:59:50 CET → too early
              datetime(2026, 10, 31, 23, 0, 1, tzinfo=UTC)]    # 00:00:01 CET → in window
     verdicts = []
-    for zone in ("UTC", "America/New_York", "Asia/Tokyo"):
-        monkeypatch.setenv("TZ", zone)
+    try:
+        for zone in ("UTC", "America/New_York", "Asia/Tokyo"):
+            monkeypatch.setenv("TZ", zone)
+            time.tzset()
+            verdicts.append([outcome(facts(received_at=c)) for c in cases])
+    finally:
+        monkeypatch.undo()
         time.tzset()
-        verdicts.append([outcome(facts(received_at=c)) for c in cases])
-    monkeypatch.setenv("TZ", os.environ.get("TZ", "UTC"))
-    time.tzset()
     assert verdicts == [["too_early", None]] * 3
 
 

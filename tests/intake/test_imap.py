@@ -1,0 +1,147 @@
+"""IMAP intake against real Dovecot: nothing fetched twice, nothing skipped, moves after commit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from mailbot.db.models import Mailbox
+from mailbot.db.session import open_database
+from mailbot.intake import imap as imap_intake
+from tests.botenv import make_bot, request_mail
+
+
+def _reader_row(card: str, surname: str, email: str, year: int) -> str:
+    return f"{card};Ala;{surname};{email};{year + 1}-12-31;0;0;{year}-01-15;{year}-02-01"
+
+
+def _bot_on_folder(tmp_path, user, smtp, folder: str):
+    bot = make_bot(tmp_path, smtp=smtp, mailboxes=[user])
+    bot.config.write_text(bot.config.read_text().replace(
+        'type = "imap"', f'type = "imap"\nfolder = "{folder}"'))
+    return bot
+
+
+def test_a_new_uidvalidity_reads_the_folder_again_without_repeating_or_losing_mail(
+        tmp_path, imap_user, smtp_sink):
+    # The folder is recreated (new UIDVALIDITY, UIDs from 1 again): the old mail is not
+    # answered twice, the new mail with a low UID is not skipped.
+    imap_user.create_folder("Zgloszenia")
+    bot = _bot_on_folder(tmp_path, imap_user, smtp_sink, "Zgloszenia")
+    w = bot.window()
+    bot.import_readers([_reader_row(f"008000{i}", f"Uid{i}", f"u{i}@patron.test", w.year)
+                        for i in range(1, 5)])
+    bot.import_codes([f"UIDV-000{i}" for i in range(1, 5)])
+    raws = []
+    for i in range(1, 4):
+        raw, _ = request_mail(f"u{i}@patron.test", "LEGIMI", f"Ala Uid{i} 008000{i}")
+        raws.append(raw)
+        imap_user.append(raw, internaldate=w + timedelta(seconds=i), folder="Zgloszenia")
+    assert bot.run_once() == 0
+    assert len(smtp_sink.messages) == 3
+
+    with imap_user.connect() as client:
+        client.delete_folder("Zgloszenia")
+        client.create_folder("Zgloszenia")
+    # The old mail comes back (e.g. restored by an admin) and one new request arrives.
+    imap_user.append(raws[0], internaldate=w + timedelta(seconds=1), folder="Zgloszenia")
+    raw, _ = request_mail("u4@patron.test", "LEGIMI", "Ala Uid4 0080004")
+    imap_user.append(raw, internaldate=w + timedelta(seconds=60), folder="Zgloszenia")
+    assert bot.run_once() == 0
+    assert len(smtp_sink.messages) == 4
+    outcomes = {r.card_number: r.outcome for r in bot.requests()}
+    assert outcomes == {f"008000{i}": "issued" for i in range(1, 5)}
+    assert imap_user.list("Zgloszenia") == []
+
+
+def test_mail_is_moved_only_after_the_commit_and_a_failed_move_is_finished_next_time(
+        tmp_path, imap_user, smtp_sink, monkeypatch):
+    # The connection dies while moving: the requests are already stored (and decided and
+    # answered by the same run); the next run moves the mail and answers nothing again.
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+    w = bot.window()
+    bot.import_readers([_reader_row("0090001", "Ruch", "m@patron.test", w.year)])
+    bot.import_codes(["MOVE-0001"])
+    raw, _ = request_mail("m@patron.test", "LEGIMI", "Ala Ruch 0090001")
+    imap_user.append(raw, internaldate=w + timedelta(seconds=1))
+
+    real_move = imap_intake._move
+
+    def broken_move(*args, **kwargs):
+        raise ConnectionResetError("connection lost while moving")
+
+    monkeypatch.setattr(imap_intake, "_move", broken_move)
+    assert bot.run_once() == 1  # the mailbox reports its error...
+    assert len(smtp_sink.messages) == 1  # ...but what was stored was decided and answered
+    assert len(imap_user.list("INBOX")) == 1
+    [req] = bot.requests()
+    assert req.pending_move == "mailbot/processed"
+
+    monkeypatch.setattr(imap_intake, "_move", real_move)
+    assert bot.run_once() == 0
+    assert imap_user.list("INBOX") == []
+    assert len(imap_user.list("mailbot/processed")) == 1
+    assert len(smtp_sink.messages) == 1
+    assert bot.requests()[0].pending_move is None
+
+
+def test_an_oversized_mail_is_read_only_up_to_the_cap_and_still_answered(
+        tmp_path, imap_user, smtp_sink):
+    # A 3 MB request (a big attachment) is fetched only up to max_message_bytes.
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+    bot.config.write_text(bot.config.read_text().replace(
+        "[smtp]", "max_message_bytes = 200000\n\n[smtp]"))
+    w = bot.window()
+    bot.import_readers([_reader_row("0100001", "Duza", "big@patron.test", w.year)])
+    bot.import_codes(["BIG-0001"])
+    raw, _ = request_mail("big@patron.test", "LEGIMI", "Ala Duza 0100001\n" + "x" * 76 * 40000)
+    assert len(raw) > 3_000_000
+    imap_user.append(raw, internaldate=w + timedelta(seconds=1))
+    assert bot.run_once() == 0
+    [req] = bot.requests()
+    assert req.outcome == "issued" and req.raw_size <= 200_000
+
+
+def test_a_mailbox_that_cannot_be_reached_is_shown_and_does_not_stop_the_others(
+        tmp_path, imap_user_factory, smtp_sink, capsys):
+    # One branch mailbox has a wrong password: the other branch is still served; run exits 1
+    # and status names the failing mailbox.
+    good, bad = imap_user_factory(), imap_user_factory()
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[good, bad])
+    bot.config.write_text(bot.config.read_text().replace(
+        f'password = "{bad.password}"', 'password = "wrong"'))
+    w = bot.window()
+    bot.import_readers([_reader_row("0110001", "Dobra", "g@patron.test", w.year)])
+    bot.import_codes(["GOOD-0001"])
+    raw, _ = request_mail("g@patron.test", "LEGIMI", "Ala Dobra 0110001")
+    good.append(raw, internaldate=w + timedelta(seconds=1))
+    assert bot.run_once() == 1
+    assert [r.outcome for r in bot.requests()] == ["issued"]
+    capsys.readouterr()
+    assert bot.cli("status") == 0
+    out = capsys.readouterr().out
+    assert "ebooki1@biblioteka.test" in out and "ERROR" in out
+    assert "wrong" not in out  # never a password
+    sessions = open_database(bot.settings().database_url)
+    with sessions() as s:
+        rows = {m.address: m for m in s.scalars(select(Mailbox))}
+    assert rows["ebooki0@biblioteka.test"].last_poll_at is not None
+    assert rows["ebooki1@biblioteka.test"].last_error
+
+
+def test_status_shows_pools_queue_outbox_and_last_poll(tmp_path, imap_user, smtp_sink, capsys):
+    # After a run, status shows codes left, nothing waiting and the mailbox's last poll.
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+    w = bot.window()
+    bot.import_readers([_reader_row("0120001", "Stan", "s@patron.test", w.year)])
+    bot.import_codes(["ST-0001", "ST-0002"])
+    raw, _ = request_mail("s@patron.test", "LEGIMI", "Ala Stan 0120001")
+    imap_user.append(raw, internaldate=w + timedelta(seconds=1))
+    assert bot.run_once() == 0
+    capsys.readouterr()
+    assert bot.cli("status") == 0
+    out = capsys.readouterr().out
+    assert "legimi         1 left of 2" in out
+    assert "0 waiting" in out and "1 sent" in out
+    assert "last poll 20" in out
