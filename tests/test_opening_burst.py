@@ -269,3 +269,27 @@ def test_our_own_reply_coming_back_is_ignored(tmp_path, imap_user, smtp_sink):
     assert bot.run_once() == 0
     assert [r.outcome for r in bot.requests()] == ["issued", "ignored_loop"]
     assert len(smtp_sink.messages) == 1
+
+
+def test_codes_and_passwords_never_appear_in_logs(tmp_path, imap_user, smtp_sink, caplog):
+    # Even at DEBUG, nothing mailbot or its client libraries log holds a code or a password.
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+    w = bot.window()
+    ok = f"{w.year + 1}-12-31;0;0;{w.year}-01-15;{w.year}-02-01"
+    bot.import_readers([f"015000{i};Ala;Log{i};l{i}@patron.test;{ok}" for i in (1, 2)])
+    bot.import_codes(["SECRET-CODE-0001", "SECRET-CODE-0002"])
+    for i in (1, 2):
+        raw, _ = request_mail(f"l{i}@patron.test", "LEGIMI", f"Ala Log{i} 015000{i}")
+        imap_user.append(raw, internaldate=w + timedelta(seconds=i))
+    raw, _ = request_mail("l1@patron.test", "LEGIMI", "Ala Log1 0150001 again")
+    imap_user.append(raw, internaldate=w + timedelta(seconds=5))
+    assert bot.run_once() == 0
+    ours = [r for r in caplog.records
+            if r.name.split(".")[0] in ("mailbot", "imapclient", "aiosmtplib", "sqlalchemy")]
+    assert any(r.name.startswith("mailbot.decide") for r in ours)
+    text = "\n".join(r.getMessage() for r in ours)
+    assert "SECRET-CODE" not in text
+    assert imap_user.password not in text

@@ -1,0 +1,77 @@
+"""The outbox sender against a real aiosmtpd: temporary failures wait, permanent ones are
+marked for staff, and a sent reply is never sent again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from mailbot.db.models import Outbox
+from mailbot.db.session import open_database
+from tests.botenv import make_bot, request_mail
+
+
+def _outbox(bot):
+    sessions = open_database(bot.settings().database_url)
+    with sessions() as s:
+        return {o.to_address: o for o in s.scalars(select(Outbox))}
+
+
+def _two_requests(tmp_path, imap_user, smtp_sink):
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+    w = bot.window()
+    ok = f"{w.year + 1}-12-31;0;0;{w.year}-01-15;{w.year}-02-01"
+    bot.import_readers([f"014000{i};Ala;Poczta{i};s{i}@patron.test;{ok}" for i in (1, 2)])
+    bot.import_codes(["SEND-0001", "SEND-0002"])
+    for i in (1, 2):
+        raw, _ = request_mail(f"s{i}@patron.test", "LEGIMI", f"Ala Poczta{i} 014000{i}")
+        imap_user.append(raw, internaldate=w + timedelta(seconds=i))
+    return bot
+
+
+def test_a_temporary_refusal_leaves_the_reply_pending_and_the_next_run_sends_it(
+        tmp_path, imap_user, smtp_sink):
+    # 451 for the first DATA: that reply stays pending with the error noted; the next
+    # run sends it; nobody gets two replies.
+    bot = _two_requests(tmp_path, imap_user, smtp_sink)
+    smtp_sink.fail_with(451, "greylisted, try later", count=1)
+    assert bot.run_once() == 0
+    assert len(smtp_sink.messages) == 1
+    box = _outbox(bot)
+    assert box["s1@patron.test"].state == "pending"
+    assert "451" in (box["s1@patron.test"].last_error or "")
+    assert box["s2@patron.test"].state == "sent"
+    assert bot.run_once() == 0
+    assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == ["s1@patron.test",
+                                                                 "s2@patron.test"]
+    assert {o.state for o in _outbox(bot).values()} == {"sent"}
+
+
+def test_a_permanent_refusal_is_marked_failed_for_staff_and_not_retried(
+        tmp_path, imap_user, smtp_sink):
+    # 550 for one recipient: that reply is failed (with the reason), never retried.
+    bot = _two_requests(tmp_path, imap_user, smtp_sink)
+    smtp_sink.fail_with(550, "no such user", count=1, stage="RCPT")
+    assert bot.run_once() == 0
+    box = _outbox(bot)
+    assert box["s1@patron.test"].state == "failed"
+    assert "550" in (box["s1@patron.test"].last_error or "")
+    assert bot.run_once() == 0
+    assert [m.rcpt_tos[0] for m in smtp_sink.messages] == ["s2@patron.test"]
+
+
+def test_an_unreachable_relay_keeps_every_reply_pending_until_it_is_back(
+        tmp_path, imap_user, smtp_sink):
+    # The relay is down: decisions are made and kept, replies wait, then all go out once.
+    bot = _two_requests(tmp_path, imap_user, smtp_sink)
+    smtp_sink.stop()
+    try:
+        assert bot.run_once() == 0
+        assert {o.state for o in _outbox(bot).values()} == {"pending"}
+        assert [r.outcome for r in bot.requests()] == ["issued", "issued"]
+    finally:
+        smtp_sink.start()
+    assert bot.run_once() == 0
+    assert len(smtp_sink.messages) == 2
+    assert {o.state for o in _outbox(bot).values()} == {"sent"}
