@@ -34,6 +34,7 @@ from html import unescape as _html_unescape
 __all__ = [
     "DEFAULT_CARD_PATTERN",
     "DEFAULT_MAX_BYTES",
+    "OWN_MESSAGE_ID_PREFIX",
     "CardSearch",
     "Headers",
     "ParsedMail",
@@ -1216,10 +1217,17 @@ def loop_reason(
 ) -> str | None:
     """Why this mail must get no automatic reply (RFC 3834 and common practice), or None.
 
+    Reasons: "auto-submitted", "precedence:<value>", "x-autoreply", "x-autorespond",
+    "x-auto-response-suppress", "list-id", "list-unsubscribe", "empty-return-path",
+    "mailer-daemon" (also postmaster), "delivery-report", "no-reply-address",
+    "own-address" (From, Reply-To or Sender is one of ours), "own-message-id",
+    "reply-to-own-message".
+
     Replies *to* our own messages (In-Reply-To one of ours) are patrons answering us
     ("here is my card number") and are let through unless ``replies_to_own_are_loops``:
     an auto-responder that answers us is caught by its own headers and by the per-sender
-    daily cap.
+    daily cap. Return-Path is not compared with our addresses: mail redirected between
+    the library's own mailboxes carries one of them there.
     """
     headers = parsed.headers
     auto = headers.get("auto-submitted")
@@ -1246,7 +1254,7 @@ def loop_reason(
         return "no-reply-address"
     own = {a.strip().lower() for a in own_addresses}
     sender_header = _parse_address(headers.get("sender"))
-    addresses = (*senders, parsed.reply_to, sender_header[1] if sender_header else None)
+    addresses = (parsed.from_address, parsed.reply_to, sender_header[1] if sender_header else None)
     if own and any(a in own for a in addresses if a):
         return "own-address"
     prefix = own_message_id_prefix.lower()
@@ -1278,11 +1286,11 @@ def _timing_sample() -> bytes:
     )
     return (
         b"Return-Path: <jan.kowalski@gmail.com>\r\nDelivered-To: legimi@biblioteka.pl\r\n"
-        + b"".join(received % i for i in range(3))
+        + b"".join(received % i for i in range(5))
         + b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=gmail.com; s=20230601;\r\n"
         b"        h=to:subject:message-id:date:from:mime-version:from:to:cc:subject;\r\n"
         b"        bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\r\n"
-        + b"".join(b"        b=%s\r\n" % (b"Qk9Ha1VTa2VsZXRvbg" * 4) for _ in range(5))
+        + b"".join(b"        b=%s\r\n" % (b"Qk9Ha1VTa2VsZXRvbg" * 4) for _ in range(6))
         + b"X-Google-Smtp-Source: AGHT+IE" + b"x" * 120 + b"\r\n"
         b"MIME-Version: 1.0\r\n"
         b"From: =?UTF-8?Q?Jan_Kowalski?= <jan.kowalski@gmail.com>\r\n"

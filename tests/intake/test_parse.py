@@ -207,7 +207,10 @@ def test_iphone_reply_with_the_card_inside_the_quote():
     assert parsed.unquoted == "Czy mogę jednak dostać kod?\n\nWysłano z iPhone’a"
     assert "Karta 0012345" in parsed.quoted
     assert parsed.in_reply_to == "<mailbot.7f3a9c@biblioteka.pl>"
-    assert parsed.references == ("<CAF1234567890abc@mail.gmail.com>", "<mailbot.7f3a9c@biblioteka.pl>")
+    assert parsed.references == (
+        "<CAF1234567890abc@mail.gmail.com>",
+        "<mailbot.7f3a9c@biblioteka.pl>",
+    )
     assert find_cards(parsed) == CardSearch(("0012345",), "0012345", True)
 
 
@@ -302,7 +305,9 @@ def test_missing_charset_is_guessed(body, expected):
     assert parse_mail(mail(body)).text == expected
 
 
-@pytest.mark.parametrize("declared", [b"x-unknown", b'"utf-8"', b"UTF8", b"unicode-1-1-utf-8", b"rot13"])
+@pytest.mark.parametrize(
+    "declared", [b"x-unknown", b'"utf-8"', b"UTF8", b"unicode-1-1-utf-8", b"rot13"]
+)
 def test_unknown_or_odd_charset_names(declared):
     # unknown, quoted, aliased or non-text charset names never break decoding
     raw = mail(
@@ -426,7 +431,7 @@ def test_return_path_forms():
 
 def test_from_forms():
     # quoted display names with commas, bare addresses, and garbage
-    raw = mail(b"x").replace(b"From: Jan Kowalski <jan@example.pl>", b'From: "Kowalski, Jan" <JAN@example.pl>')
+    raw = mail(b"x").replace(b"Jan Kowalski <jan@example.pl>", b'"Kowalski, Jan" <JAN@example.pl>')
     parsed = parse_mail(raw)
     assert (parsed.from_name, parsed.from_address) == ("Kowalski, Jan", "jan@example.pl")
     raw = mail(b"x").replace(b"From: Jan Kowalski <jan@example.pl>", b"From: <<<>>>,,,")
@@ -502,7 +507,8 @@ def test_html_pre_keeps_newlines_and_unclosed_markup_is_text():
         "---------- Forwarded message ---------",
         "Od: Biblioteka <legimi@biblioteka.pl>\nWysłano: niedziela, 1 listopada 2026 10:00\nDo: Jan",
         "Od: Biblioteka Wysłano: niedziela, 1 listopada 2026 10:00",
-        "________________________________\nFrom: Biblioteka <legimi@biblioteka.pl>\nSent: Sunday, November 1, 2026 10:00 AM",
+        "________________________________\nFrom: Biblioteka <legimi@biblioteka.pl>\n"
+        "Sent: Sunday, November 1, 2026 10:00 AM",
         "*From:* Biblioteka <legimi@biblioteka.pl>\n*Sent:* Sunday, November 1, 2026 10:00 AM",
         "Wiadomość napisana przez Biblioteka <legimi@biblioteka.pl> w dniu 01.11.2026, o godz. 10:00:",
         "Begin forwarded message:",
@@ -801,6 +807,20 @@ def test_loop_headers(header, reason):
 def test_loop_senders(sender, reason):
     # daemons, no-reply senders and our own address get no reply
     raw = mail(b"x").replace(b"Jan Kowalski <jan@example.pl>", sender)
+    assert loop_reason(parse_mail(raw), own_addresses={"legimi@biblioteka.pl"}) == reason
+
+
+@pytest.mark.parametrize(
+    "header, reason",
+    [
+        (b"Reply-To: legimi@biblioteka.pl\r\n", "own-address"),
+        (b"Sender: Legimi@Biblioteka.pl\r\n", "own-address"),
+        (b"Return-Path: <legimi@biblioteka.pl>\r\n", None),  # redirected between our mailboxes
+    ],
+)
+def test_own_address_in_other_headers(header, reason):
+    # Reply-To or Sender ours is a loop; an envelope sender of ours alone is not
+    raw = mail(b"x", headers=header)
     assert loop_reason(parse_mail(raw), own_addresses={"legimi@biblioteka.pl"}) == reason
 
 

@@ -37,8 +37,9 @@ def assert_well_formed(parsed: ParsedMail) -> None:
     assert isinstance(parsed, ParsedMail)
     for name in ("subject", "text", "unquoted", "quoted", "content_type"):
         assert isinstance(getattr(parsed, name), str), name
-    for name in ("message_id", "from_address", "from_name", "reply_to", "return_path", "in_reply_to"):
+    for name in ("message_id", "from_address", "from_name", "reply_to", "return_path"):
         assert getattr(parsed, name) is None or isinstance(getattr(parsed, name), str), name
+    assert parsed.in_reply_to is None or isinstance(parsed.in_reply_to, str)
     assert parsed.date is None or (isinstance(parsed.date, datetime) and parsed.date.tzinfo)
     assert all(isinstance(r, str) for r in parsed.references)
     assert isinstance(parsed.headers, Mapping)
@@ -143,7 +144,10 @@ def test_utf8_bodies_round_trip(text, encoding):
     assert parsed.text == expected_text(text.translate(NO_BREAK_SPACES))
 
 
-POLISH = st.text(alphabet=st.sampled_from("abcdefghijklmnoprstuwyz ąćęłńóśźżĄĆĘŁŃÓŚŹŻ\n0123456789.,"), max_size=300)
+POLISH = st.text(
+    alphabet=st.sampled_from("abcdefghijklmnoprstuwyz ąćęłńóśźżĄĆĘŁŃÓŚŹŻ\n0123456789.,"),
+    max_size=300,
+)
 
 
 def is_utf8(data: bytes) -> bool:
@@ -200,7 +204,11 @@ def multipart(subtype: str, children: list) -> MIMEMultipart:
 TREE = st.recursive(
     LEAF,
     lambda children: st.one_of(
-        st.builds(multipart, st.sampled_from(["mixed", "alternative", "related"]), st.lists(children, min_size=1, max_size=4)),
+        st.builds(
+            multipart,
+            st.sampled_from(["mixed", "alternative", "related"]),
+            st.lists(children, min_size=1, max_size=4),
+        ),
         st.builds(MIMEMessage, children),
     ),
     max_leaves=12,
@@ -251,13 +259,17 @@ def test_html_soup_never_raises(html):
     assert isinstance(html_to_text(html), str)
 
 
-PREFIXES = ["Re: ", "RE:", "Odp: ", "ODP:", "Fwd: ", "Fw: ", "PD: ", "Wg: ", "AW: ", "[EXT] ", "[External] ", "[x] "]
+PREFIXES = [
+    "Re: ", "RE:", "Odp: ", "ODP:", "Fwd: ", "Fw: ", "PD: ", "Wg: ", "AW: ",
+    "[EXT] ", "[External] ", "[x] ",
+]  # fmt: skip
+KEYWORDS = ["LEGIMI", "Legimi", "EMPIK GO", "empikgo", "Empik-Go", "EMPIK  GO", "Empik_Go"]
 
 
 @FAST
 @given(
     st.lists(st.sampled_from(PREFIXES), max_size=6),
-    st.sampled_from(["LEGIMI", "Legimi", "EMPIK GO", "empikgo", "Empik-Go", "EMPIK  GO", "Empik_Go"]),
+    st.sampled_from(KEYWORDS),
     st.sampled_from(["", "!", ".", " ", "  !!", "?"]),
 )
 def test_any_prefix_chain_is_tolerated(prefixes, keyword, suffix):
@@ -276,9 +288,10 @@ def test_25_mb_message_is_read_only_up_to_max_bytes():
         b"From: Jan <jan@example.pl>\r\nSubject: LEGIMI\r\nMIME-Version: 1.0\r\n"
         b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
         b"--b\r\nContent-Type: text/plain\r\n\r\nKarta 0012345\r\n"
-        b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
     )
-    raw = head + b"QUJDRA==" * 9 * 350_000 + b"\r\n--b--\r\n"
+    raw = head + (b"QUJD" * 19 + b"\r\n") * 330_000 + b"--b--\r\n"
     assert len(raw) > 25_000_000
     tracemalloc.start()
     try:
@@ -289,7 +302,8 @@ def test_25_mb_message_is_read_only_up_to_max_bytes():
     assert parsed.truncated
     assert parsed.subject == "LEGIMI" and parsed.from_address == "jan@example.pl"
     assert find_cards(parsed).card == "0012345"
-    assert peak < len(raw)  # far less than the mail itself: only max_bytes were ever copied
+    # memory follows max_bytes (the stdlib parser needs ~9x for short lines), not the mail
+    assert peak < 10 * DEFAULT_MAX_BYTES < len(raw)
     assert not parse_mail(raw[:DEFAULT_MAX_BYTES]).truncated
 
 
