@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import month_key, month_of, utcnow
 from mailbot.config import SERVICES, Settings, load_settings
-from mailbot.db.models import Code, Mailbox, Outbox, Request
+from mailbot.db.models import Code, Library, Mailbox, Outbox, Request
 from mailbot.db.session import open_database, sync_config
 from mailbot.errors import BadInput, MailbotError
 
@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--service", required=True, choices=SERVICES)
     c.add_argument("--month", required=True, help="YYYY-MM")
     c.add_argument("--column", help="the code column: header, 1-based index or letter")
+
+    a = sub.add_parser("import-activations", help="mark codes activated from the platform's report")
+    a.add_argument("file")
+    a.add_argument("--library", required=True)
+    a.add_argument("--column", help="the code column: header, 1-based index or letter")
 
     run = sub.add_parser("run", help="fetch, decide and send")
     run.add_argument("--once", action="store_true",
@@ -122,6 +127,18 @@ def cmd_import_codes(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_activations(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.imports.load import import_activations
+
+    settings.library(args.library)
+    sessions = _open(settings)
+    r = import_activations(sessions, settings, path=args.file, library_id=args.library,
+                           column=args.column, now=utcnow())
+    print(f"{args.file}: {r.activated} activated, {r.not_activated} not activated, "
+          f"{r.unknown} unknown to mailbot; report recorded for {', '.join(r.months)}")
+    return 0
+
+
 def run_once(sessions: sessionmaker[Session], settings: Settings, *,
              now: datetime | None = None) -> dict[str, Any]:
     """One full pass: every mailbox, then decisions in arrival order, then the outbox."""
@@ -130,8 +147,14 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
     from mailbot.intake.maildir import poll_all_maildirs
     from mailbot.respond.send import send_due
 
+    from mailbot.readers import close_sources, make_sources
+
     polls = poll_all(sessions, settings) + poll_all_maildirs(sessions, settings)
-    decisions = decide_pending(sessions, settings, now=now)
+    sources = make_sources(settings)
+    try:
+        decisions = decide_pending(sessions, settings, now=now, sources=sources)
+    finally:
+        close_sources(sources)
     sent = asyncio.run(send_due(sessions, settings.smtp, now=now))
     return {"polls": polls, "decisions": decisions, "sent": sent}
 
@@ -160,6 +183,14 @@ def status_lines(sessions: sessionmaker[Session], settings: Settings) -> list[st
         for lib in settings.libraries:
             month = month_key(*month_of(now, settings.library_tz(lib.id)))
             lines.append(f"library {lib.id} ({lib.name}), month {month}")
+            row = session.get(Library, lib.id)
+            if row is not None and row.source_error:
+                since = row.source_down_since.astimezone(settings.library_tz(lib.id)).strftime(
+                    "%Y-%m-%d %H:%M %Z") if row.source_down_since else "?"
+                lines.append(f"  reader source {lib.reader_source}: DOWN since {since} "
+                             f"({row.source_error}); requests wait")
+            else:
+                lines.append(f"  reader source {lib.reader_source}: ok")
             for service in SERVICES:
                 total, left = session.execute(
                     select(func.count(Code.id),
@@ -196,6 +227,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 COMMANDS = {
     "import-readers": cmd_import_readers,
     "import-codes": cmd_import_codes,
+    "import-activations": cmd_import_activations,
     "run": cmd_run,
     "status": cmd_status,
 }

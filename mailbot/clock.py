@@ -7,7 +7,10 @@ is asked in the library's zone.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
+
+import holidays
 
 
 def utcnow() -> datetime:
@@ -61,3 +64,19 @@ def month_end(year: int, month: int, tz: ZoneInfo) -> datetime:
 def last_day(year: int, month: int) -> date:
     ny, nm = next_month(year, month)
     return date(ny, nm, 1) - timedelta(days=1)
+
+
+@lru_cache(maxsize=64)
+def _polish_holidays(year: int) -> holidays.HolidayBase:
+    return holidays.country_holidays("PL", years=year)
+
+
+def is_working_day(day: date) -> bool:
+    """Monday to Friday and not a Polish public holiday."""
+    return day.weekday() < 5 and day not in _polish_holidays(day.year)
+
+
+def first_working_day_from(day: date) -> date:
+    while not is_working_day(day):
+        day += timedelta(days=1)
+    return day

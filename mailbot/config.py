@@ -16,6 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from datetime import time
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -42,22 +43,64 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class SqlSourceSettings:
+    """``reader_source = "sql"``: read-only access to the library system's database."""
+
+    url: str | None = field(default=None, repr=False)  # SQLAlchemy URL (may hold a password)
+    url_env: str | None = None  # or: read the URL from this environment variable
+    # A query with a bound :card parameter returning the reader's columns (see
+    # mailbot/readers/sql.py), or a preset name: "koha".
+    query: str = "koha"
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Sip2SourceSettings:
+    """``reader_source = "sip2"``: the library system's SIP2 server."""
+
+    host: str = "localhost"
+    port: int = 6001
+    tls: bool = False
+    ca_file: str | None = None  # verify the server against this CA (default: system CAs)
+    username: str | None = None  # SIP2 login (93); none: no login message
+    password: str | None = field(default=None, repr=False)
+    password_env: str | None = None
+    location_code: str = ""
+    institution_id: str = ""
+    terminal_password: str | None = field(default=None, repr=False)
+    timeout: float = 10.0
+    retries: int = 2
+
+
+@dataclass(frozen=True)
 class LibrarySettings:
     id: str
     name: str
     timezone: str | None = None  # defaults to the top-level timezone
-    # The month's window opens on this day at this time (library time zone).
+    # The month's window opens on this day at this time (library time zone); with
+    # window_working_day, on the first working day (no weekend, no Polish public holiday)
+    # on or after that day.
     window_day: int = 1
     window_time: str = "00:00"
+    window_working_day: bool = False
+    # Replies go out only inside this daily window ("HH:MM-HH:MM"), optionally on working
+    # days only; order and allocation are still decided on arrival.
+    send_window: str | None = None
+    send_working_days_only: bool = False
     card_pattern: str = r"[0-9]{5,14}"
     # Verification strictness (SPEC 2.5). Cards are not secrets: the policy decides.
     check_name: bool = True
     check_sender: bool = False
     check_data_updated: bool = False
     check_loans_this_year: bool = False
+    active_loan_months: int = 0  # a loan within the last N months (0 = not asked)
     max_balance_due: str = "0"  # refuse as `debt` when the balance is above this (PLN)
     max_overdue_items: int = 0
     penalty_months: int = 3
+    min_age_legimi: int = 0  # 0 = no age limit
+    min_age_empik_go: int = 0
+    one_code_per_month: Literal["across", "per_service"] = "across"
+    eligibility_test: bool = False  # answer TEST LEGIMI / TEST EMPIK GO with a verdict
     replies_per_sender_per_day: int = 5
     languages: tuple[str, ...] = ("pl", "en")
     contact: str | None = None
@@ -65,6 +108,12 @@ class LibrarySettings:
     activation_url_empik_go: str | None = "https://www.empikgo.com/"
     # Repeat an issued code to a patron who asks again from the address it went to.
     repeat_code_to_same_address: bool = True
+    reader_source: Literal["local", "sql", "sip2"] = "local"
+    sql: SqlSourceSettings = field(default_factory=SqlSourceSettings)
+    sip2: Sip2SourceSettings = field(default_factory=Sip2SourceSettings)
+
+    def min_age(self, service: str) -> int:
+        return self.min_age_legimi if service == "legimi" else self.min_age_empik_go
 
 
 @dataclass(frozen=True)
@@ -197,6 +246,7 @@ def _validate(settings: Settings) -> Settings:
     src = settings.source
     _zone(settings.timezone, "timezone", src)
     seen: set[str] = set()
+    libraries: list[LibrarySettings] = []
     for i, lib in enumerate(settings.libraries):
         key = f"libraries[{i}]"
         if lib.id in seen:
@@ -218,6 +268,24 @@ def _validate(settings: Settings) -> Settings:
                                   column=f"{key}.languages")
         if not lib.languages:
             raise ConfigError("needs at least one language", file=src, column=f"{key}.languages")
+        if lib.send_window is not None:
+            parse_window(lib.send_window, f"{key}.send_window", src)
+        for name in ("active_loan_months", "penalty_months", "min_age_legimi",
+                     "min_age_empik_go", "replies_per_sender_per_day", "max_overdue_items"):
+            if getattr(lib, name) < 0:
+                raise ConfigError("must not be negative", file=src, column=f"{key}.{name}")
+        try:
+            Decimal(lib.max_balance_due)
+        except InvalidOperation:
+            raise ConfigError(f"not an amount: {lib.max_balance_due!r}", file=src,
+                              column=f"{key}.max_balance_due") from None
+        if lib.reader_source == "sip2":
+            # SIP2 patron information carries no loan history and no data-update date.
+            for name in ("check_loans_this_year", "active_loan_months", "check_data_updated"):
+                if getattr(lib, name):
+                    raise ConfigError("cannot be answered by a sip2 reader source", file=src,
+                                      column=f"{key}.{name}")
+        libraries.append(_resolve_library_secrets(lib, key, src))
     addresses: set[str] = set()
     keys: set[str] = set()
     mailboxes = []
@@ -246,10 +314,34 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("ssl and starttls exclude each other", file=src, column="smtp.starttls")
     return dataclasses.replace(
         settings,
+        libraries=tuple(libraries),
         mailboxes=tuple(mailboxes),
         smtp=dataclasses.replace(smtp, password=smtp_password),
         database_url=os.environ.get("MAILBOT_DATABASE_URL") or settings.database_url,
     )
+
+
+def _resolve_library_secrets(lib: LibrarySettings, key: str, src: str) -> LibrarySettings:
+    if lib.reader_source == "sql":
+        url = _secret(lib.sql.url, lib.sql.url_env, f"{key}.sql.url_env", src)
+        if not url:
+            raise ConfigError("is required for reader_source = \"sql\"", file=src,
+                              column=f"{key}.sql.url")
+        lib = dataclasses.replace(lib, sql=dataclasses.replace(lib.sql, url=url))
+    if lib.reader_source == "sip2":
+        pw = _secret(lib.sip2.password, lib.sip2.password_env, f"{key}.sip2.password_env", src)
+        lib = dataclasses.replace(lib, sip2=dataclasses.replace(lib.sip2, password=pw))
+    return lib
+
+
+def parse_window(text: str, key: str = "window", source: str | None = None) -> tuple[time, time]:
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise ConfigError(f"must be HH:MM-HH:MM, not {text!r}", file=source, column=key)
+    a, b = parse_hhmm(start.strip(), key, source), parse_hhmm(end.strip(), key, source)
+    if not a < b:
+        raise ConfigError("the window must end after it starts", file=source, column=key)
+    return a, b
 
 
 def _zone(name: str, key: str, source: str) -> None:

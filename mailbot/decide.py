@@ -24,15 +24,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import add_months, month_end, month_key, month_of, parse_month, utcnow
 from mailbot.config import LibrarySettings, Settings
-from mailbot.db.models import ActivationReport, Code, LedgerEntry, Mailbox, Outbox, Request
+from mailbot.db.models import (
+    ActivationReport,
+    Code,
+    LedgerEntry,
+    Library,
+    Mailbox,
+    Outbox,
+    Request,
+)
 from mailbot.errors import SourceUnavailable
 from mailbot.intake.parse import extract_name, find_cards, parse_mail
 from mailbot.readers.local import LocalReaders
 from mailbot.respond.compose import compose_reply
 from mailbot.respond.i18n import service_name
-from mailbot.rules import evaluate
+from mailbot.rules import RULES, evaluate
 from mailbot.rules.base import Facts, Hit, IssuedThisMonth, ReaderFacts
-from mailbot.rules.window import next_window, window_opens
+from mailbot.rules.window import next_send_time, next_window, window_opens
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +89,11 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
                     library: LibrarySettings, source: ReaderSource,
                     fixed_now: datetime | None) -> list[Decision]:
     decisions = []
+    source_was_down = _source_state(sessions, library.id) is not None
     while True:
         started = time.perf_counter()
         now = fixed_now or utcnow()
+        request_id = None
         try:
             with sessions.begin() as session:
                 req = _next_request(session, library.id)
@@ -95,14 +105,38 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
         except SourceUnavailable as exc:
             log.warning("library %s: reader source %s unavailable (%s); requests wait",
                         library.id, source.name, exc)
+            _record_source(sessions, library.id, f"{source.name}: {exc}"[:1000], now)
             return decisions
         except Exception:
             log.exception("request %s could not be decided; set aside for staff", request_id)
             _set_aside(sessions, request_id, traceback.format_exc(limit=5))
             continue
+        if source_was_down:
+            _record_source(sessions, library.id, None, now)
+            source_was_down = False
         log.info("request=%s library=%s outcome=%s took=%.1fms", decision.request_id,
                  library.id, decision.outcome, (time.perf_counter() - started) * 1000)
         decisions.append(decision)
+
+
+def _source_state(sessions: sessionmaker[Session], library_id: str) -> str | None:
+    with sessions() as session:
+        lib = session.get(Library, library_id)
+        return lib.source_error if lib else None
+
+
+def _record_source(sessions: sessionmaker[Session], library_id: str, error: str | None,
+                   now: datetime) -> None:
+    """Remembers the reader source's health for `status` and the dashboard."""
+    with sessions.begin() as session:
+        lib = session.get(Library, library_id)
+        if lib is None:
+            return
+        if error is None:
+            lib.source_error, lib.source_down_since = None, None
+        else:
+            lib.source_down_since = lib.source_down_since or now
+            lib.source_error = error
 
 
 def _set_aside(sessions: sessionmaker[Session], request_id: int, error: str) -> None:
@@ -112,16 +146,20 @@ def _set_aside(sessions: sessionmaker[Session], request_id: int, error: str) -> 
             req.state, req.error = "error", error[-2000:]
 
 
-def _issued_this_month(session: Session, library_id: str, card: str,
-                       month: str) -> IssuedThisMonth | None:
-    row = session.execute(
+def _issued_this_month(session: Session, library_id: str, card: str, month: str, *,
+                       service: str | None = None) -> IssuedThisMonth | None:
+    """The card's code of this month: any service, or one service if the policy says so."""
+    stmt = (
         select(LedgerEntry, Code.code)
         .join(Code, Code.id == LedgerEntry.code_id)
         .where(LedgerEntry.library_id == library_id, LedgerEntry.card_number == card,
                LedgerEntry.month == month)
         .order_by(LedgerEntry.id)
         .limit(1)
-    ).first()
+    )
+    if service is not None:
+        stmt = stmt.where(LedgerEntry.service == service)
+    row = session.execute(stmt).first()
     if row is None:
         return None
     entry, code = row
@@ -201,16 +239,21 @@ def decide_one(session: Session, req: Request, *, settings: Settings, library: L
             received_at=req.received_at, date_header=req.date_header,
             from_address=req.from_address, card_candidates=cards.candidates, card=cards.card,
             name_text=name_text, reader=reader,
-            issued_this_month=_issued_this_month(session, library.id, cards.card, month)
+            issued_this_month=_issued_this_month(
+                session, library.id, cards.card, month,
+                service=req.service if library.one_code_per_month == "per_service" else None)
             if cards.card else None,
             unactivated_months=_unactivated_months(session, library, cards.card, month)
             if cards.card else (),
         )
-        hit, trail = evaluate(facts)
-        if hit is None:
-            hit, code = _issue(session, req, library=library, tz=tz, month=month, now=now)
-            trail.append({"rule": "pool", "result": "issued" if code else "refused",
-                          "note": hit.note})
+        if req.kind == "test":
+            hit, trail = _eligibility_test(session, facts, month=month)
+        else:
+            hit, trail = evaluate(facts)
+            if hit is None:
+                hit, code = _issue(session, req, library=library, tz=tz, month=month, now=now)
+                trail.append({"rule": "pool", "result": "issued" if code else "refused",
+                              "note": hit.note})
         if reader is not None:
             context["patron_first_name"] = reader.first_name
     req.outcome = hit.outcome
@@ -222,6 +265,41 @@ def decide_one(session: Session, req: Request, *, settings: Settings, library: L
         _write_reply(session, req, settings=settings, library=library, tz=tz, year=year,
                      month=mon, context=context, references=parsed.references, now=now)
     return Decision(req.id, hit.outcome, code.id if code else None)
+
+
+TEST_RULES = tuple(rule for rule in RULES if rule.name != "too_early")
+
+
+def _codes_left(session: Session, *, library_id: str, service: str, month: str) -> int:
+    return session.scalar(
+        select(func.count(Code.id)).where(Code.library_id == library_id, Code.service == service,
+                                          Code.month == month, Code.issued_at.is_(None))
+    ) or 0
+
+
+def _eligibility_test(session: Session, facts: Facts, *, month: str
+                      ) -> tuple[Hit, list[dict[str, Any]]]:
+    """A TEST mail: the verdict a request would get today; nothing issued or counted.
+
+    Every rule but the window is asked, so a patron testing before the window opens learns
+    both whether they qualify and when requests start to count.
+    """
+    opens = window_opens(facts.library, facts.tz, *facts.month)
+    before = facts.received_at < opens
+    hit, trail = evaluate(facts, TEST_RULES)
+    if hit is None:
+        verdict, context = "eligible", {}
+        if not before and not _codes_left(session, library_id=facts.library.id,
+                                          service=facts.service, month=month):
+            verdict = "pool_exhausted"
+    else:
+        verdict, context = hit.outcome, dict(hit.context)
+    context.pop("code", None)  # a test never shows a code, not even a repeated one
+    context.update(verdict=verdict, before_window=before)
+    trail.append({"rule": "eligibility_test", "result": verdict,
+                  "note": "test only: nothing issued" + ("; window not open yet" if before
+                                                          else "")})
+    return Hit("eligibility_test", f"verdict {verdict}", context), trail
 
 
 def _issue(session: Session, req: Request, *, library: LibrarySettings, tz: Any, month: str,
@@ -281,6 +359,7 @@ def _write_reply(session: Session, req: Request, *, settings: Settings,
     )
     session.add(Outbox(request_id=req.id, library_id=library.id, mail_from=reply.mail_from,
                        to_address=reply.to, message_id=reply.message_id, outcome=req.outcome,
-                       message=reply.message, state="pending", created_at=now, due_at=now,
+                       message=reply.message, state="pending", created_at=now,
+                       due_at=next_send_time(library, tz, now),
                        attempts=0))
 

@@ -30,12 +30,20 @@ def test_the_example_documents_every_key():
     # Every settings field appears in config.example.toml.
     import dataclasses
 
-    from mailbot.config import LibrarySettings, MailboxSettings, Settings, SmtpSettings
+    from mailbot.config import (
+        LibrarySettings,
+        MailboxSettings,
+        Settings,
+        Sip2SourceSettings,
+        SmtpSettings,
+        SqlSourceSettings,
+    )
 
     text = (ROOT / "config.example.toml").read_text()
-    for cls in (Settings, SmtpSettings, LibrarySettings, MailboxSettings):
+    for cls in (Settings, SmtpSettings, LibrarySettings, MailboxSettings, SqlSourceSettings,
+                Sip2SourceSettings):
         for f in dataclasses.fields(cls):
-            if f.name in ("source", "smtp", "libraries", "mailboxes"):
+            if f.name in ("source", "smtp", "libraries", "mailboxes", "sql", "sip2"):
                 continue
             assert f"{f.name} =" in text or f"# {f.name} =" in text, f"{cls.__name__}.{f.name}"
 

@@ -64,6 +64,9 @@ class Library(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # Health of the library's reader source as last seen by the decide stage.
+    source_error: Mapped[str | None] = mapped_column(Text)
+    source_down_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Mailbox(Base):
@@ -94,6 +97,7 @@ class Reader(Base):
     overdue_items: Mapped[int] = mapped_column(Integer, default=0)
     data_updated_on: Mapped[date | None] = mapped_column(Date)
     last_loan_on: Mapped[date | None] = mapped_column(Date)
+    birth_date: Mapped[date | None] = mapped_column(Date)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -156,6 +160,8 @@ class Request(Base):
     card_number: Mapped[str | None] = mapped_column(String(64))
     patron_name: Mapped[str | None] = mapped_column(String(300))
     month: Mapped[str | None] = mapped_column(String(7))
+    # "request", or "test": a TEST LEGIMI mail asking for a verdict, issuing nothing.
+    kind: Mapped[str] = mapped_column(String(8), default="request")
     # new -> decided | manual | ignored ; error = set aside for staff after a crash on it
     state: Mapped[str] = mapped_column(String(16), default="new")
     outcome: Mapped[str | None] = mapped_column(String(32))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from mailbot.errors import BadInput
 from mailbot.imports.tables import Problems, Row, Table, column_letter, header_key
 
-__all__ = ["CODE_HEADERS", "CodeRow", "is_code_like", "parse_codes"]
+__all__ = ["CODE_HEADERS", "CodeRow", "code_column", "is_code_like", "parse_codes"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,11 @@ def parse_codes(table: Table, *, column: str | int | None = None) -> list[CodeRo
                 codes.append(CodeRow(code=code, row=row.number))
     problems.raise_if_any()
     return codes
+
+
+def code_column(table: Table, option: str | int | None = None) -> int:
+    """The index of the code column, found as ``parse_codes`` finds it."""
+    return _choose_column(table, option)[0]
 
 
 def _choose_column(table: Table, option: str | int | None) -> tuple[int, bool]:

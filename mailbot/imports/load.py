@@ -8,7 +8,7 @@ written in one transaction, so a bad or conflicting file changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time
 from pathlib import Path
 
 from sqlalchemy import select
@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import month_end, parse_month
 from mailbot.config import SERVICES, Settings
-from mailbot.db.models import Code, CodePool, Reader
+from mailbot.db.models import ActivationReport, Code, CodePool, Reader
 from mailbot.errors import BadInput
+from mailbot.imports.activations import parse_activations
 from mailbot.imports.codes import parse_codes
 from mailbot.imports.readers import parse_readers
 from mailbot.imports.tables import read_table
@@ -31,13 +32,21 @@ class ReaderImport:
 
 
 @dataclass(frozen=True)
+class ActivationImport:
+    activated: int
+    not_activated: int
+    unknown: int
+    months: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class CodeImport:
     pool_id: int
     added: int
 
 
 _READER_FIELDS = ("first_name", "last_name", "email", "valid_until", "balance_due",
-                  "overdue_items", "data_updated_on", "last_loan_on")
+                  "overdue_items", "data_updated_on", "last_loan_on", "birth_date")
 
 
 def import_readers(sessions: sessionmaker[Session], settings: Settings, *, path: str,
@@ -104,3 +113,55 @@ def import_codes(sessions: sessionmaker[Session], settings: Settings, *, path: s
         session.add_all(Code(code=r.code, pool_id=pool.id, library_id=library_id,
                              service=service, month=month) for r in rows)
         return CodeImport(pool.id, len(rows))
+
+
+def import_activations(sessions: sessionmaker[Session], settings: Settings, *, path: str,
+                       library_id: str, column: str | None, now: datetime) -> ActivationImport:
+    """Marks codes activated; each month the report covers counts for penalties from now on.
+
+    Codes mailbot never imported (e.g. handed out before it was installed) are counted and
+    skipped; a code of another library, or a file with no known code at all, is refused.
+    """
+    settings.library(library_id)
+    tz = settings.library_tz(library_id)
+    table = read_table(path)
+    rows = parse_activations(table, column=column)
+    activated = not_activated = unknown = 0
+    with sessions.begin() as session:
+        values = [r.code for r in rows]
+        known: dict[str, Code] = {}
+        for start in range(0, len(values), 500):
+            for code in session.scalars(select(Code).where(Code.code.in_(values[start:start + 500]))):
+                known[code.code] = code
+        for r in rows:
+            code = known.get(r.code)
+            if code is not None and code.library_id != library_id:
+                raise BadInput(f"this code belongs to library {code.library_id}, not "
+                               f"{library_id}; nothing imported", file=table.file, row=r.row,
+                               column=column or "code")
+        if not known:
+            raise BadInput(f"none of the {len(rows)} codes is a code of library {library_id}; "
+                           "is this the right file?", file=table.file)
+        months: set[str] = set()
+        for r in rows:
+            code = known.get(r.code)
+            if code is None:
+                unknown += 1
+                continue
+            months.add(code.month)
+            if r.activated:
+                activated += 1
+                if code.activated_at is None:
+                    day = r.activated_on or now.astimezone(tz).date()
+                    code.activated_at = datetime.combine(day, time(12, 0), tzinfo=tz)
+            else:
+                not_activated += 1
+        existing = {a.month: a for a in session.scalars(select(ActivationReport).where(
+            ActivationReport.library_id == library_id, ActivationReport.month.in_(months)))}
+        for month in months:
+            if month in existing:
+                existing[month].imported_at = now
+            else:
+                session.add(ActivationReport(library_id=library_id, month=month,
+                                             imported_at=now))
+    return ActivationImport(activated, not_activated, unknown, tuple(sorted(months)))

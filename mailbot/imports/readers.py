@@ -45,6 +45,7 @@ class ReaderRow:
     overdue_items: int
     data_updated_on: date | None
     last_loan_on: date | None
+    birth_date: date | None
     row: int
 
 
@@ -59,6 +60,7 @@ COLUMN_NAMES: dict[str, tuple[str, ...]] = {
     "overdue_items": ("overdue_items", "przetrzymania"),
     "data_updated_on": ("data_updated_on", "aktualizacja_danych"),
     "last_loan_on": ("last_loan_on", "ostatnie_wypozyczenie"),
+    "birth_date": ("birth_date", "data_urodzenia"),
 }
 REQUIRED_COLUMNS = ("card_number", "last_name")
 
@@ -257,4 +259,5 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "overdue_items": parse_count,
     "data_updated_on": parse_date,
     "last_loan_on": parse_date,
+    "birth_date": parse_date,
 }

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db.models import Mailbox, Request
-from mailbot.intake.parse import loop_reason, match_service, parse_mail
+from mailbot.intake.parse import loop_reason, match_service, match_test_service, parse_mail
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,9 @@ def ingest(
     )
     reason = loop_reason(parsed, own_addresses=settings.own_addresses)
     service = match_service(parsed.subject)
+    if service is None and settings.library(mailbox.library_id).eligibility_test:
+        service = match_test_service(parsed.subject)
+        req.kind = "test" if service else "request"
     if reason is not None:
         req.state, req.outcome, req.decided_at = "ignored", "ignored_loop", now
         req.trail = [{"rule": "loop", "result": "refused", "note": reason}]

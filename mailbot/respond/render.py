@@ -30,7 +30,8 @@ debt: ``balance_due`` (Decimal). overdue: ``overdue_items`` (int).
 inactive_account: optional ``valid_until`` (date). blocked: ``blocked_until`` (date: first
 day a code can be asked for again), ``penalty_months`` (int). ambiguous_card:
 ``candidates`` (list[str]). age_restricted: ``min_age`` (int). data_not_updated,
-no_loans_this_year: ``year`` (int).
+no_loans_this_year: ``year`` (int); no_loans_this_year also ``since`` (date|None:
+the policy's "a loan within N months" variant).
 
 ``code`` is removed from the context of every outcome except ``issued`` and
 ``already_received``, so a refusal can never show one, whatever the caller passes.
@@ -83,6 +84,7 @@ REPLY_OUTCOMES: tuple[str, ...] = (
     "blocked",
     "pool_exhausted",
     "age_restricted",
+    "eligibility_test",
 )
 NO_REPLY_OUTCOMES: tuple[str, ...] = ("ignored_loop", "not_a_request", "rate_limited")
 
@@ -131,10 +133,16 @@ CONTEXT_VARIABLES: Mapping[str, _Vars] = {
     "debt": _vars(["balance_due"]),
     "overdue": _vars(["overdue_items"]),
     "data_not_updated": _vars(["year"]),
-    "no_loans_this_year": _vars(["year"]),
+    "no_loans_this_year": _vars(["year"], ["since"]),
     "blocked": _vars(["blocked_until", "penalty_months"]),
     "pool_exhausted": _vars(),
     "age_restricted": _vars(["min_age"]),
+    # The verdict of a TEST LEGIMI / TEST EMPIK GO mail: "eligible" or a refusal outcome,
+    # with that refusal's own variables when it has them.
+    "eligibility_test": _vars(["verdict"], [
+        "before_window", "candidates", "valid_until", "min_age", "balance_due",
+        "overdue_items", "year", "since", "blocked_until", "penalty_months",
+        "previous_service_name"]),
 }
 
 LAYOUT_TEXT = "email/layout.txt.j2"

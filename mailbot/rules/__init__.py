@@ -13,6 +13,7 @@ from mailbot.rules.base import Facts, Hit, Rule
 from mailbot.rules.card import AmbiguousCard, NoCard
 from mailbot.rules.once_a_month import AlreadyReceived, Blocked
 from mailbot.rules.reader import (
+    AgeRestricted,
     DataNotUpdated,
     Debt,
     InactiveAccount,
@@ -33,6 +34,7 @@ RULES: tuple[Rule, ...] = (
     SenderMismatch(),
     AlreadyReceived(),
     InactiveAccount(),
+    AgeRestricted(),
     Debt(),
     Overdue(),
     DataNotUpdated(),

@@ -26,6 +26,7 @@ class ReaderFacts:
     overdue_items: int
     data_updated_on: date | None
     last_loan_on: date | None
+    birth_date: date | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
+
+from mailbot.clock import add_months, last_day
 
 from mailbot.intake.parse import surname_matches
 from mailbot.rules.base import Facts, Hit
@@ -96,12 +99,39 @@ class DataNotUpdated:
 
 class NoLoansThisYear:
     name = "no_loans_this_year"
-    description = "No loan this calendar year (if the policy asks)."
+    description = ("Not an active reader: no loan this calendar year, or none in the last "
+                   "N months (if the policy asks).")
 
     def check(self, facts: Facts) -> Hit | None:
         assert facts.reader is not None
-        year = facts.local_received.year
+        today = facts.local_received.date()
         last = facts.reader.last_loan_on
-        if facts.library.check_loans_this_year and (last is None or last.year < year):
-            return Hit(self.name, f"last loan {last or 'never'}", {"year": year})
+        if facts.library.check_loans_this_year and (last is None or last.year < today.year):
+            return Hit(self.name, f"last loan {last or 'never'}",
+                       {"year": today.year, "since": None})
+        months = facts.library.active_loan_months
+        if months:
+            y, m = add_months(today.year, today.month, -months)
+            since = date(y, m, min(today.day, last_day(y, m).day))
+            if last is None or last < since:
+                return Hit(self.name, f"last loan {last or 'never'}, none since {since}",
+                           {"year": today.year, "since": since})
+        return None
+
+
+class AgeRestricted:
+    name = "age_restricted"
+    description = "Younger than the service's minimum age (if the policy sets one)."
+
+    def check(self, facts: Facts) -> Hit | None:
+        assert facts.reader is not None
+        min_age = facts.library.min_age(facts.service)
+        born = facts.reader.birth_date
+        if not min_age or born is None:
+            # No birth date on file: the library system is the authority; we do not guess.
+            return None
+        today = facts.local_received.date()
+        age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+        if age < min_age:
+            return Hit(self.name, f"age {age} below {min_age}", {"min_age": min_age})
         return None

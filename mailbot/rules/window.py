@@ -1,23 +1,43 @@
-"""SPEC 2.1: a month's requests count from the window's opening, library time."""
+"""SPEC 2.1 and 2.9: when a month's requests start to count, and when replies may go out."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from mailbot.clock import next_month
-from mailbot.config import LibrarySettings, parse_hhmm
+from mailbot.clock import first_working_day_from, is_working_day, next_month
+from mailbot.config import LibrarySettings, parse_hhmm, parse_window
 from mailbot.rules.base import Facts, Hit
 
 
 def window_opens(library: LibrarySettings, tz: ZoneInfo, year: int, month: int) -> datetime:
     """When requests of the given month start to count (aware, DST-correct)."""
-    return datetime.combine(date(year, month, library.window_day),
-                            parse_hhmm(library.window_time), tzinfo=tz)
+    day = date(year, month, library.window_day)
+    if library.window_working_day:
+        day = first_working_day_from(day)
+    return datetime.combine(day, parse_hhmm(library.window_time), tzinfo=tz)
 
 
 def next_window(library: LibrarySettings, tz: ZoneInfo, year: int, month: int) -> datetime:
     return window_opens(library, tz, *next_month(year, month))
+
+
+def next_send_time(library: LibrarySettings, tz: ZoneInfo, now: datetime) -> datetime:
+    """The earliest instant from ``now`` inside the library's send window."""
+    if not library.send_window:
+        return now
+    start, end = parse_window(library.send_window)
+    day = now.astimezone(tz).date()
+    for _ in range(40):  # long enough for any run of holidays
+        if not library.send_working_days_only or is_working_day(day):
+            opens = datetime.combine(day, start, tzinfo=tz)
+            closes = datetime.combine(day, end, tzinfo=tz)
+            if now < opens:
+                return opens
+            if now < closes:
+                return now
+        day += timedelta(days=1)
+    return now
 
 
 class TooEarly:

@@ -57,6 +57,7 @@ def test_english_headers_give_every_field(tmp_path: Path) -> None:
             overdue_items=2,
             data_updated_on=date(2024, 2, 1),
             last_loan_on=date(2024, 4, 30),
+            birth_date=None,
             row=2,
         )
     ]
@@ -82,7 +83,7 @@ def test_polish_headers_with_accents_spaces_and_any_case_are_understood(tmp_path
 def test_optional_columns_may_be_left_out(tmp_path: Path) -> None:
     # Only the card number and the last name: no e-mail, no debt, no dates.
     [reader] = parse_readers(csv_table(tmp_path, "numer_karty,nazwisko\n7,Kos\n"))
-    assert reader == ReaderRow("7", "", "Kos", None, None, Decimal(0), 0, None, None, row=2)
+    assert reader == ReaderRow("7", "", "Kos", None, None, Decimal(0), 0, None, None, None, row=2)
 
 
 def test_empty_optional_cells_take_the_defaults(tmp_path: Path) -> None:
@@ -227,6 +228,7 @@ def test_a_legacy_xls_reader_file_is_read() -> None:
         overdue_items=0,
         data_updated_on=None,
         last_loan_on=None,
+        birth_date=None,
         row=2,
     )
     assert (second.card_number, second.email, second.balance_due) == ("9876543", None, Decimal(0))

@@ -66,6 +66,8 @@ def full_context(service: str = "legimi", **overrides: Any) -> dict[str, Any]:
         "candidates": ["0012345", "0098765"],
         "min_age": 16,
         "year": 2026,
+        "verdict": "debt",
+        "before_window": True,
     }
     ctx.update(overrides)
     return ctx
@@ -100,9 +102,10 @@ def flat(text: str) -> str:
 # ---------------------------------------------------------------- the template set
 
 
-def test_reply_outcomes_are_the_spec_outcomes_plus_age_restricted() -> None:
-    # Every outcome of SPEC §3 that gets a reply has a template key; no-reply outcomes have none.
-    assert set(REPLY_OUTCOMES) == SPEC_OUTCOMES | {"age_restricted"}
+def test_reply_outcomes_are_the_spec_outcomes_plus_issue_3s() -> None:
+    # Every outcome of SPEC §3 that gets a reply has a template key, plus the age limit and
+    # the eligibility test verdict; no-reply outcomes have none.
+    assert set(REPLY_OUTCOMES) == SPEC_OUTCOMES | {"age_restricted", "eligibility_test"}
     assert not set(REPLY_OUTCOMES) & set(NO_REPLY_OUTCOMES)
     assert len(set(REPLY_OUTCOMES)) == len(REPLY_OUTCOMES)
 
