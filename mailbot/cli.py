@@ -149,8 +149,8 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
 
     from mailbot.readers import close_sources, make_sources
 
+    sources = make_sources(settings)  # a misconfigured source stops us before any work
     polls = poll_all(sessions, settings) + poll_all_maildirs(sessions, settings)
-    sources = make_sources(settings)
     try:
         decisions = decide_pending(sessions, settings, now=now, sources=sources)
     finally:

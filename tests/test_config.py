@@ -31,6 +31,7 @@ def test_the_example_documents_every_key():
     import dataclasses
 
     from mailbot.config import (
+        DaemonSettings,
         LibrarySettings,
         MailboxSettings,
         Settings,
@@ -41,9 +42,9 @@ def test_the_example_documents_every_key():
 
     text = (ROOT / "config.example.toml").read_text()
     for cls in (Settings, SmtpSettings, LibrarySettings, MailboxSettings, SqlSourceSettings,
-                Sip2SourceSettings):
+                Sip2SourceSettings, DaemonSettings):
         for f in dataclasses.fields(cls):
-            if f.name in ("source", "smtp", "libraries", "mailboxes", "sql", "sip2"):
+            if f.name in ("source", "smtp", "libraries", "mailboxes", "sql", "sip2", "daemon"):
                 continue
             assert f"{f.name} =" in text or f"# {f.name} =" in text, f"{cls.__name__}.{f.name}"
 

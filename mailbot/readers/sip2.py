@@ -25,9 +25,10 @@ SIP2                   ReaderFacts
                        Unreadable -> the response is garbled.
 overdue items count    ``overdue_items`` (fixed field; blank -> the number of ``AT`` items).
 ``BE`` e-mail          ``email`` (the first address if several).
-``PA`` / ``PE``        ``valid_until``: the patron's expiry date (``PA`` is the extension of
-``PX``                 SIPServer, used by Evergreen and Koha; ``PX`` is Polaris's). YYYYMMDD,
-                       YYYYMMDD    HHMMSS, YYYY-MM-DD or DD.MM.YYYY; anything else is ignored.
+``PX`` / ``PA`` /     ``valid_until``: the patron's expiry date, first of these that is a date
+``PE``                 (``PA``: SIPServer's extension, used by Evergreen and Koha; ``PX``:
+                       Polaris's, whose ``PA`` means something else). YYYYMMDD, YYYYMMDD
+                       HHMMSS, YYYY-MM-DD, DD.MM.YYYY or MM/DD/YYYY; anything else is ignored.
 ``PB`` / ``BC``        ``birth_date`` (Envisionware/SIPServer ``PB``, Polaris ``BC``).
 patron status          see below.
 =====================  ======================================================================
@@ -42,8 +43,9 @@ is not valid for service: ``valid_until`` is then set in the past, so the patron
 ``inactive_account``. It is the expiry date the server sent if that is already past, else the
 last day of the month before yesterday's month: every request decided now for this month's
 pool arrived after that day, however long it waited for the source (yesterday, not today,
-leaves room for a server clock a day ahead of the library's time zone). When a fee or an overdue
-item explains the block, the ``debt``/``overdue`` rules give the patron the better reason.
+leaves room for a server clock a day ahead of the library's time zone). When a fee or an
+overdue item explains the block, the ``debt``/``overdue`` rules give the patron the better
+reason.
 
 Nothing secret is logged: frames are logged at DEBUG with the login password (``CO``),
 terminal and patron passwords (``AC``/``AD``) and the patron's personal data masked.
