@@ -88,3 +88,15 @@ def test_a_past_month_and_an_unknown_library_are_refused(tmp_path, capsys):
                    "--month", bot.month) == 2
     assert "unknown library 'nope'" in capsys.readouterr().err
     assert _counts(bot) == (0, 0, 0)
+
+
+def test_birth_dates_are_imported_for_age_limits(tmp_path):
+    # A "data_urodzenia" column (DD.MM.YYYY) fills the reader's birth date.
+    bot = make_bot(tmp_path, smtp=NO_SMTP, mailboxes=[])
+    path = tmp_path / "dzieci.csv"
+    path.write_text("numer_karty;imie;nazwisko;data_urodzenia\n0000009;Staś;Mały;05.06.2015\n",
+                    encoding="utf-8")
+    assert bot.cli("import-readers", str(path), "--library", "lib") == 0
+    sessions = open_database(bot.settings().database_url)
+    with sessions() as s:
+        assert str(s.scalar(select(Reader.birth_date))) == "2015-06-05"
