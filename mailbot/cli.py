@@ -10,13 +10,14 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import month_key, month_of, utcnow
 from mailbot.config import SERVICES, Settings, load_settings
-from mailbot.db.models import Code, Library, Mailbox, Outbox, Request
+from mailbot.db.models import Code, JobRun, Library, Mailbox, Outbox, Request
 from mailbot.db.session import open_database, sync_config
 from mailbot.errors import BadInput, MailbotError
 
@@ -60,9 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--library", required=True)
     a.add_argument("--column", help="the code column: header, 1-based index or letter")
 
-    run = sub.add_parser("run", help="fetch, decide and send")
+    run = sub.add_parser("run", help="the daemon: IMAP IDLE, decide, send, scheduled jobs")
     run.add_argument("--once", action="store_true",
                      help="handle everything waiting, then exit (for cron and tests)")
+
+    rem = sub.add_parser("remind", help="send activation reminders now")
+    rem.add_argument("--dry-run", action="store_true",
+                     help="list who would get a reminder; send and record nothing")
 
     sub.add_parser("status", help="pools left, queue, outbox, last poll per mailbox")
 
@@ -162,9 +167,9 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     sessions = _open(settings)
     if not args.once:
-        print("mailbot: the long-running daemon is not built yet; use `run --once` from cron",
-              file=sys.stderr)
-        return 2
+        from mailbot.daemon import Daemon
+
+        return Daemon(settings, sessions).run_forever()
     result = run_once(sessions, settings)
     failed = [p for p in result["polls"] if p.errors]
     stored = sum(p.stored for p in result["polls"])
@@ -174,6 +179,23 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     for p in failed:
         print(f"mailbox {p.mailbox}: {'; '.join(p.errors)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.housekeeping import queue_reminders
+    from mailbot.respond.send import send_due
+
+    sessions = _open(settings)
+    items = queue_reminders(sessions, settings, utcnow(), dry_run=args.dry_run)
+    for item in items:
+        print(f"{item.library_id}  {item.service:8}  card {item.card_number}  {item.email}")
+    if args.dry_run:
+        print(f"{len(items)} reminder(s) would be sent (dry run: nothing sent or recorded)")
+        return 0
+    sent = asyncio.run(send_due(sessions, settings.smtp))
+    print(f"{len(items)} reminder(s) queued; sent {sent.sent}, deferred {sent.deferred}, "
+          f"failed {sent.failed}")
+    return 0
 
 
 def status_lines(sessions: sessionmaker[Session], settings: Settings) -> list[str]:
@@ -215,6 +237,16 @@ def status_lines(sessions: sessionmaker[Session], settings: Settings) -> list[st
                     "%Y-%m-%d %H:%M:%S %Z") if mb.last_poll_at else "never"
                 health = f"  ERROR: {mb.last_error}" if mb.last_error else ""
                 lines.append(f"  mailbox {mb.address} last poll {when}{health}")
+        jobs = session.scalars(select(JobRun).order_by(JobRun.name)).all()
+        if jobs:
+            tz = ZoneInfo(settings.timezone)
+            lines.append("jobs")
+            fmt = "%Y-%m-%d %H:%M %Z"
+        for job in jobs:
+            last = job.last_run_at.astimezone(tz).strftime(fmt) if job.last_run_at else "never"
+            nxt = job.next_run_at.astimezone(tz).strftime(fmt) if job.next_run_at else "-"
+            lines.append(f"  {job.name}: next {nxt}, last {last}"
+                         + (f" ({job.last_result})" if job.last_result else ""))
     return lines
 
 
@@ -229,5 +261,6 @@ COMMANDS = {
     "import-codes": cmd_import_codes,
     "import-activations": cmd_import_activations,
     "run": cmd_run,
+    "remind": cmd_remind,
     "status": cmd_status,
 }

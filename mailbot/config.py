@@ -43,6 +43,25 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class DaemonSettings:
+    """``mailbot run``: the long-running process."""
+
+    # IMAP servers drop an IDLE after 30 minutes (RFC 2177 allows 29): re-issue before.
+    idle_refresh: float = 1500.0
+    # Mailboxes whose server has no IDLE (and Maildirs) are polled this often, seconds.
+    poll_interval: float = 60.0
+    # After a network or server error, reconnect after 1, 2, 4 … seconds, at most this.
+    reconnect_max: float = 300.0
+    # Temporary SMTP failures are retried with growing pauses (at most send_backoff_max
+    # seconds apart) for this long, then the reply is marked failed for staff.
+    send_retry_for: float = 172800.0
+    send_backoff_max: float = 1800.0
+    # Scheduled jobs, library time zone.
+    month_close_time: str = "00:05"
+    retention_time: str = "03:30"
+
+
+@dataclass(frozen=True)
 class SqlSourceSettings:
     """``reader_source = "sql"``: read-only access to the library system's database."""
 
@@ -101,6 +120,10 @@ class LibrarySettings:
     min_age_empik_go: int = 0
     one_code_per_month: Literal["across", "per_service"] = "across"
     eligibility_test: bool = False  # answer TEST LEGIMI / TEST EMPIK GO with a verdict
+    # SPEC 2.11: this many days before the month ends, remind holders of unactivated codes
+    # (0 = no reminders), at this time of day.
+    reminder_days: int = 3
+    reminder_time: str = "10:00"
     replies_per_sender_per_day: int = 5
     languages: tuple[str, ...] = ("pl", "en")
     contact: str | None = None
@@ -148,7 +171,10 @@ class Settings:
     database_url: str = "sqlite:///mailbot.db"
     templates_dir: str | None = None
     max_message_bytes: int = 2_000_000
+    # SPEC 2.12: raw mail and sent reply bodies are kept this many days; the ledger stays.
+    retention_days: int = 30
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
     libraries: tuple[LibrarySettings, ...] = ()
     mailboxes: tuple[MailboxSettings, ...] = ()
     source: str = field(default="<defaults>", compare=False)
@@ -270,8 +296,10 @@ def _validate(settings: Settings) -> Settings:
             raise ConfigError("needs at least one language", file=src, column=f"{key}.languages")
         if lib.send_window is not None:
             parse_window(lib.send_window, f"{key}.send_window", src)
+        parse_hhmm(lib.reminder_time, f"{key}.reminder_time", src)
         for name in ("active_loan_months", "penalty_months", "min_age_legimi",
-                     "min_age_empik_go", "replies_per_sender_per_day", "max_overdue_items"):
+                     "min_age_empik_go", "replies_per_sender_per_day", "max_overdue_items",
+                     "reminder_days"):
             if getattr(lib, name) < 0:
                 raise ConfigError("must not be negative", file=src, column=f"{key}.{name}")
         try:
@@ -307,6 +335,10 @@ def _validate(settings: Settings) -> Settings:
         password = _secret(mb.password, mb.password_env, f"{key}.password_env", src)
         mailboxes.append(dataclasses.replace(mb, password=password,
                                              processed_folder=mb.processed_folder or None))
+    parse_hhmm(settings.daemon.month_close_time, "daemon.month_close_time", src)
+    parse_hhmm(settings.daemon.retention_time, "daemon.retention_time", src)
+    if settings.retention_days < 1:
+        raise ConfigError("must be at least 1", file=src, column="retention_days")
     smtp = settings.smtp
     smtp_password = os.environ.get("MAILBOT_SMTP_PASSWORD") or _secret(
         smtp.password, smtp.password_env, "smtp.password_env", src)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -66,12 +67,15 @@ def decide_pending(
     *,
     now: datetime | None = None,
     sources: dict[str, ReaderSource] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> list[Decision]:
-    """Decides every waiting request of every library; returns what was decided."""
+    """Decides every waiting request of every library; returns what was decided.
+
+    ``should_stop`` is asked between requests: a shutdown finishes the current one only."""
     decisions: list[Decision] = []
     for library in settings.libraries:
         source = (sources or {}).get(library.id) or LocalReaders()
-        decisions.extend(_decide_library(sessions, settings, library, source, now))
+        decisions.extend(_decide_library(sessions, settings, library, source, now, should_stop))
     return decisions
 
 
@@ -87,10 +91,11 @@ def _next_request(session: Session, library_id: str) -> Request | None:
 
 def _decide_library(sessions: sessionmaker[Session], settings: Settings,
                     library: LibrarySettings, source: ReaderSource,
-                    fixed_now: datetime | None) -> list[Decision]:
-    decisions = []
+                    fixed_now: datetime | None,
+                    should_stop: Callable[[], bool]) -> list[Decision]:
+    decisions: list[Decision] = []
     source_was_down = _source_state(sessions, library.id) is not None
-    while True:
+    while not should_stop():
         started = time.perf_counter()
         now = fixed_now or utcnow()
         request_id = None
@@ -117,6 +122,7 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
         log.info("request=%s library=%s outcome=%s took=%.1fms", decision.request_id,
                  library.id, decision.outcome, (time.perf_counter() - started) * 1000)
         decisions.append(decision)
+    return decisions
 
 
 def _source_state(sessions: sessionmaker[Session], library_id: str) -> str | None:

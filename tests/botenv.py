@@ -98,7 +98,7 @@ class Bot:
 
 
 def make_bot(tmp_path: Path, *, smtp: Any, mailboxes: list[Any], library: str = "lib",
-             policy: str = "") -> Bot:
+             policy: str = "", tables: str = "") -> Bot:
     """Writes the TOML config: one library, the given IMAP users as its mailboxes."""
     mb_text = "".join(
         f"""
@@ -128,5 +128,6 @@ id = "{library}"
 name = "Biblioteka Testowa"
 {policy}
 {mb_text}
+{tables}
 """, encoding="utf-8")
     return Bot(root=tmp_path, config=config, library=library)

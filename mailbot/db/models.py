@@ -129,6 +129,10 @@ class Code(Base):
     request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"), unique=True)
     issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set in the transaction that queues the activation reminder: one reminder per code.
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by the month-close job for codes never issued in their month.
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Request(Base):
@@ -181,7 +185,10 @@ class Outbox(Base):
     __table_args__ = (Index("ix_outbox_state", "state", "due_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), unique=True)
+    # "reply" (to a request) or "reminder" (of an unactivated code)
+    kind: Mapped[str] = mapped_column(String(16), default="reply")
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"), unique=True)
+    code_id: Mapped[int | None] = mapped_column(ForeignKey("codes.id"))
     library_id: Mapped[str] = mapped_column(ForeignKey("libraries.id"))
     mail_from: Mapped[str] = mapped_column(String(320))
     to_address: Mapped[str] = mapped_column(String(320))
@@ -193,6 +200,8 @@ class Outbox(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # After a temporary failure the daemon waits until then (growing pauses).
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -212,6 +221,17 @@ class LedgerEntry(Base):
     request_id: Mapped[int | None] = mapped_column(Integer)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     channel: Mapped[str] = mapped_column(String(16), default="email")
+
+
+class JobRun(Base):
+    """What the scheduler did and will do, for `status` from another process."""
+
+    __tablename__ = "job_runs"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_result: Mapped[str | None] = mapped_column(Text)
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ActivationReport(Base):

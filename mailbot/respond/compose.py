@@ -69,7 +69,11 @@ def compose_reply(
     request_key: str,
     now: datetime,
     templates_dir: Any = None,
+    subject: str | None = None,
 ) -> Reply:
+    """Renders ``outcome`` (or a notice such as ``reminder``) into a threaded message.
+
+    ``subject`` replaces the default ``Re: <original subject>`` (for notices)."""
     rendered = render_reply(outcome, context, languages=languages, templates_dir=templates_dir)
     domain = mailbox_address.rpartition("@")[2] or "mailbot.invalid"
     message_id = reply_message_id(request_key=request_key, domain=domain)
@@ -77,14 +81,15 @@ def compose_reply(
     msg = MIMEMultipart("alternative")
     msg["From"] = formataddr((str(_header(library_name)), mailbox_address))
     msg["To"] = to
-    msg["Subject"] = _header(reply_subject(original_subject))
+    msg["Subject"] = _header(subject or reply_subject(original_subject))
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id
     if original_message_id:
         msg["In-Reply-To"] = original_message_id
         refs = [r for r in original_references if r] + [original_message_id]
         msg["References"] = " ".join(refs[-10:])
-    msg["Auto-Submitted"] = "auto-replied"
+    # RFC 3834: an answer to a mail is auto-replied; a notice of our own is auto-generated.
+    msg["Auto-Submitted"] = "auto-generated" if subject else "auto-replied"
     # Asks Exchange and friends not to answer our answer with an out-of-office note.
     msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Mailbot-Outcome"] = outcome

@@ -87,9 +87,11 @@ REPLY_OUTCOMES: tuple[str, ...] = (
     "eligibility_test",
 )
 NO_REPLY_OUTCOMES: tuple[str, ...] = ("ignored_loop", "not_a_request", "rate_limited")
+# Mail that is not a reply to a request: the activation reminder (SPEC 2.11).
+NOTICES: tuple[str, ...] = ("reminder",)
 
 # The only outcomes whose templates may show a code.
-CODE_OUTCOMES: frozenset[str] = frozenset({"issued", "already_received"})
+CODE_OUTCOMES: frozenset[str] = frozenset({"issued", "already_received", "reminder"})
 
 
 class _Vars(NamedTuple):
@@ -143,6 +145,7 @@ CONTEXT_VARIABLES: Mapping[str, _Vars] = {
         "before_window", "candidates", "valid_until", "min_age", "balance_due",
         "overdue_items", "year", "since", "blocked_until", "penalty_months",
         "previous_service_name"]),
+    "reminder": _vars(["code", "deadline", "penalty_months"], ["activation_url"]),
 }
 
 LAYOUT_TEXT = "email/layout.txt.j2"
@@ -221,7 +224,7 @@ def render_reply(
 
 
 def _check_outcome(outcome: str) -> None:
-    if outcome not in REPLY_OUTCOMES:
+    if outcome not in REPLY_OUTCOMES and outcome not in NOTICES:
         if outcome in NO_REPLY_OUTCOMES:
             raise ValueError(f"outcome {outcome!r} gets no reply")
         raise ValueError(f"unknown reply outcome {outcome!r}")

@@ -12,7 +12,8 @@ import logging
 import os
 import ssl
 from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiosmtplib
@@ -39,6 +40,7 @@ class SendReport:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    unreachable: bool = False
 
 
 class FileTransport:
@@ -100,7 +102,13 @@ class SmtpTransport:
                                      f"{type(exc).__name__}: {exc}", permanent=False,
                                      unreachable=True) from None
         try:
-            await self.client.sendmail(row.mail_from, [row.to_address], row.message)
+            try:
+                await self.client.sendmail(row.mail_from, [row.to_address], row.message)
+            except aiosmtplib.SMTPServerDisconnected:
+                # The relay closed our idle connection: one fresh try, then it counts.
+                self._drop()
+                self.client = await self._connect()
+                await self.client.sendmail(row.mail_from, [row.to_address], row.message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             raise TransportError(f"recipient refused: {codes}",
@@ -122,42 +130,83 @@ def transport_for(settings: SmtpSettings) -> FileTransport | SmtpTransport:
     return FileTransport(settings.file_outbox) if settings.file_outbox else SmtpTransport(settings)
 
 
+def retry_delay(attempts: int, backoff_max: float) -> timedelta:
+    """30 s, 1 min, 2 min … after the 1st, 2nd, 3rd failure, at most ``backoff_max``."""
+    return timedelta(seconds=min(backoff_max, 30.0 * 2 ** max(0, attempts - 1)))
+
+
 async def send_due(sessions: sessionmaker[Session], smtp: SmtpSettings, *,
-                   now: datetime | None = None) -> SendReport:
-    """Sends every pending reply that is due; returns counts."""
+                   now: datetime | None = None,
+                   transport: FileTransport | SmtpTransport | None = None,
+                   honour_retry: bool = False, retry_for: float | None = None,
+                   backoff_max: float = 1800.0,
+                   should_stop: Callable[[], bool] = lambda: False) -> SendReport:
+    """Sends every pending reply that is due; returns counts.
+
+    ``honour_retry`` (the daemon) waits out each row's pause after a temporary failure and
+    gives up after ``retry_for`` seconds; ``run --once`` simply tries every due row again.
+    """
     report = SendReport()
     now = now or utcnow()
     with sessions() as session:
-        ids = session.scalars(
-            select(Outbox.id).where(Outbox.state == "pending", Outbox.due_at <= now)
-            .order_by(Outbox.due_at, Outbox.id)
-        ).all()
-    async with transport_for(smtp) as transport:
-        for outbox_id in ids:
-            with sessions.begin() as session:
-                row = session.get(Outbox, outbox_id)
-                if row is None or row.state != "pending":
-                    continue
-                try:
-                    await transport.send(row)
-                except TransportError as exc:
-                    row.attempts += 1
-                    row.last_error = str(exc)[:1000]
-                    if exc.permanent:
-                        row.state = "failed"
-                        report.failed += 1
-                        log.warning("outbox=%s request=%s permanently refused: %s", row.id,
-                                    row.request_id, exc)
-                    else:
-                        report.deferred += 1
-                        log.warning("outbox=%s request=%s deferred: %s", row.id,
-                                    row.request_id, exc)
-                        if exc.unreachable:
-                            break
-                    continue
-                row.state, row.sent_at = "sent", utcnow()
+        stmt = select(Outbox.id).where(Outbox.state == "pending", Outbox.due_at <= now)
+        if honour_retry:
+            stmt = stmt.where((Outbox.retry_at.is_(None)) | (Outbox.retry_at <= now))
+        ids = session.scalars(stmt.order_by(Outbox.due_at, Outbox.id)).all()
+    if not ids:
+        return report
+    if transport is None:
+        async with transport_for(smtp) as own:
+            return await _send_rows(sessions, own, ids, report, retry_for=retry_for,
+                                    backoff_max=backoff_max, should_stop=should_stop)
+    return await _send_rows(sessions, transport, ids, report, retry_for=retry_for,
+                            backoff_max=backoff_max, should_stop=should_stop)
+
+
+async def _send_rows(sessions: sessionmaker[Session], transport: FileTransport | SmtpTransport,
+                     ids: Sequence[int], report: SendReport, *, retry_for: float | None,
+                     backoff_max: float, should_stop: Callable[[], bool]) -> SendReport:
+    for outbox_id in ids:
+        if should_stop():
+            break
+        with sessions.begin() as session:
+            row = session.get(Outbox, outbox_id)
+            if row is None or row.state != "pending":
+                continue
+            try:
+                await transport.send(row)
+            except TransportError as exc:
+                now = utcnow()
                 row.attempts += 1
-                report.sent += 1
-                log.info("outbox=%s request=%s sent outcome=%s", row.id, row.request_id,
-                         row.outcome)
+                row.last_error = str(exc)[:1000]
+                expired = retry_for is not None and \
+                    (now - row.created_at).total_seconds() > retry_for
+                if exc.permanent or expired:
+                    row.state = "failed"
+                    report.failed += 1
+                    log.warning("outbox=%s request=%s failed%s: %s", row.id, row.request_id,
+                                " (gave up retrying)" if not exc.permanent else "", exc)
+                else:
+                    row.retry_at = now + retry_delay(row.attempts, backoff_max)
+                    report.deferred += 1
+                    log.warning("outbox=%s request=%s deferred: %s", row.id,
+                                row.request_id, exc)
+                    if exc.unreachable:
+                        report.unreachable = True
+                        break
+                continue
+            row.state, row.sent_at = "sent", utcnow()
+            row.attempts += 1
+            report.sent += 1
+            log.info("outbox=%s request=%s sent kind=%s outcome=%s", row.id, row.request_id,
+                     row.kind, row.outcome)
     return report
+
+
+def next_due(sessions: sessionmaker[Session]) -> datetime | None:
+    """When the earliest pending reply becomes sendable (for the daemon's sleep)."""
+    with sessions() as session:
+        rows = session.execute(select(Outbox.due_at, Outbox.retry_at)
+                               .where(Outbox.state == "pending")).all()
+    times = [max(d, r) if r else d for d, r in rows]
+    return min(times) if times else None

@@ -1,0 +1,231 @@
+"""``mailbot run``: the unattended process around the three stages.
+
+Threads, each restartable from the database alone:
+
+* one **watcher** per IMAP mailbox: IMAP IDLE (re-issued every ``idle_refresh`` seconds,
+  before servers drop it), or polling where the server has no IDLE; any network or server
+  error → reconnect after 1, 2, 4 … seconds (at most ``reconnect_max``);
+* one **Maildir poller** for local Maildirs;
+* the **decider**: woken by intake (or every 30 s, for requests waiting on a reader source),
+  decides in arrival order;
+* the **sender**: woken by the decider, sends due replies over one reused SMTP connection,
+  waits out temporary failures with growing pauses, sleeps until the next reply is due;
+* the **scheduler** (APScheduler): reminders, month close, retention purge.
+
+SIGTERM/SIGINT sets one flag: every thread finishes the mail it is handling (a stored
+chunk, one decision, one sent reply) and stops; nothing is left half done because each of
+those steps is one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from imapclient import IMAPClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailbot.clock import utcnow
+from mailbot.config import MailboxSettings, Settings
+from mailbot.decide import decide_pending
+from mailbot.intake.imap import connect, poll_mailbox
+from mailbot.intake.maildir import poll_all_maildirs
+from mailbot.intake.store import mailbox_row
+from mailbot.jobs import Jobs
+from mailbot.readers import close_sources, make_sources
+from mailbot.respond.send import next_due, send_due, transport_for
+
+log = logging.getLogger(__name__)
+
+DECIDE_EVERY = 30.0  # seconds: retry requests waiting on a reader source that was down
+SEND_CHECK_EVERY = 30.0
+
+
+class Daemon:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.stopping = threading.Event()
+        self._decide = threading.Event()
+        self._send = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.sources: dict[str, Any] = {}
+        self.jobs = Jobs(sessions, settings, wake=self._send.set)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.sources = make_sources(self.settings)
+        for mb in self.settings.mailboxes:
+            if mb.type == "imap":
+                self._spawn(f"imap {mb.address}", self._watch, mb)
+        if any(mb.type == "maildir" for mb in self.settings.mailboxes):
+            self._spawn("maildir", self._poll_maildirs)
+        self._spawn("decider", self._decider)
+        self._spawn("sender", self._sender)
+        self.jobs.start()
+        self._decide.set()
+        self._send.set()
+        log.info("mailbot running: %d mailbox(es), %d library(ies)",
+                 len(self.settings.mailboxes), len(self.settings.libraries))
+
+    def stop(self, *_args: object) -> None:
+        if not self.stopping.is_set():
+            log.info("stopping: finishing the current mail")
+        self.stopping.set()
+        self._decide.set()
+        self._send.set()
+
+    def join(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.1, deadline - time.monotonic()))
+        self.jobs.shutdown()
+        close_sources(self.sources)
+        alive = [t.name for t in self.threads if t.is_alive()]
+        if alive:
+            log.warning("threads still running at exit: %s", ", ".join(alive))
+
+    def run_forever(self) -> int:
+        """The CLI's entry: runs until SIGTERM or SIGINT."""
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        self.start()
+        while not self.stopping.wait(1.0):
+            pass
+        self.join()
+        log.info("mailbot stopped")
+        return 0
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        def guarded() -> None:
+            # A bug in one loop must not silently stop that part of the service.
+            while not self.stopping.is_set():
+                try:
+                    target(*args)
+                    return
+                except Exception:
+                    log.exception("%s crashed; restarting it in 5 s", name)
+                    self.stopping.wait(5.0)
+
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    # -- intake ------------------------------------------------------------------------
+
+    def _poll(self, mb: MailboxSettings, client: IMAPClient) -> None:
+        report = poll_mailbox(self.sessions, self.settings, mb, client=client)
+        if report.stored or report.duplicates:
+            self._decide.set()
+
+    def _watch(self, mb: MailboxSettings) -> None:
+        d = self.settings.daemon
+        backoff = 1.0
+        while not self.stopping.is_set():
+            client: IMAPClient | None = None
+            try:
+                client = connect(mb)
+                self._poll(mb, client)
+                backoff = 1.0
+                idle = client.has_capability("IDLE")
+                if not idle:
+                    log.info("%s: server has no IDLE; polling every %.0f s", mb.key,
+                             d.poll_interval)
+                while not self.stopping.is_set():
+                    if idle:
+                        self._idle_until_news(client, d.idle_refresh)
+                    else:
+                        self.stopping.wait(d.poll_interval)
+                    if self.stopping.is_set():
+                        break
+                    self._poll(mb, client)
+            except Exception as exc:
+                log.warning("%s: %s: %s; reconnecting in %.0f s", mb.key, type(exc).__name__,
+                            exc, backoff)
+                self._record_mailbox_error(mb, f"{type(exc).__name__}: {exc}")
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, d.reconnect_max)
+            finally:
+                if client is not None:
+                    try:
+                        client.logout()
+                    except Exception:
+                        pass
+
+    def _idle_until_news(self, client: IMAPClient, refresh: float) -> None:
+        """IDLE until the server reports new mail, the refresh time is up, or we stop."""
+        client.idle()
+        try:
+            started = time.monotonic()
+            while not self.stopping.is_set() and time.monotonic() - started < refresh:
+                readable, _, _ = select.select([client.socket()], [], [], 1.0)
+                if not readable:
+                    continue
+                responses = client.idle_check(timeout=0)
+                if not responses:
+                    # Readable yet nothing to read: imapclient swallows EOF here, so leave
+                    # IDLE; ending it (or the poll after) fails on a dead connection.
+                    return
+                if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                    return
+        finally:
+            client.idle_done()
+
+    def _record_mailbox_error(self, mb: MailboxSettings, error: str) -> None:
+        try:
+            with self.sessions.begin() as session:
+                mailbox_row(session, mb).last_error = error[:1000]
+        except Exception:
+            log.exception("could not record the error of %s", mb.key)
+
+    def _poll_maildirs(self) -> None:
+        while not self.stopping.is_set():
+            reports = poll_all_maildirs(self.sessions, self.settings)
+            if any(r.stored for r in reports):
+                self._decide.set()
+            self.stopping.wait(self.settings.daemon.poll_interval)
+
+    # -- decide and respond ------------------------------------------------------------
+
+    def _decider(self) -> None:
+        while not self.stopping.is_set():
+            self._decide.wait(DECIDE_EVERY)
+            self._decide.clear()
+            if self.stopping.is_set():
+                break
+            decisions = decide_pending(self.sessions, self.settings, sources=self.sources,
+                                       should_stop=self.stopping.is_set)
+            if decisions:
+                self._send.set()
+
+    def _sender(self) -> None:
+        asyncio.run(self._send_loop())
+
+    async def _send_loop(self) -> None:
+        d = self.settings.daemon
+        backoff = 1.0
+        async with transport_for(self.settings.smtp) as transport:
+            while not self.stopping.is_set():
+                report = await send_due(self.sessions, self.settings.smtp, transport=transport,
+                                        honour_retry=True, retry_for=d.send_retry_for,
+                                        backoff_max=d.send_backoff_max,
+                                        should_stop=self.stopping.is_set)
+                if report.unreachable:
+                    await asyncio.to_thread(self.stopping.wait, backoff)
+                    backoff = min(backoff * 2, d.reconnect_max)
+                    continue
+                backoff = 1.0
+                due = next_due(self.sessions)
+                wait = SEND_CHECK_EVERY
+                if due is not None:
+                    wait = max(0.0, min(wait, (due - utcnow()).total_seconds()))
+                if wait > 0:
+                    await asyncio.to_thread(self._send.wait, wait)
+                self._send.clear()
