@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("import-readers", help="load/refresh the local reader table")
     r.add_argument("file")
     r.add_argument("--library", required=True)
+    r.add_argument("--remove-missing", action="store_true",
+                   help="the file is a full export: delete readers that are not in it")
 
     c = sub.add_parser("import-codes", help="add a code pool from XLSX, XLS, CSV or HTML")
     c.add_argument("file")
@@ -114,8 +116,14 @@ def cmd_import_readers(settings: Settings, args: argparse.Namespace) -> int:
     sessions = _open(settings)
     result = import_readers(sessions, settings, path=args.file, library_id=args.library,
                             now=utcnow())
+    removed = ""
+    if args.remove_missing:
+        from mailbot.imports.load import remove_missing_readers
+
+        gone = remove_missing_readers(sessions, path=args.file, library_id=args.library)
+        removed = f", {gone} removed (not in the file)"
     print(f"{args.file}: {result.created} readers added, {result.updated} updated, "
-          f"{result.unchanged} unchanged")
+          f"{result.unchanged} unchanged{removed}")
     return 0
 
 
@@ -139,8 +147,10 @@ def cmd_import_activations(settings: Settings, args: argparse.Namespace) -> int:
     sessions = _open(settings)
     r = import_activations(sessions, settings, path=args.file, library_id=args.library,
                            column=args.column, now=utcnow())
+    months = (f"penalties now apply for {', '.join(r.months)}" if r.months else
+              "no month in it has ended yet, so no penalty follows from it")
     print(f"{args.file}: {r.activated} activated, {r.not_activated} not activated, "
-          f"{r.unknown} unknown to mailbot; report recorded for {', '.join(r.months)}")
+          f"{r.unknown} unknown to mailbot; {months}")
     return 0
 
 

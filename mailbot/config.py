@@ -168,7 +168,7 @@ class MailboxSettings:
 @dataclass(frozen=True)
 class Settings:
     timezone: str = "Europe/Warsaw"
-    database_url: str = "sqlite:///mailbot.db"
+    database_url: str = field(default="sqlite:///mailbot.db", repr=False)
     templates_dir: str | None = None
     max_message_bytes: int = 2_000_000
     # SPEC 2.12: raw mail and sent reply bodies are kept this many days; the ledger stays.
@@ -197,6 +197,14 @@ class Settings:
         return frozenset(m.address.lower() for m in self.mailboxes)
 
 
+def _shown(value: Any, key: str) -> str:
+    """A value for an error message; secrets are never echoed."""
+    last = key.rpartition(".")[2]
+    if "password" in last or last in ("url", "database_url"):
+        return "(hidden)"
+    return repr(value)
+
+
 def _convert(value: Any, typ: Any, key: str, source: str) -> Any:
     """Checks ``value`` against the annotation ``typ``; returns it converted."""
     origin = typing.get_origin(typ)
@@ -208,7 +216,7 @@ def _convert(value: Any, typ: Any, key: str, source: str) -> Any:
     if origin is Literal:
         allowed = typing.get_args(typ)
         if value not in allowed:
-            raise ConfigError(f"must be one of {', '.join(map(repr, allowed))}, not {value!r}",
+            raise ConfigError(f"must be one of {', '.join(map(repr, allowed))}, not {_shown(value, key)}",
                               file=source, column=key)
         return value
     if origin is tuple:
@@ -218,19 +226,19 @@ def _convert(value: Any, typ: Any, key: str, source: str) -> Any:
         return tuple(_convert(v, item_type, f"{key}[{i}]", source) for i, v in enumerate(value))
     if typ is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"must be true or false, not {value!r}", file=source, column=key)
+            raise ConfigError(f"must be true or false, not {_shown(value, key)}", file=source, column=key)
         return value
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"must be an integer, not {value!r}", file=source, column=key)
+            raise ConfigError(f"must be an integer, not {_shown(value, key)}", file=source, column=key)
         return value
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"must be a number, not {value!r}", file=source, column=key)
+            raise ConfigError(f"must be a number, not {_shown(value, key)}", file=source, column=key)
         return float(value)
     if typ is str:
         if not isinstance(value, str):
-            raise ConfigError(f"must be a string, not {value!r}", file=source, column=key)
+            raise ConfigError(f"must be a string, not {_shown(value, key)}", file=source, column=key)
         return value
     raise AssertionError(f"unsupported config type {typ!r}")
 

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
-from mailbot.decide import decide_pending
+from mailbot.decide import decide_pending, waiting_on
 from mailbot.intake.imap import connect, poll_mailbox
 from mailbot.intake.maildir import poll_all_maildirs
 from mailbot.intake.store import mailbox_row
@@ -55,6 +55,10 @@ class Daemon:
         self._decide = threading.Event()
         self._send = threading.Event()
         self.threads: list[threading.Thread] = []
+        # Set by the decider when a request waits for this mailbox to be read past it.
+        self._maildirs_now = threading.Event()  # one poller serves every Maildir
+        self._poll_now = {mb.key: self._maildirs_now if mb.type == "maildir"
+                          else threading.Event() for mb in settings.mailboxes}
         self.sources: dict[str, Any] = {}
         self.jobs = Jobs(sessions, settings, wake=self._send.set)
 
@@ -81,6 +85,8 @@ class Daemon:
         self.stopping.set()
         self._decide.set()
         self._send.set()
+        for event in self._poll_now.values():
+            event.set()
 
     def join(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -138,13 +144,15 @@ class Daemon:
                 if not idle:
                     log.info("%s: server has no IDLE; polling every %.0f s", mb.key,
                              d.poll_interval)
+                poll_now = self._poll_now[mb.key]
                 while not self.stopping.is_set():
                     if idle:
-                        self._idle_until_news(client, d.idle_refresh)
+                        self._idle_until_news(client, d.idle_refresh, poll_now)
                     else:
-                        self.stopping.wait(d.poll_interval)
+                        poll_now.wait(d.poll_interval)
                     if self.stopping.is_set():
                         break
+                    poll_now.clear()
                     self._poll(mb, client)
             except Exception as exc:
                 log.warning("%s: %s: %s; reconnecting in %.0f s", mb.key, type(exc).__name__,
@@ -159,13 +167,15 @@ class Daemon:
                     except Exception:
                         pass
 
-    def _idle_until_news(self, client: IMAPClient, refresh: float) -> None:
-        """IDLE until the server reports new mail, the refresh time is up, or we stop."""
+    def _idle_until_news(self, client: IMAPClient, refresh: float,
+                         poll_now: threading.Event) -> None:
+        """IDLE until the server reports new mail, the refresh time is up, a poll is
+        asked for, or we stop."""
         client.idle()
         try:
             started = time.monotonic()
-            while not self.stopping.is_set() and time.monotonic() - started < refresh:
-                readable, _, _ = select.select([client.socket()], [], [], 1.0)
+            while not poll_now.is_set() and time.monotonic() - started < refresh:
+                readable, _, _ = select.select([client.socket()], [], [], 0.2)
                 if not readable:
                     continue
                 responses = client.idle_check(timeout=0)
@@ -187,10 +197,11 @@ class Daemon:
 
     def _poll_maildirs(self) -> None:
         while not self.stopping.is_set():
+            self._maildirs_now.clear()
             reports = poll_all_maildirs(self.sessions, self.settings)
             if any(r.stored for r in reports):
                 self._decide.set()
-            self.stopping.wait(self.settings.daemon.poll_interval)
+            self._maildirs_now.wait(self.settings.daemon.poll_interval)
 
     # -- decide and respond ------------------------------------------------------------
 
@@ -204,6 +215,15 @@ class Daemon:
                                        should_stop=self.stopping.is_set)
             if decisions:
                 self._send.set()
+            with self.sessions() as session:
+                lagging = waiting_on(session, self.settings)
+            if lagging:
+                # A request waits for another branch mailbox to be read past its arrival:
+                # ask those watchers to poll now, and look again shortly.
+                for key in lagging:
+                    self._poll_now[key].set()
+                self.stopping.wait(0.5)
+                self._decide.set()
 
     def _sender(self) -> None:
         asyncio.run(self._send_loop())

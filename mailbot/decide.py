@@ -17,10 +17,11 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import add_months, month_end, month_key, month_of, parse_month, utcnow
@@ -79,13 +80,52 @@ def decide_pending(
     return decisions
 
 
-def _next_request(session: Session, library_id: str) -> Request | None:
+def arrival_horizon(session: Session, settings: Settings,
+                    library: LibrarySettings) -> datetime | None:
+    """Requests arriving before this instant may be decided; None: no limit.
+
+    With several mailboxes, a request fetched from one must wait until every other
+    mailbox of the library has been read past its arrival, or an earlier mail still sitting
+    in a slower (or broken) mailbox would lose its code to it. INTERNALDATE has whole
+    seconds, so the horizon is the oldest poll start, rounded down to the second.
+    """
+    keys = [m.key for m in settings.mailboxes_of(library.id)]
+    if len(keys) <= 1:
+        return None
+    marks = session.scalars(select(Mailbox.caught_up_to).where(Mailbox.key.in_(keys))).all()
+    if len(marks) < len(keys) or any(m is None for m in marks):
+        return datetime.min.replace(tzinfo=UTC)
+    return min(m for m in marks if m is not None).replace(microsecond=0)
+
+
+def waiting_on(session: Session, settings: Settings) -> list[str]:
+    """Keys of mailboxes whose reading lags behind a request waiting to be decided."""
+    lagging = []
+    for library in settings.libraries:
+        keys = [m.key for m in settings.mailboxes_of(library.id)]
+        if len(keys) <= 1:
+            continue
+        newest = session.scalar(select(func.max(Request.received_at)).where(
+            Request.library_id == library.id, Request.state == "new"))
+        if newest is None:
+            continue
+        for key, mark in session.execute(select(Mailbox.key, Mailbox.caught_up_to)
+                                         .where(Mailbox.key.in_(keys))):
+            if mark is None or mark.replace(microsecond=0) <= newest:
+                lagging.append(key)
+    return lagging
+
+
+def _next_request(session: Session, library_id: str,
+                  horizon: datetime | None = None) -> Request | None:
     stmt = (
         select(Request)
         .where(Request.library_id == library_id, Request.state == "new")
         .order_by(Request.received_at, Request.uid, Request.mailbox_id, Request.id)
         .limit(1)
     )
+    if horizon is not None:
+        stmt = stmt.where(Request.received_at < horizon)
     return session.scalar(stmt)
 
 
@@ -101,7 +141,8 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
         request_id = None
         try:
             with sessions.begin() as session:
-                req = _next_request(session, library.id)
+                req = _next_request(session, library.id,
+                                    arrival_horizon(session, settings, library))
                 if req is None:
                     return decisions
                 request_id = req.id
@@ -112,7 +153,15 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
                         library.id, source.name, exc)
             _record_source(sessions, library.id, f"{source.name}: {exc}"[:1000], now)
             return decisions
+        except OperationalError as exc:
+            # The database itself hiccupped (failover, lock timeout): nobody's fault, so
+            # nobody is set aside; the request is decided on the next pass.
+            log.warning("library %s: database error, deciding later: %s", library.id,
+                        exc.orig if exc.orig is not None else exc)
+            return decisions
         except Exception:
+            if request_id is None:
+                raise  # not about one mail: let the caller's error policy see it
             log.exception("request %s could not be decided; set aside for staff", request_id)
             _set_aside(sessions, request_id, traceback.format_exc(limit=5))
             continue
@@ -198,7 +247,9 @@ def _replies_today(session: Session, req: Request, tz: Any) -> int:
         select(func.count(Outbox.id))
         .join(Request, Request.id == Outbox.request_id)
         .where(Outbox.library_id == req.library_id, Outbox.to_address == req.from_address,
-               Request.received_at >= start, Request.received_at < end)
+               Request.received_at >= start, Request.received_at < end,
+               # Test mails have their own cap: they count toward nothing real.
+               Request.kind == req.kind)
     ) or 0
 
 
@@ -206,7 +257,8 @@ def _allocate(session: Session, *, library_id: str, service: str, month: str) ->
     stmt = (
         select(Code)
         .where(Code.library_id == library_id, Code.service == service, Code.month == month,
-               Code.issued_at.is_(None))
+               Code.issued_at.is_(None), Code.activated_at.is_(None),
+               Code.expired_at.is_(None))
         .order_by(Code.id)
         .limit(1)
         .with_for_update(skip_locked=True)

@@ -199,3 +199,24 @@ def test_a_server_without_idle_is_polled(tmp_path, imap_user, smtp_sink, daemon_
     time.sleep(1.5)
     mid = _append(imap_user, w, 1)
     _wait(lambda: mid in _replies_per_request(smtp_sink), 10, "a polled reply")
+
+
+def test_two_branch_mailboxes_under_idle_are_served_in_arrival_order_and_fast(
+        tmp_path, imap_user_factory, smtp_sink, daemon_for):
+    # Two branch mailboxes of one library, both in IDLE: each request is answered within
+    # seconds (the daemon reads the other branch past it before deciding), and the codes go
+    # in arrival order across both.
+    a, b = imap_user_factory(), imap_user_factory()
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[a, b], tables=FAST)
+    w = bot.window()
+    bot.import_readers([f"06{i:05d};Ala;Demon{i};d{i}@patron.test;{_ok(w.year)}"
+                        for i in range(1, 5)])
+    bot.import_codes([f"DMN-{i:06d}" for i in range(1, 5)])
+    daemon_for(bot)
+    time.sleep(1.0)
+    for i, box in ((1, a), (2, b), (3, a), (4, b)):
+        raw, mid = request_mail(f"d{i}@patron.test", "LEGIMI", f"Ala Demon{i} 06{i:05d}")
+        box.append(raw)  # INTERNALDATE: now, as a real delivery
+        _wait(lambda mid=mid: mid in _replies_per_request(smtp_sink), 10, f"reply {i}")
+    issued = {r.card_number: r.code.code for r in bot.requests()}
+    assert issued == {f"06{i:05d}": f"DMN-{i:06d}" for i in range(1, 5)}

@@ -293,3 +293,28 @@ def test_codes_and_passwords_never_appear_in_logs(tmp_path, imap_user, smtp_sink
     text = "\n".join(r.getMessage() for r in ours)
     assert "SECRET-CODE" not in text
     assert imap_user.password not in text
+
+
+@pytest.mark.parametrize("sender", [None, "Anna Kowalska", "undisclosed-recipients:;",
+                                    "x" * 400 + "@patron.test"])
+def test_a_request_without_a_usable_sender_goes_to_staff_and_uses_no_code(
+        tmp_path, imap_user, smtp_sink, sender):
+    # No From, a From without an address or an absurdly long one: nobody to answer, so no
+    # code is taken; the mail waits in the manual folder, and the next request is served.
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+    w = bot.window()
+    ok = f"{w.year + 1}-12-31;0;0;{w.year}-01-15;{w.year}-02-01"
+    bot.import_readers([f"0160001;Ala;Bezadresu;a@patron.test;{ok}",
+                        f"0160002;Ola;Zadresem;o@patron.test;{ok}"])
+    bot.import_codes(["NOFROM-0001"])
+    raw, _ = request_mail("placeholder@patron.test", "LEGIMI", "Ala Bezadresu 0160001")
+    line = b"From: placeholder@patron.test\n"
+    raw = raw.replace(line, b"" if sender is None else f"From: {sender}\n".encode())
+    imap_user.append(raw, internaldate=w + timedelta(seconds=1))
+    raw, _ = request_mail("o@patron.test", "LEGIMI", "Ola Zadresem 0160002")
+    imap_user.append(raw, internaldate=w + timedelta(seconds=2))
+    assert bot.run_once() == 0
+    assert [(r.state, r.outcome) for r in bot.requests()] == [
+        ("manual", "not_a_request"), ("decided", "issued")]
+    assert [m.rcpt_tos[0] for m in smtp_sink.messages] == ["o@patron.test"]
+    assert len(imap_user.list("mailbot/manual")) == 1

@@ -259,3 +259,37 @@ password = "{u.password}"
         for other in users:
             if other != lib:
                 assert f"{other.upper()}-CODE" not in m.raw.decode("utf-8", "replace")
+
+
+def test_a_code_the_platform_reports_activated_is_never_handed_out(tmp_path, imap_user,
+                                                                    smtp_sink, capsys):
+    # A code of this month shows as activated in the panel (given out at the desk by
+    # hand): the bot skips it and issues the next one.
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+    w = bot.window()
+    bot.import_readers([f"0240001;Ala;Pierwsza;p@patron.test;{_ok(w.year)}"])
+    bot.import_codes(["DESK-USED-01", "FREE-CODE-02"])
+    report = tmp_path / "akt.csv"
+    report.write_text("kod;status\ndesk-used-01;aktywny\n")  # the panel's own letter case
+    assert bot.cli("import-activations", str(report), "--library", "lib") == 0
+    assert "no month in it has ended yet" in capsys.readouterr().out
+    raw, _ = request_mail("p@patron.test", "LEGIMI", "Ala Pierwsza 0240001")
+    imap_user.append(raw, internaldate=w + timedelta(seconds=1))
+    assert bot.run_once() == 0
+    assert [r.code.code for r in bot.requests()] == ["FREE-CODE-02"]
+
+
+def test_test_mails_do_not_use_up_the_daily_reply_cap(tmp_path, imap_user, smtp_sink):
+    # Cap 2 a day: two TEST mails, then the real request still gets its code.
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user],
+                   policy="eligibility_test = true\nreplies_per_sender_per_day = 2")
+    w = bot.window()
+    bot.import_readers([f"0250001;Ala;Limit;l@patron.test;{_ok(w.year)}"])
+    bot.import_codes(["CAP-CODE-01"])
+    for sec, subject in ((1, "TEST LEGIMI"), (2, "TEST LEGIMI"), (3, "TEST LEGIMI"),
+                         (4, "LEGIMI")):
+        raw, _ = request_mail("l@patron.test", subject, "Ala Limit 0250001")
+        imap_user.append(raw, internaldate=w + timedelta(seconds=sec))
+    assert bot.run_once() == 0
+    assert [r.outcome for r in bot.requests()] == [
+        "eligibility_test", "eligibility_test", "rate_limited", "issued"]

@@ -79,6 +79,8 @@ class Mailbox(Base):
     uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Every mail the server held at this instant has been stored (a poll's start time).
+    caught_up_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
 
 

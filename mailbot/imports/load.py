@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import month_end, parse_month
@@ -91,17 +91,18 @@ def import_codes(sessions: sessionmaker[Session], settings: Settings, *, path: s
     table = read_table(path)
     rows = parse_codes(table, column=column)  # never empty: an empty file is BadInput
     with sessions.begin() as session:
-        values = [r.code for r in rows]
+        # Case-insensitively, as within one file: "abc" and "ABC" are one code twice.
+        values = [r.code.casefold() for r in rows]
         clashes: dict[str, tuple[str, str, str]] = {}
         for start in range(0, len(values), 500):
             for code, lib, svc, mon in session.execute(
                 select(Code.code, Code.library_id, Code.service, Code.month)
-                .where(Code.code.in_(values[start:start + 500]))
+                .where(func.lower(Code.code).in_(values[start:start + 500]))
             ):
-                clashes[code] = (lib, svc, mon)
+                clashes[code.casefold()] = (lib, svc, mon)
         if clashes:
-            first = next(r for r in rows if r.code in clashes)
-            lib, svc, mon = clashes[first.code]
+            first = next(r for r in rows if r.code.casefold() in clashes)
+            lib, svc, mon = clashes[first.code.casefold()]
             more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
             raise BadInput(f"code already imported in the pool of library {lib}, {svc}, "
                            f"{mon}{more}; nothing imported", file=table.file, row=first.row,
@@ -128,13 +129,14 @@ def import_activations(sessions: sessionmaker[Session], settings: Settings, *, p
     rows = parse_activations(table, column=column)
     activated = not_activated = unknown = 0
     with sessions.begin() as session:
-        values = [r.code for r in rows]
+        values = [r.code.casefold() for r in rows]
         known: dict[str, Code] = {}
         for start in range(0, len(values), 500):
-            for code in session.scalars(select(Code).where(Code.code.in_(values[start:start + 500]))):
-                known[code.code] = code
+            for code in session.scalars(select(Code).where(
+                    func.lower(Code.code).in_(values[start:start + 500]))):
+                known[code.code.casefold()] = code
         for r in rows:
-            code = known.get(r.code)
+            code = known.get(r.code.casefold())
             if code is not None and code.library_id != library_id:
                 raise BadInput(f"this code belongs to library {code.library_id}, not "
                                f"{library_id}; nothing imported", file=table.file, row=r.row,
@@ -144,11 +146,15 @@ def import_activations(sessions: sessionmaker[Session], settings: Settings, *, p
                            "is this the right file?", file=table.file)
         months: set[str] = set()
         for r in rows:
-            code = known.get(r.code)
+            code = known.get(r.code.casefold())
             if code is None:
                 unknown += 1
                 continue
-            months.add(code.month)
+            y, m = parse_month(code.month)
+            # Only an ended month's report is final: a code may still be activated until
+            # the month is over, so a mid-month report must not lead to a penalty.
+            if month_end(y, m, tz) <= now:
+                months.add(code.month)
             if r.activated:
                 activated += 1
                 if code.activated_at is None:
@@ -165,3 +171,15 @@ def import_activations(sessions: sessionmaker[Session], settings: Settings, *, p
                 session.add(ActivationReport(library_id=library_id, month=month,
                                              imported_at=now))
     return ActivationImport(activated, not_activated, unknown, tuple(sorted(months)))
+
+
+def remove_missing_readers(sessions: sessionmaker[Session], *, path: str,
+                           library_id: str) -> int:
+    """Deletes the library's readers that are not in the file (a full export)."""
+    cards = {r.card_number for r in parse_readers(read_table(path))}
+    with sessions.begin() as session:
+        gone = [r for r in session.scalars(select(Reader).where(Reader.library_id == library_id))
+                if r.card_number not in cards]
+        for reader in gone:
+            session.delete(reader)
+    return len(gone)

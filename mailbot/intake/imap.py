@@ -99,7 +99,9 @@ def _move(client: IMAPClient, folders: _Folders, uids: list[int], target: str) -
     if client.has_capability("UIDPLUS"):
         client.uid_expunge(uids)
     else:
-        client.expunge()
+        # A plain EXPUNGE would also remove mail staff marked deleted: leave ours flagged.
+        log.warning("server has neither MOVE nor UIDPLUS: %d handled mail(s) copied and "
+                    "flagged \\Deleted, not expunged", len(uids))
 
 
 def _finish_moves(client: IMAPClient, folders: _Folders, sessions: sessionmaker[Session],
@@ -149,29 +151,16 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
             mailbox_id, last_uid = row.id, row.last_uid
         report.moved += _finish_moves(client, folders, sessions, mailbox_id, uidvalidity)
 
+        # Everything the server held when this poll started will have been stored: the
+        # decide stage serves a library only up to its mailboxes' oldest such moment.
+        poll_started = utcnow()
         # "n:*" always matches the highest UID, even one below n: filter.
         uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
         for chunk in _chunks(uids, FETCH_CHUNK):
             messages = _fetch(client, chunk, settings.max_message_bytes)
-            duplicates: dict[str, list[int]] = defaultdict(list)
-            with sessions.begin() as session:
-                row = session.get(Mailbox, mailbox_id)
-                assert row is not None
-                now = utcnow()
-                for uid in chunk:
-                    if uid not in messages:  # expunged meanwhile
-                        continue
-                    internaldate, raw = messages[uid]
-                    stored = ingest(session, settings=settings, mailbox=row, mb=mb,
-                                    uidvalidity=uidvalidity, uid=uid, received_at=internaldate,
-                                    raw=raw, now=now)
-                    report.fetched += 1
-                    if stored.request_id is None:
-                        duplicates[stored.move_to].append(uid)
-                        report.duplicates += 1
-                    else:
-                        report.stored += 1
-                row.last_uid = max(chunk)
+            duplicates = store_chunk(sessions, settings, mb, mailbox_id, uidvalidity,
+                                     [(uid, *messages[uid]) for uid in chunk if uid in messages],
+                                     last_uid=max(chunk), report=report)
             for target, dup_uids in duplicates.items():
                 _move(client, folders, dup_uids, target)
             report.moved += _finish_moves(client, folders, sessions, mailbox_id, uidvalidity)
@@ -179,6 +168,7 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
             row = session.get(Mailbox, mailbox_id)
             assert row is not None
             row.last_poll_at, row.last_error = utcnow(), None
+            row.caught_up_to = poll_started
     finally:
         if own_client:
             try:
@@ -186,6 +176,65 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
             except Exception:
                 pass
     return report
+
+
+def store_chunk(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSettings,
+                mailbox_id: int, uidvalidity: int,
+                mails: list[tuple[int, datetime, bytes]], *, last_uid: int,
+                report: PollReport) -> dict[str, list[int]]:
+    """Stores fetched mails and the mailbox's new last UID in one commit.
+
+    Should the database refuse the batch, each mail is stored on its own, so one mail the
+    database cannot take is set aside (or, at worst, skipped with an error in the log and
+    left in the folder) instead of blocking the mailbox forever.
+    Returns the duplicates' UIDs by the folder they must go to.
+    """
+    try:
+        return _store(sessions, settings, mb, mailbox_id, uidvalidity, mails, last_uid, report)
+    except Exception:
+        log.exception("%s: storing %d mail(s) together failed; storing one by one", mb.key,
+                      len(mails))
+    duplicates: dict[str, list[int]] = defaultdict(list)
+    for mail in mails:
+        try:
+            for target, uids in _store(sessions, settings, mb, mailbox_id, uidvalidity, [mail],
+                                       mail[0], report).items():
+                duplicates[target] += uids
+        except Exception:
+            log.exception("%s: mail uid=%s cannot be stored; left in the folder for staff",
+                          mb.key, mail[0])
+            report.errors.append(f"uid {mail[0]} could not be stored")
+    with sessions.begin() as session:
+        row = session.get(Mailbox, mailbox_id)
+        assert row is not None
+        row.last_uid = max(row.last_uid, last_uid)
+    return duplicates
+
+
+def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSettings,
+           mailbox_id: int, uidvalidity: int, mails: list[tuple[int, datetime, bytes]],
+           last_uid: int, report: PollReport) -> dict[str, list[int]]:
+    duplicates: dict[str, list[int]] = defaultdict(list)
+    fetched = stored = dups = 0
+    with sessions.begin() as session:
+        row = session.get(Mailbox, mailbox_id)
+        assert row is not None
+        now = utcnow()
+        for uid, internaldate, raw in mails:
+            result = ingest(session, settings=settings, mailbox=row, mb=mb,
+                            uidvalidity=uidvalidity, uid=uid, received_at=internaldate,
+                            raw=raw, now=now)
+            fetched += 1
+            if result.request_id is None:
+                duplicates[result.move_to].append(uid)
+                dups += 1
+            else:
+                stored += 1
+        row.last_uid = max(row.last_uid, last_uid)
+    report.fetched += fetched
+    report.stored += stored
+    report.duplicates += dups
+    return duplicates
 
 
 def _fetch(client: IMAPClient, uids: list[int], max_bytes: int) -> dict[int, tuple[datetime, bytes]]:

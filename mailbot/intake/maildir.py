@@ -41,6 +41,7 @@ def _pending(md: mailbox.Maildir, root: Path, *, skip_seen: bool) -> list[tuple[
 def poll_maildir(sessions: sessionmaker[Session], settings: Settings,
                  mb: MailboxSettings) -> PollReport:
     report = PollReport(mb.key)
+    poll_started = utcnow()
     root = Path(mb.path or "")
     md = mailbox.Maildir(root, factory=None, create=True)
     with sessions.begin() as session:
@@ -70,6 +71,7 @@ def poll_maildir(sessions: sessionmaker[Session], settings: Settings,
         row = session.get(Mailbox, mailbox_id)
         assert row is not None
         row.last_poll_at, row.last_error = utcnow(), None
+        row.caught_up_to = poll_started
     return report
 
 
@@ -87,5 +89,16 @@ def _move(md: mailbox.Maildir, key: str, target: str) -> None:
 
 
 def poll_all_maildirs(sessions: sessionmaker[Session], settings: Settings) -> list[PollReport]:
-    return [poll_maildir(sessions, settings, mb) for mb in settings.mailboxes
-            if mb.type == "maildir"]
+    """Polls every Maildir; one broken Maildir does not stop the others."""
+    reports = []
+    for mb in settings.mailboxes:
+        if mb.type != "maildir":
+            continue
+        try:
+            reports.append(poll_maildir(sessions, settings, mb))
+        except Exception as exc:
+            log.exception("%s: poll failed", mb.key)
+            with sessions.begin() as session:
+                mailbox_row(session, mb).last_error = f"{type(exc).__name__}: {exc}"[:1000]
+            reports.append(PollReport(mb.key, errors=[str(exc)]))
+    return reports

@@ -56,14 +56,17 @@ def ingest(
         return _set_aside(session, mailbox=mailbox, mb=mb, uidvalidity=uidvalidity, uid=uid,
                           received_at=received_at, raw=raw, now=now, error=repr(exc))
     message_id = parsed.message_id or "<%s@mailbot.no-message-id>" % hashlib.sha256(raw).hexdigest()[:32]
-    duplicate = session.scalar(
-        select(Request.id).where(Request.library_id == mailbox.library_id,
-                                 Request.message_id == message_id).limit(1)
-    )
+    message_id = message_id[:998]
+    duplicate = session.execute(
+        select(Request.id, Request.state).where(Request.library_id == mailbox.library_id,
+                                                Request.message_id == message_id).limit(1)
+    ).first()
     if duplicate is not None:
         log.info("duplicate Message-ID in %s uid=%s (request %s); not stored again",
-                 mb.key, uid, duplicate)
-        return Stored(None, processed_target(mb))
+                 mb.key, uid, duplicate.id)
+        # A copy goes where the original went: staff mail stays with staff.
+        staff = duplicate.state in ("manual", "error")
+        return Stored(None, mb.manual_folder if staff else processed_target(mb))
 
     req = Request(
         library_id=mailbox.library_id,
@@ -72,11 +75,11 @@ def ingest(
         uid=uid,
         received_at=received_at,
         fetched_at=now,
-        message_id=message_id[:998],
+        message_id=message_id,
         raw=raw,
         raw_size=len(raw),
         date_header=parsed.date,
-        from_address=parsed.from_address,
+        from_address=_valid_address(parsed.from_address),
         subject=parsed.subject[:2000],
         trail=[],
     )
@@ -94,12 +97,28 @@ def ingest(
         req.trail = [{"rule": "subject", "result": "refused",
                       "note": "subject names no service; left for staff"}]
         req.pending_move = mb.manual_folder
+    elif req.from_address is None:
+        # No address to answer: nothing may be issued to nobody; staff look at it.
+        req.state, req.outcome, req.decided_at = "manual", "not_a_request", now
+        req.trail = [{"rule": "sender", "result": "refused",
+                      "note": "no usable sender address; left for staff"}]
+        req.pending_move = mb.manual_folder
     else:
         req.state, req.service = "new", service
         req.pending_move = processed_target(mb)
     session.add(req)
     session.flush()
     return Stored(req.id, req.pending_move)
+
+
+def _valid_address(address: str | None) -> str | None:
+    """An addr-spec we can answer (and store: 320 characters at most, RFC 5321)."""
+    if not address or len(address) > 320 or address.count("@") != 1:
+        return None
+    local, domain = address.split("@")
+    if not local or "." not in domain or any(c.isspace() for c in address):
+        return None
+    return address
 
 
 def _set_aside(session: Session, *, mailbox: Mailbox, mb: MailboxSettings, uidvalidity: int,

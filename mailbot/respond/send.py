@@ -113,6 +113,12 @@ class SmtpTransport:
             codes = [r.code for r in exc.recipients]
             raise TransportError(f"recipient refused: {codes}",
                                  permanent=all(c >= 500 for c in codes)) from None
+        except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPAuthenticationError) as exc:
+            # The relay refuses us, not this reply: no reply is at fault, none may be
+            # failed for it. Stop the round; staff see the error on the pending rows.
+            self._drop()
+            raise TransportError(f"relay refused us: {exc.code} {exc.message}",
+                                 permanent=False, unreachable=True) from None
         except aiosmtplib.SMTPResponseException as exc:
             self._drop()
             raise TransportError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from None
@@ -170,7 +176,9 @@ async def _send_rows(sessions: sessionmaker[Session], transport: FileTransport |
         if should_stop():
             break
         with sessions.begin() as session:
-            row = session.get(Outbox, outbox_id)
+            # Locked while sending: a second process skips the row instead of sending twice.
+            row = session.scalar(select(Outbox).where(Outbox.id == outbox_id)
+                                 .with_for_update(skip_locked=True))
             if row is None or row.state != "pending":
                 continue
             try:

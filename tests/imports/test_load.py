@@ -100,3 +100,26 @@ def test_birth_dates_are_imported_for_age_limits(tmp_path):
     sessions = open_database(bot.settings().database_url)
     with sessions() as s:
         assert str(s.scalar(select(Reader.birth_date))) == "2015-06-05"
+
+
+def test_a_code_differing_only_in_letter_case_is_the_same_code(tmp_path, capsys):
+    # "abc-000001" after "ABC-000001" is refused as already imported.
+    bot = make_bot(tmp_path, smtp=NO_SMTP, mailboxes=[])
+    assert bot.import_codes(["ABC-000001"]) == 0
+    assert bot.import_codes(["abc-000001"], service="empik_go") == 2
+    assert "already imported" in capsys.readouterr().err
+
+
+def test_a_full_export_can_remove_readers_no_longer_in_it(tmp_path, capsys):
+    # --remove-missing: a card cancelled in the library system disappears here too.
+    bot = make_bot(tmp_path, smtp=NO_SMTP, mailboxes=[])
+    both = ["0000001;Anna;Kowalska;a@x.pl;2030-12-31;0;0;2026-01-01;2026-02-01",
+            "0000002;Jan;Nowak;j@x.pl;2030-12-31;0;0;2026-01-01;2026-02-01"]
+    assert bot.import_readers(both) == 0
+    path = tmp_path / "full.csv"
+    from tests.botenv import READER_HEADER
+
+    path.write_text(READER_HEADER + "\n" + both[0] + "\n", encoding="utf-8")
+    assert bot.cli("import-readers", str(path), "--library", "lib", "--remove-missing") == 0
+    assert "1 removed" in capsys.readouterr().out
+    assert _counts(bot)[0] == 1

@@ -103,31 +103,38 @@ def test_an_oversized_mail_is_read_only_up_to_the_cap_and_still_answered(
     assert req.outcome == "issued" and req.raw_size <= 200_000
 
 
-def test_a_mailbox_that_cannot_be_reached_is_shown_and_does_not_stop_the_others(
+def test_a_mailbox_that_cannot_be_read_holds_its_librarys_queue_and_is_shown(
         tmp_path, imap_user_factory, smtp_sink, capsys):
-    # One branch mailbox has a wrong password: the other branch is still served; run exits 1
-    # and status names the failing mailbox.
+    # One of two branch mailboxes has a wrong password. An earlier request may be sitting
+    # there, so the other branch's request waits (strict arrival order, SPEC 2.2); run exits
+    # 1 and status names the failing mailbox. Fixed, the next run decides it.
     good, bad = imap_user_factory(), imap_user_factory()
     bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[good, bad])
-    bot.config.write_text(bot.config.read_text().replace(
-        f'password = "{bad.password}"', 'password = "wrong"'))
+    right = bot.config.read_text()
+    bot.config.write_text(right.replace(f'password = "{bad.password}"', 'password = "wrong"'))
     w = bot.window()
     bot.import_readers([_reader_row("0110001", "Dobra", "g@patron.test", w.year)])
     bot.import_codes(["GOOD-0001"])
     raw, _ = request_mail("g@patron.test", "LEGIMI", "Ala Dobra 0110001")
     good.append(raw, internaldate=w + timedelta(seconds=1))
     assert bot.run_once() == 1
-    assert [r.outcome for r in bot.requests()] == ["issued"]
+    assert [r.state for r in bot.requests()] == ["new"]
+    assert smtp_sink.messages == []
     capsys.readouterr()
     assert bot.cli("status") == 0
     out = capsys.readouterr().out
-    assert "ebooki1@biblioteka.test" in out and "ERROR" in out
+    assert "ebooki1@biblioteka.test" in out and "ERROR" in out and "1 waiting" in out
     assert "wrong" not in out  # never a password
     sessions = open_database(bot.settings().database_url)
     with sessions() as s:
         rows = {m.address: m for m in s.scalars(select(Mailbox))}
     assert rows["ebooki0@biblioteka.test"].last_poll_at is not None
     assert rows["ebooki1@biblioteka.test"].last_error
+
+    bot.config.write_text(right)
+    assert bot.run_once() == 0
+    assert [r.outcome for r in bot.requests()] == ["issued"]
+    assert len(smtp_sink.messages) == 1
 
 
 def test_status_shows_pools_queue_outbox_and_last_poll(tmp_path, imap_user, smtp_sink, capsys):

@@ -75,3 +75,17 @@ def test_an_unreachable_relay_keeps_every_reply_pending_until_it_is_back(
     assert bot.run_once() == 0
     assert len(smtp_sink.messages) == 2
     assert {o.state for o in _outbox(bot).values()} == {"sent"}
+
+
+def test_a_relay_refusing_our_sender_fails_no_reply(tmp_path, imap_user, smtp_sink):
+    # 550 at MAIL FROM is the relay's problem, not the replies': they stay pending (with
+    # the error shown) and go out once the relay accepts us again.
+    bot = _two_requests(tmp_path, imap_user, smtp_sink)
+    smtp_sink.fail_with(550, "sender address rejected", count=1, stage="MAIL")
+    assert bot.run_once() == 0
+    box = _outbox(bot)
+    assert {o.state for o in box.values()} == {"pending"}
+    assert any("550" in (o.last_error or "") for o in box.values())
+    assert bot.run_once() == 0
+    assert {o.state for o in _outbox(bot).values()} == {"sent"}
+    assert len(smtp_sink.messages) == 2
