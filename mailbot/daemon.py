@@ -36,7 +36,7 @@ from mailbot.config import MailboxSettings, Settings
 from mailbot.decide import decide_pending, waiting_on
 from mailbot.intake.imap import connect, poll_mailbox
 from mailbot.intake.maildir import poll_all_maildirs
-from mailbot.intake.store import mailbox_row
+from mailbot.intake.store import record_mailbox_error
 from mailbot.jobs import Jobs
 from mailbot.readers import close_sources, make_sources
 from mailbot.respond.send import next_due, send_due, transport_for
@@ -157,7 +157,7 @@ class Daemon:
             except Exception as exc:
                 log.warning("%s: %s: %s; reconnecting in %.0f s", mb.key, type(exc).__name__,
                             exc, backoff)
-                self._record_mailbox_error(mb, f"{type(exc).__name__}: {exc}")
+                record_mailbox_error(self.sessions, mb, f"{type(exc).__name__}: {exc}")
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, d.reconnect_max)
             finally:
@@ -187,13 +187,6 @@ class Daemon:
                     return
         finally:
             client.idle_done()
-
-    def _record_mailbox_error(self, mb: MailboxSettings, error: str) -> None:
-        try:
-            with self.sessions.begin() as session:
-                mailbox_row(session, mb).last_error = error[:1000]
-        except Exception:
-            log.exception("could not record the error of %s", mb.key)
 
     def _poll_maildirs(self) -> None:
         while not self.stopping.is_set():

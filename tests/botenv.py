@@ -97,23 +97,26 @@ class Bot:
                         service, "--month", self.month)
 
 
+def mailbox_toml(library: str, address: str, user: Any) -> str:
+    """A [[mailboxes]] table for a test IMAP user (plain IMAP on loopback)."""
+    return f"""
+[[mailboxes]]
+library = "{library}"
+address = "{address}"
+type = "imap"
+host = "{user.host}"
+port = {user.port}
+ssl = false
+username = "{user.name}"
+password = "{user.password}"
+"""
+
+
 def make_bot(tmp_path: Path, *, smtp: Any, mailboxes: list[Any], library: str = "lib",
              policy: str = "", tables: str = "") -> Bot:
     """Writes the TOML config: one library, the given IMAP users as its mailboxes."""
-    mb_text = "".join(
-        f"""
-[[mailboxes]]
-library = "{library}"
-address = "ebooki{i}@biblioteka.test"
-type = "imap"
-host = "{u.host}"
-port = {u.port}
-ssl = false
-username = "{u.name}"
-password = "{u.password}"
-"""
-        for i, u in enumerate(mailboxes)
-    )
+    mb_text = "".join(mailbox_toml(library, f"ebooki{i}@biblioteka.test", u)
+                      for i, u in enumerate(mailboxes))
     config = tmp_path / "mailbot.toml"
     config.write_text(f"""
 timezone = "Europe/Warsaw"

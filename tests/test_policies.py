@@ -10,7 +10,7 @@ from sqlalchemy import select
 from mailbot.clock import add_months, month_key, utcnow
 from mailbot.db.models import Code, CodePool, LedgerEntry, Outbox
 from mailbot.db.session import open_database
-from tests.botenv import WAW, make_bot, request_mail
+from tests.botenv import WAW, mailbox_toml, make_bot, request_mail
 
 
 def _ok(year: int) -> str:
@@ -196,19 +196,8 @@ def test_a_consortium_of_three_libraries_with_two_mailboxes_each(tmp_path, imap_
     # own readers (the same card number is a different person), its own pool and its own
     # arrival order across its two mailboxes; replies come from the branch written to.
     users = {lib: (imap_user_factory(), imap_user_factory()) for lib in ("waw", "krk", "gda")}
-    mb = "".join(
-        f"""
-[[mailboxes]]
-library = "{lib}"
-address = "ebooki-{lib}-{i}@{lib}.test"
-type = "imap"
-host = "{u.host}"
-port = {u.port}
-ssl = false
-username = "{u.name}"
-password = "{u.password}"
-"""
-        for lib, pair in users.items() for i, u in enumerate(pair))
+    mb = "".join(mailbox_toml(lib, f"ebooki-{lib}-{i}@{lib}.test", u)
+                 for lib, pair in users.items() for i, u in enumerate(pair))
     libs = "".join(f'\n[[libraries]]\nid = "{lib}"\nname = "Biblioteka {lib.upper()}"\n'
                    f'{extra}\n'
                    for lib, extra in (("waw", ""), ("krk", "window_time = \"00:00\""),

@@ -19,6 +19,7 @@ from typing import Callable
 
 from mailbot.errors import BadInput
 from mailbot.imports.tables import Problems, Row, Table, header_key
+from mailbot.rules.base import ReaderFacts
 
 __all__ = [
     "COLUMN_NAMES",
@@ -33,20 +34,10 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class ReaderRow:
+class ReaderRow(ReaderFacts):
     """One patron as the library system exported them; ``row`` is the file's row number."""
 
-    card_number: str
-    first_name: str
-    last_name: str
-    email: str | None
-    valid_until: date | None
-    balance_due: Decimal
-    overdue_items: int
-    data_updated_on: date | None
-    last_loan_on: date | None
-    birth_date: date | None
-    row: int
+    row: int = 0
 
 
 # Field → the headers accepted for it (compared through ``header_key``).

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import ssl
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Iterable
 
@@ -23,21 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db.models import Mailbox, Request
-from mailbot.intake.store import SEEN_ONLY, ingest, mailbox_row
+from mailbot.intake.store import SEEN_ONLY, PollReport, ingest, mailbox_row, poll_each
 
 log = logging.getLogger(__name__)
 
 FETCH_CHUNK = 200
-
-
-@dataclass
-class PollReport:
-    mailbox: str
-    fetched: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    moved: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 def connect(mb: MailboxSettings) -> IMAPClient:
@@ -258,15 +247,4 @@ def _fetch(client: IMAPClient, uids: list[int], max_bytes: int) -> dict[int, tup
 
 def poll_all(sessions: sessionmaker[Session], settings: Settings) -> list[PollReport]:
     """Polls every configured IMAP mailbox; one failing mailbox does not stop the others."""
-    reports = []
-    for mb in settings.mailboxes:
-        if mb.type != "imap":
-            continue
-        try:
-            reports.append(poll_mailbox(sessions, settings, mb))
-        except Exception as exc:
-            log.error("%s: poll failed: %s: %s", mb.key, type(exc).__name__, exc)
-            with sessions.begin() as session:
-                mailbox_row(session, mb).last_error = f"{type(exc).__name__}: {exc}"[:1000]
-            reports.append(PollReport(mb.key, errors=[str(exc)]))
-    return reports
+    return poll_each(sessions, settings, "imap", poll_mailbox)

@@ -19,8 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db.models import Mailbox, Request
-from mailbot.intake.imap import PollReport
-from mailbot.intake.store import SEEN_ONLY, ingest, mailbox_row
+from mailbot.intake.store import SEEN_ONLY, PollReport, ingest, mailbox_row, poll_each
 
 log = logging.getLogger(__name__)
 
@@ -90,15 +89,4 @@ def _move(md: mailbox.Maildir, key: str, target: str) -> None:
 
 def poll_all_maildirs(sessions: sessionmaker[Session], settings: Settings) -> list[PollReport]:
     """Polls every Maildir; one broken Maildir does not stop the others."""
-    reports = []
-    for mb in settings.mailboxes:
-        if mb.type != "maildir":
-            continue
-        try:
-            reports.append(poll_maildir(sessions, settings, mb))
-        except Exception as exc:
-            log.exception("%s: poll failed", mb.key)
-            with sessions.begin() as session:
-                mailbox_row(session, mb).last_error = f"{type(exc).__name__}: {exc}"[:1000]
-            reports.append(PollReport(mb.key, errors=[str(exc)]))
-    return reports
+    return poll_each(sessions, settings, "maildir", poll_maildir)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db.models import Mailbox, Request
@@ -23,6 +24,18 @@ from mailbot.intake.parse import loop_reason, match_service, match_test_service,
 log = logging.getLogger(__name__)
 
 SEEN_ONLY = "=seen"  # no processed folder configured: flag the mail \Seen where it is
+
+
+@dataclass
+class PollReport:
+    """What one poll of one mailbox did."""
+
+    mailbox: str
+    fetched: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    moved: int = 0
+    errors: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -145,3 +158,31 @@ def mailbox_row(session: Session, mb: MailboxSettings) -> Mailbox:
     else:
         row.address = mb.address
     return row
+
+
+def record_mailbox_error(sessions: sessionmaker[Session], mb: MailboxSettings,
+                         error: str) -> None:
+    """Shows staff (status, dashboard) that a mailbox cannot be read; never raises."""
+    try:
+        with sessions.begin() as session:
+            mailbox_row(session, mb).last_error = error[:1000]
+    except Exception:
+        log.exception("could not record the error of %s", mb.key)
+
+
+def poll_each(sessions: sessionmaker[Session], settings: Settings, kind: str,
+              poll: Callable[[sessionmaker[Session], Settings, MailboxSettings], PollReport]
+              ) -> list[PollReport]:
+    """Runs ``poll`` on every mailbox of ``kind``; one failing mailbox does not stop the
+    others (its error is logged, recorded for staff and put in its report)."""
+    reports: list[PollReport] = []
+    for mb in settings.mailboxes:
+        if mb.type != kind:
+            continue
+        try:
+            reports.append(poll(sessions, settings, mb))
+        except Exception as exc:
+            log.error("%s: poll failed: %s: %s", mb.key, type(exc).__name__, exc)
+            record_mailbox_error(sessions, mb, f"{type(exc).__name__}: {exc}")
+            reports.append(PollReport(mb.key, errors=[str(exc)]))
+    return reports
