@@ -36,6 +36,9 @@ class SmtpSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     password_env: str | None = None
+    # TLS certificates are always verified: against the system's CAs, or this CA file
+    # (a library's own CA, or a self-signed relay certificate exported as PEM).
+    ca_file: str | None = None
     timeout: float = 30.0
     # When set, replies are written as .eml files into this folder instead of being sent
     # (the demo's "file outbox"; also handy for a dry run of a new installation).
@@ -151,6 +154,7 @@ class MailboxSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     password_env: str | None = None
+    ca_file: str | None = None  # verify the server against this CA (default: system CAs)
     folder: str = "INBOX"
     manual_folder: str = "mailbot/manual"
     processed_folder: str | None = "mailbot/processed"

@@ -30,7 +30,9 @@ FETCH_CHUNK = 200
 
 
 def connect(mb: MailboxSettings) -> IMAPClient:
-    context = ssl.create_default_context() if (mb.ssl or mb.starttls) else None
+    # Certificates and host names are verified; ca_file only changes whom we trust.
+    context = ssl.create_default_context(cafile=mb.ca_file) if (mb.ssl or mb.starttls) \
+        else None
     client = IMAPClient(mb.host, port=mb.port, ssl=mb.ssl, ssl_context=context,
                         timeout=mb.timeout)
     if mb.starttls:
