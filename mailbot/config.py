@@ -128,6 +128,9 @@ class LibrarySettings:
     reminder_days: int = 3
     reminder_time: str = "10:00"
     replies_per_sender_per_day: int = 5
+    # One address cannot collect codes for many cards: at most this many codes a month go
+    # to one sender address (0 = no limit). A parent writing for children needs a few.
+    max_codes_per_address_per_month: int = 3
     languages: tuple[str, ...] = ("pl", "en")
     contact: str | None = None
     activation_url_legimi: str | None = "https://www.legimi.pl/"
@@ -177,6 +180,8 @@ class Settings:
     max_message_bytes: int = 2_000_000
     # SPEC 2.12: raw mail and sent reply bodies are kept this many days; the ledger stays.
     retention_days: int = 30
+    # Mail from these addresses is never answered ("*@spam.example" patterns allowed).
+    blocked_senders: tuple[str, ...] = ()
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     libraries: tuple[LibrarySettings, ...] = ()
@@ -311,7 +316,7 @@ def _validate(settings: Settings) -> Settings:
         parse_hhmm(lib.reminder_time, f"{key}.reminder_time", src)
         for name in ("active_loan_months", "penalty_months", "min_age_legimi",
                      "min_age_empik_go", "replies_per_sender_per_day", "max_overdue_items",
-                     "reminder_days"):
+                     "reminder_days", "max_codes_per_address_per_month"):
             if getattr(lib, name) < 0:
                 raise ConfigError("must not be negative", file=src, column=f"{key}.{name}")
         try:

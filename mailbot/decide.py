@@ -46,7 +46,7 @@ from mailbot.rules.window import next_send_time, next_window, window_opens
 
 log = logging.getLogger(__name__)
 
-NO_REPLY = frozenset({"ignored_loop", "not_a_request", "rate_limited"})
+NO_REPLY = frozenset({"ignored_loop", "not_a_request", "rate_limited", "ignored_sender"})
 
 
 class ReaderSource(Protocol):
@@ -222,6 +222,15 @@ def _issued_this_month(session: Session, library_id: str, card: str, month: str,
                            issued_at=entry.issued_at)
 
 
+def _codes_to_address(session: Session, library_id: str, address: str | None,
+                      month: str) -> int:
+    if not address:
+        return 0
+    return session.scalar(select(func.count(LedgerEntry.id)).where(
+        LedgerEntry.library_id == library_id, LedgerEntry.month == month,
+        LedgerEntry.email == address.lower())) or 0
+
+
 def _unactivated_months(session: Session, library: LibrarySettings, card: str,
                         month: str) -> tuple[str, ...]:
     if library.penalty_months <= 0:
@@ -303,6 +312,7 @@ def decide_one(session: Session, req: Request, *, settings: Settings, library: L
             if cards.card else None,
             unactivated_months=_unactivated_months(session, library, cards.card, month)
             if cards.card else (),
+            codes_to_address=_codes_to_address(session, library.id, req.from_address, month),
         )
         if req.kind == "test":
             hit, trail = _eligibility_test(session, facts, month=month)

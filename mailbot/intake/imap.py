@@ -35,9 +35,18 @@ def connect(mb: MailboxSettings) -> IMAPClient:
         else None
     client = IMAPClient(mb.host, port=mb.port, ssl=mb.ssl, ssl_context=context,
                         timeout=mb.timeout)
-    if mb.starttls:
-        client.starttls(context)
-    client.login(mb.username or "", mb.password or "")
+    try:
+        if mb.starttls:
+            # Raises (before any LOGIN) when the server offers no STARTTLS: no plaintext.
+            client.starttls(context)
+        client.login(mb.username or "", mb.password or "")
+    except BaseException:
+        # Otherwise the socket stays open until the garbage collector finds it.
+        try:
+            client.shutdown()
+        except OSError:
+            pass
+        raise
     # Aware datetimes for INTERNALDATE, never the machine's local time.
     client.normalise_times = False
     return client

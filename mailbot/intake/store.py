@@ -8,6 +8,7 @@ moved (``pending_move``): mail is moved only after the database has committed th
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 from collections.abc import Callable
@@ -18,7 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.config import MailboxSettings, Settings
-from mailbot.db.models import Mailbox, Request
+from mailbot.db.models import Mailbox, Outbox, Request
+from mailbot.intake.bounce import Bounce, find_bounce
 from mailbot.intake.parse import loop_reason, match_service, match_test_service, parse_mail
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,9 @@ def ingest(
         trail=[],
     )
     reason = loop_reason(parsed, own_addresses=settings.own_addresses)
+    bounce = find_bounce(parsed, raw)
+    if bounce is not None:
+        reason = f"bounce of our reply: {_mark_bounced(session, bounce, now)}"
     service = match_service(parsed.subject)
     if service is None and settings.library(mailbox.library_id).eligibility_test:
         service = match_test_service(parsed.subject)
@@ -104,6 +109,11 @@ def ingest(
     if reason is not None:
         req.state, req.outcome, req.decided_at = "ignored", "ignored_loop", now
         req.trail = [{"rule": "loop", "result": "refused", "note": reason}]
+        req.pending_move = processed_target(mb)
+    elif _sender_blocked(settings, req.from_address):
+        req.state, req.outcome, req.decided_at = "ignored", "ignored_sender", now
+        req.trail = [{"rule": "blocked_senders", "result": "refused",
+                      "note": "sender on the block list; no reply"}]
         req.pending_move = processed_target(mb)
     elif service is None:
         req.state, req.outcome, req.decided_at = "manual", "not_a_request", now
@@ -122,6 +132,24 @@ def ingest(
     session.add(req)
     session.flush()
     return Stored(req.id, req.pending_move)
+
+
+def _mark_bounced(session: Session, bounce: Bounce, now: datetime) -> str:
+    """Marks the bounced replies failed, for staff; returns a note for the trail."""
+    rows = session.scalars(select(Outbox).where(Outbox.message_id.in_(bounce.message_ids))).all()
+    for row in rows:
+        row.state = "failed"
+        row.last_error = f"bounced: {bounce.reason}"[:1000]
+    if not rows:
+        return "not one of our stored replies"
+    log.warning("bounce for outbox %s: %s", ", ".join(str(r.id) for r in rows), bounce.reason)
+    return f"outbox {', '.join(str(r.id) for r in rows)} marked failed ({bounce.reason})"
+
+
+def _sender_blocked(settings: Settings, address: str | None) -> bool:
+    """The configured block list: exact addresses or patterns such as ``*@spam.example``."""
+    return bool(address) and any(fnmatch.fnmatchcase(address, pattern.lower())
+                                 for pattern in settings.blocked_senders)
 
 
 def _valid_address(address: str | None) -> str | None:

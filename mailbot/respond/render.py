@@ -85,8 +85,10 @@ REPLY_OUTCOMES: tuple[str, ...] = (
     "pool_exhausted",
     "age_restricted",
     "eligibility_test",
+    "address_limit",
 )
-NO_REPLY_OUTCOMES: tuple[str, ...] = ("ignored_loop", "not_a_request", "rate_limited")
+NO_REPLY_OUTCOMES: tuple[str, ...] = ("ignored_loop", "not_a_request", "rate_limited",
+                                      "ignored_sender")
 # Mail that is not a reply to a request: the activation reminder (SPEC 2.11).
 NOTICES: tuple[str, ...] = ("reminder",)
 
@@ -144,8 +146,9 @@ CONTEXT_VARIABLES: Mapping[str, _Vars] = {
     "eligibility_test": _vars(["verdict"], [
         "before_window", "candidates", "valid_until", "min_age", "balance_due",
         "overdue_items", "year", "since", "blocked_until", "penalty_months",
-        "previous_service_name"]),
+        "previous_service_name", "max_codes"]),
     "reminder": _vars(["code", "deadline", "penalty_months"], ["activation_url"]),
+    "address_limit": _vars(["max_codes"]),
 }
 
 LAYOUT_TEXT = "email/layout.txt.j2"

@@ -11,7 +11,7 @@ from typing import Any
 
 from mailbot.rules.base import Facts, Hit, Rule
 from mailbot.rules.card import AmbiguousCard, NoCard
-from mailbot.rules.once_a_month import AlreadyReceived, Blocked
+from mailbot.rules.once_a_month import AddressLimit, AlreadyReceived, Blocked
 from mailbot.rules.reader import (
     AgeRestricted,
     DataNotUpdated,
@@ -33,6 +33,7 @@ RULES: tuple[Rule, ...] = (
     NameMismatch(),
     SenderMismatch(),
     AlreadyReceived(),
+    AddressLimit(),
     InactiveAccount(),
     AgeRestricted(),
     Debt(),

@@ -59,6 +59,8 @@ class Facts:
     issued_this_month: IssuedThisMonth | None = None
     # Months (YYYY-MM) in the penalty period whose code went unactivated.
     unactivated_months: tuple[str, ...] = ()
+    # Codes already sent to this sender address this month, over all cards.
+    codes_to_address: int = 0
 
     @property
     def local_received(self) -> datetime:

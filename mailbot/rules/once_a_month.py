@@ -44,3 +44,16 @@ class Blocked:
             return None
         return Hit(self.name, f"code of {latest} not activated; blocked until {until}",
                    {"blocked_until": until, "penalty_months": months})
+
+
+class AddressLimit:
+    name = "address_limit"
+    description = ("This sender address already received the policy's maximum of codes this "
+                   "month (for several cards): no harvesting codes from one address.")
+
+    def check(self, facts: Facts) -> Hit | None:
+        cap = facts.library.max_codes_per_address_per_month
+        if cap and facts.codes_to_address >= cap:
+            return Hit(self.name, f"{facts.codes_to_address} code(s) to this address this "
+                       f"month already (cap {cap})", {"max_codes": cap})
+        return None

@@ -67,6 +67,7 @@ def full_context(service: str = "legimi", **overrides: Any) -> dict[str, Any]:
         "min_age": 16,
         "year": 2026,
         "verdict": "debt",
+        "max_codes": 3,
         "before_window": True,
     }
     ctx.update(overrides)
@@ -105,7 +106,8 @@ def flat(text: str) -> str:
 def test_reply_outcomes_are_the_spec_outcomes_plus_issue_3s() -> None:
     # Every outcome of SPEC §3 that gets a reply has a template key, plus the age limit and
     # the eligibility test verdict; no-reply outcomes have none.
-    assert set(REPLY_OUTCOMES) == SPEC_OUTCOMES | {"age_restricted", "eligibility_test"}
+    assert set(REPLY_OUTCOMES) == SPEC_OUTCOMES | {"age_restricted", "eligibility_test",
+                                                   "address_limit"}
     assert not set(REPLY_OUTCOMES) & set(NO_REPLY_OUTCOMES)
     assert len(set(REPLY_OUTCOMES)) == len(REPLY_OUTCOMES)
 
