@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="pools left, queue, outbox, last poll per mailbox")
 
+    pat = sub.add_parser("patron", help="RODO: export or erase one patron's data")
+    pat.add_argument("action", choices=("export", "erase"))
+    pat.add_argument("card")
+    pat.add_argument("--library", required=True)
+    pat.add_argument("-o", "--output", help="export: write the JSON here (default: stdout)")
+    pat.add_argument("--yes", action="store_true", help="erase: really erase (else: a list)")
+
     d = sub.add_parser("demo", help="the embedded default: no servers needed")
     d.add_argument("--dir", default="mailbot-demo", help="where to create the demo")
     d.add_argument("--no-serve", action="store_true",
@@ -208,6 +215,33 @@ def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_patron(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from mailbot.privacy import erase_patron, export_patron
+
+    settings.library(args.library)
+    sessions = _open(settings)
+    if args.action == "export":
+        data = export_patron(sessions, library_id=args.library, card=args.card, now=utcnow())
+        text = json.dumps(data, ensure_ascii=False, indent=2)
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+            print(f"exported card {args.card} to {args.output}")
+        else:
+            print(text)
+        return 0
+    counts = erase_patron(sessions, library_id=args.library, card=args.card,
+                          dry_run=not args.yes)
+    summary = ", ".join(f"{n} {what}" for what, n in counts.items())
+    if not args.yes:
+        print(f"would erase for card {args.card}: {summary}; nothing erased (add --yes)")
+    else:
+        print(f"erased for card {args.card}: {summary} (the ledger keeps a pseudonym)")
+    return 0
+
+
 def status_lines(sessions: sessionmaker[Session], settings: Settings) -> list[str]:
     now = utcnow()
     lines = []
@@ -272,5 +306,6 @@ COMMANDS = {
     "import-activations": cmd_import_activations,
     "run": cmd_run,
     "remind": cmd_remind,
+    "patron": cmd_patron,
     "status": cmd_status,
 }

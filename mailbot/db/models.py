@@ -250,6 +250,8 @@ class ActivationReport(Base):
 
 @event.listens_for(Session, "before_flush")
 def _ledger_is_append_only(session: Session, _ctx: Any, _instances: Any) -> None:
-    for obj in list(session.dirty) + list(session.deleted):
+    # mailbot.privacy.erase_patron alone may pseudonymise entries (RODO erasure).
+    erasing = session.info.get("erasure", False)
+    for obj in list(session.deleted) + ([] if erasing else list(session.dirty)):
         if isinstance(obj, LedgerEntry):
             raise RuntimeError("the ledger is append-only")
