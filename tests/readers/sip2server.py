@@ -18,8 +18,8 @@ models do not know; their checksums come from pysip2 too.
 ``resend_once``     answers the next request with 96 (please resend), then behaves normally
 ==================  ==========================================================================
 
-``make_test_pki(directory)`` makes a throw-away CA and a server certificate for 127.0.0.1 and
-localhost with the ``openssl`` command.
+``make_test_pki(directory)`` (from ``tests/pki.py``, re-exported here) makes a throw-away CA
+and a server certificate for 127.0.0.1 and localhost with the ``openssl`` command.
 """
 
 from __future__ import annotations
@@ -27,11 +27,9 @@ from __future__ import annotations
 import socket
 import socketserver
 import ssl
-import subprocess
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TypeVar
 
 from pysip2 import (
@@ -43,6 +41,10 @@ from pysip2 import (
     calculate_checksum,
     decode_message,
 )
+
+from tests.pki import Pki, make_test_pki
+
+__all__ = ["MODES", "Patron", "Pki", "Sip2TestServer", "make_test_pki"]
 
 T = TypeVar("T")
 
@@ -61,47 +63,6 @@ class Patron:
     expires: str | None = None  # PA
     birth_date: str | None = None  # PB
     extra: dict[str, str] = field(default_factory=dict)  # any other fields, e.g. {"PX": ...}
-
-
-@dataclass(frozen=True)
-class Pki:
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_file, self.key_file)
-        return context
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
-
-
-def make_test_pki(directory: Path, name: str = "test") -> Pki:
-    """A CA and a server certificate signed by it (EC P-256, valid two days)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", "-x509", *ec, "-keyout", f"{name}-ca.key", "-out", f"{name}-ca.pem",
-             "-days", "2", "-subj", f"/CN=mailbot {name} CA",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
-    _openssl("req", *ec, "-keyout", f"{name}-server.key", "-out", f"{name}-server.csr",
-             "-subj", "/CN=localhost", cwd=directory)
-    (directory / f"{name}-server.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-        "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature\n"
-        "extendedKeyUsage=serverAuth\n"
-        "subjectKeyIdentifier=hash\n"
-        "authorityKeyIdentifier=keyid,issuer\n"
-    )
-    _openssl("x509", "-req", "-in", f"{name}-server.csr", "-CA", f"{name}-ca.pem",
-             "-CAkey", f"{name}-ca.key", "-CAcreateserial", "-days", "2",
-             "-extfile", f"{name}-server.ext", "-out", f"{name}-server.pem", cwd=directory)
-    return Pki(directory / f"{name}-ca.pem", directory / f"{name}-server.pem",
-               directory / f"{name}-server.key")
 
 
 def _now18() -> str:
