@@ -201,7 +201,7 @@ def _set_aside(sessions: sessionmaker[Session], request_id: int, error: str) -> 
             req.state, req.error = "error", error[-2000:]
 
 
-def _issued_this_month(session: Session, library_id: str, card: str, month: str, *,
+def issued_this_month_of(session: Session, library_id: str, card: str, month: str, *,
                        service: str | None = None) -> IssuedThisMonth | None:
     """The card's code of this month: any service, or one service if the policy says so."""
     stmt = (
@@ -231,7 +231,7 @@ def _codes_to_address(session: Session, library_id: str, address: str | None,
         LedgerEntry.email == address.lower())) or 0
 
 
-def _unactivated_months(session: Session, library: LibrarySettings, card: str,
+def unactivated_months_of(session: Session, library: LibrarySettings, card: str,
                         month: str) -> tuple[str, ...]:
     if library.penalty_months <= 0:
         return ()
@@ -262,7 +262,8 @@ def _replies_today(session: Session, req: Request, tz: Any) -> int:
     ) or 0
 
 
-def _allocate(session: Session, *, library_id: str, service: str, month: str) -> Code | None:
+def allocate_code(session: Session, *, library_id: str, service: str,
+                  month: str) -> Code | None:
     stmt = (
         select(Code)
         .where(Code.library_id == library_id, Code.service == service, Code.month == month,
@@ -306,11 +307,11 @@ def decide_one(session: Session, req: Request, *, settings: Settings, library: L
             received_at=req.received_at, date_header=req.date_header,
             from_address=req.from_address, card_candidates=cards.candidates, card=cards.card,
             name_text=name_text, reader=reader,
-            issued_this_month=_issued_this_month(
+            issued_this_month=issued_this_month_of(
                 session, library.id, cards.card, month,
                 service=req.service if library.one_code_per_month == "per_service" else None)
             if cards.card else None,
-            unactivated_months=_unactivated_months(session, library, cards.card, month)
+            unactivated_months=unactivated_months_of(session, library, cards.card, month)
             if cards.card else (),
             codes_to_address=_codes_to_address(session, library.id, req.from_address, month),
         )
@@ -338,7 +339,7 @@ def decide_one(session: Session, req: Request, *, settings: Settings, library: L
 TEST_RULES = tuple(rule for rule in RULES if rule.name != "too_early")
 
 
-def _codes_left(session: Session, *, library_id: str, service: str, month: str) -> int:
+def codes_left(session: Session, *, library_id: str, service: str, month: str) -> int:
     return session.scalar(
         select(func.count(Code.id)).where(Code.library_id == library_id, Code.service == service,
                                           Code.month == month, Code.issued_at.is_(None))
@@ -357,7 +358,7 @@ def _eligibility_test(session: Session, facts: Facts, *, month: str
     hit, trail = evaluate(facts, TEST_RULES)
     if hit is None:
         verdict, context = "eligible", {}
-        if not before and not _codes_left(session, library_id=facts.library.id,
+        if not before and not codes_left(session, library_id=facts.library.id,
                                           service=facts.service, month=month):
             verdict = "pool_exhausted"
     else:
@@ -376,7 +377,8 @@ def _issue(session: Session, req: Request, *, library: LibrarySettings, tz: Any,
     if now >= month_end(y, m, tz):
         # Unissued codes expire with their month and are never issued later.
         return Hit("pool_exhausted", f"decided after {month} ended: its codes expired"), None
-    code = _allocate(session, library_id=library.id, service=req.service or "", month=month)
+    code = allocate_code(session, library_id=library.id, service=req.service or "",
+                         month=month)
     if code is None:
         return Hit("pool_exhausted", f"no {req.service} code left for {month}"), None
     code.request_id = req.id

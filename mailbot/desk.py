@@ -1,0 +1,110 @@
+"""The walk-in desk: the verdict the bot would give a patron standing at the counter, and a
+code from the same pool — never one owed to an e-mail request that arrived earlier.
+
+Pure decisions come from the same rule chain as e-mail; only what cannot apply at a
+counter is left out (the sender address, the per-address cap). The window still applies:
+a month's codes are not handed out before it opens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailbot.clock import month_key, month_of
+from mailbot.config import LibrarySettings, Settings
+from mailbot.db.models import Code, LedgerEntry, Request
+from mailbot.decide import (
+    ReaderSource,
+    allocate_code,
+    codes_left,
+    issued_this_month_of,
+    unactivated_months_of,
+)
+from mailbot.readers.local import LocalReaders
+from mailbot.rules import RULES, evaluate
+from mailbot.rules.base import Facts
+
+DESK_RULES = tuple(r for r in RULES if r.name not in ("sender_mismatch", "address_limit",
+                                                      "no_card", "ambiguous_card"))
+
+
+@dataclass(frozen=True)
+class DeskVerdict:
+    outcome: str  # "eligible", or the refusal's outcome name
+    note: str
+    context: dict[str, Any]
+    trail: list[dict[str, Any]]
+    codes_left: int
+    owed_to_email: int  # undecided e-mail requests for this service, ahead of the patron
+    patron: str | None  # the name on file, for the staff to compare
+    email: str | None = None  # the address on file (for the activation reminder)
+
+
+def _owed(session: Session, library_id: str, service: str, now: datetime) -> int:
+    return session.scalar(select(func.count(Request.id)).where(
+        Request.library_id == library_id, Request.state == "new", Request.kind == "request",
+        Request.service == service, Request.received_at <= now)) or 0
+
+
+def desk_check(session: Session, settings: Settings, *, library_id: str, card: str,
+               name: str, service: str, now: datetime,
+               source: ReaderSource | None = None) -> DeskVerdict:
+    library = settings.library(library_id)
+    tz = settings.library_tz(library_id)
+    year, mon = month_of(now, tz)
+    month = month_key(year, mon)
+    card = card.strip()
+    reader = (source or LocalReaders()).lookup(session, library_id=library_id, card=card)
+    # The staff see the patron: the name check applies only if a name was typed.
+    policy = library if name.strip() else dataclasses.replace(library, check_name=False)
+    facts = Facts(
+        library=policy, tz=tz, month=(year, mon), service=service, received_at=now,
+        date_header=None, from_address=reader.email if reader else None,
+        card_candidates=(card,), card=card, name_text=name, reader=reader,
+        issued_this_month=issued_this_month_of(
+            session, library_id, card, month,
+            service=service if library.one_code_per_month == "per_service" else None),
+        unactivated_months=unactivated_months_of(session, library, card, month),
+    )
+    hit, trail = evaluate(facts, DESK_RULES)
+    left = codes_left(session, library_id=library_id, service=service, month=month)
+    owed = _owed(session, library_id, service, now)
+    patron = f"{reader.first_name} {reader.last_name}".strip() if reader else None
+    email = reader.email if reader else None
+    if hit is not None:
+        return DeskVerdict(hit.outcome, hit.note, dict(hit.context), trail, left, owed, patron,
+                           email)
+    if left - owed <= 0:
+        note = (f"{left} code(s) left, {owed} owed to earlier e-mail requests" if owed
+                else "no code left this month")
+        return DeskVerdict("pool_exhausted", note, {}, trail, left, owed, patron, email)
+    return DeskVerdict("eligible", "all rules passed", {}, trail, left, owed, patron, email)
+
+
+def desk_issue(session: Session, settings: Settings, *, library_id: str, card: str,
+               name: str, service: str, now: datetime,
+               source: ReaderSource | None = None) -> tuple[DeskVerdict, Code | None]:
+    """Checks again and, if eligible, issues a code in the caller's transaction (the
+    caller records who did it in its audit log)."""
+    verdict = desk_check(session, settings, library_id=library_id, card=card, name=name,
+                         service=service, now=now, source=source)
+    if verdict.outcome != "eligible":
+        return verdict, None
+    library: LibrarySettings = settings.library(library_id)
+    month = month_key(*month_of(now, settings.library_tz(library_id)))
+    code = allocate_code(session, library_id=library.id, service=service, month=month)
+    if code is None:  # taken meanwhile by the bot
+        return dataclasses.replace(verdict, outcome="pool_exhausted",
+                                   note="the last code was just issued"), None
+    code.issued_at = now
+    session.add(LedgerEntry(code_id=code.id, library_id=library.id, service=service,
+                            month=month, card_number=card.strip(),
+                            email=(verdict.email or "").lower() or None, request_id=None,
+                            issued_at=now, channel="desk"))
+    return verdict, code
