@@ -217,10 +217,15 @@ def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSetti
     duplicates: dict[str, list[int]] = defaultdict(list)
     fetched = stored = dups = 0
     with sessions.begin() as session:
-        row = session.get(Mailbox, mailbox_id)
+        # Locked: another process reading the same mailbox waits here, then skips what
+        # this one stored (no second request, no unique-constraint failure).
+        row = session.get(Mailbox, mailbox_id, with_for_update=True)
         assert row is not None
         now = utcnow()
+        stored_before = row.last_uid
         for uid, internaldate, raw in mails:
+            if uid <= stored_before:
+                continue
             result = ingest(session, settings=settings, mailbox=row, mb=mb,
                             uidvalidity=uidvalidity, uid=uid, received_at=internaldate,
                             raw=raw, now=now)
