@@ -91,7 +91,11 @@ class SmtpTransport:
         )
         await client.connect()
         if s.username:
-            await client.login(s.username, s.password or "")
+            try:
+                await client.login(s.username, s.password or "")
+            except BaseException:
+                client.close()  # not left open for the garbage collector
+                raise
         return client
 
     async def send(self, row: Outbox) -> None:
