@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -141,6 +141,7 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
         request_id = None
         try:
             with sessions.begin() as session:
+                _lock_library(session, library.id)
                 req = _next_request(session, library.id,
                                     arrival_horizon(session, settings, library))
                 if req is None:
@@ -172,6 +173,19 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
                  library.id, decision.outcome, (time.perf_counter() - started) * 1000)
         decisions.append(decision)
     return decisions
+
+
+def _lock_library(session: Session, library_id: str) -> None:
+    """One decision at a time per library, across every process on the database.
+
+    PostgreSQL: a transaction-scoped advisory lock (released at commit, or when a killed
+    process's connection goes); the next request is chosen only after it is held, so
+    arrival order is strict however many bot processes run. SQLite: every transaction
+    begins IMMEDIATE, which already serialises writers.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                        {"key": f"mailbot.decide:{library_id}"})
 
 
 def _source_state(sessions: sessionmaker[Session], library_id: str) -> str | None:

@@ -76,7 +76,8 @@ def queue_reminders(sessions: sessionmaker[Session], settings: Settings, now: da
     queued = []
     for item in due:
         with sessions.begin() as session:
-            code = session.get(Code, item.code_id)
+            # Locked: two processes running the job never remind the same code twice.
+            code = session.get(Code, item.code_id, with_for_update=True)
             if code is None or code.reminded_at is not None or code.activated_at is not None:
                 continue  # another run got there first, or the code was activated meanwhile
             _queue_one(session, settings, settings.library(item.library_id), code, item, now)

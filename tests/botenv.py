@@ -113,14 +113,14 @@ password = "{user.password}"
 
 
 def make_bot(tmp_path: Path, *, smtp: Any, mailboxes: list[Any], library: str = "lib",
-             policy: str = "", tables: str = "") -> Bot:
+             policy: str = "", tables: str = "", database_url: str | None = None) -> Bot:
     """Writes the TOML config: one library, the given IMAP users as its mailboxes."""
     mb_text = "".join(mailbox_toml(library, f"ebooki{i}@biblioteka.test", u)
                       for i, u in enumerate(mailboxes))
     config = tmp_path / "mailbot.toml"
     config.write_text(f"""
 timezone = "Europe/Warsaw"
-database_url = "sqlite:///{tmp_path}/mailbot.db"
+database_url = "{database_url or f'sqlite:///{tmp_path}/mailbot.db'}"
 
 [smtp]
 host = "{smtp.host}"

@@ -97,3 +97,15 @@ def smtp_sink(_smtp_sink_server: SmtpSink) -> Iterator[SmtpSink]:
     sink.clear()
     yield sink
     sink.clear()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same test on the embedded SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/mailbot-param.db"
+        return
+    from tests.databases import fresh_postgres
+
+    with fresh_postgres() as url:
+        yield url

@@ -37,10 +37,11 @@ def _readers(year: int) -> list[str]:
 
 
 def test_opening_burst_every_outcome_is_right_threaded_and_never_leaks_a_code(
-        tmp_path, imap_user, smtp_sink):
+        tmp_path, imap_user, smtp_sink, database_url):
     # Every outcome the local reader table supports, in one burst: right outcome, right
-    # recipient, threaded, headed, and no refusal carries a code.
-    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], policy=STRICT)
+    # recipient, threaded, headed, and no refusal carries a code (SQLite and PostgreSQL).
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], policy=STRICT,
+                   database_url=database_url)
     w = bot.window()
     assert bot.import_readers(_readers(w.year)) == 0
     codes = ["LEG-AAAA-0001", "LEG-AAAA-0002"]
@@ -131,11 +132,11 @@ def test_opening_burst_every_outcome_is_right_threaded_and_never_leaks_a_code(
 
 
 def test_arrival_order_beats_uid_order_across_two_mailboxes(tmp_path, imap_user_factory,
-                                                             smtp_sink):
+                                                             smtp_sink, database_url):
     # UIDs run opposite to INTERNALDATE and the mail is split over two branch mailboxes:
     # the earliest arrivals get the last codes.
     a, b = imap_user_factory(), imap_user_factory()
-    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[a, b])
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[a, b], database_url=database_url)
     w = bot.window()
     year = w.year
     ok = f"{year + 1}-12-31;0;0;{year}-01-15;{year}-02-01"

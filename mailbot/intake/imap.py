@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Iterable
 
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -84,7 +85,22 @@ class _Folders:
         return server_name
 
 
+def _gone_already(exc: Exception) -> bool:
+    """Another process (or staff) already moved or expunged these messages."""
+    return "EXPUNGEISSUED" in str(exc) or "NONEXISTENT" in str(exc)
+
+
 def _move(client: IMAPClient, folders: _Folders, uids: list[int], target: str) -> None:
+    try:
+        _move_now(client, folders, uids, target)
+    except IMAPClientError as exc:
+        if not _gone_already(exc):
+            raise
+        client.noop()  # learn about the expunges, then move whatever is still here
+        _move_now(client, folders, uids, target)
+
+
+def _move_now(client: IMAPClient, folders: _Folders, uids: list[int], target: str) -> None:
     if not uids:
         return
     if target == SEEN_ONLY:
@@ -243,7 +259,20 @@ def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSetti
 
 
 def _fetch(client: IMAPClient, uids: list[int], max_bytes: int) -> dict[int, tuple[datetime, bytes]]:
-    """INTERNALDATE and the raw mail; oversized mail only up to ``max_bytes`` (flat memory)."""
+    """INTERNALDATE and the raw mail; oversized mail only up to ``max_bytes`` (flat memory).
+
+    Mail another process moved away meanwhile is simply not there any more."""
+    try:
+        return _fetch_now(client, uids, max_bytes)
+    except IMAPClientError as exc:
+        if not _gone_already(exc):
+            raise
+        client.noop()
+        return _fetch_now(client, uids, max_bytes)
+
+
+def _fetch_now(client: IMAPClient, uids: list[int],
+               max_bytes: int) -> dict[int, tuple[datetime, bytes]]:
     sizes = client.fetch(uids, ["RFC822.SIZE"])
     small = [u for u in uids if u in sizes and sizes[u].get(b"RFC822.SIZE", 0) <= max_bytes]
     large = [u for u in uids if u in sizes and u not in small]

@@ -1,0 +1,120 @@
+"""Several mailbot processes on one PostgreSQL database (issue 7): the database's own
+locks keep every request decided once, every code given once, arrival order strict."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from mailbot.db.models import Code, LedgerEntry, Request
+from mailbot.db.session import open_database
+from tests.botenv import make_bot, request_mail
+from tests.databases import fresh_postgres
+
+N = 120
+POOL = 80
+
+
+def _ok(year: int) -> str:
+    return f"{year + 1}-12-31;0;0;{year}-01-15;{year}-02-01"
+
+
+@pytest.fixture
+def pg_url():
+    with fresh_postgres() as url:
+        yield url
+
+
+def _burst(tmp_path, imap_user, smtp_sink, url, tables=""):
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], database_url=url,
+                   tables=tables)
+    w = bot.window()
+    assert bot.import_readers([f"3{i:06d};Ala;Pg{i};pg{i}@patron.test;{_ok(w.year)}"
+                               for i in range(N)]) == 0
+    assert bot.import_codes([f"PG-CODE-{i:05d}" for i in range(POOL)]) == 0
+    # Arrival order differs from UID order: every third mail is appended late but dated
+    # early.
+    order = sorted(range(N), key=lambda i: (i % 3 != 0, i))
+    for i in order:
+        raw, _ = request_mail(f"pg{i}@patron.test", "LEGIMI", f"Ala Pg{i} 3{i:06d}")
+        imap_user.append(raw, internaldate=w + timedelta(seconds=i + 1))
+    return bot
+
+
+def _check(bot, smtp_sink) -> None:
+    sessions = open_database(bot.settings().database_url)
+    with sessions() as s:
+        reqs = s.scalars(select(Request).order_by(Request.received_at, Request.uid)).all()
+        assert len(reqs) == N and all(r.state == "decided" for r in reqs)
+        # The POOL earliest arrivals hold the codes, in arrival order.
+        assert [r.outcome for r in reqs] == ["issued"] * POOL + ["pool_exhausted"] * (N - POOL)
+        issued = s.scalars(select(Code).where(Code.issued_at.is_not(None))
+                           .order_by(Code.id)).all()
+        assert len({c.request_id for c in issued}) == POOL
+        by_request = {c.request_id: c.code for c in issued}
+        assert [by_request[r.id] for r in reqs[:POOL]] == [f"PG-CODE-{i:05d}"
+                                                            for i in range(POOL)]
+        assert s.scalar(select(func.count(LedgerEntry.id))) == POOL
+    replies = Counter(m.message["In-Reply-To"] for m in smtp_sink.messages)
+    assert set(replies) == {r.message_id for r in reqs}
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_processes_racing_on_one_burst_give_the_same_outcomes_as_one(
+        tmp_path, imap_user, smtp_sink, pg_url, processes):
+    # Two or three `run --once` started at the same moment on the same mailbox and database:
+    # every request decided once, codes in strict arrival order, each answered.
+    bot = _burst(tmp_path, imap_user, smtp_sink, pg_url)
+    cmd = [sys.executable, "-m", "mailbot", "--config", str(bot.config), "run", "--once"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(processes)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err.decode()[-3000:]
+    _check(bot, smtp_sink)
+    replies = Counter(m.message["In-Reply-To"] for m in smtp_sink.messages)
+    assert max(replies.values()) == 1  # nobody answered twice
+    assert "could not be decided" not in b"".join(e for _, e in outs).decode()
+
+
+def test_a_daemon_killed_mid_burst_is_taken_over_by_the_others(tmp_path, imap_user,
+                                                               smtp_sink, pg_url):
+    # Three daemons share the burst; one is killed with SIGKILL in the middle. The other two
+    # finish it: nothing stuck, every request decided once and answered.
+    bot = _burst(tmp_path, imap_user, smtp_sink, pg_url,
+                 tables="[daemon]\npoll_interval = 600.0\nreconnect_max = 1.0\n"
+                        "send_backoff_max = 1.0\n[web]\nenabled = false\n")
+    cmd = [sys.executable, "-m", "mailbot", "--config", str(bot.config), "run"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=env) for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 60
+        while len(smtp_sink.messages) < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(timeout=10)
+        deadline = time.monotonic() + 120
+        while len({m.message["In-Reply-To"] for m in smtp_sink.messages}) < N \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        for p in procs[1:]:
+            p.send_signal(signal.SIGTERM)
+        for p in procs[1:]:
+            try:
+                assert p.wait(timeout=60) == 0
+            finally:
+                if p.poll() is None:
+                    p.kill()
+    _check(bot, smtp_sink)
+    replies = Counter(m.message["In-Reply-To"] for m in smtp_sink.messages)
+    assert sum(replies.values()) - N <= 1  # at most the one reply the kill interrupted
