@@ -80,10 +80,32 @@ def _parser() -> argparse.ArgumentParser:
     pat.add_argument("-o", "--output", help="export: write the JSON here (default: stdout)")
     pat.add_argument("--yes", action="store_true", help="erase: really erase (else: a list)")
 
+    rep = sub.add_parser("report", help="the monthly XLSX report per library/branch/service")
+    rep.add_argument("--month", required=True, help="YYYY-MM")
+    rep.add_argument("-o", "--output", required=True, help="the .xlsx file to write")
+    rep.add_argument("--library", action="append", help="only this library (repeatable)")
+    rep.add_argument("--lang", choices=("pl", "en"), default="pl", help="column titles")
+
+    usr = sub.add_parser("user", help="dashboard staff accounts")
+    usub = usr.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    ua = usub.add_parser("add", help="add a staff login (password from a prompt or "
+                                     "$MAILBOT_NEW_PASSWORD)")
+    ua.add_argument("name")
+    ua.add_argument("--library", action="append", default=[],
+                    help="a library this user may see and act for (repeatable)")
+    ua.add_argument("--admin", action="store_true", help="the whole consortium")
+    up = usub.add_parser("passwd", help="set a new password (logs the user out everywhere)")
+    up.add_argument("name")
+    ur = usub.add_parser("remove", help="delete a staff login")
+    ur.add_argument("name")
+    usub.add_parser("list", help="list staff logins and their libraries")
+
     d = sub.add_parser("demo", help="the embedded default: no servers needed")
     d.add_argument("--dir", default="mailbot-demo", help="where to create the demo")
     d.add_argument("--no-serve", action="store_true",
-                   help="exit after processing (the dashboard comes in a later release)")
+                   help="exit after processing instead of serving the dashboard")
+    d.add_argument("--port", type=int, default=8080,
+                   help="dashboard port on 127.0.0.1 (default 8080; 0 = any free port)")
     return p
 
 
@@ -99,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from mailbot.demo import run_demo
 
-            return run_demo(args.dir)
+            return run_demo(args.dir, serve=not args.no_serve, port=args.port)
         settings = load_settings(args.config)
         return COMMANDS[args.command](settings, args)
     except BadInput as exc:
@@ -300,6 +322,64 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.report import write_report
+
+    for lib in args.library or ():
+        settings.library(lib)
+    sessions = _open(settings)
+    rows = write_report(sessions, settings, month=args.month, path=args.output,
+                        libraries=args.library, now=utcnow(), lang=args.lang)
+    print(f"{args.output}: report for {args.month}, {rows} row(s)")
+    return 0
+
+
+def _new_password() -> str:
+    """From $MAILBOT_NEW_PASSWORD (scripts) or typed twice at a prompt, never echoed."""
+    import getpass
+
+    value = os.environ.get("MAILBOT_NEW_PASSWORD")
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        raise BadInput("no terminal to ask for the password: set MAILBOT_NEW_PASSWORD",
+                       column="password")
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Repeat it: ") != first:
+        raise BadInput("the two passwords differ", column="password")
+    return first
+
+
+def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.web.auth import add_user, list_users, remove_user, set_password
+
+    sessions = _open(settings)
+    if args.user_command == "list":
+        for u in list_users(sessions):
+            scope = "admin (all libraries)" if u.is_admin else ", ".join(u.libraries)
+            print(f"{u.name:24} {scope}")
+        return 0
+    if args.user_command == "remove":
+        remove_user(sessions, name=args.name)
+        print(f"user {args.name} removed")
+        return 0
+    if args.user_command == "add":
+        # Check the name and libraries before asking for a password.
+        for lib in args.library:
+            settings.library(lib)
+        if not args.library and not args.admin:
+            raise BadInput("a user needs at least one --library (or --admin)",
+                           column="--library")
+        user = add_user(sessions, settings, name=args.name, password=_new_password(),
+                        libraries=args.library, is_admin=args.admin, now=utcnow())
+        scope = "admin (all libraries)" if user.is_admin else ", ".join(user.libraries)
+        print(f"user {user.name} added: {scope}")
+        return 0
+    set_password(sessions, name=args.name, password=_new_password(), now=utcnow())
+    print(f"password of {args.name} changed; their open sessions are logged out")
+    return 0
+
+
 COMMANDS = {
     "import-readers": cmd_import_readers,
     "import-codes": cmd_import_codes,
@@ -308,4 +388,6 @@ COMMANDS = {
     "remind": cmd_remind,
     "patron": cmd_patron,
     "status": cmd_status,
+    "report": cmd_report,
+    "user": cmd_user,
 }

@@ -65,6 +65,30 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The staff dashboard, served by ``mailbot run`` (and ``mailbot demo``)."""
+
+    enabled: bool = True
+    # Loopback by default: put a TLS-terminating proxy (nginx, Caddy) in front for the
+    # branches; cookies are marked Secure whenever the request came over https.
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Sessions are signed with a secret key: read from this environment variable, or else
+    # from secret_key_file, which is generated (mode 0600) on first start. Default file:
+    # web-secret.key in the SQLite database's folder (else beside the config file).
+    secret_key_env: str | None = None
+    secret_key_file: str | None = None
+    session_hours: float = 12.0  # a login lasts this long
+    # Lock-out: this many failed logins for one name within lockout_minutes lock that name
+    # for lockout_minutes.
+    lockout_attempts: int = 5
+    lockout_minutes: float = 15.0
+    # Proxies whose X-Forwarded-Proto/For headers are believed (comma-separated IPs).
+    forwarded_allow_ips: str = "127.0.0.1"
+    live_refresh_seconds: float = 5.0  # how often the queue page refreshes itself
+
+
+@dataclass(frozen=True)
 class SqlSourceSettings:
     """``reader_source = "sql"``: read-only access to the library system's database."""
 
@@ -184,6 +208,7 @@ class Settings:
     blocked_senders: tuple[str, ...] = ()
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     libraries: tuple[LibrarySettings, ...] = ()
     mailboxes: tuple[MailboxSettings, ...] = ()
     source: str = field(default="<defaults>", compare=False)
@@ -343,6 +368,9 @@ def _validate(settings: Settings) -> Settings:
                               column=f"{key}.address")
         if mb.type == "maildir" and not mb.path:
             raise ConfigError("is required for a maildir mailbox", file=src, column=f"{key}.path")
+        if mb.ssl and mb.starttls:
+            raise ConfigError("ssl and starttls exclude each other (ssl is on by default: set "
+                              "ssl = false to use STARTTLS)", file=src, column=f"{key}.starttls")
         if mb.type == "imap" and not mb.username:
             raise ConfigError("is required for an IMAP mailbox", file=src, column=f"{key}.username")
         if mb.key in keys:
@@ -356,6 +384,7 @@ def _validate(settings: Settings) -> Settings:
     parse_hhmm(settings.daemon.retention_time, "daemon.retention_time", src)
     if settings.retention_days < 1:
         raise ConfigError("must be at least 1", file=src, column="retention_days")
+    _validate_web(settings.web, src)
     smtp = settings.smtp
     smtp_password = os.environ.get("MAILBOT_SMTP_PASSWORD") or _secret(
         smtp.password, smtp.password_env, "smtp.password_env", src)
@@ -368,6 +397,21 @@ def _validate(settings: Settings) -> Settings:
         smtp=dataclasses.replace(smtp, password=smtp_password),
         database_url=os.environ.get("MAILBOT_DATABASE_URL") or settings.database_url,
     )
+
+
+def _validate_web(web: WebSettings, src: str) -> None:
+    if not 0 <= web.port <= 65535:
+        raise ConfigError("must be a TCP port (0-65535)", file=src, column="web.port")
+    if not web.host.strip():
+        raise ConfigError("must not be empty", file=src, column="web.host")
+    for name in ("session_hours", "lockout_minutes", "live_refresh_seconds"):
+        if getattr(web, name) <= 0:
+            raise ConfigError("must be positive", file=src, column=f"web.{name}")
+    if web.lockout_attempts < 1:
+        raise ConfigError("must be at least 1", file=src, column="web.lockout_attempts")
+    if web.enabled and web.secret_key_env and not os.environ.get(web.secret_key_env):
+        raise ConfigError(f"environment variable {web.secret_key_env} is not set", file=src,
+                          column="web.secret_key_env")
 
 
 def _resolve_library_secrets(lib: LibrarySettings, key: str, src: str) -> LibrarySettings:

@@ -61,6 +61,7 @@ class Daemon:
                           else threading.Event() for mb in settings.mailboxes}
         self.sources: dict[str, Any] = {}
         self.jobs = Jobs(sessions, settings, wake=self._send.set)
+        self.web: Any = None  # mailbot.web.server.WebServer, when the dashboard runs
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -74,14 +75,34 @@ class Daemon:
         self._spawn("decider", self._decider)
         self._spawn("sender", self._sender)
         self.jobs.start()
+        self._start_web()
         self._decide.set()
         self._send.set()
         log.info("mailbot running: %d mailbox(es), %d library(ies)",
                  len(self.settings.mailboxes), len(self.settings.libraries))
 
+    def _start_web(self) -> None:
+        """The staff dashboard, in its own thread; the bot runs on if it cannot start."""
+        web = self.settings.web
+        if not web.enabled:
+            return
+        try:
+            from mailbot.web.app import create_app
+            from mailbot.web.server import WebServer
+
+            app = create_app(self.settings, self.sessions, wake_sender=self._send.set)
+            self.web = WebServer(app, host=web.host, port=web.port,
+                                 forwarded_allow_ips=web.forwarded_allow_ips)
+        except Exception as exc:
+            log.error("dashboard not started: %s", exc)
+            return
+        self.web.start()
+
     def stop(self, *_args: object) -> None:
         if not self.stopping.is_set():
             log.info("stopping: finishing the current mail")
+        if self.web is not None:
+            self.web.stop()
         self.stopping.set()
         self._decide.set()
         self._send.set()
@@ -93,6 +114,8 @@ class Daemon:
         for thread in self.threads:
             thread.join(max(0.1, deadline - time.monotonic()))
         self.jobs.shutdown()
+        if self.web is not None:
+            self.web.join(max(0.1, deadline - time.monotonic()))
         close_sources(self.sources)
         alive = [t.name for t in self.threads if t.is_alive()]
         if alive:

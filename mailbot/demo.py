@@ -171,7 +171,68 @@ def prepare(directory: str) -> Path:
     return root
 
 
-def run_demo(directory: str, *, now: datetime | None = None) -> int:
+DEMO_USER = "demo"
+
+
+def _demo_login(sessions, settings, now: datetime) -> str:  # noqa: ANN001
+    """A fresh admin login for the dashboard; returns its password (shown once)."""
+    import secrets
+
+    from mailbot.web.auth import add_user
+
+    password = secrets.token_urlsafe(12)
+    add_user(sessions, settings, name=DEMO_USER, password=password, libraries=["demo"],
+             is_admin=True, now=now)
+    return password
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_dashboard(sessions, settings, *, port: int, password: str) -> None:  # noqa: ANN001
+    """Serves the dashboard on 127.0.0.1 until Ctrl-C; meanwhile mail dropped into the
+    demo Maildir is fetched, decided and answered every few seconds, as the daemon would."""
+    import threading
+
+    from mailbot.cli import run_once
+    from mailbot.web.app import create_app
+    from mailbot.web.server import WebServer
+
+    wake, stop = threading.Event(), threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            wake.wait(5.0)
+            wake.clear()
+            if stop.is_set():
+                break
+            try:
+                run_once(sessions, settings)
+            except Exception as exc:  # the demo goes on; the dashboard shows the state
+                print(f"demo: processing failed: {exc}", file=sys.stderr)
+
+    port = port or _free_port()
+    server = WebServer(create_app(settings, sessions, wake_sender=wake.set),
+                       host="127.0.0.1", port=port)
+    worker = threading.Thread(target=work, name="demo-worker", daemon=True)
+    worker.start()
+    print(f"\ndashboard: {server.url}   login: {DEMO_USER}   password: {password}")
+    print("(Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        stop.set()
+        wake.set()
+        worker.join(30)
+
+
+def run_demo(directory: str, *, now: datetime | None = None, serve: bool = False,
+             port: int = 8080) -> int:
     from zoneinfo import ZoneInfo
 
     from mailbot.cli import run_once
@@ -228,4 +289,10 @@ def run_demo(directory: str, *, now: datetime | None = None) -> int:
         for r, want in mismatched:
             print(f"demo: {r.from_address} got {r.outcome}, expected {want}", file=sys.stderr)
         return 1
+    password = _demo_login(sessions, settings, now)
+    if not serve:
+        print(f"dashboard login (mailbot --config {root / 'mailbot.toml'} run serves it): "
+              f"{DEMO_USER} / {password}")
+        return 0
+    serve_dashboard(sessions, settings, port=port, password=password)
     return 0

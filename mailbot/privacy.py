@@ -1,7 +1,7 @@
 """RODO/GDPR requests of one patron: export everything held about them, or erase it.
 
-Erasure removes the reader record, the mail they sent (raw and parsed personal fields) and
-the replies' bodies. The ledger keeps that a code was issued — a code is never issued
+Erasure removes the reader record, the mail they sent (raw and parsed personal fields),
+the replies' bodies and the patron's details in the staff audit log. The ledger keeps that a code was issued — a code is never issued
 twice, and the library accounts for its purchases — but its card number becomes a
 pseudonym and its address is dropped; this is the one change the append-only ledger
 allows, and it is made only here.
@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailbot.db.models import Code, LedgerEntry, Outbox, Reader, Request
+from mailbot.db.models import AuditLog, Code, LedgerEntry, Outbox, Reader, Request
 
 ERASED = "[erased]"
 
@@ -100,7 +100,14 @@ def erase_patron(sessions: sessionmaker[Session], *, library_id: str, card: str,
             r.trail = [{**t, "note": ERASED} if "note" in t else t for t in r.trail]
         for o in outbox:
             o.message, o.to_address = b"", ERASED
-        session.info["erasure"] = True  # the ledger's one permitted change
+        session.info["erasure"] = True  # the ledger's and audit log's one permitted change
         for x in ledger:
             x.card_number, x.email = pseudonym, None
+        # Staff actions stay recorded (who did what when), without this patron's details.
+        request_ids = [r.id for r in requests]
+        code_ids = [x.code_id for x in ledger]
+        for entry in session.scalars(select(AuditLog).where(or_(
+                AuditLog.request_id.in_(request_ids), AuditLog.code_id.in_(code_ids),
+                AuditLog.detail.contains(card)))):
+            entry.detail = ERASED
     return counts

@@ -255,3 +255,62 @@ def _ledger_is_append_only(session: Session, _ctx: Any, _instances: Any) -> None
     for obj in list(session.deleted) + ([] if erasing else list(session.dirty)):
         if isinstance(obj, LedgerEntry):
             raise RuntimeError("the ledger is append-only")
+
+
+# -- the staff dashboard (mailbot.web) --------------------------------------------------
+
+
+class StaffUser(Base):
+    """A dashboard login: scoped to some libraries, or an admin of the whole consortium."""
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # argon2id, as produced by argon2-cffi; the password itself is never stored.
+    password_hash: Mapped[str] = mapped_column(String(300))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    libraries: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Bumped by a password change: sessions signed for an older version stop working.
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LoginAttempt(Base):
+    """Every login try, for the lock-out after repeated failures."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_name_at", "name", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ok: Mapped[bool] = mapped_column(default=False)
+    remote: Mapped[str | None] = mapped_column(String(100))
+
+
+class AuditLog(Base):
+    """What staff did in the dashboard: who, when, what, on which request. Append-only."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_request", "request_id"),
+                      Index("ix_audit_library_at", "library_id", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    user_name: Mapped[str] = mapped_column(String(100))
+    library_id: Mapped[str | None] = mapped_column(String(64))
+    # resend | override | handled | desk_issue | import_readers | import_codes | ...
+    action: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[int | None] = mapped_column(Integer)
+    code_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+@event.listens_for(Session, "before_flush")
+def _audit_is_append_only(session: Session, _ctx: Any, _instances: Any) -> None:
+    erasing = session.info.get("erasure", False)
+    for obj in list(session.deleted) + ([] if erasing else list(session.dirty)):
+        if isinstance(obj, AuditLog):
+            raise RuntimeError("the audit log is append-only")

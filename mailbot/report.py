@@ -1,0 +1,243 @@
+"""The monthly report (``mailbot report`` and the dashboard's download): per library,
+branch mailbox and service — requests, codes issued, refusals by reason, codes activated,
+codes expired and the median time from arrival to the reply being sent — as XLSX.
+
+Branches are the library's mailboxes; codes handed out at the walk-in desk form their own
+row. Pool figures (bought, expired, left) belong to the library and service, so they are
+on the library's total row only.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailbot.clock import month_end, month_start, parse_month
+from mailbot.config import SERVICES, Settings
+from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request
+from mailbot.errors import BadInput
+
+# The refusals a patron hears about, in the order the rules ask (columns of the report).
+REFUSALS = ("too_early", "no_card", "ambiguous_card", "unknown_card", "name_mismatch",
+            "sender_mismatch", "already_received", "address_limit", "inactive_account",
+            "age_restricted", "debt", "overdue", "data_not_updated", "no_loans_this_year",
+            "blocked", "pool_exhausted", "rate_limited")
+
+DESK = "desk"
+TOTAL = "total"
+
+_LABELS = {
+    "pl": {
+        "title": "Raport miesięczny mailbota — {month}", "library": "Biblioteka",
+        "branch": "Filia (skrzynka)", "service": "Serwis", "requests": "Zgłoszenia",
+        "issued": "Wydane kody", "refused": "Odmowy razem", "activated": "Aktywowane",
+        "expired": "Wygasłe (niewydane)", "bought": "Kupione", "left": "Pozostało",
+        "median": "Mediana czasu odpowiedzi [s]", DESK: "wydane przy ladzie",
+        TOTAL: "RAZEM", "refusals_sheet": "Odmowy", "outcome": "Powód odmowy",
+        "count": "Liczba", "generated": "Wygenerowano {at}",
+    },
+    "en": {
+        "title": "mailbot monthly report — {month}", "library": "Library",
+        "branch": "Branch (mailbox)", "service": "Service", "requests": "Requests",
+        "issued": "Codes issued", "refused": "Refusals total", "activated": "Activated",
+        "expired": "Expired (never issued)", "bought": "Bought", "left": "Left",
+        "median": "Median reply time [s]", DESK: "issued at the desk", TOTAL: "TOTAL",
+        "refusals_sheet": "Refusals", "outcome": "Refusal reason", "count": "Count",
+        "generated": "Generated {at}",
+    },
+}
+_SERVICE = {"legimi": "Legimi", "empik_go": "Empik Go"}
+
+
+@dataclass
+class ReportRow:
+    library_id: str
+    library_name: str
+    branch: str  # a mailbox address, DESK, or TOTAL
+    service: str
+    requests: int = 0
+    issued: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    activated: int = 0
+    expired: int | None = None  # TOTAL rows only
+    bought: int | None = None
+    left: int | None = None
+    reply_seconds: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def refused_total(self) -> int:
+        return sum(self.refused.values())
+
+    @property
+    def median_reply(self) -> float | None:
+        return round(statistics.median(self.reply_seconds), 1) if self.reply_seconds else None
+
+
+def build_rows(session: Session, settings: Settings, *, month: str,
+               libraries: list[str] | None, now: datetime) -> list[ReportRow]:
+    try:
+        y, m = parse_month(month)
+    except ValueError:
+        raise BadInput(f"month must be YYYY-MM, not {month!r}", column="--month") from None
+    ids = [lib.id for lib in settings.libraries if libraries is None or lib.id in libraries]
+    rows: list[ReportRow] = []
+    for lib_id in ids:
+        lib = settings.library(lib_id)
+        tz = settings.library_tz(lib_id)
+        start, end = month_start(y, m, tz), month_end(y, m, tz)
+        addresses = {mb.id: mb.address for mb in session.scalars(
+            select(Mailbox).where(Mailbox.library_id == lib_id).order_by(Mailbox.id))}
+        table: dict[tuple[str, str], ReportRow] = {}
+
+        def row(branch: str, service: str) -> ReportRow:
+            key = (branch, service)
+            if key not in table:
+                table[key] = ReportRow(lib_id, lib.name, branch, service)
+            return table[key]
+
+        for service in SERVICES:
+            for address in addresses.values():
+                row(address, service)
+        reqs = session.scalars(select(Request).where(
+            Request.library_id == lib_id, Request.kind == "request",
+            Request.service.in_(SERVICES),
+            or_(Request.month == month,
+                (Request.month.is_(None)) & (Request.received_at >= start)
+                & (Request.received_at < end)))).all()
+        branch_of_request = {}
+        for req in reqs:
+            branch = addresses.get(req.mailbox_id, "?")
+            branch_of_request[req.id] = branch
+            r = row(branch, req.service or "")
+            r.requests += 1
+            if req.outcome in REFUSALS:
+                r.refused[req.outcome] = r.refused.get(req.outcome, 0) + 1
+        sent = session.execute(
+            select(Outbox.request_id, Outbox.sent_at, Request.received_at, Request.service,
+                   Request.mailbox_id)
+            .join(Request, Request.id == Outbox.request_id)
+            .where(Outbox.library_id == lib_id, Outbox.kind == "reply",
+                   Outbox.state == "sent", Request.id.in_([q.id for q in reqs]))).all()
+        for _rid, sent_at, received_at, service, mailbox_id in sent:
+            if sent_at is not None:
+                row(addresses.get(mailbox_id, "?"), service).reply_seconds.append(
+                    max(0.0, (sent_at - received_at).total_seconds()))
+        ledger = session.execute(
+            select(LedgerEntry, Code.activated_at, Request.mailbox_id)
+            .join(Code, Code.id == LedgerEntry.code_id)
+            .outerjoin(Request, Request.id == LedgerEntry.request_id)
+            .where(LedgerEntry.library_id == lib_id, LedgerEntry.month == month)).all()
+        for entry, activated_at, mailbox_id in ledger:
+            branch = addresses.get(mailbox_id, "?") if mailbox_id is not None else DESK
+            r = row(branch, entry.service)
+            r.issued += 1
+            if activated_at is not None:
+                r.activated += 1
+        ended = end <= now
+        for service in SERVICES:
+            codes = session.execute(select(Code.issued_at, Code.expired_at).where(
+                Code.library_id == lib_id, Code.service == service, Code.month == month)).all()
+            total = ReportRow(lib_id, lib.name, TOTAL, service)
+            for r in table.values():
+                if r.service != service:
+                    continue
+                total.requests += r.requests
+                total.issued += r.issued
+                total.activated += r.activated
+                total.reply_seconds.extend(r.reply_seconds)
+                for k, v in r.refused.items():
+                    total.refused[k] = total.refused.get(k, 0) + v
+            total.bought = len(codes)
+            unissued = sum(1 for issued, _ in codes if issued is None)
+            total.expired = unissued if ended else sum(1 for _, e in codes if e is not None)
+            total.left = 0 if ended else unissued - total.expired
+            branch_rows = sorted((r for r in table.values() if r.service == service),
+                                 key=lambda r: (r.branch == DESK, r.branch))
+            rows.extend(r for r in branch_rows if r.branch != DESK or r.issued)
+            rows.append(total)
+    return rows
+
+
+def build_workbook(rows: list[ReportRow], *, month: str, lang: str = "pl",
+                   now: datetime | None = None) -> Workbook:
+    t = _LABELS[lang if lang in _LABELS else "pl"]
+    refusals = [o for o in REFUSALS if any(r.refused.get(o) for r in rows)]
+    wb = Workbook()
+    ws = wb.active
+    ws.title = month
+    ws.append([t["title"].format(month=month)])
+    ws["A1"].font = Font(bold=True, size=14)
+    if now is not None:
+        ws.append([t["generated"].format(at=now.strftime("%Y-%m-%d %H:%M UTC"))])
+    else:
+        ws.append([])
+    header = [t["library"], t["branch"], t["service"], t["requests"], t["issued"],
+              t["refused"], *refusals, t["activated"], t["expired"], t["bought"], t["left"],
+              t["median"]]
+    ws.append(header)
+    head_row = ws.max_row
+    for cell in ws[head_row]:
+        cell.font = Font(bold=True)
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+        cell.fill = PatternFill("solid", fgColor="DDE7F0")
+    for r in rows:
+        branch = t.get(r.branch, r.branch) if r.branch in (DESK, TOTAL) else r.branch
+        ws.append([r.library_id, branch, _SERVICE.get(r.service, r.service), r.requests,
+                   r.issued, r.refused_total, *(r.refused.get(o, 0) for o in refusals),
+                   r.activated, r.expired, r.bought, r.left, r.median_reply])
+        if r.branch == TOTAL:
+            for cell in ws[ws.max_row]:
+                cell.font = Font(bold=True)
+    for i, title in enumerate(header, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = max(10, min(28, len(title) + 2))
+    ws.freeze_panes = ws.cell(row=head_row + 1, column=4)
+    # The refusals again, one line each: easy to filter or pivot.
+    ws2 = wb.create_sheet(t["refusals_sheet"])
+    ws2.append([t["library"], t["branch"], t["service"], t["outcome"], t["count"]])
+    for cell in ws2[1]:
+        cell.font = Font(bold=True)
+    for r in rows:
+        if r.branch == TOTAL:
+            continue
+        for outcome in REFUSALS:
+            if r.refused.get(outcome):
+                branch = t.get(r.branch, r.branch) if r.branch == DESK else r.branch
+                ws2.append([r.library_id, branch, _SERVICE.get(r.service, r.service), outcome,
+                            r.refused[outcome]])
+    for col, width in zip("ABCDE", (16, 34, 12, 22, 10), strict=True):
+        ws2.column_dimensions[col].width = width
+    return wb
+
+
+def report_bytes(sessions: sessionmaker[Session], settings: Settings, *, month: str,
+                 libraries: list[str] | None, now: datetime, lang: str = "pl"
+                 ) -> tuple[bytes, int]:
+    """The XLSX file's bytes and its number of data rows."""
+    with sessions() as session:
+        rows = build_rows(session, settings, month=month, libraries=libraries, now=now)
+    buf = io.BytesIO()
+    build_workbook(rows, month=month, lang=lang, now=now).save(buf)
+    return buf.getvalue(), len(rows)
+
+
+def write_report(sessions: sessionmaker[Session], settings: Settings, *, month: str,
+                 path: str | Path, libraries: list[str] | None, now: datetime,
+                 lang: str = "pl") -> int:
+    """Writes the XLSX (atomically); returns the number of data rows."""
+    data, count = report_bytes(sessions, settings, month=month, libraries=libraries,
+                               now=now, lang=lang)
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+    return count

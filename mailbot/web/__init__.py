@@ -1,0 +1,8 @@
+"""The staff dashboard: a small Starlette app with server-rendered Jinja2 pages.
+
+``app`` builds the application, ``auth`` holds staff accounts, sessions, CSRF and the
+lock-out, ``views`` the pages, ``queries`` what the pages read, ``actions`` what staff may
+do to a request, ``charts`` the server-side SVG charts, ``i18n`` the Polish and English
+texts, ``server`` runs it under uvicorn in a thread (``mailbot run``) or in the foreground
+(``mailbot demo``).
+"""

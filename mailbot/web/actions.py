@@ -1,0 +1,174 @@
+"""What staff can do from the dashboard. Each action is one transaction that also writes
+its audit-log entry, so an action is never done without a record of who did it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailbot.clock import month_end, month_key, month_of, parse_month
+from mailbot.config import SERVICES, Settings
+from mailbot.db.models import AuditLog, Code, LedgerEntry, Mailbox, Outbox, Request
+from mailbot.decide import allocate_code, codes_left
+from mailbot.respond.compose import compose_reply
+from mailbot.respond.i18n import service_name
+from mailbot.rules.window import next_send_time, next_window, window_opens
+from mailbot.web.queries import NOT_OVERRIDABLE
+
+
+class ActionRefused(Exception):
+    """The action cannot be done; the message (an i18n key) says why."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = params
+
+
+def audit(session: Session, *, user: str, action: str, library_id: str | None,
+          now: datetime, request_id: int | None = None, code_id: int | None = None,
+          detail: str = "") -> None:
+    session.add(AuditLog(at=now, user_name=user, library_id=library_id, action=action,
+                         request_id=request_id, code_id=code_id, detail=detail[:2000]))
+
+
+def resend(session: Session, *, outbox_id: int, request: Request, user: str,
+           now: datetime) -> Outbox:
+    """Puts a sent or failed reply back in the outbox, due now, with the same Message-ID."""
+    row = session.get(Outbox, outbox_id)
+    if row is None or (row.request_id != request.id and not (
+            row.kind == "override" and request.code and row.code_id == request.code.id)):
+        raise ActionRefused("err_no_such_reply")
+    if not row.message:
+        raise ActionRefused("err_reply_purged")
+    if row.state == "pending":
+        raise ActionRefused("err_reply_pending")
+    before = f"{row.state}, {row.attempts} attempt(s)" + (
+        f", last error: {row.last_error}" if row.last_error else "")
+    # The daemon gives up on a reply retry_for seconds after created_at: a resend starts
+    # that clock again.
+    row.state, row.due_at, row.created_at = "pending", now, now
+    row.retry_at, row.last_error, row.sent_at, row.attempts = None, None, None, 0
+    audit(session, user=user, action="resend", library_id=request.library_id, now=now,
+          request_id=request.id, detail=f"reply #{row.id} to {row.to_address} (was {before})")
+    return row
+
+
+def mark_handled(session: Session, *, request: Request, user: str, note: str,
+                 now: datetime) -> None:
+    audit(session, user=user, action="handled", library_id=request.library_id, now=now,
+          request_id=request.id, detail=note.strip())
+
+
+@dataclass(frozen=True)
+class Override:
+    code: Code
+    outbox: Outbox
+
+
+def owed_to_email(session: Session, library_id: str, service: str, now: datetime,
+                  *, except_id: int | None = None) -> int:
+    """Undecided e-mail requests for this service that arrived before now (as the desk)."""
+    stmt = select(func.count(Request.id)).where(
+        Request.library_id == library_id, Request.state == "new", Request.kind == "request",
+        Request.service == service, Request.received_at <= now)
+    if except_id is not None:
+        stmt = stmt.where(Request.id != except_id)
+    return session.scalar(stmt) or 0
+
+
+def override(session: Session, settings: Settings, *, request: Request, service: str,
+             card: str, reason: str, user: str, now: datetime) -> Override:
+    """"Issue anyway": a refused request gets a code from this month's pool, a ledger entry
+    and a reply with the code. Codes owed to earlier e-mail requests are left alone."""
+    reason = reason.strip()
+    card = card.strip()
+    if not reason:
+        raise ActionRefused("err_reason_required")
+    if request.outcome in NOT_OVERRIDABLE or request.state not in ("decided", "manual", "error"):
+        raise ActionRefused("err_not_overridable")
+    if request.code is not None:
+        raise ActionRefused("err_has_code")
+    if not request.from_address:
+        raise ActionRefused("err_no_address")
+    if service not in SERVICES:
+        raise ActionRefused("err_service")
+    if not card:
+        raise ActionRefused("err_card_required")
+    library = settings.library(request.library_id)
+    tz = settings.library_tz(library.id)
+    year, mon = month_of(now, tz)
+    month = month_key(year, mon)
+    left = codes_left(session, library_id=library.id, service=service, month=month)
+    owed = owed_to_email(session, library.id, service, now)
+    if left - owed <= 0:
+        raise ActionRefused("err_pool_empty", left=left, owed=owed)
+    code = allocate_code(session, library_id=library.id, service=service, month=month)
+    if code is None:
+        raise ActionRefused("err_pool_empty", left=0, owed=owed)
+    code.request_id, code.issued_at = request.id, now
+    session.add(LedgerEntry(code_id=code.id, library_id=library.id, service=service,
+                            month=month, card_number=card,
+                            email=request.from_address.lower(), request_id=request.id,
+                            issued_at=now, channel="override"))
+    previous = request.outcome or request.state
+    request.trail = [*(request.trail or []), {
+        "rule": "staff_override", "result": "issued",
+        "note": f"by {user}: {reason} (was {previous})"}]
+    request.outcome, request.state, request.decided_at = "issued", "decided", now
+    request.service = service
+    request.card_number = card
+    request.month = month
+    mailbox = session.get(Mailbox, request.mailbox_id)
+    assert mailbox is not None
+    ctx: dict[str, Any] = {
+        "library_name": library.name, "service": service,
+        "service_name": service_name(service), "subject": request.subject,
+        "received_at": request.received_at.astimezone(tz),
+        "month": datetime(year, mon, 1).date(), "card_number": card,
+        "patron_name": request.patron_name, "library_contact": library.contact,
+        "next_window": next_window(library, tz, year, mon),
+        "window_opens": window_opens(library, tz, year, mon),
+        "activation_url": getattr(library, f"activation_url_{service}", None),
+        "deadline": (month_end(year, mon, tz) - timedelta(days=1)).date(),
+        "penalty_months": library.penalty_months, "code": code.code,
+    }
+    reply = compose_reply(
+        outcome="issued", context=ctx, languages=library.languages,
+        library_name=library.name, mailbox_address=mailbox.address,
+        to=request.from_address, original_subject=request.subject,
+        original_message_id=request.message_id, original_references=(),
+        templates_dir=settings.templates_dir,
+        request_key=f"{mailbox.key}|{request.uidvalidity}|{request.uid}|"
+                    f"{request.message_id}|override", now=now)
+    pending = session.scalar(select(Outbox).where(Outbox.request_id == request.id,
+                                                  Outbox.state == "pending"))
+    withdrawn = ""
+    if pending is not None:
+        # The refusal has not gone out yet: the patron gets the code instead of it.
+        withdrawn = f"; unsent {pending.outcome} reply #{pending.id} withdrawn"
+        session.delete(pending)
+    row = Outbox(kind="override", request_id=None, code_id=code.id, library_id=library.id,
+                 mail_from=reply.mail_from, to_address=reply.to, message_id=reply.message_id,
+                 outcome="issued", message=reply.message, state="pending", created_at=now,
+                 due_at=next_send_time(library, tz, now), attempts=0)
+    session.add(row)
+    session.flush()
+    audit(session, user=user, action="override", library_id=library.id, now=now,
+          request_id=request.id, code_id=code.id,
+          detail=f"{previous} -> issued ({service}, card {card}): {reason}{withdrawn}")
+    return Override(code, row)
+
+
+def slip_code(session: Session, code_id: int) -> tuple[Code, LedgerEntry] | None:
+    row = session.execute(select(Code, LedgerEntry).join(
+        LedgerEntry, LedgerEntry.code_id == Code.id).where(Code.id == code_id)).first()
+    return (row[0], row[1]) if row else None
+
+
+def month_over(settings: Settings, library_id: str, month: str, now: datetime) -> bool:
+    return month_end(*parse_month(month), settings.library_tz(library_id)) <= now

@@ -1,0 +1,199 @@
+"""End to end in real headless Chromium (Debian's, through Playwright) against the
+dashboard served by uvicorn on 127.0.0.1, with the real Dovecot and aiosmtpd fixtures.
+
+Each step saves a screenshot to docs/screenshots/ (the README shows them)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import openpyxl
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from sqlalchemy import func, select
+
+from mailbot.db.models import LedgerEntry, Reader
+from mailbot.db.session import open_database
+from mailbot.web.app import create_app
+from mailbot.web.server import WebServer
+from tests.botenv import make_bot, request_mail
+from tests.servers import free_port
+from tests.web.browser import ARGS, ensure_chromium
+
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+PASSWORD = "biblioteka-2026!"
+
+
+def _ok(year: int) -> str:
+    return f"{year + 1}-12-31;0;0;{year}-01-15;{year}-02-01"
+
+
+@pytest.fixture
+def dashboard(tmp_path, imap_user, smtp_sink):
+    """A library with readers, codes and one IMAP mailbox; the dashboard on a free port;
+    a logged-in Chromium page."""
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user],
+                   policy='contact = "tel. 22 123 45 67"',
+                   tables="[web]\nlive_refresh_seconds = 2.0\n")
+    w = bot.window()
+    assert bot.import_readers([
+        f"0990001;Alicja;Łada;ala@patron.test;{_ok(w.year)}",
+        f"0990002;Żaneta;Wróbel;zaneta@patron.test;{_ok(w.year)}",
+        f"0990003;Jan;Dług;jan@patron.test;{w.year + 1}-12-31;9,99;0;{w.year}-01-15;"
+        f"{w.year}-02-01"]) == 0
+    assert bot.import_codes([f"LEG-{i:04d}-E2E" for i in range(1, 6)]) == 0
+    os.environ["MAILBOT_NEW_PASSWORD"] = PASSWORD
+    try:
+        assert bot.cli("user", "add", "bibliotekarka", "--library", "lib") == 0
+    finally:
+        del os.environ["MAILBOT_NEW_PASSWORD"]
+    settings = bot.settings()
+    sessions = open_database(settings.database_url)
+    server = WebServer(create_app(settings, sessions), host="127.0.0.1", port=free_port())
+    assert server.start(), "the dashboard did not start"
+    chromium = ensure_chromium()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        # No skip: if Chromium cannot start, this raises and the test errors.
+        browser = pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 860},
+                                          accept_downloads=True, locale="pl-PL")
+            page = context.new_page()
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(server.url + "login")
+            expect(page.locator("h1")).to_have_text("Logowanie")
+            page.fill("input[name=name]", "bibliotekarka")
+            page.fill("input[name=password]", PASSWORD)
+            page.screenshot(path=SHOTS / "login.png")
+            page.click("button[type=submit]")
+            expect(page.locator("h1")).to_have_text("Kolejka na żywo")
+            yield bot, server, page, context, dialogs, sessions
+        finally:
+            browser.close()
+            server.stop()
+            server.join()
+
+
+def test_the_live_queue_shows_a_request_appended_to_dovecot(dashboard, imap_user):
+    # The queue page, left open, shows a new request once the bot has decided it — no
+    # reload; the request page shows the mail safely (its HTML never runs) and the rule
+    # trail and the reply.
+    bot, server, page, context, dialogs, sessions = dashboard
+    expect(page.get_by_test_id("decided-lib")).to_have_text("0")
+    page.evaluate("window.__stillTheSamePage = true")
+    html = ("<p>Dzień dobry, proszę o kod.</p><p>Alicja Łada, karta 0990001</p>"
+            "<script>parent.document.title='pwned'; alert('x')</script>"
+            "<img src=x onerror=\"parent.document.title='pwned'\">")
+    raw, _ = request_mail("ala@patron.test", "LEGIMI", html, html=True)
+    imap_user.append(raw, internaldate=bot.window() + timedelta(seconds=3))
+    # As cron would: `mailbot run --once` in its own process (the page stays open).
+    done = subprocess.run([sys.executable, "-m", "mailbot", "--config", str(bot.config), "run",
+                           "--once"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    expect(page.get_by_test_id("decided-lib")).to_have_text("1", timeout=15000)
+    assert page.evaluate("window.__stillTheSamePage") is True
+    expect(page.locator("#live")).to_contain_text("ala@patron.test")
+    expect(page.locator("#live")).to_contain_text("wydano kod")
+    page.screenshot(path=SHOTS / "queue.png", full_page=True)
+
+    page.locator("#live a", has_text=":").first.click()
+    expect(page.locator("h1")).to_contain_text("Zgłoszenie nr")
+    expect(page.get_by_test_id("mail-text")).to_contain_text("Alicja Łada, karta 0990001")
+    page.locator("summary", has_text="Pokaż wersję HTML").click()
+    frame = page.frame_locator("iframe.mail-frame")
+    expect(frame.locator("p").first).to_contain_text("Dzień dobry")
+    page.wait_for_timeout(500)
+    assert "pwned" not in page.title() and dialogs == []
+    expect(page.locator(".trail")).to_contain_text("pula kodów")
+    page.locator("summary", has_text="Treść odpowiedzi").click()
+    expect(page.locator(".reply")).to_contain_text("LEG-0001-E2E")
+    page.screenshot(path=SHOTS / "request.png", full_page=True)
+
+    tablet = context.new_page()
+    tablet.set_viewport_size({"width": 820, "height": 1180})
+    tablet.goto(server.url + "queue")
+    expect(tablet.get_by_test_id("decided-lib")).to_have_text("1")
+    tablet.screenshot(path=SHOTS / "queue-tablet.png", full_page=True)
+    tablet.close()
+
+
+def test_desk_imports_pools_reports_and_audit_in_the_browser(dashboard, tmp_path):
+    # A walk-in patron gets a code and a printed slip; an import with a bad row shows the
+    # row-level message and changes nothing; the monthly report downloads and opens.
+    bot, server, page, context, dialogs, sessions = dashboard
+    page.click("nav >> text=Wydanie przy ladzie")
+    page.fill("input[name=card]", "0990003")
+    page.fill("input[name=name]", "Jan Dług")
+    page.click("button[value=check]")
+    expect(page.get_by_test_id("verdict")).to_have_attribute("data-outcome", "debt")
+    page.fill("input[name=card]", "0990002")
+    page.fill("input[name=name]", "Żaneta Wróbel")
+    page.click("button[value=check]")
+    expect(page.get_by_test_id("verdict")).to_have_attribute("data-outcome", "eligible")
+    page.screenshot(path=SHOTS / "desk.png", full_page=True)
+    page.click("button[value=issue]")
+    expect(page.get_by_test_id("slip-code")).to_have_text("LEG-0001-E2E")
+    expect(page.locator(".slip")).to_contain_text("Żaneta Wróbel")
+    page.screenshot(path=SHOTS / "slip.png", full_page=True)
+    page.emulate_media(media="print")
+    expect(page.locator("header.top")).to_be_hidden()
+    page.screenshot(path=SHOTS / "slip-print.png", full_page=True)
+    page.emulate_media(media="screen")
+    with sessions() as s:
+        entry = s.scalars(select(LedgerEntry)).one()
+        assert (entry.channel, entry.card_number) == ("desk", "0990002")
+
+    page.click("nav >> text=Import")
+    with sessions() as s:
+        readers_before = s.scalar(select(func.count(Reader.id)))
+    bad = ("numer_karty;imie;nazwisko;email;wazna_do\n"
+           "0990010;Ola;Nowa;ola@patron.test;31.12.2030\n"
+           "0990011;Ela;Zła;ela@patron.test;31.13.2030\n").encode()
+    form = page.locator("#import-readers")
+    form.locator("input[type=file]").set_input_files(
+        {"name": "czytelnicy.csv", "mimeType": "text/csv", "buffer": bad})
+    form.locator("button[type=submit]").click()
+    error = page.get_by_test_id("import-error")
+    expect(error).to_contain_text("czytelnicy.csv, row 3")
+    expect(error).to_contain_text("Nic nie zaimportowano")
+    page.screenshot(path=SHOTS / "imports-error.png", full_page=True)
+    with sessions() as s:
+        assert s.scalar(select(func.count(Reader.id))) == readers_before
+    good = page.locator("#import-codes")
+    good.locator("input[type=file]").set_input_files(
+        {"name": "legimi-extra.csv", "mimeType": "text/csv",
+         "buffer": b"kod\nLEG-EXTRA-1\nLEG-EXTRA-2\n"})
+    good.locator("button[type=submit]").click()
+    expect(page.get_by_test_id("import-result")).to_contain_text("dodano 2 kodów")
+
+    page.click("nav >> text=Pule kodów")
+    expect(page.locator("svg.chart").first).to_be_visible()
+    page.screenshot(path=SHOTS / "pools.png", full_page=True)
+
+    page.click("nav >> text=Raporty")
+    with page.expect_download() as info:
+        page.get_by_test_id("download").click()
+    target = tmp_path / "raport.xlsx"
+    info.value.save_as(target)
+    wb = openpyxl.load_workbook(target)
+    ws = wb[bot.month]
+    header = [c.value for c in ws[3]]
+    rows = [dict(zip(header, (c.value for c in row), strict=True))
+            for row in ws.iter_rows(min_row=4)]
+    total = next(r for r in rows if r["Filia (skrzynka)"] == "RAZEM"
+                 and r["Serwis"] == "Legimi")
+    desk = next(r for r in rows if r["Filia (skrzynka)"] == "wydane przy ladzie")
+    assert (total["Wydane kody"], desk["Wydane kody"], total["Kupione"]) == (1, 1, 7)
+    page.screenshot(path=SHOTS / "reports.png", full_page=True)
+
+    page.click("nav >> text=Dziennik działań")
+    expect(page.locator("table.list")).to_contain_text("wydanie przy ladzie")
+    expect(page.locator("table.list")).to_contain_text("import kodów")
+    page.screenshot(path=SHOTS / "audit.png", full_page=True)
+    assert dialogs == []
