@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="pools left, queue, outbox, last poll per mailbox")
 
+    db = sub.add_parser("db", help="the database schema (Alembic migrations)")
+    db.add_argument("action", choices=("upgrade", "current"),
+                    help="upgrade: bring the schema to this version; current: show it")
+
     pat = sub.add_parser("patron", help="RODO: export or erase one patron's data")
     pat.add_argument("action", choices=("export", "erase"))
     pat.add_argument("card")
@@ -237,6 +241,21 @@ def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.db.migrate import current_revision, head_revision, upgrade
+    from mailbot.db.session import make_engine
+
+    engine = make_engine(settings.database_url)
+    url = engine.url.render_as_string(hide_password=True)
+    before = current_revision(engine)
+    if args.action == "upgrade":
+        upgrade(engine)
+        print(f"{url}: schema {before or 'empty'} -> {current_revision(engine)}")
+    else:
+        print(f"{url}: schema {before or 'empty'} (this mailbot: {head_revision()})")
+    return 0
+
+
 def cmd_patron(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
@@ -387,6 +406,7 @@ COMMANDS = {
     "run": cmd_run,
     "remind": cmd_remind,
     "patron": cmd_patron,
+    "db": cmd_db,
     "status": cmd_status,
     "report": cmd_report,
     "user": cmd_user,

@@ -114,17 +114,3 @@ def test_a_mistyped_secret_is_not_echoed():
     assert "98765432" not in str(err.value) and "password" in str(err.value)
     s = settings_from_dict({**MINIMAL, "database_url": "postgresql://bot:pw123@db/mailbot"})
     assert "pw123" not in repr(s)
-
-
-def test_a_database_from_an_older_mailbot_is_refused_clearly(tmp_path):
-    # A table missing a column stops start-up with a message naming it.
-    import sqlite3
-
-    from mailbot.db.session import open_database
-    from mailbot.errors import MailbotError
-
-    db = tmp_path / "old.db"
-    with sqlite3.connect(db) as con:
-        con.execute("CREATE TABLE libraries (id VARCHAR(64) PRIMARY KEY, name VARCHAR(200))")
-    with pytest.raises(MailbotError, match="libraries lacks source_error"):
-        open_database(f"sqlite:///{db}")

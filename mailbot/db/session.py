@@ -1,14 +1,12 @@
-"""Engine and session factory; the schema is created on first use."""
+"""Engine and session factory; the schema is managed by Alembic (mailbot/db/migrate.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailbot.db.models import Base
-from mailbot.errors import MailbotError
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -40,23 +38,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def open_database(url: str) -> sessionmaker[Session]:
+    """The session factory; the schema is created or checked (Alembic, see migrate.py)."""
+    from mailbot.db.migrate import ensure_schema
+
     engine = make_engine(url)
-    Base.metadata.create_all(engine)
-    _check_schema(engine)
+    ensure_schema(engine)
     return sessionmaker(engine, expire_on_commit=False)
-
-
-def _check_schema(engine: Engine) -> None:
-    """create_all adds missing tables but never columns: an older database is refused
-    with a clear message rather than failing later on the first query."""
-    found = inspect(engine)
-    for table in Base.metadata.sorted_tables:
-        have = {c["name"] for c in found.get_columns(table.name)}
-        missing = [c.name for c in table.columns if c.name not in have]
-        if missing:
-            raise MailbotError(
-                f"the database {engine.url.render_as_string(hide_password=True)} was made "
-                f"by an older mailbot: table {table.name} lacks {', '.join(missing)}")
 
 
 def sync_config(sessions: sessionmaker[Session], settings: Any) -> None:

@@ -1,0 +1,71 @@
+"""Alembic migrations (issue 7): one schema history for SQLite and PostgreSQL, in step with
+the models, applied on first use and by `mailbot db upgrade`."""
+
+from __future__ import annotations
+
+import sqlite3
+from types import SimpleNamespace
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from mailbot.db.migrate import current_revision, ensure_schema, head_revision, upgrade
+from mailbot.db.models import Base
+from mailbot.db.session import make_engine, open_database
+from mailbot.errors import MailbotError
+from tests.botenv import make_bot
+from tests.databases import fresh_postgres
+
+
+def _differences(engine) -> list:
+    with engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
+
+def test_the_migrations_build_exactly_the_models_on_sqlite(tmp_path):
+    # Upgrading an empty SQLite database gives the models' schema, nothing more or less.
+    engine = make_engine(f"sqlite:///{tmp_path}/m.db")
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    assert _differences(engine) == []
+
+
+def test_the_migrations_build_exactly_the_models_on_postgresql():
+    # The same history on PostgreSQL: no difference between migrations and models.
+    with fresh_postgres() as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        assert _differences(engine) == []
+        engine.dispose()
+
+
+def test_a_new_database_is_set_up_on_first_use_and_db_upgrade_reports(tmp_path, capsys):
+    # open_database on an empty file creates the schema; `mailbot db current|upgrade` say so.
+    bot = make_bot(tmp_path, smtp=SimpleNamespace(host="127.0.0.1", port=1), mailboxes=[])
+    assert bot.cli("db", "current") == 0
+    assert "schema empty" in capsys.readouterr().out
+    assert bot.cli("db", "upgrade") == 0
+    assert f"-> {head_revision()}" in capsys.readouterr().out
+    assert bot.cli("status") == 0
+    open_database(bot.settings().database_url)  # idempotent
+
+
+def test_postgresql_tables_without_history_are_refused_clearly():
+    # A database with mailbot's tables but no migration history is not touched.
+    with fresh_postgres() as url:
+        engine = make_engine(url)
+        Base.metadata.create_all(engine)
+        with pytest.raises(MailbotError, match="no migration history"):
+            ensure_schema(engine)
+        engine.dispose()
+
+
+def test_a_sqlite_file_from_a_development_build_is_refused_clearly(tmp_path):
+    # An SQLite file with tables but no history: a clear error naming the database.
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE libraries (id VARCHAR(64) PRIMARY KEY, name VARCHAR(200))")
+    with pytest.raises(MailbotError, match="old.db.*no migration history"):
+        open_database(f"sqlite:///{db}")
