@@ -1,0 +1,245 @@
+"""The opening burst, measured against the mail servers' own limit (issue 7).
+
+Starts a private Dovecot and, as the library's relay, Postfix's smtp-sink (Debian package
+`postfix`), delivers N request mails (one library, a pool of N codes, N valid readers) and
+measures in one run:
+
+  (a) the physical floor: a raw IMAP fetch of the N mails, plus Postfix's smtp-source
+      pushing N messages of the bot's median reply size into the same sink;
+  (b) a naive loop: the same fetch, plus a plain Python loop building each reply with
+      email.message.EmailMessage and sending it with aiosmtplib over one connection —
+      no logic at all;
+  (c) `mailbot run --once` on the N mails (a separate process; its peak RSS is read from
+      /proc, VmHWM).
+
+    .venv/bin/python benchmarks/burst.py [-n 10000] [--db sqlite|postgresql]
+    .venv/bin/python benchmarks/burst.py --consortium     # 200 libraries x 2 mailboxes
+
+Mail is delivered by writing Maildir files (INTERNALDATE = file time), which is what a
+local delivery agent does; Dovecot indexes them before any phase is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aiosmtplib  # noqa: E402
+from imapclient import IMAPClient  # noqa: E402
+
+from tests.botenv import READER_HEADER, request_mail  # noqa: E402
+from tests.servers import Dovecot, free_port  # noqa: E402
+
+SINK = "/usr/sbin/smtp-sink"
+SOURCE = "/usr/sbin/smtp-source"
+
+
+def ensure_postfix() -> None:
+    if not (os.path.exists(SINK) and os.path.exists(SOURCE)):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "postfix"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def deliver(maildir: Path, mails: list[bytes], start: float) -> None:
+    new = maildir / "new"
+    new.mkdir(parents=True, exist_ok=True)
+    for i, raw in enumerate(mails):
+        path = new / f"{int(start) + i}.M{i}P1.bench"
+        path.write_bytes(raw)
+        t = start + i * 0.01  # 100 mails a second: distinct INTERNALDATEs
+        os.utime(path, (t, t))
+
+
+def imap_fetch_all(host: str, port: int, user: str, password: str) -> list[bytes]:
+    client = IMAPClient(host, port=port, ssl=False, timeout=120)
+    client.login(user, password)
+    client.select_folder("INBOX", readonly=True)
+    uids = client.search(["ALL"])
+    raws = []
+    for i in range(0, len(uids), 500):
+        for _uid, data in client.fetch(uids[i:i + 500], ["BODY.PEEK[]"]).items():
+            raws.append(data[b"BODY[]"])
+    client.logout()
+    return raws
+
+
+async def naive_send(raws: list[bytes], port: int) -> None:
+    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
+    await smtp.connect()
+    for i, _raw in enumerate(raws):
+        msg = EmailMessage()
+        msg["From"] = "ebooki@biblioteka.test"
+        msg["To"] = f"p{i}@patron.test"
+        msg["Subject"] = "Re: LEGIMI"
+        msg.set_content("Dzień dobry,\nto jest kod.\n")
+        await smtp.send_message(msg)
+    await smtp.quit()
+
+
+def start_sink(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([SINK, "-u", "root", f"127.0.0.1:{port}", "1000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    return proc
+
+
+def write_config(tmp: Path, *, db: str, dovecot: Dovecot, users: list[tuple[str, str, str]],
+                 sink_port: int, libraries: list[str]) -> Path:
+    libs = "".join(f'\n[[libraries]]\nid = "{lib}"\nname = "Biblioteka {lib}"\n'
+                   f"replies_per_sender_per_day = 0\nmax_codes_per_address_per_month = 0\n"
+                   for lib in libraries)
+    mbs = "".join(f"""
+[[mailboxes]]
+library = "{lib}"
+address = "ebooki-{user}@biblioteka.test"
+type = "imap"
+host = "{dovecot.host}"
+port = {dovecot.port}
+ssl = false
+username = "{user}"
+password = "{pw}"
+""" for lib, user, pw in users)
+    config = tmp / "mailbot.toml"
+    config.write_text(f'database_url = "{db}"\n[smtp]\nhost = "127.0.0.1"\nport = {sink_port}'
+                      f"\n[web]\nenabled = false\n{libs}{mbs}", encoding="utf-8")
+    return config
+
+
+def run_bot(config: Path) -> tuple[float, int]:
+    profile = os.environ.get("MAILBOT_BENCH_PROFILE")  # a file: cProfile the bot's run
+    run = (f"import cProfile; cProfile.run('rc = main(sys.argv[1:])', {profile!r}); "
+           if profile else "rc = main(sys.argv[1:]); ")
+    code = ("import sys, time; from mailbot.cli import main; t = time.perf_counter(); "
+            + run + "el = time.perf_counter() - t; "
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
+            "print('BENCH', el, hwm.split()[1]); sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code, "--config", str(config), "run",
+                          "--once"], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"mailbot run --once failed:\n{out.stderr[-3000:]}")
+    line = [x for x in out.stdout.splitlines() if x.startswith("BENCH")][-1].split()
+    return float(line[1]), int(line[2])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=10_000, help="request mails (and codes)")
+    ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--consortium", action="store_true",
+                    help="200 libraries x 2 mailboxes, N spread over them")
+    args = ap.parse_args()
+    ensure_postfix()
+    n = args.n
+    with tempfile.TemporaryDirectory(prefix="mailbot-burst-") as tmpdir, Dovecot() as dovecot:
+        tmp = Path(tmpdir)
+        if args.consortium:
+            libraries = [f"lib{k:03d}" for k in range(200)]
+            users = [(lib, f"{lib}b{b}", "pw") for lib in libraries for b in (0, 1)]
+        else:
+            libraries = ["lib"]
+            users = [("lib", "bench", "pw")]
+        for _lib, user, pw in users:
+            dovecot.add_user(user, pw)
+        year = time.gmtime().tm_year
+        per_user: dict[str, list[bytes]] = {u: [] for _l, u, _p in users}
+        readers: dict[str, list[str]] = {lib: [] for lib in libraries}
+        for i in range(n):
+            lib, user, _pw = users[i % len(users)]
+            card = f"7{i:07d}"
+            readers[lib].append(f"{card};Ala;Burst{i};p{i}@patron.test;{year + 1}-12-31;0;0;"
+                                f"{year}-01-15;{year}-02-01")
+            raw, _ = request_mail(f"p{i}@patron.test", "LEGIMI", f"Ala Burst{i} {card}")
+            per_user[user].append(raw)
+        now = time.time()
+        uid, gid, _name = dovecot._mail_owner()
+        for user, mails in per_user.items():
+            deliver(dovecot.maildir(user), mails, now - 3600)
+            for path in [dovecot.maildir(user), *dovecot.maildir(user).rglob("*")]:
+                os.chown(path, uid, gid)  # Dovecot reads mail as its mail user
+        # Dovecot indexes the new files on first access: not part of any measurement.
+        for _lib, user, pw in users:
+            imap_fetch_all(dovecot.host, dovecot.port, user, pw)
+
+        sink_port = free_port()
+        sink = start_sink(sink_port)
+        try:
+            # (a) the physical floor
+            t = time.perf_counter()
+            raws = [r for _l, u, p in users for r in imap_fetch_all(dovecot.host, dovecot.port, u, p)]
+            fetch_s = time.perf_counter() - t
+            assert len(raws) == n, len(raws)
+            reply_size = 3900  # the bot's median reply size (multipart text+HTML), measured
+            t = time.perf_counter()
+            subprocess.run([SOURCE, "-d", "-s", "1", "-m", str(n), "-l", str(reply_size),
+                            "-f", "ebooki@biblioteka.test", "-t", "p@patron.test",
+                            f"127.0.0.1:{sink_port}"], check=True)
+            source_s = time.perf_counter() - t
+            physical = fetch_s + source_s
+
+            # (b) the naive loop
+            t = time.perf_counter()
+            raws = [r for _l, u, p in users for r in imap_fetch_all(dovecot.host, dovecot.port, u, p)]
+            asyncio.run(naive_send(raws, sink_port))
+            naive = time.perf_counter() - t
+
+            # (c) the bot
+            if args.db == "postgresql":
+                from tests.databases import fresh_postgres
+                db_ctx = fresh_postgres()
+                db = db_ctx.__enter__()
+            else:
+                db_ctx = None
+                db = f"sqlite:///{tmp}/bench.db"
+            try:
+                config = write_config(tmp, db=db, dovecot=dovecot, users=users,
+                                      sink_port=sink_port, libraries=libraries)
+                from mailbot.cli import main as cli
+
+                month = time.strftime("%Y-%m")
+                for lib in libraries:
+                    rf = tmp / f"readers-{lib}.csv"
+                    rf.write_text("\n".join([READER_HEADER, *readers[lib]]) + "\n")
+                    cf = tmp / f"codes-{lib}.csv"
+                    cf.write_text("kod\n" + "".join(f"BURST-{lib}-{i:07d}\n"
+                                                    for i in range(len(readers[lib]))))
+                    assert cli(["--config", str(config), "import-readers", str(rf),
+                                "--library", lib]) == 0
+                    assert cli(["--config", str(config), "import-codes", str(cf),
+                                "--library", lib, "--service", "legimi",
+                                "--month", month]) == 0
+                bot, peak_kb = run_bot(config)
+            finally:
+                if db_ctx is not None:
+                    db_ctx.__exit__(None, None, None)
+        finally:
+            sink.terminate()
+            sink.wait()
+
+    label = "consortium 200 libraries x 2 mailboxes" if args.consortium else "one library"
+    print(f"\nburst: N = {n}, {label}, database {args.db}")
+    print(f"(a) physical floor: {physical:.2f} s  (IMAP fetch {fetch_s:.2f} s + "
+          f"smtp-source {source_s:.2f} s)")
+    print(f"(b) naive loop:     {naive:.2f} s")
+    print(f"(c) mailbot:        {bot:.2f} s  = {n / bot:.0f} requests/s, "
+          f"{bot / n * 1000:.2f} ms per request")
+    print(f"bot/physical = {bot / physical:.2f}   (goal <= 3)")
+    print(f"bot/naive    = {bot / naive:.2f}   (goal < 1)")
+    print(f"peak RSS of mailbot: {peak_kb / 1024:.0f} MB   (goal < 300 MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
