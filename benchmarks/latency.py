@@ -70,7 +70,7 @@ def main() -> int:
                 raw, _ = request_mail(f"b{i}@patron.test", "LEGIMI", f"Ala Pomiar{i} 9{i:06d}")
                 before = len(sink.messages)
                 started = time.monotonic()
-                user.append(raw, internaldate=window + timedelta(seconds=i + 1))
+                user.append(raw, internaldate=utcnow())  # as a real delivery: now
                 sink.wait_for(before + 1, timeout=30)
                 latencies.append(time.monotonic() - started)
         finally:

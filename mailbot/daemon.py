@@ -149,9 +149,9 @@ class Daemon:
 
     # -- intake ------------------------------------------------------------------------
 
-    def _poll(self, mb: MailboxSettings, client: IMAPClient) -> None:
+    def _poll(self, mb: MailboxSettings, client: IMAPClient, *, asked: bool = False) -> None:
         report = poll_mailbox(self.sessions, self.settings, mb, client=client)
-        if report.stored or report.duplicates:
+        if report.stored or report.duplicates or asked:
             self._decide.set()
 
     def _watch(self, mb: MailboxSettings) -> None:
@@ -175,8 +175,9 @@ class Daemon:
                         poll_now.wait(d.poll_interval)
                     if self.stopping.is_set():
                         break
+                    asked = poll_now.is_set()
                     poll_now.clear()
-                    self._poll(mb, client)
+                    self._poll(mb, client, asked=asked)
             except Exception as exc:
                 log.warning("%s: %s: %s; reconnecting in %.0f s", mb.key, type(exc).__name__,
                             exc, backoff)
@@ -213,9 +214,10 @@ class Daemon:
 
     def _poll_maildirs(self) -> None:
         while not self.stopping.is_set():
+            asked = self._maildirs_now.is_set()
             self._maildirs_now.clear()
             reports = poll_all_maildirs(self.sessions, self.settings)
-            if any(r.stored for r in reports):
+            if asked or any(r.stored for r in reports):
                 self._decide.set()
             self._maildirs_now.wait(self.settings.daemon.poll_interval)
 
@@ -234,12 +236,13 @@ class Daemon:
             with self.sessions() as session:
                 lagging = waiting_on(session, self.settings)
             if lagging:
-                # A request waits for another branch mailbox to be read past its arrival:
-                # ask those watchers to poll now, and look again shortly.
+                # A request waits for its mailboxes to be read completely past its arrival
+                # (INTERNALDATE has whole seconds): wait for the next second to begin, then
+                # ask those watchers to poll, and decide again.
+                now = utcnow()
+                self.stopping.wait(1.0 - now.microsecond / 1e6 + 0.01)
                 for key in lagging:
-                    self._poll_now[key].set()
-                self.stopping.wait(0.5)
-                self._decide.set()
+                    self._poll_now[key].set()  # the watcher wakes us when it has read
 
     def _sender(self) -> None:
         asyncio.run(self._send_loop())

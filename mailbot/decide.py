@@ -84,13 +84,14 @@ def arrival_horizon(session: Session, settings: Settings,
                     library: LibrarySettings) -> datetime | None:
     """Requests arriving before this instant may be decided; None: no limit.
 
-    With several mailboxes, a request fetched from one must wait until every other
-    mailbox of the library has been read past its arrival, or an earlier mail still sitting
-    in a slower (or broken) mailbox would lose its code to it. INTERNALDATE has whole
-    seconds, so the horizon is the oldest poll start, rounded down to the second.
+    A request must wait until every mailbox of its library has been read completely past
+    its arrival, or an earlier mail still unread — in a slower (or broken) branch mailbox,
+    or further along the very poll that is storing it — would lose its code to it.
+    INTERNALDATE has whole seconds, so the horizon is the oldest completed poll's start,
+    rounded down to the second.
     """
     keys = [m.key for m in settings.mailboxes_of(library.id)]
-    if len(keys) <= 1:
+    if not keys:
         return None
     marks = session.scalars(select(Mailbox.caught_up_to).where(Mailbox.key.in_(keys))).all()
     if len(marks) < len(keys) or any(m is None for m in marks):
@@ -103,7 +104,7 @@ def waiting_on(session: Session, settings: Settings) -> list[str]:
     lagging = []
     for library in settings.libraries:
         keys = [m.key for m in settings.mailboxes_of(library.id)]
-        if len(keys) <= 1:
+        if not keys:
             continue
         newest = session.scalar(select(func.max(Request.received_at)).where(
             Request.library_id == library.id, Request.state == "new"))
