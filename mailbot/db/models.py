@@ -184,7 +184,8 @@ class Request(Base):
 
 class Outbox(Base):
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_state", "state", "due_at"),)
+    __table_args__ = (Index("ix_outbox_state", "state", "due_at"),
+                      Index("ix_outbox_to", "library_id", "to_address"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # "reply" (to a request) or "reminder" (of an unactivated code)
@@ -212,6 +213,10 @@ class LedgerEntry(Base):
     """Who got which code when. Append-only: survives every purge."""
 
     __tablename__ = "ledger"
+    # Every decision asks "what did this card get this month?" and "how many codes went
+    # to this address?": without these, each decision scans the whole ledger.
+    __table_args__ = (Index("ix_ledger_card_month", "library_id", "card_number", "month"),
+                      Index("ix_ledger_email_month", "library_id", "month", "email"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code_id: Mapped[int] = mapped_column(ForeignKey("codes.id"), unique=True)

@@ -69,3 +69,27 @@ def test_a_sqlite_file_from_a_development_build_is_refused_clearly(tmp_path):
         con.execute("CREATE TABLE libraries (id VARCHAR(64) PRIMARY KEY, name VARCHAR(200))")
     with pytest.raises(MailbotError, match="old.db.*no migration history"):
         open_database(f"sqlite:///{db}")
+
+
+def test_an_older_sqlite_file_is_upgraded_in_place(tmp_path):
+    # A database left at the first revision is brought to the latest one on open.
+    url = f"sqlite:///{tmp_path}/old.db"
+    upgrade(make_engine(url), "0001")
+    open_database(url)
+    assert current_revision(make_engine(url)) == head_revision()
+
+
+def test_an_older_postgresql_database_waits_for_db_upgrade(tmp_path, capsys):
+    # A shared database at an older revision is refused with the command to run; after
+    # `mailbot db upgrade` the bot starts.
+    with fresh_postgres() as url:
+        engine = make_engine(url)
+        upgrade(engine, "0001")
+        with pytest.raises(MailbotError, match="mailbot db upgrade"):
+            open_database(url)
+        bot = make_bot(tmp_path, smtp=SimpleNamespace(host="127.0.0.1", port=1),
+                       mailboxes=[], database_url=url)
+        assert bot.cli("db", "upgrade") == 0
+        assert "0001 -> " + head_revision() in capsys.readouterr().out
+        assert bot.cli("status") == 0
+        engine.dispose()
