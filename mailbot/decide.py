@@ -31,6 +31,7 @@ from mailbot.db.models import (
     Code,
     LedgerEntry,
     Library,
+    MID_POLL,
     Mailbox,
     Outbox,
     Request,
@@ -94,6 +95,8 @@ def arrival_horizon(session: Session, settings: Settings,
     if not keys:
         return None
     marks = session.scalars(select(Mailbox.caught_up_to).where(Mailbox.key.in_(keys))).all()
+    if any(m is not None and m <= MID_POLL for m in marks):
+        return datetime.min.replace(tzinfo=UTC)  # a poll is half stored: wait for the rest
     if len(marks) < len(keys) or any(m is None for m in marks):
         return datetime.min.replace(tzinfo=UTC)
     return min(m for m in marks if m is not None).replace(microsecond=0)

@@ -55,6 +55,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Mailbox.caught_up_to while a poll has stored part of what it found (or was killed after
+# doing so): nothing of that library may be decided until a poll of the mailbox completes.
+MID_POLL = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class Base(DeclarativeBase):
     pass
 

@@ -17,12 +17,13 @@ from typing import Iterable
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
-from mailbot.db.models import Mailbox, Request
+from mailbot.db.models import MID_POLL, Mailbox, Request
 from mailbot.intake.store import SEEN_ONLY, PollReport, ingest, mailbox_row, poll_each
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,12 @@ class _Folders:
         server_name = name.replace("/", self.delimiter)
         if server_name not in self.known:
             if not self.client.folder_exists(server_name):
-                self.client.create_folder(server_name)
+                try:
+                    self.client.create_folder(server_name)
+                except IMAPClientError as exc:
+                    # Another process (reading the same mailbox) created it just now.
+                    if "ALREADYEXISTS" not in str(exc):
+                        raise
                 try:
                     self.client.subscribe_folder(server_name)
                 except Exception:  # subscriptions are a convenience for staff only
@@ -174,9 +180,13 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
         uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
         for chunk in _chunks(uids, FETCH_CHUNK):
             messages = _fetch(client, chunk, settings.max_message_bytes)
+            # Until the last chunk is stored the decide stage must wait: a later arrival
+            # already stored could otherwise take the code of an earlier one still unread.
+            done = chunk[-1] == uids[-1]
             duplicates = store_chunk(sessions, settings, mb, mailbox_id, uidvalidity,
                                      [(uid, *messages[uid]) for uid in chunk if uid in messages],
-                                     last_uid=max(chunk), report=report)
+                                     last_uid=max(chunk), report=report,
+                                     caught_up_to=poll_started if done else MID_POLL)
             for target, dup_uids in duplicates.items():
                 _move(client, folders, dup_uids, target)
             report.moved += _finish_moves(client, folders, sessions, mailbox_id, uidvalidity)
@@ -197,7 +207,8 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
 def store_chunk(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSettings,
                 mailbox_id: int, uidvalidity: int,
                 mails: list[tuple[int, datetime, bytes]], *, last_uid: int,
-                report: PollReport) -> dict[str, list[int]]:
+                report: PollReport, caught_up_to: datetime | None = None
+                ) -> dict[str, list[int]]:
     """Stores fetched mails and the mailbox's new last UID in one commit.
 
     Should the database refuse the batch, each mail is stored on its own, so one mail the
@@ -206,7 +217,10 @@ def store_chunk(sessions: sessionmaker[Session], settings: Settings, mb: Mailbox
     Returns the duplicates' UIDs by the folder they must go to.
     """
     try:
-        return _store(sessions, settings, mb, mailbox_id, uidvalidity, mails, last_uid, report)
+        return _store(sessions, settings, mb, mailbox_id, uidvalidity, mails, last_uid, report,
+                      caught_up_to)
+    except OperationalError:
+        raise  # the database is busy or gone: not a bad mail; nothing may be skipped
     except Exception:
         log.exception("%s: storing %d mail(s) together failed; storing one by one", mb.key,
                       len(mails))
@@ -224,12 +238,15 @@ def store_chunk(sessions: sessionmaker[Session], settings: Settings, mb: Mailbox
         row = session.get(Mailbox, mailbox_id)
         assert row is not None
         row.last_uid = max(row.last_uid, last_uid)
+        if caught_up_to is not None:
+            row.caught_up_to = caught_up_to
     return duplicates
 
 
 def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSettings,
            mailbox_id: int, uidvalidity: int, mails: list[tuple[int, datetime, bytes]],
-           last_uid: int, report: PollReport) -> dict[str, list[int]]:
+           last_uid: int, report: PollReport,
+           caught_up_to: datetime | None = None) -> dict[str, list[int]]:
     duplicates: dict[str, list[int]] = defaultdict(list)
     fetched = stored = dups = 0
     with sessions.begin() as session:
@@ -252,6 +269,8 @@ def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSetti
             else:
                 stored += 1
         row.last_uid = max(row.last_uid, last_uid)
+        if caught_up_to is not None:
+            row.caught_up_to = caught_up_to
     report.fetched += fetched
     report.stored += stored
     report.duplicates += dups

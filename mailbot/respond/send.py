@@ -181,40 +181,67 @@ async def _send_rows(sessions: sessionmaker[Session], transport: FileTransport |
     for outbox_id in ids:
         if should_stop():
             break
-        with sessions.begin() as session:
-            # Locked while sending: a second process skips the row instead of sending twice.
-            row = session.scalar(select(Outbox).where(Outbox.id == outbox_id)
-                                 .with_for_update(skip_locked=True))
-            if row is None or row.state != "pending":
-                continue
-            try:
-                await transport.send(row)
-            except TransportError as exc:
-                now = utcnow()
-                row.attempts += 1
-                row.last_error = str(exc)[:1000]
-                expired = retry_for is not None and \
-                    (now - row.created_at).total_seconds() > retry_for
-                if exc.permanent or expired:
-                    row.state = "failed"
-                    report.failed += 1
-                    log.warning("outbox=%s request=%s failed%s: %s", row.id, row.request_id,
-                                " (gave up retrying)" if not exc.permanent else "", exc)
-                else:
-                    row.retry_at = now + retry_delay(row.attempts, backoff_max)
-                    report.deferred += 1
-                    log.warning("outbox=%s request=%s deferred: %s", row.id,
-                                row.request_id, exc)
-                    if exc.unreachable:
-                        report.unreachable = True
-                        break
-                continue
-            row.state, row.sent_at = "sent", utcnow()
-            row.attempts += 1
-            report.sent += 1
-            log.info("outbox=%s request=%s sent kind=%s outcome=%s", row.id, row.request_id,
-                     row.kind, row.outcome)
+        with sessions() as session:
+            if session.get_bind().dialect.name == "sqlite":
+                # SQLite locks the whole database for a writing transaction: send outside
+                # one, or a slow relay would hold up intake (one process owns a SQLite file).
+                row = session.get(Outbox, outbox_id)
+                if row is None or row.state != "pending":
+                    continue
+                session.expunge(row)
+                session.rollback()
+                outcome = await _attempt(transport, row)
+                with sessions.begin() as write:
+                    current = write.get(Outbox, outbox_id)
+                    if current is not None and current.state == "pending":
+                        _record(current, outcome, report, retry_for, backoff_max)
+            else:
+                # PostgreSQL: the row stays locked while it is sent, so a second process
+                # skips it instead of sending it twice; other rows are not blocked.
+                with session.begin():
+                    row = session.scalar(select(Outbox).where(Outbox.id == outbox_id)
+                                         .with_for_update(skip_locked=True))
+                    if row is None or row.state != "pending":
+                        continue
+                    outcome = await _attempt(transport, row)
+                    _record(row, outcome, report, retry_for, backoff_max)
+        if isinstance(outcome, TransportError) and outcome.unreachable:
+            report.unreachable = True
+            break
     return report
+
+
+async def _attempt(transport: FileTransport | SmtpTransport,
+                   row: Outbox) -> TransportError | None:
+    try:
+        await transport.send(row)
+    except TransportError as exc:
+        return exc
+    return None
+
+
+def _record(row: Outbox, error: TransportError | None, report: SendReport,
+            retry_for: float | None, backoff_max: float) -> None:
+    """Marks one attempt on its row: sent, failed for staff, or deferred with a pause."""
+    now = utcnow()
+    row.attempts += 1
+    if error is None:
+        row.state, row.sent_at = "sent", now
+        report.sent += 1
+        log.info("outbox=%s request=%s sent kind=%s outcome=%s", row.id, row.request_id,
+                 row.kind, row.outcome)
+        return
+    row.last_error = str(error)[:1000]
+    expired = retry_for is not None and (now - row.created_at).total_seconds() > retry_for
+    if error.permanent or expired:
+        row.state = "failed"
+        report.failed += 1
+        log.warning("outbox=%s request=%s failed%s: %s", row.id, row.request_id,
+                    " (gave up retrying)" if not error.permanent else "", error)
+    else:
+        row.retry_at = now + retry_delay(row.attempts, backoff_max)
+        report.deferred += 1
+        log.warning("outbox=%s request=%s deferred: %s", row.id, row.request_id, error)
 
 
 def next_due(sessions: sessionmaker[Session]) -> datetime | None:
