@@ -409,21 +409,19 @@ def _issue(session: Session, req: Request, *, library: LibrarySettings, tz: Any,
                {"code": code.code}), code
 
 
-def _write_reply(session: Session, req: Request, *, settings: Settings,
-                 library: LibrarySettings, tz: Any, year: int, month: int,
-                 context: dict[str, Any], references: tuple[str, ...], now: datetime) -> None:
-    mailbox = session.get(Mailbox, req.mailbox_id)
-    assert mailbox is not None
-    service = req.service or "legimi"
-    ctx: dict[str, Any] = {
+def reply_context(library: LibrarySettings, tz: Any, year: int, month: int, *, service: str,
+                  subject: str, received_at: datetime, card_number: str | None,
+                  patron_name: str | None) -> dict[str, Any]:
+    """What every reply template may use (render.CONTEXT_VARIABLES), for one month."""
+    return {
         "library_name": library.name,
         "service": service,
         "service_name": service_name(service),
-        "subject": req.subject,
-        "received_at": req.received_at.astimezone(tz),
+        "subject": subject,
+        "received_at": received_at.astimezone(tz),
         "month": datetime(year, month, 1).date(),
-        "card_number": req.card_number,
-        "patron_name": req.patron_name,
+        "card_number": card_number,
+        "patron_name": patron_name,
         "library_contact": library.contact,
         "next_window": next_window(library, tz, year, month),
         "window_opens": window_opens(library, tz, year, month),
@@ -432,6 +430,17 @@ def _write_reply(session: Session, req: Request, *, settings: Settings,
         "penalty_months": library.penalty_months,
         "code": None,
     }
+
+
+def _write_reply(session: Session, req: Request, *, settings: Settings,
+                 library: LibrarySettings, tz: Any, year: int, month: int,
+                 context: dict[str, Any], references: tuple[str, ...], now: datetime) -> None:
+    mailbox = session.get(Mailbox, req.mailbox_id)
+    assert mailbox is not None
+    service = req.service or "legimi"
+    ctx = reply_context(library, tz, year, month, service=service, subject=req.subject,
+                        received_at=req.received_at, card_number=req.card_number,
+                        patron_name=req.patron_name)
     ctx.update(context)
     if "previous_service" in ctx:
         ctx["previous_service_name"] = service_name(ctx["previous_service"])

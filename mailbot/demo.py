@@ -11,7 +11,7 @@ import mailbox
 import os
 import shutil
 import sys
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path

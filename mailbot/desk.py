@@ -46,10 +46,16 @@ class DeskVerdict:
     email: str | None = None  # the address on file (for the activation reminder)
 
 
-def _owed(session: Session, library_id: str, service: str, now: datetime) -> int:
-    return session.scalar(select(func.count(Request.id)).where(
+def owed_to_email(session: Session, library_id: str, service: str, now: datetime,
+                  *, except_id: int | None = None) -> int:
+    """Undecided e-mail requests for this service that arrived before now: their codes are
+    not for the desk (nor for a staff override)."""
+    stmt = select(func.count(Request.id)).where(
         Request.library_id == library_id, Request.state == "new", Request.kind == "request",
-        Request.service == service, Request.received_at <= now)) or 0
+        Request.service == service, Request.received_at <= now)
+    if except_id is not None:
+        stmt = stmt.where(Request.id != except_id)
+    return session.scalar(stmt) or 0
 
 
 def desk_check(session: Session, settings: Settings, *, library_id: str, card: str,
@@ -74,7 +80,7 @@ def desk_check(session: Session, settings: Settings, *, library_id: str, card: s
     )
     hit, trail = evaluate(facts, DESK_RULES)
     left = codes_left(session, library_id=library_id, service=service, month=month)
-    owed = _owed(session, library_id, service, now)
+    owed = owed_to_email(session, library_id, service, now)
     patron = f"{reader.first_name} {reader.last_name}".strip() if reader else None
     email = reader.email if reader else None
     if hit is not None:

@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailbot.clock import last_day, month_end, month_key, month_of, parse_month
 from mailbot.config import LibrarySettings, Settings
 from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request
+from mailbot.decide import reply_context
 from mailbot.respond.compose import compose_reply
 from mailbot.respond.i18n import format_date, service_name
-from mailbot.rules.window import next_send_time, next_window, window_opens
+from mailbot.rules.window import next_send_time
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +100,9 @@ def _queue_one(session: Session, settings: Settings, library: LibrarySettings, c
         raise RuntimeError(f"library {library.id} has no mailbox to send reminders from")
     deadline = (month_end(year, month, tz) - timedelta(days=1)).date()
     name = service_name(code.service)
-    context = {
-        "library_name": library.name, "service": code.service, "service_name": name,
-        "subject": "", "received_at": now.astimezone(tz),
-        "month": datetime(year, month, 1).date(), "card_number": item.card_number,
-        "patron_name": None, "library_contact": library.contact,
-        "next_window": next_window(library, tz, year, month),
-        "window_opens": window_opens(library, tz, year, month), "code": code.code,
-        "deadline": deadline, "penalty_months": library.penalty_months,
-        "activation_url": getattr(library, f"activation_url_{code.service}", None),
-    }
+    context = reply_context(library, tz, year, month, service=code.service, subject="",
+                            received_at=now, card_number=item.card_number, patron_name=None)
+    context["code"] = code.code
     subject = (f"{name}: prosimy aktywować kod do {format_date(deadline, 'pl')} / "
                f"please activate your code by {format_date(deadline, 'en')}")
     reply = compose_reply(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import statistics
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path

@@ -4,19 +4,19 @@ its audit-log entry, so an action is never done without a record of who did it."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailbot.clock import month_end, month_key, month_of, parse_month
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import AuditLog, Code, LedgerEntry, Mailbox, Outbox, Request
-from mailbot.decide import allocate_code, codes_left
+from mailbot.decide import allocate_code, codes_left, reply_context
+from mailbot.desk import owed_to_email
 from mailbot.respond.compose import compose_reply
-from mailbot.respond.i18n import service_name
-from mailbot.rules.window import next_send_time, next_window, window_opens
+from mailbot.rules.window import next_send_time
 from mailbot.web.queries import NOT_OVERRIDABLE
 
 
@@ -70,17 +70,6 @@ class Override:
     outbox: Outbox
 
 
-def owed_to_email(session: Session, library_id: str, service: str, now: datetime,
-                  *, except_id: int | None = None) -> int:
-    """Undecided e-mail requests for this service that arrived before now (as the desk)."""
-    stmt = select(func.count(Request.id)).where(
-        Request.library_id == library_id, Request.state == "new", Request.kind == "request",
-        Request.service == service, Request.received_at <= now)
-    if except_id is not None:
-        stmt = stmt.where(Request.id != except_id)
-    return session.scalar(stmt) or 0
-
-
 def override(session: Session, settings: Settings, *, request: Request, service: str,
              card: str, reason: str, user: str, now: datetime) -> Override:
     """"Issue anyway": a refused request gets a code from this month's pool, a ledger entry
@@ -125,18 +114,10 @@ def override(session: Session, settings: Settings, *, request: Request, service:
     request.month = month
     mailbox = session.get(Mailbox, request.mailbox_id)
     assert mailbox is not None
-    ctx: dict[str, Any] = {
-        "library_name": library.name, "service": service,
-        "service_name": service_name(service), "subject": request.subject,
-        "received_at": request.received_at.astimezone(tz),
-        "month": datetime(year, mon, 1).date(), "card_number": card,
-        "patron_name": request.patron_name, "library_contact": library.contact,
-        "next_window": next_window(library, tz, year, mon),
-        "window_opens": window_opens(library, tz, year, mon),
-        "activation_url": getattr(library, f"activation_url_{service}", None),
-        "deadline": (month_end(year, mon, tz) - timedelta(days=1)).date(),
-        "penalty_months": library.penalty_months, "code": code.code,
-    }
+    ctx = reply_context(library, tz, year, mon, service=service, subject=request.subject,
+                        received_at=request.received_at, card_number=card,
+                        patron_name=request.patron_name)
+    ctx["code"] = code.code
     reply = compose_reply(
         outcome="issued", context=ctx, languages=library.languages,
         library_name=library.name, mailbox_address=mailbox.address,
