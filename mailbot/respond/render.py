@@ -330,8 +330,12 @@ def _tidy_text(text: str, lang: str | None = None) -> str:
     return _BLANK_RUN.sub("\n\n", "\n".join(out)).strip("\n") + "\n"
 
 
-def _fill(line: str, lang: str | None) -> list[str]:
-    """Greedy fill of one long line (textwrap is several times slower here)."""
+@lru_cache(maxsize=8192)
+def _fill(line: str, lang: str | None) -> tuple[str, ...]:
+    """Greedy fill of one long line (textwrap is several times slower here).
+
+    Cached: most long lines of a reply are the same for every patron, and a burst wraps
+    them thousands of times."""
     marker = _LIST_MARKER.match(line)
     prefix = marker.group(0) if marker else ""  # indent and list marker, if any
     hang = " " * len(prefix)
@@ -348,4 +352,4 @@ def _fill(line: str, lang: str | None) -> list[str]:
             lines.append(current)
             current = hang + word
     lines.append(current)
-    return [part.replace(_GLUE, " ") for part in lines]
+    return tuple(part.replace(_GLUE, " ") for part in lines)
