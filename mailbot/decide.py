@@ -1,13 +1,17 @@
 """The decide stage: stored requests -> outcomes, strictly in arrival order per library.
 
-For each library, the earliest undecided request (INTERNALDATE, ties by UID) is decided in
-one transaction that runs the rules, allocates a code if it is due one, appends the ledger,
-records the outcome with its rule trail and writes the reply into the outbox. A crash
-anywhere leaves either all of that or none of it, so deciding simply resumes.
+For each library, the earliest undecided requests (INTERNALDATE, ties by UID) are decided
+in batches, in arrival order, each batch in one transaction that runs the rules, allocates
+codes, appends the ledger, records every outcome with its rule trail and writes the replies
+into the outbox. What the rules ask of the database is read once per batch
+(mailbot.lookups) and kept current in memory as the batch goes, so a burst costs a few
+queries per batch, not ten per request. A crash anywhere leaves either all of a batch or
+none of it, so deciding simply resumes.
 
-A request that raises an unexpected error is set aside for staff (state ``error``) and the
-queue goes on; a reader source that is down stops that library's queue (the requests wait,
-in order) rather than refusing anybody.
+A request that raises an unexpected error is set aside for staff (state ``error``): its
+batch is rolled back and decided again without it, so the queue goes on in order. A reader
+source that is down stops that library's queue (the requests wait, in order) rather than
+refusing anybody.
 """
 
 from __future__ import annotations
@@ -15,19 +19,19 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailbot.clock import add_months, month_end, month_key, month_of, parse_month, utcnow
+from mailbot.clock import month_end, month_key, month_of, parse_month, utcnow
 from mailbot.config import LibrarySettings, Settings
 from mailbot.db.models import (
-    ActivationReport,
     Code,
     LedgerEntry,
     Library,
@@ -39,10 +43,18 @@ from mailbot.db.models import (
 from mailbot.errors import SourceUnavailable
 from mailbot.intake.parse import extract_name, find_cards, parse_mail
 from mailbot.readers.local import LocalReaders
+from mailbot.lookups import (
+    BatchLookups,
+    ReaderSource,
+    free_codes,
+    issued_entries,
+    penalty_months,
+    unactivated_entries,
+)
 from mailbot.respond.compose import compose_reply
 from mailbot.respond.i18n import service_name
 from mailbot.rules import RULES, evaluate
-from mailbot.rules.base import Facts, Hit, IssuedThisMonth, ReaderFacts
+from mailbot.rules.base import Facts, Hit, IssuedThisMonth
 from mailbot.rules.window import next_send_time, next_window, window_opens
 
 log = logging.getLogger(__name__)
@@ -50,10 +62,9 @@ log = logging.getLogger(__name__)
 NO_REPLY = frozenset({"ignored_loop", "not_a_request", "rate_limited", "ignored_sender"})
 
 
-class ReaderSource(Protocol):
-    name: str
-
-    def lookup(self, session: Session, *, library_id: str, card: str) -> ReaderFacts | None: ...
+# Requests decided in one transaction (see batch_size).
+BATCH_SIZE = 200
+REMOTE_BATCH_SIZE = 10
 
 
 @dataclass(frozen=True)
@@ -120,17 +131,32 @@ def waiting_on(session: Session, settings: Settings) -> list[str]:
     return lagging
 
 
-def _next_request(session: Session, library_id: str,
-                  horizon: datetime | None = None) -> Request | None:
+def _next_requests(session: Session, library_id: str, horizon: datetime | None,
+                   limit: int) -> list[Request]:
     stmt = (
         select(Request)
         .where(Request.library_id == library_id, Request.state == "new")
         .order_by(Request.received_at, Request.uid, Request.mailbox_id, Request.id)
-        .limit(1)
+        .limit(limit)
     )
     if horizon is not None:
         stmt = stmt.where(Request.received_at < horizon)
-    return session.scalar(stmt)
+    return list(session.scalars(stmt))
+
+
+class _RequestFailed(Exception):
+    """Deciding one request raised: the batch is rolled back and that request set aside."""
+
+    def __init__(self, request_id: int, trace: str) -> None:
+        super().__init__(request_id)
+        self.request_id = request_id
+        self.trace = trace
+
+
+def batch_size(source: ReaderSource) -> int:
+    """Requests decided per transaction: many with the local reader table (one query for
+    all), few with a remote catalogue, whose lookups would hold the transaction open."""
+    return BATCH_SIZE if hasattr(source, "lookup_many") else REMOTE_BATCH_SIZE
 
 
 def _decide_library(sessions: sessionmaker[Session], settings: Settings,
@@ -139,20 +165,18 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
                     should_stop: Callable[[], bool]) -> list[Decision]:
     decisions: list[Decision] = []
     source_was_down = _source_state(sessions, library.id) is not None
+    size = batch_size(source)
     while not should_stop():
-        started = time.perf_counter()
         now = fixed_now or utcnow()
-        request_id = None
         try:
             with sessions.begin() as session:
                 _lock_library(session, library.id)
-                req = _next_request(session, library.id,
-                                    arrival_horizon(session, settings, library))
-                if req is None:
+                batch = _next_requests(session, library.id,
+                                       arrival_horizon(session, settings, library), size)
+                if not batch:
                     return decisions
-                request_id = req.id
-                decision = decide_one(session, req, settings=settings, library=library,
-                                      source=source, now=now)
+                done = _decide_batch(session, batch, settings=settings, library=library,
+                                     source=source, now=now, should_stop=should_stop)
         except SourceUnavailable as exc:
             log.warning("library %s: reader source %s unavailable (%s); requests wait",
                         library.id, source.name, exc)
@@ -160,23 +184,84 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
             return decisions
         except OperationalError as exc:
             # The database itself hiccupped (failover, lock timeout): nobody's fault, so
-            # nobody is set aside; the request is decided on the next pass.
+            # nobody is set aside; the requests are decided on the next pass.
             log.warning("library %s: database error, deciding later: %s", library.id,
                         exc.orig if exc.orig is not None else exc)
             return decisions
-        except Exception:
-            if request_id is None:
-                raise  # not about one mail: let the caller's error policy see it
-            log.exception("request %s could not be decided; set aside for staff", request_id)
-            _set_aside(sessions, request_id, traceback.format_exc(limit=5))
+        except _RequestFailed as exc:
+            # The batch was rolled back; the requests before this one are decided again
+            # in the next batch (same order, same pool).
+            log.error("request %s could not be decided; set aside for staff\n%s",
+                      exc.request_id, exc.trace)
+            _set_aside(sessions, exc.request_id, exc.trace)
             continue
         if source_was_down:
             _record_source(sessions, library.id, None, now)
             source_was_down = False
-        log.info("request=%s library=%s outcome=%s took=%.1fms", decision.request_id,
-                 library.id, decision.outcome, (time.perf_counter() - started) * 1000)
-        decisions.append(decision)
+        for decision, took in done:  # logged once committed: a log line is a fact
+            log.info("request=%s library=%s outcome=%s took=%.1fms", decision.request_id,
+                     library.id, decision.outcome, took * 1000)
+            decisions.append(decision)
     return decisions
+
+
+@dataclass
+class _Prepared:
+    """A request with what its mail says, parsed once for the batch."""
+
+    req: Request
+    year: int
+    mon: int
+    month: str
+    cards: Any
+    name_text: str
+    references: tuple[str, ...]
+    patron_name: str | None
+
+
+def _prepare(req: Request, settings: Settings, library: LibrarySettings, tz: Any,
+             now: datetime) -> _Prepared:
+    # The pool served is the month of the decision (see Facts.month); a clock running
+    # behind the mail server must not move a request back a month.
+    year, mon = month_of(max(now, req.received_at), tz)
+    parsed = parse_mail(req.raw or b"", max_bytes=settings.max_message_bytes)
+    cards = find_cards(parsed, pattern=library.card_pattern)
+    return _Prepared(req, year, mon, month_key(year, mon), cards,
+                     parsed.quoted if cards.from_quote else parsed.unquoted,
+                     parsed.references, (extract_name(parsed) or "")[:300] or None)
+
+
+def _decide_batch(session: Session, batch: list[Request], *, settings: Settings,
+                  library: LibrarySettings, source: ReaderSource, now: datetime,
+                  should_stop: Callable[[], bool]) -> list[tuple[Decision, float]]:
+    """Decides ``batch`` (in arrival order) in the caller's transaction."""
+    tz = settings.library_tz(library.id)
+    prepared: list[_Prepared] = []
+    for req in batch:
+        try:
+            prepared.append(_prepare(req, settings, library, tz, now))
+        except Exception:
+            raise _RequestFailed(req.id, traceback.format_exc(limit=5)) from None
+    needed: Counter[tuple[str, str]] = Counter(
+        (p.req.service or "", p.month) for p in prepared if p.req.kind != "test")
+    look = BatchLookups(
+        session, library, tz, source,
+        cards={p.cards.card for p in prepared if p.cards.card},
+        addresses={p.req.from_address for p in prepared if p.req.from_address},
+        months={p.month for p in prepared},
+        received=[p.req.received_at for p in prepared], codes_needed=needed)
+    done: list[tuple[Decision, float]] = []
+    for item in prepared:
+        if done and should_stop():
+            break  # a shutdown: what is decided so far is committed
+        started = time.perf_counter()
+        try:
+            decision = decide_one(session, item, look, settings=settings, library=library,
+                                  tz=tz, now=now)
+        except Exception:
+            raise _RequestFailed(item.req.id, traceback.format_exc(limit=5)) from None
+        done.append((decision, time.perf_counter() - started))
+    return done
 
 
 def _lock_library(session: Session, library_id: str) -> None:
@@ -220,137 +305,77 @@ def _set_aside(sessions: sessionmaker[Session], request_id: int, error: str) -> 
 
 
 def issued_this_month_of(session: Session, library_id: str, card: str, month: str, *,
-                       service: str | None = None) -> IssuedThisMonth | None:
+                         service: str | None = None) -> IssuedThisMonth | None:
     """The card's code of this month: any service, or one service if the policy says so."""
-    stmt = (
-        select(LedgerEntry, Code.code)
-        .join(Code, Code.id == LedgerEntry.code_id)
-        .where(LedgerEntry.library_id == library_id, LedgerEntry.card_number == card,
-               LedgerEntry.month == month)
-        .order_by(LedgerEntry.id)
-        .limit(1)
-    )
-    if service is not None:
-        stmt = stmt.where(LedgerEntry.service == service)
-    row = session.execute(stmt).first()
-    if row is None:
-        return None
-    entry, code = row
-    return IssuedThisMonth(service=entry.service, code=code, email=entry.email,
-                           issued_at=entry.issued_at)
-
-
-def _codes_to_address(session: Session, library_id: str, address: str | None,
-                      month: str) -> int:
-    if not address:
-        return 0
-    return session.scalar(select(func.count(LedgerEntry.id)).where(
-        LedgerEntry.library_id == library_id, LedgerEntry.month == month,
-        LedgerEntry.email == address.lower())) or 0
+    return issued_entries(session, library_id, [card], [month]).get((card, month, service))
 
 
 def unactivated_months_of(session: Session, library: LibrarySettings, card: str,
-                        month: str) -> tuple[str, ...]:
-    if library.penalty_months <= 0:
-        return ()
-    y, m = parse_month(month)
-    months = [month_key(*add_months(y, m, -k)) for k in range(1, library.penalty_months + 1)]
-    rows = session.scalars(
-        select(LedgerEntry.month)
-        .join(Code, Code.id == LedgerEntry.code_id)
-        .join(ActivationReport, (ActivationReport.library_id == LedgerEntry.library_id)
-              & (ActivationReport.month == LedgerEntry.month))
-        .where(LedgerEntry.library_id == library.id, LedgerEntry.card_number == card,
-               LedgerEntry.month.in_(months), Code.activated_at.is_(None))
-    ).all()
-    return tuple(sorted(set(rows)))
-
-
-def _replies_today(session: Session, req: Request, tz: Any) -> int:
-    local = req.received_at.astimezone(tz)
-    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    end = start + timedelta(days=1)
-    return session.scalar(
-        select(func.count(Outbox.id))
-        .join(Request, Request.id == Outbox.request_id)
-        .where(Outbox.library_id == req.library_id, Outbox.to_address == req.from_address,
-               Request.received_at >= start, Request.received_at < end,
-               # Test mails have their own cap: they count toward nothing real.
-               Request.kind == req.kind)
-    ) or 0
+                          month: str) -> tuple[str, ...]:
+    months = penalty_months(library, month)
+    found = unactivated_entries(session, library, [card], months)
+    return tuple(sorted(m for m in months if (card, m) in found))
 
 
 def allocate_code(session: Session, *, library_id: str, service: str,
                   month: str) -> Code | None:
-    stmt = (
-        select(Code)
-        .where(Code.library_id == library_id, Code.service == service, Code.month == month,
-               Code.issued_at.is_(None), Code.activated_at.is_(None),
-               Code.expired_at.is_(None))
-        .order_by(Code.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    return session.scalar(stmt)
+    codes = free_codes(session, library_id=library_id, service=service, month=month, limit=1)
+    return codes[0] if codes else None
 
 
-def decide_one(session: Session, req: Request, *, settings: Settings, library: LibrarySettings,
-               source: ReaderSource, now: datetime) -> Decision:
-    tz = settings.library_tz(library.id)
-    # The pool served is the month of the decision (see Facts.month); a clock running
-    # behind the mail server must not move a request back a month.
-    year, mon = month_of(max(now, req.received_at), tz)
-    month = month_key(year, mon)
-    parsed = parse_mail(req.raw or b"", max_bytes=settings.max_message_bytes)
-    cards = find_cards(parsed, pattern=library.card_pattern)
-    name_text = parsed.quoted if cards.from_quote else parsed.unquoted
-    req.month = month
-    req.card_number = cards.card
-    req.patron_name = (extract_name(parsed) or "")[:300] or None
-
+def decide_one(session: Session, item: _Prepared, look: BatchLookups, *, settings: Settings,
+               library: LibrarySettings, tz: Any, now: datetime) -> Decision:
+    req, month, cards = item.req, item.month, item.cards
+    req.month, req.card_number, req.patron_name = month, cards.card, item.patron_name
     context: dict[str, Any] = {}
     code: Code | None = None
     hit: Hit | None
     trail: list[dict[str, Any]] = []
     if library.replies_per_sender_per_day > 0 and req.from_address and \
-            _replies_today(session, req, tz) >= library.replies_per_sender_per_day:
+            look.replies_today(req.from_address, req.kind, req.received_at) >= \
+            library.replies_per_sender_per_day:
         hit = Hit("rate_limited", f"{library.replies_per_sender_per_day} replies to this "
                   "address today already; no reply")
         trail.append({"rule": "rate_limit", "result": "refused", "note": hit.note})
     else:
-        reader = (source.lookup(session, library_id=library.id, card=cards.card)
-                  if cards.card else None)
+        reader = look.readers.get(cards.card) if cards.card else None
         facts = Facts(
-            library=library, tz=tz, month=(year, mon), service=req.service or "legimi",
-            received_at=req.received_at, date_header=req.date_header,
-            from_address=req.from_address, card_candidates=cards.candidates, card=cards.card,
-            name_text=name_text, reader=reader,
-            issued_this_month=issued_this_month_of(
-                session, library.id, cards.card, month,
-                service=req.service if library.one_code_per_month == "per_service" else None)
+            library=library, tz=tz, month=(item.year, item.mon),
+            service=req.service or "legimi", received_at=req.received_at,
+            date_header=req.date_header, from_address=req.from_address,
+            card_candidates=cards.candidates, card=cards.card, name_text=item.name_text,
+            reader=reader,
+            issued_this_month=look.issued_this_month(
+                cards.card, month,
+                req.service if library.one_code_per_month == "per_service" else None)
             if cards.card else None,
-            unactivated_months=unactivated_months_of(session, library, cards.card, month)
+            unactivated_months=look.unactivated_months(cards.card, month)
             if cards.card else (),
-            codes_to_address=_codes_to_address(session, library.id, req.from_address, month),
+            codes_to_address=look.codes_to_address(req.from_address, month),
         )
         if req.kind == "test":
             hit, trail = _eligibility_test(session, facts, month=month)
         else:
             hit, trail = evaluate(facts)
             if hit is None:
-                hit, code = _issue(session, req, library=library, tz=tz, month=month, now=now)
+                hit, code = _issue(look, req, library=library, tz=tz, month=month, now=now)
                 trail.append({"rule": "pool", "result": "issued" if code else "refused",
                               "note": hit.note})
         if reader is not None:
             context["patron_first_name"] = reader.first_name
+    context.update(hit.context)
+    if hit.outcome not in NO_REPLY and req.from_address:
+        # Rendered before anything is recorded: a template error leaves the request as it
+        # was (the batch is rolled back and this request set aside).
+        outbox = _reply(look, req, outcome=hit.outcome, settings=settings, library=library,
+                        tz=tz, year=item.year, month=item.mon, context=context,
+                        references=item.references, now=now)
+        session.add(outbox)
+        look.reply_written(req.from_address, req.kind, req.received_at)
     req.outcome = hit.outcome
     req.state = "decided"
     req.decided_at = now
     req.trail = trail
-    context.update(hit.context)
-    if hit.outcome not in NO_REPLY and req.from_address:
-        _write_reply(session, req, settings=settings, library=library, tz=tz, year=year,
-                     month=mon, context=context, references=parsed.references, now=now)
     return Decision(req.id, hit.outcome, code.id if code else None)
 
 
@@ -389,22 +414,23 @@ def _eligibility_test(session: Session, facts: Facts, *, month: str
     return Hit("eligibility_test", f"verdict {verdict}", context), trail
 
 
-def _issue(session: Session, req: Request, *, library: LibrarySettings, tz: Any, month: str,
-           now: datetime) -> tuple[Hit, Code | None]:
+def _issue(look: BatchLookups, req: Request, *, library: LibrarySettings, tz: Any,
+           month: str, now: datetime) -> tuple[Hit, Code | None]:
     y, m = parse_month(month)
     if now >= month_end(y, m, tz):
         # Unissued codes expire with their month and are never issued later.
         return Hit("pool_exhausted", f"decided after {month} ended: its codes expired"), None
-    code = allocate_code(session, library_id=library.id, service=req.service or "",
-                         month=month)
+    code = look.take_code(req.service or "", month)
     if code is None:
         return Hit("pool_exhausted", f"no {req.service} code left for {month}"), None
+    email = (req.from_address or "").lower() or None
     code.request_id = req.id
     code.issued_at = now
-    session.add(LedgerEntry(code_id=code.id, library_id=library.id, service=code.service,
-                            month=month, card_number=req.card_number or "",
-                            email=(req.from_address or "").lower() or None,
-                            request_id=req.id, issued_at=now, channel="email"))
+    look.session.add(LedgerEntry(code_id=code.id, library_id=library.id, service=code.service,
+                                 month=month, card_number=req.card_number or "", email=email,
+                                 request_id=req.id, issued_at=now, channel="email"))
+    look.code_issued(card=req.card_number or "", month=month, service=code.service,
+                     email=email, code=code.code, issued_at=now)
     return Hit("issued", f"code #{code.id} from pool #{code.pool_id}",
                {"code": code.code}), code
 
@@ -432,11 +458,10 @@ def reply_context(library: LibrarySettings, tz: Any, year: int, month: int, *, s
     }
 
 
-def _write_reply(session: Session, req: Request, *, settings: Settings,
-                 library: LibrarySettings, tz: Any, year: int, month: int,
-                 context: dict[str, Any], references: tuple[str, ...], now: datetime) -> None:
-    mailbox = session.get(Mailbox, req.mailbox_id)
-    assert mailbox is not None
+def _reply(look: BatchLookups, req: Request, *, outcome: str, settings: Settings,
+           library: LibrarySettings, tz: Any, year: int, month: int,
+           context: dict[str, Any], references: tuple[str, ...], now: datetime) -> Outbox:
+    mailbox = look.mailbox(req.mailbox_id)
     service = req.service or "legimi"
     ctx = reply_context(library, tz, year, month, service=service, subject=req.subject,
                         received_at=req.received_at, card_number=req.card_number,
@@ -448,15 +473,13 @@ def _write_reply(session: Session, req: Request, *, settings: Settings,
         ctx["activation_url"] = getattr(library, f"activation_url_{ctx['previous_service']}",
                                         None)
     reply = compose_reply(
-        outcome=req.outcome or "", context=ctx, languages=library.languages,
+        outcome=outcome, context=ctx, languages=library.languages,
         library_name=library.name, mailbox_address=mailbox.address, to=req.from_address or "",
         original_subject=req.subject, original_message_id=req.message_id,
-        original_references=references, templates_dir=settings.templates_dir, request_key=f"{mailbox.key}|{req.uidvalidity}|"
-        f"{req.uid}|{req.message_id}", now=now,
+        original_references=references, templates_dir=settings.templates_dir,
+        request_key=f"{mailbox.key}|{req.uidvalidity}|{req.uid}|{req.message_id}", now=now,
     )
-    session.add(Outbox(request_id=req.id, library_id=library.id, mail_from=reply.mail_from,
-                       to_address=reply.to, message_id=reply.message_id, outcome=req.outcome,
-                       message=reply.message, state="pending", created_at=now,
-                       due_at=next_send_time(library, tz, now),
-                       attempts=0))
-
+    return Outbox(request_id=req.id, library_id=library.id, mail_from=reply.mail_from,
+                  to_address=reply.to, message_id=reply.message_id, outcome=outcome,
+                  message=reply.message, state="pending", created_at=now,
+                  due_at=next_send_time(library, tz, now), attempts=0)

@@ -1,0 +1,219 @@
+"""What deciding needs from the database, read for a whole batch of requests at once.
+
+Deciding a request asks the database about half a dozen things (the card's reader, the
+card's code this month, unactivated codes in the penalty period, codes and replies already
+sent to the address, the next free code). Asked one request at a time that is ten queries
+a request; here each question is asked once for every request of a batch, and the answers
+are kept current in memory while the batch is decided in arrival order (a code handed out,
+a reply written), all in the one transaction that then writes the results. The answers are
+exactly what the per-request queries would give at that point of the batch: the queries
+below are the same, only grouped (tests/test_decide_batch.py compares the two).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Collection, Iterable
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailbot.clock import add_months, month_key, parse_month
+from mailbot.config import LibrarySettings
+from mailbot.db.models import ActivationReport, Code, LedgerEntry, Mailbox, Outbox, Request
+from mailbot.rules.base import IssuedThisMonth, ReaderFacts
+
+# SQL parameters per IN list: far below SQLite's (32,766) and PostgreSQL's limits.
+IN_CHUNK = 500
+
+
+class ReaderSource(Protocol):
+    name: str
+
+    def lookup(self, session: Session, *, library_id: str, card: str) -> ReaderFacts | None: ...
+
+
+def _chunked(values: Iterable[Any]) -> Iterable[list[Any]]:
+    items = sorted(set(values))
+    for i in range(0, len(items), IN_CHUNK):
+        yield items[i:i + IN_CHUNK]
+
+
+def penalty_months(library: LibrarySettings, month: str) -> list[str]:
+    """The months before ``month`` whose unactivated code still blocks the card."""
+    y, m = parse_month(month)
+    return [month_key(*add_months(y, m, -k)) for k in range(1, library.penalty_months + 1)]
+
+
+def issued_entries(session: Session, library_id: str, cards: Collection[str],
+                   months: Collection[str]
+                   ) -> dict[tuple[str, str, str | None], IssuedThisMonth]:
+    """Each card's first code of each month: keyed (card, month, None) for any service and
+    (card, month, service) for that service."""
+    found: dict[tuple[str, str, str | None], IssuedThisMonth] = {}
+    for chunk in _chunked(cards):
+        rows = session.execute(
+            select(LedgerEntry.card_number, LedgerEntry.month, LedgerEntry.service,
+                   LedgerEntry.email, LedgerEntry.issued_at, Code.code)
+            .join(Code, Code.id == LedgerEntry.code_id)
+            .where(LedgerEntry.library_id == library_id, LedgerEntry.card_number.in_(chunk),
+                   LedgerEntry.month.in_(list(months)))
+            .order_by(LedgerEntry.id))
+        for card, month, service, email, issued_at, code in rows:
+            entry = IssuedThisMonth(service=service, code=code, email=email,
+                                    issued_at=issued_at)
+            found.setdefault((card, month, None), entry)
+            found.setdefault((card, month, service), entry)
+    return found
+
+
+def unactivated_entries(session: Session, library: LibrarySettings, cards: Collection[str],
+                        months: Collection[str]) -> set[tuple[str, str]]:
+    """(card, month) of codes not activated in a month whose activation report came in."""
+    if library.penalty_months <= 0 or not cards or not months:
+        return set()
+    found: set[tuple[str, str]] = set()
+    for chunk in _chunked(cards):
+        found.update((card, month) for card, month in session.execute(
+            select(LedgerEntry.card_number, LedgerEntry.month)
+            .join(Code, Code.id == LedgerEntry.code_id)
+            .join(ActivationReport, (ActivationReport.library_id == LedgerEntry.library_id)
+                  & (ActivationReport.month == LedgerEntry.month))
+            .where(LedgerEntry.library_id == library.id, LedgerEntry.card_number.in_(chunk),
+                   LedgerEntry.month.in_(list(months)), Code.activated_at.is_(None))))
+    return found
+
+
+def codes_to_addresses(session: Session, library_id: str, addresses: Collection[str],
+                       months: Collection[str]) -> Counter[tuple[str, str]]:
+    """Codes sent to each (lower-case) address in each month."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for chunk in _chunked(addresses):
+        for email, month, n in session.execute(
+                select(LedgerEntry.email, LedgerEntry.month, func.count(LedgerEntry.id))
+                .where(LedgerEntry.library_id == library_id, LedgerEntry.email.in_(chunk),
+                       LedgerEntry.month.in_(list(months)))
+                .group_by(LedgerEntry.email, LedgerEntry.month)):
+            counts[(email, month)] += n
+    return counts
+
+
+def replies_by_day(session: Session, library_id: str, addresses: Collection[str], tz: Any,
+                   start: datetime, end: datetime) -> Counter[tuple[str, str, Any]]:
+    """Replies written to each address, by the request's kind and local day of arrival,
+    for requests that arrived in [start, end)."""
+    counts: Counter[tuple[str, str, Any]] = Counter()
+    for chunk in _chunked(addresses):
+        for address, kind, received in session.execute(
+                select(Outbox.to_address, Request.kind, Request.received_at)
+                .join(Request, Request.id == Outbox.request_id)
+                .where(Outbox.library_id == library_id, Outbox.to_address.in_(chunk),
+                       Request.received_at >= start, Request.received_at < end)):
+            counts[(address, kind, received.astimezone(tz).date())] += 1
+    return counts
+
+
+def free_codes(session: Session, *, library_id: str, service: str, month: str,
+               limit: int | None = None) -> list[Code]:
+    """The pool's next free codes in issue order, locked (skipping codes another
+    transaction holds): a code is never handed out twice, even by racing processes."""
+    stmt = (
+        select(Code)
+        .where(Code.library_id == library_id, Code.service == service, Code.month == month,
+               Code.issued_at.is_(None), Code.activated_at.is_(None),
+               Code.expired_at.is_(None))
+        .order_by(Code.id)
+        .with_for_update(skip_locked=True)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def readers_of(session: Session, source: ReaderSource, library_id: str,
+               cards: Collection[str]) -> dict[str, ReaderFacts | None]:
+    """Every card's reader: in one query where the source can (``lookup_many``)."""
+    many = getattr(source, "lookup_many", None)
+    if many is not None:
+        found: dict[str, ReaderFacts | None] = dict.fromkeys(cards)
+        found.update(many(session, library_id=library_id, cards=cards))
+        return found
+    return {card: source.lookup(session, library_id=library_id, card=card) for card in cards}
+
+
+class BatchLookups:
+    """The answers for one batch, loaded once and kept current as the batch is decided.
+
+    ``wanted`` lists, per request in arrival order, (card, from address, month, service,
+    received_at, kind); ``codes_needed`` bounds how many codes each (service, month) could
+    take in this batch.
+    """
+
+    def __init__(self, session: Session, library: LibrarySettings, tz: Any,
+                 source: ReaderSource, *, cards: set[str], addresses: set[str],
+                 months: set[str], received: list[datetime],
+                 codes_needed: Counter[tuple[str, str]]) -> None:
+        self.session = session
+        self.library = library
+        self.tz = tz
+        self.readers = readers_of(session, source, library.id, cards)
+        self.issued = issued_entries(session, library.id, cards, months) if cards else {}
+        penalty = {p for m in months for p in penalty_months(library, m)}
+        self.unactivated = unactivated_entries(session, library, cards, penalty)
+        lowered = {a.lower() for a in addresses}
+        self.to_address = codes_to_addresses(session, library.id, lowered, months) \
+            if lowered else Counter()
+        self.replies: Counter[tuple[str, str, Any]] = Counter()
+        if library.replies_per_sender_per_day > 0 and addresses and received:
+            days = [r.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+                    for r in received]
+            self.replies = replies_by_day(session, library.id, addresses, tz, min(days),
+                                          max(days) + timedelta(days=1))
+        self.codes: dict[tuple[str, str], deque[Code]] = {
+            (service, month): deque(free_codes(session, library_id=library.id,
+                                               service=service, month=month, limit=n))
+            for (service, month), n in codes_needed.items()}
+        self.mailboxes: dict[int, Mailbox] = {}
+
+    # -- questions ------------------------------------------------------------------------
+
+    def issued_this_month(self, card: str, month: str,
+                          service: str | None) -> IssuedThisMonth | None:
+        return self.issued.get((card, month, service))
+
+    def unactivated_months(self, card: str, month: str) -> tuple[str, ...]:
+        return tuple(sorted(m for m in penalty_months(self.library, month)
+                            if (card, m) in self.unactivated))
+
+    def codes_to_address(self, address: str | None, month: str) -> int:
+        return self.to_address[(address.lower(), month)] if address else 0
+
+    def replies_today(self, address: str, kind: str, received_at: datetime) -> int:
+        return self.replies[(address, kind, received_at.astimezone(self.tz).date())]
+
+    def mailbox(self, mailbox_id: int) -> Mailbox:
+        if mailbox_id not in self.mailboxes:
+            row = self.session.get(Mailbox, mailbox_id)
+            assert row is not None
+            self.mailboxes[mailbox_id] = row
+        return self.mailboxes[mailbox_id]
+
+    # -- what the batch changed -----------------------------------------------------------
+
+    def take_code(self, service: str, month: str) -> Code | None:
+        queue = self.codes.get((service, month))
+        return queue.popleft() if queue else None
+
+    def code_issued(self, *, card: str, month: str, service: str, email: str | None,
+                    code: str, issued_at: datetime) -> None:
+        entry = IssuedThisMonth(service=service, code=code, email=email, issued_at=issued_at)
+        self.issued.setdefault((card, month, None), entry)
+        self.issued.setdefault((card, month, service), entry)
+        if email:
+            self.to_address[(email.lower(), month)] += 1
+
+    def reply_written(self, address: str, kind: str, received_at: datetime) -> None:
+        self.replies[(address, kind, received_at.astimezone(self.tz).date())] += 1
+
