@@ -3,6 +3,9 @@
 Each row is marked sent in its own commit right after the server accepted it. A crash
 between the two can at worst send that one reply again, with the same Message-ID. A 4xx or
 a dropped connection leaves the row pending for a later try; a 5xx marks it failed for staff.
+
+The loop works on plain rows and single Core statements (no ORM unit of work): in a burst
+it sends thousands of replies, and each one's bookkeeping must cost far less than sending.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiosmtplib
-from sqlalchemy import select
+from sqlalchemy import Connection, select
+from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import utcnow
@@ -56,7 +60,7 @@ class FileTransport:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    async def send(self, row: Outbox) -> None:
+    async def send(self, row: Pending) -> None:
         target = self.folder / f"{row.id:06d}-{row.outcome}.eml"
         tmp = target.with_suffix(".tmp")
         tmp.write_bytes(row.message)
@@ -98,7 +102,7 @@ class SmtpTransport:
                 raise
         return client
 
-    async def send(self, row: Outbox) -> None:
+    async def send(self, row: Pending) -> None:
         if self.client is None or not self.client.is_connected:
             try:
                 self.client = await self._connect()
@@ -175,44 +179,69 @@ async def send_due(sessions: sessionmaker[Session], smtp: SmtpSettings, *,
                             backoff_max=backoff_max, should_stop=should_stop)
 
 
+@dataclass(frozen=True)
+class Pending:
+    """What sending one outbox row needs (read without the ORM)."""
+
+    id: int
+    request_id: int | None
+    kind: str
+    outcome: str | None
+    mail_from: str
+    to_address: str
+    message: bytes
+    attempts: int
+    created_at: datetime
+
+
+_PENDING = (Outbox.id, Outbox.request_id, Outbox.kind, Outbox.outcome, Outbox.mail_from,
+            Outbox.to_address, Outbox.message, Outbox.attempts, Outbox.created_at)
+PAGE = 100  # rows read at once (SQLite), so memory stays flat in a burst
+
+
 async def _send_rows(sessions: sessionmaker[Session], transport: FileTransport | SmtpTransport,
                      ids: Sequence[int], report: SendReport, *, retry_for: float | None,
                      backoff_max: float, should_stop: Callable[[], bool]) -> SendReport:
-    for outbox_id in ids:
-        if should_stop():
-            break
-        with sessions() as session:
-            if session.get_bind().dialect.name == "sqlite":
-                # SQLite locks the whole database for a writing transaction: send outside
-                # one, or a slow relay would hold up intake (one process owns a SQLite file).
-                row = session.get(Outbox, outbox_id)
-                if row is None or row.state != "pending":
-                    continue
-                session.expunge(row)
-                session.rollback()
-                outcome = await _attempt(transport, row)
-                with sessions.begin() as write:
-                    current = write.get(Outbox, outbox_id)
-                    if current is not None and current.state == "pending":
-                        _record(current, outcome, report, retry_for, backoff_max)
-            else:
-                # PostgreSQL: the row stays locked while it is sent, so a second process
-                # skips it instead of sending it twice; other rows are not blocked.
-                with session.begin():
-                    row = session.scalar(select(Outbox).where(Outbox.id == outbox_id)
-                                         .with_for_update(skip_locked=True))
-                    if row is None or row.state != "pending":
+    engine = sessions.kw["bind"]
+    postgres = engine.dialect.name == "postgresql"
+    for start in range(0, len(ids), PAGE):
+        page = ids[start:start + PAGE]
+        if not postgres:
+            # SQLite locks the whole database for a writing transaction: send outside
+            # one, or a slow relay would hold up intake (one process owns a SQLite file).
+            with engine.connect() as conn:
+                found = {row.id: Pending(*row) for row in conn.execute(
+                    select(*_PENDING).where(Outbox.id.in_(page), Outbox.state == "pending"))}
+        for outbox_id in page:
+            if should_stop():
+                return report
+            if postgres:
+                # The row stays locked while it is sent, so a second process skips it
+                # instead of sending it twice; other rows are not blocked.
+                with engine.begin() as conn:
+                    got = conn.execute(select(*_PENDING).where(
+                        Outbox.id == outbox_id, Outbox.state == "pending")
+                        .with_for_update(skip_locked=True)).first()
+                    if got is None:
                         continue
+                    row = Pending(*got)
                     outcome = await _attempt(transport, row)
-                    _record(row, outcome, report, retry_for, backoff_max)
-        if isinstance(outcome, TransportError) and outcome.unreachable:
-            report.unreachable = True
-            break
+                    _record(conn, row, outcome, report, retry_for, backoff_max)
+            else:
+                row = found.get(outbox_id)
+                if row is None:
+                    continue
+                outcome = await _attempt(transport, row)
+                with engine.begin() as conn:
+                    _record(conn, row, outcome, report, retry_for, backoff_max)
+            if isinstance(outcome, TransportError) and outcome.unreachable:
+                report.unreachable = True
+                return report
     return report
 
 
 async def _attempt(transport: FileTransport | SmtpTransport,
-                   row: Outbox) -> TransportError | None:
+                   row: Pending) -> TransportError | None:
     try:
         await transport.send(row)
     except TransportError as exc:
@@ -220,26 +249,30 @@ async def _attempt(transport: FileTransport | SmtpTransport,
     return None
 
 
-def _record(row: Outbox, error: TransportError | None, report: SendReport,
-            retry_for: float | None, backoff_max: float) -> None:
-    """Marks one attempt on its row: sent, failed for staff, or deferred with a pause."""
+def _record(conn: Connection, row: Pending, error: TransportError | None,
+            report: SendReport, retry_for: float | None, backoff_max: float) -> None:
+    """Marks one attempt on its row: sent, failed for staff, or deferred with a pause.
+
+    Only a row still pending is changed (staff may have cancelled it meanwhile)."""
     now = utcnow()
-    row.attempts += 1
+    attempts = row.attempts + 1
+    update = sa_update(Outbox).where(Outbox.id == row.id, Outbox.state == "pending")
     if error is None:
-        row.state, row.sent_at = "sent", now
+        conn.execute(update.values(state="sent", sent_at=now, attempts=attempts))
         report.sent += 1
         log.info("outbox=%s request=%s sent kind=%s outcome=%s", row.id, row.request_id,
                  row.kind, row.outcome)
         return
-    row.last_error = str(error)[:1000]
+    last_error = str(error)[:1000]
     expired = retry_for is not None and (now - row.created_at).total_seconds() > retry_for
     if error.permanent or expired:
-        row.state = "failed"
+        conn.execute(update.values(state="failed", attempts=attempts, last_error=last_error))
         report.failed += 1
         log.warning("outbox=%s request=%s failed%s: %s", row.id, row.request_id,
                     " (gave up retrying)" if not error.permanent else "", error)
     else:
-        row.retry_at = now + retry_delay(row.attempts, backoff_max)
+        conn.execute(update.values(attempts=attempts, last_error=last_error,
+                                   retry_at=now + retry_delay(attempts, backoff_max)))
         report.deferred += 1
         log.warning("outbox=%s request=%s deferred: %s", row.id, row.request_id, error)
 
