@@ -18,13 +18,22 @@ from typing import Iterable
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy.exc import OperationalError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db.models import MID_POLL, Mailbox, Request
-from mailbot.intake.store import SEEN_ONLY, PollReport, ingest, mailbox_row, poll_each
+from mailbot.intake.parse import ParsedMail, parse_mail
+from mailbot.intake.store import (
+    SEEN_ONLY,
+    PollReport,
+    ingest,
+    known_message_ids,
+    mailbox_row,
+    message_id_of,
+    poll_each,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +150,10 @@ def _finish_moves(client: IMAPClient, folders: _Folders, sessions: sessionmaker[
     for target, items in by_target.items():
         _move(client, folders, [uid for _, uid in items], target)
         with sessions.begin() as session:
-            for rid, _ in items:
-                session.get(Request, rid).pending_move = None  # type: ignore[union-attr]
+            ids = [rid for rid, _ in items]
+            for i in range(0, len(ids), 500):
+                session.execute(update(Request).where(Request.id.in_(ids[i:i + 500]))
+                                .values(pending_move=None))
         moved += len(items)
     return moved
 
@@ -256,14 +267,18 @@ def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSetti
         assert row is not None
         now = utcnow()
         stored_before = row.last_uid
-        for uid, internaldate, raw in mails:
-            if uid <= stored_before:
-                continue
+        fresh = [(uid, internaldate, raw, _parse_or_none(raw, settings))
+                 for uid, internaldate, raw in mails if uid > stored_before]
+        # One query for the chunk's Message-IDs; the inserts go out together at commit.
+        known = known_message_ids(session, row.library_id, [
+            message_id_of(raw, parsed.message_id) for _u, _d, raw, parsed in fresh
+            if parsed is not None])
+        for uid, internaldate, raw, parsed in fresh:
             result = ingest(session, settings=settings, mailbox=row, mb=mb,
                             uidvalidity=uidvalidity, uid=uid, received_at=internaldate,
-                            raw=raw, now=now)
+                            raw=raw, now=now, known=known, flush=False, parsed=parsed)
             fetched += 1
-            if result.request_id is None:
+            if result.duplicate:
                 duplicates[result.move_to].append(uid)
                 dups += 1
             else:
@@ -275,6 +290,15 @@ def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSetti
     report.stored += stored
     report.duplicates += dups
     return duplicates
+
+
+def _parse_or_none(raw: bytes, settings: Settings) -> ParsedMail | None:
+    """Parsed once here for the whole chunk; a mail that fails is left to ingest, which
+    sets it aside for staff."""
+    try:
+        return parse_mail(raw, max_bytes=settings.max_message_bytes)
+    except Exception:
+        return None
 
 
 def _fetch(client: IMAPClient, uids: list[int], max_bytes: int) -> dict[int, tuple[datetime, bytes]]:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db.models import Mailbox, Outbox, Request
 from mailbot.intake.bounce import Bounce, find_bounce
-from mailbot.intake.parse import loop_reason, match_service, match_test_service, parse_mail
+from mailbot.intake.parse import ParsedMail, loop_reason, match_service, match_test_service, parse_mail
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,12 @@ class PollReport:
 
 @dataclass(frozen=True)
 class Stored:
-    """What intake did with one mail: the row (None for a duplicate) and where it goes."""
+    """What intake did with one mail: the row (None for a duplicate, or when not flushed
+    yet) and where the mail goes."""
 
     request_id: int | None
     move_to: str
+    duplicate: bool = False
 
 
 def processed_target(mb: MailboxSettings) -> str:
@@ -63,25 +65,30 @@ def ingest(
     received_at: datetime,
     raw: bytes,
     now: datetime,
+    known: dict[str, str] | None = None,
+    flush: bool = True,
+    parsed: ParsedMail | None = None,
 ) -> Stored:
+    """Stores one mail as a request (or recognises it as a duplicate).
+
+    ``known`` (Message-ID -> state of the stored request), when given, answers the
+    duplicate check instead of a query: a chunk of mail looks its Message-IDs up at once
+    (known_message_ids) and this keeps the dict current. ``flush=False`` leaves the insert
+    to the caller's commit, which then writes the whole chunk together."""
     try:
-        parsed = parse_mail(raw, max_bytes=settings.max_message_bytes)
+        parsed = parsed or parse_mail(raw, max_bytes=settings.max_message_bytes)
     except Exception as exc:  # parse_mail is meant never to raise; if it does, staff see it
         log.exception("mail uid=%s in %s could not be parsed", uid, mb.key)
         return _set_aside(session, mailbox=mailbox, mb=mb, uidvalidity=uidvalidity, uid=uid,
                           received_at=received_at, raw=raw, now=now, error=repr(exc))
-    message_id = parsed.message_id or "<%s@mailbot.no-message-id>" % hashlib.sha256(raw).hexdigest()[:32]
-    message_id = message_id[:998]
-    duplicate = session.execute(
-        select(Request.id, Request.state).where(Request.library_id == mailbox.library_id,
-                                                Request.message_id == message_id).limit(1)
-    ).first()
-    if duplicate is not None:
-        log.info("duplicate Message-ID in %s uid=%s (request %s); not stored again",
-                 mb.key, uid, duplicate.id)
+    message_id = message_id_of(raw, parsed.message_id)
+    if known is None:
+        known = known_message_ids(session, mailbox.library_id, [message_id])
+    if message_id in known:
+        log.info("duplicate Message-ID in %s uid=%s; not stored again", mb.key, uid)
         # A copy goes where the original went: staff mail stays with staff.
-        staff = duplicate.state in ("manual", "error")
-        return Stored(None, mb.manual_folder if staff else processed_target(mb))
+        staff = known[message_id] in ("manual", "error")
+        return Stored(None, mb.manual_folder if staff else processed_target(mb), True)
 
     req = Request(
         library_id=mailbox.library_id,
@@ -130,8 +137,30 @@ def ingest(
         req.state, req.service = "new", service
         req.pending_move = processed_target(mb)
     session.add(req)
-    session.flush()
+    known[message_id] = req.state
+    if flush:
+        session.flush()
     return Stored(req.id, req.pending_move)
+
+
+def message_id_of(raw: bytes, parsed_id: str | None) -> str:
+    """The Message-ID a request is stored under (a hash of the mail when it has none)."""
+    message_id = parsed_id or "<%s@mailbot.no-message-id>" % hashlib.sha256(raw).hexdigest()[:32]
+    return message_id[:998]
+
+
+def known_message_ids(session: Session, library_id: str,
+                      message_ids: list[str]) -> dict[str, str]:
+    """Which of these Message-IDs the library already has: Message-ID -> request state."""
+    found: dict[str, str] = {}
+    for i in range(0, len(message_ids), 500):
+        for message_id, state in session.execute(
+                select(Request.message_id, Request.state)
+                .where(Request.library_id == library_id,
+                       Request.message_id.in_(message_ids[i:i + 500]))
+                .order_by(Request.id)):
+            found.setdefault(message_id, state)
+    return found
 
 
 def _mark_bounced(session: Session, bounce: Bounce, now: datetime) -> str:
