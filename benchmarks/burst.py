@@ -131,6 +131,8 @@ def run_bot(config: Path) -> tuple[float, int]:
     if out.returncode != 0:
         raise SystemExit(f"mailbot run --once failed:\n{out.stderr[-3000:]}")
     line = [x for x in out.stdout.splitlines() if x.startswith("BENCH")][-1].split()
+    summary = [x for x in out.stdout.splitlines() if x.startswith("stored ")][-1]
+    print("mailbot run --once:", summary)
     return float(line[1]), int(line[2])
 
 

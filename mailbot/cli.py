@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -198,13 +199,19 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
     from mailbot.readers import close_sources, make_sources
 
     sources = make_sources(settings)  # a misconfigured source stops us before any work
+    took = {"read": time.perf_counter()}
     polls = poll_all(sessions, settings) + poll_all_maildirs(sessions, settings)
+    took["decide"] = time.perf_counter()
     try:
         decisions = decide_pending(sessions, settings, now=now, sources=sources)
     finally:
         close_sources(sources)
+    took["send"] = time.perf_counter()
     sent = asyncio.run(send_due(sessions, settings.smtp, now=now))
-    return {"polls": polls, "decisions": decisions, "sent": sent}
+    took["end"] = time.perf_counter()
+    stages = list(took)
+    seconds = {a: took[b] - took[a] for a, b in zip(stages, stages[1:])}
+    return {"polls": polls, "decisions": decisions, "sent": sent, "seconds": seconds}
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -218,7 +225,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     stored = sum(p.stored for p in result["polls"])
     sent = result["sent"]
     print(f"stored {stored} mail(s), decided {len(result['decisions'])}, sent {sent.sent}, "
-          f"deferred {sent.deferred}, failed {sent.failed}")
+          f"deferred {sent.deferred}, failed {sent.failed} "
+          f"({', '.join(f'{k} {v:.2f} s' for k, v in result['seconds'].items())})")
     for p in failed:
         print(f"mailbox {p.mailbox}: {'; '.join(p.errors)}", file=sys.stderr)
     return 1 if failed else 0

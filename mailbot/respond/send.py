@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiosmtplib
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -197,6 +197,13 @@ class Pending:
 _PENDING = (Outbox.id, Outbox.request_id, Outbox.kind, Outbox.outcome, Outbox.mail_from,
             Outbox.to_address, Outbox.message, Outbox.attempts, Outbox.created_at)
 PAGE = 100  # rows read at once (SQLite), so memory stays flat in a burst
+_LOCK_ONE = (select(*_PENDING)
+             .where(Outbox.id == bindparam("oid"), Outbox.state == "pending")
+             .with_for_update(skip_locked=True))
+_STILL_PENDING = sa_update(Outbox).where(Outbox.id == bindparam("oid"),
+                                         Outbox.state == "pending")
+_SENT = _STILL_PENDING.values(state="sent", sent_at=bindparam("at"),
+                              attempts=bindparam("attempts"))
 
 
 async def _send_rows(sessions: sessionmaker[Session], transport: FileTransport | SmtpTransport,
@@ -204,39 +211,40 @@ async def _send_rows(sessions: sessionmaker[Session], transport: FileTransport |
                      backoff_max: float, should_stop: Callable[[], bool]) -> SendReport:
     engine = sessions.kw["bind"]
     postgres = engine.dialect.name == "postgresql"
-    for start in range(0, len(ids), PAGE):
-        page = ids[start:start + PAGE]
-        if not postgres:
-            # SQLite locks the whole database for a writing transaction: send outside
-            # one, or a slow relay would hold up intake (one process owns a SQLite file).
-            with engine.connect() as conn:
-                found = {row.id: Pending(*row) for row in conn.execute(
-                    select(*_PENDING).where(Outbox.id.in_(page), Outbox.state == "pending"))}
-        for outbox_id in page:
-            if should_stop():
-                return report
-            if postgres:
-                # The row stays locked while it is sent, so a second process skips it
-                # instead of sending it twice; other rows are not blocked.
-                with engine.begin() as conn:
-                    got = conn.execute(select(*_PENDING).where(
-                        Outbox.id == outbox_id, Outbox.state == "pending")
-                        .with_for_update(skip_locked=True)).first()
-                    if got is None:
+    # One connection for the whole round; each reply still gets its own transaction.
+    with engine.connect() as conn:
+        for start in range(0, len(ids), PAGE):
+            page = ids[start:start + PAGE]
+            if not postgres:
+                # SQLite locks the whole database for a writing transaction: send outside
+                # one, or a slow relay would hold up intake (one process owns the file).
+                with conn.begin():
+                    found = {row.id: Pending(*row) for row in conn.execute(
+                        select(*_PENDING).where(Outbox.id.in_(page),
+                                                Outbox.state == "pending"))}
+            for outbox_id in page:
+                if should_stop():
+                    return report
+                if postgres:
+                    # The row stays locked while it is sent, so a second process skips it
+                    # instead of sending it twice; other rows are not blocked.
+                    with conn.begin():
+                        got = conn.execute(_LOCK_ONE, {"oid": outbox_id}).first()
+                        if got is None:
+                            continue
+                        row = Pending(*got)
+                        outcome = await _attempt(transport, row)
+                        _record(conn, row, outcome, report, retry_for, backoff_max)
+                else:
+                    row = found.get(outbox_id)
+                    if row is None:
                         continue
-                    row = Pending(*got)
                     outcome = await _attempt(transport, row)
-                    _record(conn, row, outcome, report, retry_for, backoff_max)
-            else:
-                row = found.get(outbox_id)
-                if row is None:
-                    continue
-                outcome = await _attempt(transport, row)
-                with engine.begin() as conn:
-                    _record(conn, row, outcome, report, retry_for, backoff_max)
-            if isinstance(outcome, TransportError) and outcome.unreachable:
-                report.unreachable = True
-                return report
+                    with conn.begin():
+                        _record(conn, row, outcome, report, retry_for, backoff_max)
+                if isinstance(outcome, TransportError) and outcome.unreachable:
+                    report.unreachable = True
+                    return report
     return report
 
 
@@ -256,9 +264,8 @@ def _record(conn: Connection, row: Pending, error: TransportError | None,
     Only a row still pending is changed (staff may have cancelled it meanwhile)."""
     now = utcnow()
     attempts = row.attempts + 1
-    update = sa_update(Outbox).where(Outbox.id == row.id, Outbox.state == "pending")
     if error is None:
-        conn.execute(update.values(state="sent", sent_at=now, attempts=attempts))
+        conn.execute(_SENT, {"oid": row.id, "at": now, "attempts": attempts})
         report.sent += 1
         log.info("outbox=%s request=%s sent kind=%s outcome=%s", row.id, row.request_id,
                  row.kind, row.outcome)
@@ -266,13 +273,15 @@ def _record(conn: Connection, row: Pending, error: TransportError | None,
     last_error = str(error)[:1000]
     expired = retry_for is not None and (now - row.created_at).total_seconds() > retry_for
     if error.permanent or expired:
-        conn.execute(update.values(state="failed", attempts=attempts, last_error=last_error))
+        conn.execute(_STILL_PENDING.values(state="failed", attempts=attempts,
+                                           last_error=last_error), {"oid": row.id})
         report.failed += 1
         log.warning("outbox=%s request=%s failed%s: %s", row.id, row.request_id,
                     " (gave up retrying)" if not error.permanent else "", error)
     else:
-        conn.execute(update.values(attempts=attempts, last_error=last_error,
-                                   retry_at=now + retry_delay(attempts, backoff_max)))
+        conn.execute(_STILL_PENDING.values(attempts=attempts, last_error=last_error,
+                                           retry_at=now + retry_delay(attempts, backoff_max)),
+                     {"oid": row.id})
         report.deferred += 1
         log.warning("outbox=%s request=%s deferred: %s", row.id, row.request_id, error)
 
