@@ -207,7 +207,27 @@ def render_reply(
         _check_lang(lang)
     root = DEFAULT_TEMPLATES_DIR if templates_dir is None else _resolve(Path(templates_dir))
     ctx = _prepare_context(outcome, context)
+    key = _cache_key(root, outcome, tuple(languages), ctx)
+    if key is None:
+        return _render(root, outcome, languages, ctx)
+    marked = _MARKED.get(key)
+    if marked is None:
+        if len(_MARKED) >= _MARKED_MAX:
+            _MARKED.clear()
+        slow = _render(root, outcome, languages, ctx)
+        marked = _render_marked(root, outcome, languages, ctx)
+        # The shape must give this very reply exactly, or it is never used.
+        if marked is not _UNCACHEABLE and _fill_marked(marked, ctx) != slow:
+            marked = _UNCACHEABLE
+        _MARKED[key] = marked
+        return slow
+    if marked is _UNCACHEABLE:
+        return _render(root, outcome, languages, ctx)
+    return _fill_marked(marked, ctx)
 
+
+def _render(root: Path, outcome: str, languages: Sequence[str],
+            ctx: dict[str, Any]) -> RenderedReply:
     text_sections: list[Section] = []
     html_sections: list[Section] = []
     for lang in languages:
@@ -223,6 +243,112 @@ def render_reply(
     text = layout_env.get_template(LAYOUT_TEXT).render(ctx, sections=text_sections)
     html = layout_env.get_template(LAYOUT_HTML).render(ctx, sections=html_sections)
     # Sections are already wrapped; this only tidies the blank lines around dividers.
+    return RenderedReply(text=_tidy_text(text), html=html.strip() + "\n")
+
+
+# -- Rendering once per reply shape ---------------------------------------------------------
+#
+# In a burst thousands of replies differ only in a few per-patron strings. The templates
+# only print these or test them for truth, so each reply shape (outcome, languages, every
+# other value, which of these are set) is rendered once with private-use markers in their
+# place, and each reply fills the markers in: raw in the text (then wrapped, as always),
+# escaped in the HTML. The layouts get marked section bodies the same way. A template that
+# does anything else with a value (a filter, a slice) is caught by the checks in
+# _render_marked and render_reply; such a shape is never cached and renders the slow way. tests/respond/test_render_cache.py compares the
+# two ways for every outcome.
+_FILLED = ("code", "patron_name", "patron_first_name", "card_number", "subject")
+_VALUE = re.compile("\ue100(\\d)\ue101")
+_SECTION = re.compile("\ue102(\\d)\ue103")
+_MARKERS = re.compile("[\ue100-\ue103]")
+_MARKED_MAX = 512
+
+
+class _Marked(NamedTuple):
+    text_sections: tuple[tuple[str, str], ...]   # (lang, marked text before wrapping)
+    html_sections: tuple[str, ...]               # marked, escaped HTML
+    text_layout: str                             # marked with section markers
+    html_layout: str
+
+
+_UNCACHEABLE = _Marked((), (), "", "")
+_MARKED: dict[tuple[Any, ...], _Marked] = {}
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    hash(value)  # TypeError (not cached) for anything else unhashable
+    return value
+
+
+def _cache_key(root: Path, outcome: str, languages: tuple[str, ...],
+               ctx: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    try:
+        others = tuple(sorted((k, type(v).__name__, _frozen(v)) for k, v in ctx.items()
+                              if k not in _FILLED))
+    except TypeError:
+        return None
+    filled = tuple((k, ctx[k] if not ctx[k] else True) for k in _FILLED if k in ctx)
+    if any(v is True and not isinstance(ctx[k], str) for k, v in filled):
+        return None  # only strings are filled in
+    return (root, outcome, languages, others, filled)
+
+
+def _render_with(root: Path, outcome: str, languages: Sequence[str], ctx: dict[str, Any],
+                 mark: Any) -> _Marked:
+    marked = dict(ctx)
+    for i, k in enumerate(_FILLED):
+        if ctx.get(k):
+            marked[k] = mark(i)
+    texts: list[tuple[str, str]] = []
+    htmls: list[str] = []
+    for lang in languages:
+        env = _environment(root, lang)
+        names = template_names(outcome, lang)
+        texts.append((lang, env.get_template(names.text).render(marked)))
+        htmls.append(env.get_template(names.html).render(marked).strip())
+    layout_env = _environment(root, languages[0])
+    text_layout = layout_env.get_template(LAYOUT_TEXT).render(
+        marked, sections=[Section(lang, f"\ue102{i}\ue103") for i, lang in enumerate(languages)])
+    html_layout = layout_env.get_template(LAYOUT_HTML).render(
+        marked, sections=[Section(lang, Markup(f"\ue102{i}\ue103"))
+                          for i, lang in enumerate(languages)])
+    return _Marked(tuple(texts), tuple(htmls), text_layout, html_layout)
+
+
+def _render_marked(root: Path, outcome: str, languages: Sequence[str],
+                   ctx: dict[str, Any]) -> _Marked:
+    """The shape with markers, or _UNCACHEABLE if a template does more than print them.
+
+    Rendered a second time with different, longer markers: if swapping the markers in the
+    first rendering does not give the second exactly, some template looked inside a value
+    (its length, a slice, its case) and only the slow render is right. The caller also
+    checks the shape against the slow render of the reply that created it (which catches
+    what treats every marker alike, such as ``|int``)."""
+    shape = _render_with(root, outcome, languages, ctx, lambda i: f"\ue100{i}\ue101")
+    check = _render_with(root, outcome, languages, ctx, lambda i: f"\ue100{i}aZ ~\ue101")
+    parts = [t for _l, t in shape.text_sections] + list(shape.html_sections)
+    intact = all(len(_MARKERS.findall(t)) == 2 * len(_VALUE.findall(t)) for t in parts) and \
+        all(len(_MARKERS.findall(t)) == 2 * len(_SECTION.findall(t))
+            for t in (shape.text_layout, shape.html_layout))
+    if not intact or any(_SECTION.search(t) for t in parts) or \
+            _VALUE.search(shape.text_layout) or _VALUE.search(shape.html_layout):
+        return _UNCACHEABLE
+    swap = lambda t: _VALUE.sub(lambda m: f"\ue100{m.group(1)}aZ ~\ue101", t)  # noqa: E731
+    swapped = _Marked(tuple((lang, swap(t)) for lang, t in shape.text_sections),
+                      tuple(swap(h) for h in shape.html_sections),
+                      shape.text_layout, shape.html_layout)
+    return shape if swapped == check else _UNCACHEABLE
+
+
+def _fill_marked(marked: _Marked, ctx: Mapping[str, Any]) -> RenderedReply:
+    raw = {str(i): str(ctx.get(k) or "") for i, k in enumerate(_FILLED)}
+    escaped = {i: str(escape(v)) for i, v in raw.items()}
+    texts = [_tidy_text(_VALUE.sub(lambda m: raw[m.group(1)], t), lang)
+             for lang, t in marked.text_sections]
+    htmls = [_VALUE.sub(lambda m: escaped[m.group(1)], h).strip() for h in marked.html_sections]
+    text = _SECTION.sub(lambda m: texts[int(m.group(1))], marked.text_layout)
+    html = _SECTION.sub(lambda m: htmls[int(m.group(1))], marked.html_layout)
     return RenderedReply(text=_tidy_text(text), html=html.strip() + "\n")
 
 

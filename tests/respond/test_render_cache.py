@@ -1,0 +1,80 @@
+"""Rendering once per reply shape (render._render_marked) gives exactly the slow render.
+
+A burst renders each outcome once with markers for the per-patron strings and fills them
+in per reply; every outcome, language set and kind of value must come out byte-identical to
+rendering the templates for that reply alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mailbot.respond import render
+from mailbot.respond.render import NOTICES, REPLY_OUTCOMES, render_reply
+
+from tests.respond.test_templates import full_context
+
+PATRONS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "html-like": {"patron_name": 'Ala <b>&amp;</b> "Kot"', "subject": "LEGIMI <script>x</script> & co",
+                  "card_number": "00<1>"},
+    # Long enough to move where the text wraps: filling in must come before wrapping.
+    "long": {"patron_name": "Maria Konstancja Przybysławska-Wierzchowińska-Kołłątajówna",
+             "subject": "Prośba o kod do Legimi na listopad, bardzo proszę, " * 3},
+    "absent": {"patron_name": None, "card_number": None, "patron_first_name": None},
+    "empty": {"patron_name": "", "card_number": "", "subject": ""},
+    "first-name": {"patron_first_name": "Zofia"},
+    # Patron text that looks like our own markers is only text.
+    "marker-like": {"subject": "\ue1000\ue101 \ue1020\ue103 LEGIMI", "patron_name": "\ue100"},
+}
+
+
+@pytest.mark.parametrize("languages", [("pl", "en"), ("en", "pl"), ("pl",)])
+@pytest.mark.parametrize("patron", sorted(PATRONS))
+@pytest.mark.parametrize("outcome", REPLY_OUTCOMES + NOTICES)
+def test_cached_render_is_the_slow_render(outcome: str, patron: str,
+                                          languages: tuple[str, ...]) -> None:
+    context = full_context(**PATRONS[patron])
+    ctx = render._prepare_context(outcome, context)
+    slow = render._render(render.DEFAULT_TEMPLATES_DIR, outcome, languages, ctx)
+    # Twice: the first call renders the shape, the second fills the cached one in.
+    assert render_reply(outcome, context, languages=languages) == slow
+    assert render_reply(outcome, context, languages=languages) == slow
+
+
+def test_a_burst_of_issued_replies_renders_the_templates_once() -> None:
+    render._MARKED.clear()
+    for i in range(50):
+        render_reply("issued", full_context(code=f"CODE-{i:04d}", patron_name=f"Ala Kot{i}",
+                                            card_number=f"{i:07d}", subject=f"LEGIMI {i}"))
+    assert len(render._MARKED) == 1
+    (shape,) = render._MARKED.values()
+    assert shape is not render._UNCACHEABLE
+
+
+@pytest.mark.parametrize(("expression", "shown"), [
+    ("patron_name[:3]", "Zof"),
+    ("patron_name[:2]", "Zo"),
+    ("patron_name|upper", "ZOFIA ŻÓŁKIEWSKA"),
+    ("patron_name|length", "16"),
+    ("card_number|int", "12345"),
+    ("subject|title", "Legimi Prośba"),
+])
+def test_a_value_a_template_looks_into_is_not_cached(tmp_path, expression: str,
+                                                     shown: str) -> None:
+    # A template that slices, measures or changes a per-patron value: that shape must
+    # fall back to the slow render (and so still be right).
+    import shutil
+
+    shutil.copytree(render.DEFAULT_TEMPLATES_DIR, tmp_path / "t")
+    issued = tmp_path / "t" / "email" / "pl" / "issued.txt.j2"
+    issued.write_text(issued.read_text(encoding="utf-8") + f"\nX: {{{{ {expression} }}}} :X\n",
+                      encoding="utf-8")
+    render._MARKED.clear()
+    context = full_context(subject="LEGIMI prośba")
+    for _ in range(2):
+        reply = render_reply("issued", context, templates_dir=tmp_path / "t")
+        assert f"X: {shown} :X" in reply.text
+    assert list(render._MARKED.values()) == [render._UNCACHEABLE]
