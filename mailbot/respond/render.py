@@ -46,7 +46,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, UndefinedError
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, UndefinedError, meta
 from markupsafe import Markup, escape
 
 from mailbot.respond import i18n
@@ -214,6 +214,10 @@ def render_reply(
     if marked is None:
         if len(_MARKED) >= _MARKED_MAX:
             _MARKED.clear()
+            _SEEN.clear()
+        if key not in _SEEN:  # a shape is built when it comes a second time
+            _SEEN.add(key)
+            return _render(root, outcome, languages, ctx)
         slow = _render(root, outcome, languages, ctx)
         marked = _render_marked(root, outcome, languages, ctx)
         # The shape must give this very reply exactly, or it is never used.
@@ -272,6 +276,32 @@ class _Marked(NamedTuple):
 
 _UNCACHEABLE = _Marked((), (), "", "")
 _MARKED: dict[tuple[Any, ...], _Marked] = {}
+_SEEN: set[tuple[Any, ...]] = set()
+
+
+@lru_cache(maxsize=256)
+def _referenced(root: Path, outcome: str, languages: tuple[str, ...]) -> frozenset[str]:
+    """The context variables the reply's templates (and the layouts) refer to."""
+    names: set[str] = set()
+    for lang in languages:
+        env = _environment(root, lang)
+        tn = template_names(outcome, lang)
+        for name in (tn.text, tn.html, LAYOUT_TEXT, LAYOUT_HTML):
+            source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
+            ast = env.parse(source)
+            if any(True for _ in meta.find_referenced_templates(ast)) and \
+                    re.search(r"{%-?\s*(include|extends)\b|with\s+context", source):
+                return _EVERYTHING  # another template sees the whole context
+            names |= meta.find_undeclared_variables(ast)
+    return frozenset(names)
+
+
+class _Everything(frozenset[str]):
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_EVERYTHING = _Everything()
 
 
 def _frozen(value: Any) -> Any:
@@ -283,9 +313,10 @@ def _frozen(value: Any) -> Any:
 
 def _cache_key(root: Path, outcome: str, languages: tuple[str, ...],
                ctx: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    used = _referenced(root, outcome, languages)
     try:
         others = tuple(sorted((k, type(v).__name__, _frozen(v)) for k, v in ctx.items()
-                              if k not in _FILLED))
+                              if k not in _FILLED and k in used))
     except TypeError:
         return None
     filled = tuple((k, ctx[k] if not ctx[k] else True) for k in _FILLED if k in ctx)

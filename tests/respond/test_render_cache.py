@@ -78,3 +78,40 @@ def test_a_value_a_template_looks_into_is_not_cached(tmp_path, expression: str,
         reply = render_reply("issued", context, templates_dir=tmp_path / "t")
         assert f"X: {shown} :X" in reply.text
     assert list(render._MARKED.values()) == [render._UNCACHEABLE]
+
+
+def test_values_that_differ_per_patron_outside_the_filled_strings_stay_right() -> None:
+    # already_received shows when the earlier code was issued; debt shows the balance:
+    # every reply must carry its own, however many replies of that shape came before.
+    from datetime import datetime, timedelta
+    from decimal import Decimal
+
+    render._MARKED.clear()
+    render._SEEN.clear()
+    base = datetime(2026, 11, 1, 10, 5, tzinfo=full_context()["received_at"].tzinfo)
+    for i in range(6):
+        for outcome, extra in (("already_received", {"previous_issued_at": base + timedelta(hours=i)}),
+                               ("debt", {"balance_due": Decimal(f"{i}.50")})):
+            context = full_context(patron_name=f"Ala Kot{i % 2}", **extra)
+            ctx = render._prepare_context(outcome, context)
+            slow = render._render(render.DEFAULT_TEMPLATES_DIR, outcome, ("pl", "en"), ctx)
+            assert render_reply(outcome, context) == slow
+
+
+def test_a_template_that_includes_another_is_keyed_on_the_whole_context(tmp_path) -> None:
+    import shutil
+
+    shutil.copytree(render.DEFAULT_TEMPLATES_DIR, tmp_path / "t")
+    (tmp_path / "t" / "email" / "pl" / "extra.txt.j2").write_text("Otrzymano: {{ received_at }}\n")
+    issued = tmp_path / "t" / "email" / "pl" / "issued.txt.j2"
+    issued.write_text(issued.read_text(encoding="utf-8") + '\n{% include "email/pl/extra.txt.j2" %}\n',
+                      encoding="utf-8")
+    root = (tmp_path / "t").resolve()
+    assert "received_at" in render._referenced(root, "issued", ("pl", "en"))
+    from datetime import timedelta
+
+    first = full_context()
+    for hours in range(4):
+        context = dict(first, received_at=first["received_at"] + timedelta(hours=hours))
+        reply = render_reply("issued", context, templates_dir=tmp_path / "t")
+        assert f"Otrzymano: {context['received_at']}" in reply.text
