@@ -939,24 +939,46 @@ def match_test_service(subject: str) -> str | None:
 # --------------------------------------------------------------------------- names
 
 
+_NAME_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015]+")
+
+
 @lru_cache(maxsize=1024)
-def _surname_regex(surname: str) -> re.Pattern[str] | None:
-    parts = [p for p in re.split(r"[\s\-\u2010-\u2015]+", fold(surname).strip(" .,;'\"")) if p]
+def _surname_forms(surname: str) -> tuple[str, ...]:
+    """The whole surname (parts joined by one space) and, for a double-barrelled one, each
+    part of three letters or more."""
+    parts = [p for p in _NAME_SEPARATORS.split(fold(surname).strip(" .,;'\"")) if p]
     if not parts:
-        return None
-    forms = [r"[\s\-\u2010-\u2015]+".join(map(re.escape, parts))]
+        return ()
+    forms = [" ".join(parts)]
     if len(parts) > 1:
-        forms.extend(re.escape(p) for p in parts if len(p) >= 3)
-    return re.compile(rf"(?<![^\W_])(?:{'|'.join(forms)})(?![^\W_])")
+        forms.extend(p for p in parts if len(p) >= 3)
+    return tuple(forms)
+
+
+def _has_word(text: str, word: str) -> bool:
+    """``word`` occurs in ``text`` with no letter or digit right before or after it."""
+    start = text.find(word)
+    while start >= 0:
+        end = start + len(word)
+        if (start == 0 or not text[start - 1].isalnum()) and \
+                (end == len(text) or not text[end].isalnum()):
+            return True
+        start = text.find(word, start + 1)
+    return False
 
 
 def surname_matches(text: str, surname: str) -> bool:
     """Whether the record's surname occurs in the text as a word, ignoring case and accents.
 
     "Nowak-Kowalska" matches "nowak kowalska", "Nowak-Kowalska", "Kowalska" or "Nowak".
+    Plain string search (no regular expression per surname: in a burst every patron has
+    another surname, and compiling one costs more than the rest of the check).
     """
-    regex = _surname_regex(surname or "")
-    return regex is not None and regex.search(fold(text or "")) is not None
+    forms = _surname_forms(surname or "")
+    if not forms:
+        return False
+    folded = _NAME_SEPARATORS.sub(" ", fold(text or ""))
+    return any(_has_word(folded, form) for form in forms)
 
 
 _NAME_LABEL = re.compile(

@@ -11,6 +11,7 @@ from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -361,3 +362,35 @@ def test_pathological_inputs_stay_linear():
     extract_name(parse_mail(b"Subject: x\r\n\r\n" + b"\n" * 500_000 + b"Imie: Jan"))
     html_to_text("<a " * 200_000 + "<!--" * 50_000)
     split_quotes(("-" * 100 + ":\n") * 20_000)
+
+
+def _surname_regex_oracle(text: str, surname: str) -> bool:
+    """The name check as it was written first, one regular expression per surname."""
+    from mailbot.intake.parse import fold
+
+    parts = [p for p in re.split(r"[\s\-\u2010-\u2015]+", fold(surname).strip(" .,;'\"")) if p]
+    if not parts:
+        return False
+    forms = [r"[\s\-\u2010-\u2015]+".join(map(re.escape, parts))]
+    if len(parts) > 1:
+        forms.extend(re.escape(p) for p in parts if len(p) >= 3)
+    regex = re.compile(rf"(?<![^\W_])(?:{'|'.join(forms)})(?![^\W_])")
+    return regex.search(fold(text)) is not None
+
+
+NAMEISH = st.text(alphabet=st.sampled_from("abnowkslŁłżŻóÓ -–‐_.'\"\t\n0123Ä"), max_size=40)
+
+
+@FAST
+@given(NAMEISH, NAMEISH)
+def test_surname_search_agrees_with_the_regular_expression(text, surname):
+    assert surname_matches(text, surname) is _surname_regex_oracle(text, surname)
+
+
+@pytest.mark.parametrize(("text", "surname"), [
+    ("Zofia Nowak-Kowalska 0012345", "Nowak-Kowalska"), ("zofia nowak  –  kowalska", "Nowak-Kowalska"),
+    ("kowalska", "Nowak-Kowalska"), ("Nowakowska", "Nowak"), ("x_nowak", "Nowak"),
+    ("ŻÓŁĆ", "Zolc"), ("nowak2", "Nowak"), ("o'neil", "O'Neil"), ("", ""), ("Ala", "."),
+])
+def test_surname_search_agrees_on_known_cases(text, surname):
+    assert surname_matches(text, surname) is _surname_regex_oracle(text, surname)
