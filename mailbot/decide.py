@@ -33,11 +33,9 @@ from mailbot.clock import month_end, month_key, month_of, parse_month, utcnow
 from mailbot.config import LibrarySettings, Settings
 from mailbot.db.models import (
     Code,
-    LedgerEntry,
     Library,
     MID_POLL,
     Mailbox,
-    Outbox,
     Request,
 )
 from mailbot.errors import SourceUnavailable
@@ -261,6 +259,7 @@ def _decide_batch(session: Session, batch: list[Request], *, settings: Settings,
         except Exception:
             raise _RequestFailed(item.req.id, traceback.format_exc(limit=5)) from None
         done.append((decision, time.perf_counter() - started))
+    look.write()
     return done
 
 
@@ -326,9 +325,8 @@ def allocate_code(session: Session, *, library_id: str, service: str,
 def decide_one(session: Session, item: _Prepared, look: BatchLookups, *, settings: Settings,
                library: LibrarySettings, tz: Any, now: datetime) -> Decision:
     req, month, cards = item.req, item.month, item.cards
-    req.month, req.card_number, req.patron_name = month, cards.card, item.patron_name
     context: dict[str, Any] = {}
-    code: Code | None = None
+    code: Any | None = None
     hit: Hit | None
     trail: list[dict[str, Any]] = []
     if library.replies_per_sender_per_day > 0 and req.from_address and \
@@ -354,28 +352,26 @@ def decide_one(session: Session, item: _Prepared, look: BatchLookups, *, setting
             codes_to_address=look.codes_to_address(req.from_address, month),
         )
         if req.kind == "test":
-            hit, trail = _eligibility_test(session, facts, month=month)
+            hit, trail = _eligibility_test(facts, look, month=month)
         else:
             hit, trail = evaluate(facts)
             if hit is None:
-                hit, code = _issue(look, req, library=library, tz=tz, month=month, now=now)
+                hit, code = _issue(look, req, cards.card or "", library=library, tz=tz,
+                                   month=month, now=now)
                 trail.append({"rule": "pool", "result": "issued" if code else "refused",
                               "note": hit.note})
         if reader is not None:
             context["patron_first_name"] = reader.first_name
     context.update(hit.context)
     if hit.outcome not in NO_REPLY and req.from_address:
-        # Rendered before anything is recorded: a template error leaves the request as it
-        # was (the batch is rolled back and this request set aside).
-        outbox = _reply(look, req, outcome=hit.outcome, settings=settings, library=library,
-                        tz=tz, year=item.year, month=item.mon, context=context,
-                        references=item.references, now=now)
-        session.add(outbox)
+        # A template error here leaves the request as it was (the batch is rolled back
+        # and this request set aside).
+        look.outbox.append(_reply(look, item, outcome=hit.outcome, settings=settings,
+                                  library=library, tz=tz, context=context, now=now))
         look.reply_written(req.from_address, req.kind, req.received_at)
-    req.outcome = hit.outcome
-    req.state = "decided"
-    req.decided_at = now
-    req.trail = trail
+    look.requests.append({"id": req.id, "month": month, "card_number": cards.card,
+                          "patron_name": item.patron_name, "outcome": hit.outcome,
+                          "state": "decided", "decided_at": now, "trail": trail})
     return Decision(req.id, hit.outcome, code.id if code else None)
 
 
@@ -389,7 +385,7 @@ def codes_left(session: Session, *, library_id: str, service: str, month: str) -
     ) or 0
 
 
-def _eligibility_test(session: Session, facts: Facts, *, month: str
+def _eligibility_test(facts: Facts, look: BatchLookups, *, month: str
                       ) -> tuple[Hit, list[dict[str, Any]]]:
     """A TEST mail: the verdict a request would get today; nothing issued or counted.
 
@@ -401,8 +397,7 @@ def _eligibility_test(session: Session, facts: Facts, *, month: str
     hit, trail = evaluate(facts, TEST_RULES)
     if hit is None:
         verdict, context = "eligible", {}
-        if not before and not codes_left(session, library_id=facts.library.id,
-                                          service=facts.service, month=month):
+        if not before and look.codes_left(facts.service, month) <= 0:
             verdict = "pool_exhausted"
     else:
         verdict, context = hit.outcome, dict(hit.context)
@@ -414,8 +409,8 @@ def _eligibility_test(session: Session, facts: Facts, *, month: str
     return Hit("eligibility_test", f"verdict {verdict}", context), trail
 
 
-def _issue(look: BatchLookups, req: Request, *, library: LibrarySettings, tz: Any,
-           month: str, now: datetime) -> tuple[Hit, Code | None]:
+def _issue(look: BatchLookups, req: Request, card: str, *, library: LibrarySettings, tz: Any,
+           month: str, now: datetime) -> tuple[Hit, Any | None]:
     y, m = parse_month(month)
     if now >= month_end(y, m, tz):
         # Unissued codes expire with their month and are never issued later.
@@ -424,13 +419,12 @@ def _issue(look: BatchLookups, req: Request, *, library: LibrarySettings, tz: An
     if code is None:
         return Hit("pool_exhausted", f"no {req.service} code left for {month}"), None
     email = (req.from_address or "").lower() or None
-    code.request_id = req.id
-    code.issued_at = now
-    look.session.add(LedgerEntry(code_id=code.id, library_id=library.id, service=code.service,
-                                 month=month, card_number=req.card_number or "", email=email,
-                                 request_id=req.id, issued_at=now, channel="email"))
-    look.code_issued(card=req.card_number or "", month=month, service=code.service,
-                     email=email, code=code.code, issued_at=now)
+    look.codes_issued.append({"id": code.id, "request_id": req.id, "issued_at": now})
+    look.ledger.append({"code_id": code.id, "library_id": library.id, "service": code.service,
+                        "month": month, "card_number": card, "email": email,
+                        "request_id": req.id, "issued_at": now, "channel": "email"})
+    look.code_issued(card=card, month=month, service=code.service, email=email,
+                     code=code.code, issued_at=now)
     return Hit("issued", f"code #{code.id} from pool #{code.pool_id}",
                {"code": code.code}), code
 
@@ -458,14 +452,16 @@ def reply_context(library: LibrarySettings, tz: Any, year: int, month: int, *, s
     }
 
 
-def _reply(look: BatchLookups, req: Request, *, outcome: str, settings: Settings,
-           library: LibrarySettings, tz: Any, year: int, month: int,
-           context: dict[str, Any], references: tuple[str, ...], now: datetime) -> Outbox:
+def _reply(look: BatchLookups, item: _Prepared, *, outcome: str, settings: Settings,
+           library: LibrarySettings, tz: Any, context: dict[str, Any],
+           now: datetime) -> dict[str, Any]:
+    """The outbox row (as values) of the reply to ``item``."""
+    req = item.req
     mailbox = look.mailbox(req.mailbox_id)
     service = req.service or "legimi"
-    ctx = reply_context(library, tz, year, month, service=service, subject=req.subject,
-                        received_at=req.received_at, card_number=req.card_number,
-                        patron_name=req.patron_name)
+    ctx = reply_context(library, tz, item.year, item.mon, service=service, subject=req.subject,
+                        received_at=req.received_at, card_number=item.cards.card,
+                        patron_name=item.patron_name)
     ctx.update(context)
     if "previous_service" in ctx:
         ctx["previous_service_name"] = service_name(ctx["previous_service"])
@@ -476,10 +472,11 @@ def _reply(look: BatchLookups, req: Request, *, outcome: str, settings: Settings
         outcome=outcome, context=ctx, languages=library.languages,
         library_name=library.name, mailbox_address=mailbox.address, to=req.from_address or "",
         original_subject=req.subject, original_message_id=req.message_id,
-        original_references=references, templates_dir=settings.templates_dir,
+        original_references=item.references, templates_dir=settings.templates_dir,
         request_key=f"{mailbox.key}|{req.uidvalidity}|{req.uid}|{req.message_id}", now=now,
     )
-    return Outbox(request_id=req.id, library_id=library.id, mail_from=reply.mail_from,
-                  to_address=reply.to, message_id=reply.message_id, outcome=outcome,
-                  message=reply.message, state="pending", created_at=now,
-                  due_at=next_send_time(library, tz, now), attempts=0)
+    return {"request_id": req.id, "library_id": library.id, "kind": "reply",
+            "mail_from": reply.mail_from, "to_address": reply.to,
+            "message_id": reply.message_id, "outcome": outcome, "message": reply.message,
+            "state": "pending", "created_at": now, "due_at": next_send_time(library, tz, now),
+            "attempts": 0}

@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailbot.clock import add_months, month_key, parse_month
@@ -132,6 +132,19 @@ def free_codes(session: Session, *, library_id: str, service: str, month: str,
     return list(session.scalars(stmt))
 
 
+def free_code_rows(session: Session, *, library_id: str, service: str, month: str,
+                   limit: int) -> list[Any]:
+    """free_codes as plain rows (id, code, pool_id, service), for a batch."""
+    return list(session.execute(
+        select(Code.id, Code.code, Code.pool_id, Code.service)
+        .where(Code.library_id == library_id, Code.service == service, Code.month == month,
+               Code.issued_at.is_(None), Code.activated_at.is_(None),
+               Code.expired_at.is_(None))
+        .order_by(Code.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)))
+
+
 def readers_of(session: Session, source: ReaderSource, library_id: str,
                cards: Collection[str]) -> dict[str, ReaderFacts | None]:
     """Every card's reader: in one query where the source can (``lookup_many``)."""
@@ -171,11 +184,18 @@ class BatchLookups:
                     for r in received]
             self.replies = replies_by_day(session, library.id, addresses, tz, min(days),
                                           max(days) + timedelta(days=1))
-        self.codes: dict[tuple[str, str], deque[Code]] = {
-            (service, month): deque(free_codes(session, library_id=library.id,
-                                               service=service, month=month, limit=n))
+        self.codes: dict[tuple[str, str], deque[Any]] = {
+            (service, month): deque(free_code_rows(session, library_id=library.id,
+                                                   service=service, month=month, limit=n))
             for (service, month), n in codes_needed.items()}
+        self.taken: Counter[tuple[str, str]] = Counter()
         self.mailboxes: dict[int, Mailbox] = {}
+        # What the batch writes, all at once at its end (bulk statements, not the ORM's
+        # unit of work): the decided requests, the codes handed out, ledger and outbox.
+        self.requests: list[dict[str, Any]] = []
+        self.codes_issued: list[dict[str, Any]] = []
+        self.ledger: list[dict[str, Any]] = []
+        self.outbox: list[dict[str, Any]] = []
 
     # -- questions ------------------------------------------------------------------------
 
@@ -202,9 +222,33 @@ class BatchLookups:
 
     # -- what the batch changed -----------------------------------------------------------
 
-    def take_code(self, service: str, month: str) -> Code | None:
+    def codes_left(self, service: str, month: str) -> int:
+        """The pool's codes not issued yet, counting those this batch handed out."""
+        left = self.session.scalar(
+            select(func.count(Code.id)).where(Code.library_id == self.library.id,
+                                              Code.service == service, Code.month == month,
+                                              Code.issued_at.is_(None))) or 0
+        return left - self.taken[(service, month)]
+
+    def take_code(self, service: str, month: str) -> Any | None:
+        """The next free code (a row: id, code, pool_id, service), or None."""
         queue = self.codes.get((service, month))
-        return queue.popleft() if queue else None
+        if not queue:
+            return None
+        self.taken[(service, month)] += 1
+        return queue.popleft()
+
+    def write(self) -> None:
+        """Writes what the batch decided, in four bulk statements."""
+        session = self.session
+        if self.requests:
+            session.execute(update(Request), self.requests)
+        if self.codes_issued:
+            session.execute(update(Code), self.codes_issued)
+        if self.ledger:
+            session.execute(insert(LedgerEntry), self.ledger)
+        if self.outbox:
+            session.execute(insert(Outbox), self.outbox)
 
     def code_issued(self, *, card: str, month: str, service: str, email: str | None,
                     code: str, issued_at: datetime) -> None:
