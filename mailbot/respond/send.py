@@ -1,7 +1,9 @@
 """The respond stage: outbox rows -> SMTP (or a folder of .eml files for the demo).
 
 Each row is marked sent in its own commit right after the server accepted it. A crash
-between the two can at worst send that one reply again, with the same Message-ID. A 4xx or
+between the two can at worst send that one reply again, with the same Message-ID. On
+PostgreSQL several processes may send from one outbox: rows are claimed with advisory locks
+(see _send_rows_claimed). A 4xx or
 a dropped connection leaves the row pending for a later try; a 5xx marks it failed for staff.
 
 The loop works on plain rows and single Core statements (no ORM unit of work): in a burst
@@ -20,7 +22,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiosmtplib
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -197,9 +200,13 @@ class Pending:
 _PENDING = (Outbox.id, Outbox.request_id, Outbox.kind, Outbox.outcome, Outbox.mail_from,
             Outbox.to_address, Outbox.message, Outbox.attempts, Outbox.created_at)
 PAGE = 100  # rows read at once (SQLite), so memory stays flat in a burst
-_LOCK_ONE = (select(*_PENDING)
-             .where(Outbox.id == bindparam("oid"), Outbox.state == "pending")
-             .with_for_update(skip_locked=True))
+# Advisory lock keys (two-integer form, which never meets the decide stage's one-bigint
+# keys): the outbox, then the row id.
+_OUTBOX_LOCKS = 0x6D62  # "mb"
+_CLAIM = text(f"SELECT id, pg_try_advisory_lock({_OUTBOX_LOCKS}, id) "
+              "FROM unnest(CAST(:ids AS integer[])) AS id")
+_RELEASE = text(f"SELECT pg_advisory_unlock({_OUTBOX_LOCKS}, id) "
+                "FROM unnest(CAST(:ids AS integer[])) AS id")
 _STILL_PENDING = sa_update(Outbox).where(Outbox.id == bindparam("oid"),
                                          Outbox.state == "pending")
 _SENT = _STILL_PENDING.values(state="sent", sent_at=bindparam("at"),
@@ -210,41 +217,69 @@ async def _send_rows(sessions: sessionmaker[Session], transport: FileTransport |
                      ids: Sequence[int], report: SendReport, *, retry_for: float | None,
                      backoff_max: float, should_stop: Callable[[], bool]) -> SendReport:
     engine = sessions.kw["bind"]
-    postgres = engine.dialect.name == "postgresql"
-    # One connection for the whole round; each reply still gets its own transaction.
+    if engine.dialect.name == "postgresql":
+        return await _send_rows_claimed(engine, transport, ids, report, retry_for=retry_for,
+                                        backoff_max=backoff_max, should_stop=should_stop)
+    # SQLite: one process owns the file. Rows are read a page at a time outside any
+    # transaction (a writing one would lock the whole database while a slow relay answers)
+    # and each reply is marked in its own short transaction.
     with engine.connect() as conn:
         for start in range(0, len(ids), PAGE):
             page = ids[start:start + PAGE]
-            if not postgres:
-                # SQLite locks the whole database for a writing transaction: send outside
-                # one, or a slow relay would hold up intake (one process owns the file).
-                with conn.begin():
-                    found = {row.id: Pending(*row) for row in conn.execute(
-                        select(*_PENDING).where(Outbox.id.in_(page),
-                                                Outbox.state == "pending"))}
+            with conn.begin():
+                found = {row.id: Pending(*row) for row in conn.execute(
+                    select(*_PENDING).where(Outbox.id.in_(page), Outbox.state == "pending"))}
             for outbox_id in page:
                 if should_stop():
                     return report
-                if postgres:
-                    # The row stays locked while it is sent, so a second process skips it
-                    # instead of sending it twice; other rows are not blocked.
-                    with conn.begin():
-                        got = conn.execute(_LOCK_ONE, {"oid": outbox_id}).first()
-                        if got is None:
-                            continue
-                        row = Pending(*got)
-                        outcome = await _attempt(transport, row)
-                        _record(conn, row, outcome, report, retry_for, backoff_max)
-                else:
-                    row = found.get(outbox_id)
-                    if row is None:
-                        continue
-                    outcome = await _attempt(transport, row)
-                    with conn.begin():
-                        _record(conn, row, outcome, report, retry_for, backoff_max)
+                row = found.get(outbox_id)
+                if row is None:
+                    continue
+                outcome = await _attempt(transport, row)
+                with conn.begin():
+                    _record(conn, row, outcome, report, retry_for, backoff_max)
                 if isinstance(outcome, TransportError) and outcome.unreachable:
                     report.unreachable = True
                     return report
+    return report
+
+
+async def _send_rows_claimed(engine: Engine, transport: FileTransport | SmtpTransport,
+                             ids: Sequence[int], report: SendReport, *,
+                             retry_for: float | None, backoff_max: float,
+                             should_stop: Callable[[], bool]) -> SendReport:
+    """PostgreSQL, where several processes may send from one outbox.
+
+    A page of rows is claimed with session advisory locks (pg_try_advisory_lock): a row
+    another process holds is skipped, and a killed process's locks go with its connection,
+    so the others take its rows over. The rows' state is read after the locks are held, so
+    a row another process sent meanwhile is seen as sent. Each reply is then marked in its
+    own autocommitted statement right after the relay accepted it.
+    """
+    with engine.connect() as plain:
+        conn = plain.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            for start in range(0, len(ids), PAGE):
+                claimed = [oid for oid, got in conn.execute(_CLAIM, {"ids": list(
+                    ids[start:start + PAGE])}) if got]
+                rows = [Pending(*row) for row in conn.execute(
+                    select(*_PENDING).where(Outbox.id.in_(claimed), Outbox.state == "pending")
+                    .order_by(Outbox.due_at, Outbox.id))] if claimed else []
+                for row in rows:
+                    if should_stop():
+                        return report
+                    outcome = await _attempt(transport, row)
+                    _record(conn, row, outcome, report, retry_for, backoff_max)
+                    if isinstance(outcome, TransportError) and outcome.unreachable:
+                        report.unreachable = True
+                        return report
+                if claimed:
+                    conn.execute(_RELEASE, {"ids": claimed})
+        finally:
+            try:
+                conn.execute(text("SELECT pg_advisory_unlock_all()"))
+            except DBAPIError:
+                pass  # the connection is gone, and its locks with it
     return report
 
 
