@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -202,6 +203,9 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
     took = {"read": time.perf_counter()}
     polls = poll_all(sessions, settings) + poll_all_maildirs(sessions, settings)
     took["decide"] = time.perf_counter()
+    if sessions.kw["bind"].dialect.name == "postgresql":
+        # Row locks let replies go out while later requests are still being decided.
+        return _decide_and_send(sessions, settings, sources, polls, took, now)
     try:
         decisions = decide_pending(sessions, settings, now=now, sources=sources)
     finally:
@@ -212,6 +216,44 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
     stages = list(took)
     seconds = {a: took[b] - took[a] for a, b in zip(stages, stages[1:])}
     return {"polls": polls, "decisions": decisions, "sent": sent, "seconds": seconds}
+
+
+def _decide_and_send(sessions: sessionmaker[Session], settings: Settings, sources: Any,
+                     polls: list[Any], took: dict[str, float],
+                     now: datetime | None) -> dict[str, Any]:
+    """run --once on PostgreSQL: the sender runs in a thread while deciding goes on."""
+    from mailbot.decide import decide_pending
+    from mailbot.readers import close_sources
+    from mailbot.respond.send import send_while
+
+    took["decide (sending meanwhile)"] = took.pop("decide")
+    deciding = threading.Event()
+    deciding.set()
+    outcome: dict[str, Any] = {}
+
+    def sender() -> None:
+        try:
+            outcome["sent"] = asyncio.run(send_while(sessions, settings.smtp, deciding,
+                                                     now=now))
+        except BaseException as exc:  # re-raised in the main thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=sender, name="sender", daemon=True)
+    thread.start()
+    try:
+        decisions = decide_pending(sessions, settings, now=now, sources=sources)
+    finally:
+        close_sources(sources)
+        took["send (rest)"] = time.perf_counter()
+        deciding.clear()
+        thread.join()
+    took["end"] = time.perf_counter()
+    if "error" in outcome:
+        raise outcome["error"]
+    stages = list(took)
+    seconds = {a: took[b] - took[a] for a, b in zip(stages, stages[1:])}
+    return {"polls": polls, "decisions": decisions, "sent": outcome["sent"],
+            "seconds": seconds}
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import ssl
+import threading
 from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -180,6 +181,33 @@ async def send_due(sessions: sessionmaker[Session], smtp: SmtpSettings, *,
                                     backoff_max=backoff_max, should_stop=should_stop)
     return await _send_rows(sessions, transport, ids, report, retry_for=retry_for,
                             backoff_max=backoff_max, should_stop=should_stop)
+
+
+async def send_while(sessions: sessionmaker[Session], smtp: SmtpSettings,
+                     deciding: threading.Event, *, now: datetime | None = None) -> SendReport:
+    """Sends replies as they are decided, until ``deciding`` is cleared; then one last round.
+
+    For ``run --once`` on PostgreSQL, whose row and advisory locks let one connection
+    send while another decides: the burst's replies go out while later requests are still
+    being decided. One SMTP connection throughout, as always."""
+    total = SendReport()
+    async with transport_for(smtp) as transport:
+        while True:
+            last = not deciding.is_set()
+            report = await send_due(sessions, smtp, now=now, transport=transport)
+            total.sent += report.sent
+            total.deferred += report.deferred
+            total.failed += report.failed
+            total.unreachable = report.unreachable
+            if last:
+                return total
+            if report.deferred or report.unreachable:
+                # The relay is in trouble: try once more when deciding is done, as a
+                # run without this overlap would.
+                while deciding.is_set():
+                    await asyncio.sleep(0.05)
+            elif report.sent == 0:
+                await asyncio.sleep(0.05)  # nothing decided since the last look
 
 
 @dataclass(frozen=True)

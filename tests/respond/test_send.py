@@ -1,10 +1,12 @@
 """The outbox sender against a real aiosmtpd: temporary failures wait, permanent ones are
-marked for staff, and a sent reply is never sent again."""
+marked for staff, and a sent reply is never sent again. On SQLite and on PostgreSQL, where
+`run --once` sends while it is still deciding and claims rows with advisory locks."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from mailbot.db.models import Outbox
@@ -18,8 +20,8 @@ def _outbox(bot):
         return {o.to_address: o for o in s.scalars(select(Outbox))}
 
 
-def _two_requests(tmp_path, imap_user, smtp_sink):
-    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+def _two_requests(tmp_path, imap_user, smtp_sink, database_url=None):
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], database_url=database_url)
     w = bot.window()
     ok = f"{w.year + 1}-12-31;0;0;{w.year}-01-15;{w.year}-02-01"
     bot.import_readers([f"014000{i};Ala;Poczta{i};s{i}@patron.test;{ok}" for i in (1, 2)])
@@ -30,11 +32,12 @@ def _two_requests(tmp_path, imap_user, smtp_sink):
     return bot
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_a_temporary_refusal_leaves_the_reply_pending_and_the_next_run_sends_it(
-        tmp_path, imap_user, smtp_sink):
+        tmp_path, imap_user, smtp_sink, database_url):
     # 451 for the first DATA: that reply stays pending with the error noted; the next
     # run sends it; nobody gets two replies.
-    bot = _two_requests(tmp_path, imap_user, smtp_sink)
+    bot = _two_requests(tmp_path, imap_user, smtp_sink, database_url)
     smtp_sink.fail_with(451, "greylisted, try later", count=1)
     assert bot.run_once() == 0
     assert len(smtp_sink.messages) == 1
@@ -48,10 +51,11 @@ def test_a_temporary_refusal_leaves_the_reply_pending_and_the_next_run_sends_it(
     assert {o.state for o in _outbox(bot).values()} == {"sent"}
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_a_permanent_refusal_is_marked_failed_for_staff_and_not_retried(
-        tmp_path, imap_user, smtp_sink):
+        tmp_path, imap_user, smtp_sink, database_url):
     # 550 for one recipient: that reply is failed (with the reason), never retried.
-    bot = _two_requests(tmp_path, imap_user, smtp_sink)
+    bot = _two_requests(tmp_path, imap_user, smtp_sink, database_url)
     smtp_sink.fail_with(550, "no such user", count=1, stage="RCPT")
     assert bot.run_once() == 0
     box = _outbox(bot)
@@ -61,10 +65,11 @@ def test_a_permanent_refusal_is_marked_failed_for_staff_and_not_retried(
     assert [m.rcpt_tos[0] for m in smtp_sink.messages] == ["s2@patron.test"]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_an_unreachable_relay_keeps_every_reply_pending_until_it_is_back(
-        tmp_path, imap_user, smtp_sink):
+        tmp_path, imap_user, smtp_sink, database_url):
     # The relay is down: decisions are made and kept, replies wait, then all go out once.
-    bot = _two_requests(tmp_path, imap_user, smtp_sink)
+    bot = _two_requests(tmp_path, imap_user, smtp_sink, database_url)
     smtp_sink.stop()
     try:
         assert bot.run_once() == 0
@@ -77,10 +82,12 @@ def test_an_unreachable_relay_keeps_every_reply_pending_until_it_is_back(
     assert {o.state for o in _outbox(bot).values()} == {"sent"}
 
 
-def test_a_relay_refusing_our_sender_fails_no_reply(tmp_path, imap_user, smtp_sink):
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_relay_refusing_our_sender_fails_no_reply(
+        tmp_path, imap_user, smtp_sink, database_url):
     # 550 at MAIL FROM is the relay's problem, not the replies': they stay pending (with
     # the error shown) and go out once the relay accepts us again.
-    bot = _two_requests(tmp_path, imap_user, smtp_sink)
+    bot = _two_requests(tmp_path, imap_user, smtp_sink, database_url)
     smtp_sink.fail_with(550, "sender address rejected", count=1, stage="MAIL")
     assert bot.run_once() == 0
     box = _outbox(bot)
