@@ -27,6 +27,7 @@ from mailbot.db.models import MID_POLL, Mailbox, Request
 from mailbot.intake.parse import ParsedMail, parse_mail
 from mailbot.intake.store import (
     SEEN_ONLY,
+    POLL_WORKERS,
     PollReport,
     ingest,
     known_message_ids,
@@ -334,5 +335,6 @@ def _fetch_now(client: IMAPClient, uids: list[int],
 
 
 def poll_all(sessions: sessionmaker[Session], settings: Settings) -> list[PollReport]:
-    """Polls every configured IMAP mailbox; one failing mailbox does not stop the others."""
-    return poll_each(sessions, settings, "imap", poll_mailbox)
+    """Polls every configured IMAP mailbox, several at once; one failing mailbox does not
+    stop the others."""
+    return poll_each(sessions, settings, "imap", poll_mailbox, workers=POLL_WORKERS)

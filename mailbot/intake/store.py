@@ -12,6 +12,7 @@ import fnmatch
 import hashlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -227,19 +228,31 @@ def record_mailbox_error(sessions: sessionmaker[Session], mb: MailboxSettings,
         log.exception("could not record the error of %s", mb.key)
 
 
+POLL_WORKERS = 8  # mailboxes read at once by `run --once` (each its own IMAP connection)
+
+
 def poll_each(sessions: sessionmaker[Session], settings: Settings, kind: str,
-              poll: Callable[[sessionmaker[Session], Settings, MailboxSettings], PollReport]
-              ) -> list[PollReport]:
+              poll: Callable[[sessionmaker[Session], Settings, MailboxSettings], PollReport],
+              *, workers: int = 1) -> list[PollReport]:
     """Runs ``poll`` on every mailbox of ``kind``; one failing mailbox does not stop the
-    others (its error is logged, recorded for staff and put in its report)."""
-    reports: list[PollReport] = []
-    for mb in settings.mailboxes:
-        if mb.type != kind:
-            continue
+    others (its error is logged, recorded for staff and put in its report).
+
+    ``workers`` > 1 reads that many mailboxes at once: reading is mostly waiting for the
+    mail server (a consortium has hundreds of mailboxes), and each mailbox's rows are
+    stored in their own short transactions, so the readers only queue for the commits.
+    Reports come back in configuration order."""
+    mailboxes = [mb for mb in settings.mailboxes if mb.type == kind]
+
+    def one(mb: MailboxSettings) -> PollReport:
         try:
-            reports.append(poll(sessions, settings, mb))
+            return poll(sessions, settings, mb)
         except Exception as exc:
             log.error("%s: poll failed: %s: %s", mb.key, type(exc).__name__, exc)
             record_mailbox_error(sessions, mb, f"{type(exc).__name__}: {exc}")
-            reports.append(PollReport(mb.key, errors=[str(exc)]))
-    return reports
+            return PollReport(mb.key, errors=[str(exc)])
+
+    if workers <= 1 or len(mailboxes) <= 1:
+        return [one(mb) for mb in mailboxes]
+    with ThreadPoolExecutor(max_workers=min(workers, len(mailboxes)),
+                            thread_name_prefix="poll") as pool:
+        return list(pool.map(one, mailboxes))
