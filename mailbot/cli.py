@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -17,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailbot import aio
 from mailbot.clock import month_key, month_of, utcnow
 from mailbot.config import SERVICES, Settings, load_settings
 from mailbot.db.models import Code, JobRun, Library, Mailbox, Outbox, Request
@@ -211,7 +211,7 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
     finally:
         close_sources(sources)
     took["send"] = time.perf_counter()
-    sent = asyncio.run(send_due(sessions, settings.smtp, now=now))
+    sent = aio.run(send_due(sessions, settings.smtp, now=now))
     took["end"] = time.perf_counter()
     stages = list(took)
     seconds = {a: took[b] - took[a] for a, b in zip(stages, stages[1:])}
@@ -233,7 +233,7 @@ def _decide_and_send(sessions: sessionmaker[Session], settings: Settings, source
 
     def sender() -> None:
         try:
-            outcome["sent"] = asyncio.run(send_while(sessions, settings.smtp, deciding,
+            outcome["sent"] = aio.run(send_while(sessions, settings.smtp, deciding,
                                                      now=now))
         except BaseException as exc:  # re-raised in the main thread below
             outcome["error"] = exc
@@ -285,7 +285,7 @@ def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{len(items)} reminder(s) would be sent (dry run: nothing sent or recorded)")
         return 0
-    sent = asyncio.run(send_due(sessions, settings.smtp))
+    sent = aio.run(send_due(sessions, settings.smtp))
     print(f"{len(items)} reminder(s) queued; sent {sent.sent}, deferred {sent.deferred}, "
           f"failed {sent.failed}")
     return 0

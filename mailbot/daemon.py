@@ -31,6 +31,7 @@ from typing import Any
 from imapclient import IMAPClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailbot import aio
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
 from mailbot.decide import decide_pending, waiting_on
@@ -245,7 +246,7 @@ class Daemon:
                     self._poll_now[key].set()  # the watcher wakes us when it has read
 
     def _sender(self) -> None:
-        asyncio.run(self._send_loop())
+        aio.run(self._send_loop())
 
     async def _send_loop(self) -> None:
         d = self.settings.daemon
