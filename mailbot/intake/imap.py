@@ -317,18 +317,11 @@ def _fetch(client: IMAPClient, uids: list[int], max_bytes: int) -> dict[int, tup
 
 def _fetch_now(client: IMAPClient, uids: list[int],
                max_bytes: int) -> dict[int, tuple[datetime, bytes]]:
-    sizes = client.fetch(uids, ["RFC822.SIZE"])
-    small = [u for u in uids if u in sizes and sizes[u].get(b"RFC822.SIZE", 0) <= max_bytes]
-    large = [u for u in uids if u in sizes and u not in small]
+    # One FETCH for the chunk: a partial fetch returns a small mail whole and a large one
+    # only up to max_bytes, so no separate size query is needed.
+    part = f"BODY.PEEK[]<0.{max_bytes}>"
     out: dict[int, tuple[datetime, bytes]] = {}
-    if small:
-        for uid, data in client.fetch(small, ["INTERNALDATE", "BODY.PEEK[]"]).items():
-            out[uid] = (_aware(data[b"INTERNALDATE"]), data[b"BODY[]"])
-    for uid in large:
-        part = f"BODY.PEEK[]<0.{max_bytes}>"
-        data = client.fetch([uid], ["INTERNALDATE", part]).get(uid)
-        if data is None:
-            continue
+    for uid, data in client.fetch(uids, ["INTERNALDATE", part]).items():
         body = next((v for k, v in data.items() if k.startswith(b"BODY[]")), b"")
         out[uid] = (_aware(data[b"INTERNALDATE"]), body or b"")
     return out
