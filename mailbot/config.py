@@ -40,6 +40,10 @@ class SmtpSettings:
     # (a library's own CA, or a self-signed relay certificate exported as PEM).
     ca_file: str | None = None
     timeout: float = 30.0
+    # Connections to the relay. While one hands a reply over, the others prepare the next
+    # (MAIL FROM, RCPT TO); the relay still takes one reply at a time, each recorded before
+    # the next, so a crash can repeat at most one reply whatever the number.
+    connections: int = 2
     # When set, replies are written as .eml files into this folder instead of being sent
     # (the demo's "file outbox"; also handy for a dry run of a new installation).
     file_outbox: str | None = None
@@ -313,6 +317,8 @@ def _secret(explicit: str | None, env_name: str | None, key: str, source: str) -
 def _validate(settings: Settings) -> Settings:
     src = settings.source
     _zone(settings.timezone, "timezone", src)
+    if not 1 <= settings.smtp.connections <= 8:
+        raise ConfigError("must be between 1 and 8", file=src, column="smtp.connections")
     seen: set[str] = set()
     libraries: list[LibrarySettings] = []
     for i, lib in enumerate(settings.libraries):

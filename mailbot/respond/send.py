@@ -17,10 +17,12 @@ import logging
 import os
 import ssl
 import threading
-from dataclasses import dataclass
-from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 from sqlalchemy import Connection, Engine, bindparam, select, text
@@ -49,6 +51,7 @@ class SendReport:
     deferred: int = 0
     failed: int = 0
     unreachable: bool = False
+    tried: set[int] = field(default_factory=set)  # outbox ids attempted
 
 
 class FileTransport:
@@ -56,6 +59,7 @@ class FileTransport:
 
     def __init__(self, folder: str) -> None:
         self.folder = Path(folder)
+        self.lanes = [self]
 
     async def __aenter__(self) -> FileTransport:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -64,24 +68,29 @@ class FileTransport:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    async def send(self, row: Pending) -> None:
+    async def prepare(self, row: Pending) -> None:
+        return None
+
+    async def finish(self, row: Pending) -> None:
         target = self.folder / f"{row.id:06d}-{row.outcome}.eml"
         tmp = target.with_suffix(".tmp")
         tmp.write_bytes(row.message)
         os.replace(tmp, target)
 
 
-class SmtpTransport:
-    """One reused aiosmtplib connection; reconnects when the server drops it."""
+class SmtpLane:
+    """One reused aiosmtplib connection; reconnects when the server drops it.
+
+    A reply goes out in two steps: ``prepare`` (MAIL FROM, RCPT TO) and ``finish`` (DATA:
+    the message and the final dot, which is when the relay takes it). Only ``finish`` can
+    make a reply delivered, so the sender serialises ``finish`` and its commit across
+    lanes while the other lanes prepare."""
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self.client: aiosmtplib.SMTP | None = None
 
-    async def __aenter__(self) -> SmtpTransport:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
+    async def close(self) -> None:
         if self.client is not None and self.client.is_connected:
             try:
                 await self.client.quit()
@@ -106,7 +115,7 @@ class SmtpTransport:
                 raise
         return client
 
-    async def send(self, row: Pending) -> None:
+    async def prepare(self, row: Pending) -> None:
         if self.client is None or not self.client.is_connected:
             try:
                 self.client = await self._connect()
@@ -117,33 +126,74 @@ class SmtpTransport:
                                      unreachable=True) from None
         try:
             try:
-                await self.client.sendmail(row.mail_from, [row.to_address], row.message)
+                await self._envelope(row)
             except aiosmtplib.SMTPServerDisconnected:
                 # The relay closed our idle connection: one fresh try, then it counts.
                 self._drop()
                 self.client = await self._connect()
-                await self.client.sendmail(row.mail_from, [row.to_address], row.message)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            raise TransportError(f"recipient refused: {codes}",
-                                 permanent=all(c >= 500 for c in codes)) from None
+                await self._envelope(row)
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            self._drop()  # nothing half-done is left on the relay's side
+            raise TransportError(f"recipient refused: {exc.code} {exc.message}",
+                                 permanent=exc.code >= 500) from None
         except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPAuthenticationError) as exc:
             # The relay refuses us, not this reply: no reply is at fault, none may be
             # failed for it. Stop the round; staff see the error on the pending rows.
             self._drop()
             raise TransportError(f"relay refused us: {exc.code} {exc.message}",
                                  permanent=False, unreachable=True) from None
-        except aiosmtplib.SMTPResponseException as exc:
+        except Exception as exc:
+            raise self._failed(exc) from None
+
+    async def _envelope(self, row: Pending) -> None:
+        assert self.client is not None
+        options = []
+        if self.client.supports_extension("size"):
+            # RFC 1870: octets as transmitted, each line ending a CRLF.
+            size = len(row.message) + row.message.count(b"\n") - row.message.count(b"\r\n")
+            options.append(f"size={size}")
+        await self.client.mail(row.mail_from, options=options)
+        await self.client.rcpt(row.to_address)
+
+    async def finish(self, row: Pending) -> None:
+        assert self.client is not None
+        try:
+            await self.client.data(row.message)
+        except Exception as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: Exception) -> Exception:
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
             self._drop()
-            raise TransportError(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from None
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            return TransportError(f"{exc.code} {exc.message}", permanent=exc.code >= 500)
+        if isinstance(exc, (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError)):
             self._drop()
-            raise TransportError(f"{type(exc).__name__}: {exc}", permanent=False) from None
+            return TransportError(f"{type(exc).__name__}: {exc}", permanent=False)
+        return exc
+
+    async def send(self, row: Pending) -> None:
+        await self.prepare(row)
+        await self.finish(row)
 
     def _drop(self) -> None:
         if self.client is not None:
             self.client.close()
         self.client = None
+
+
+class SmtpTransport:
+    """``smtp.connections`` lanes (connections) to the relay, opened as needed."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self.lanes = [SmtpLane(settings) for _ in range(max(1, settings.connections))]
+
+    async def __aenter__(self) -> SmtpTransport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for lane in self.lanes:
+            await lane.close()
 
 
 def transport_for(settings: SmtpSettings) -> FileTransport | SmtpTransport:
@@ -160,8 +210,9 @@ async def send_due(sessions: sessionmaker[Session], smtp: SmtpSettings, *,
                    transport: FileTransport | SmtpTransport | None = None,
                    honour_retry: bool = False, retry_for: float | None = None,
                    backoff_max: float = 1800.0,
-                   should_stop: Callable[[], bool] = lambda: False) -> SendReport:
-    """Sends every pending reply that is due; returns counts.
+                   should_stop: Callable[[], bool] = lambda: False,
+                   skip: set[int] | None = None) -> SendReport:
+    """Sends every pending reply that is due (except the ids in ``skip``); returns counts.
 
     ``honour_retry`` (the daemon) waits out each row's pause after a temporary failure and
     gives up after ``retry_for`` seconds; ``run --once`` simply tries every due row again.
@@ -173,6 +224,8 @@ async def send_due(sessions: sessionmaker[Session], smtp: SmtpSettings, *,
         if honour_retry:
             stmt = stmt.where((Outbox.retry_at.is_(None)) | (Outbox.retry_at <= now))
         ids = session.scalars(stmt.order_by(Outbox.due_at, Outbox.id)).all()
+    if skip:
+        ids = [i for i in ids if i not in skip]
     if not ids:
         return report
     if transport is None:
@@ -194,7 +247,11 @@ async def send_while(sessions: sessionmaker[Session], smtp: SmtpSettings,
     async with transport_for(smtp) as transport:
         while True:
             last = not deciding.is_set()
-            report = await send_due(sessions, smtp, now=now, transport=transport)
+            # A reply tried once in this run (and deferred) waits for the next run, as it
+            # would without the overlap.
+            report = await send_due(sessions, smtp, now=now, transport=transport,
+                                    skip=total.tried)
+            total.tried |= report.tried
             total.sent += report.sent
             total.deferred += report.deferred
             total.failed += report.failed
@@ -252,23 +309,21 @@ async def _send_rows(sessions: sessionmaker[Session], transport: FileTransport |
     # transaction (a writing one would lock the whole database while a slow relay answers)
     # and each reply is marked in its own short transaction.
     with engine.connect() as conn:
+        def record(row: Pending, error: TransportError | None) -> None:
+            with conn.begin():
+                _record(conn, row, error, report, retry_for, backoff_max)
+
         for start in range(0, len(ids), PAGE):
             page = ids[start:start + PAGE]
             with conn.begin():
                 found = {row.id: Pending(*row) for row in conn.execute(
                     select(*_PENDING).where(Outbox.id.in_(page), Outbox.state == "pending"))}
-            for outbox_id in page:
-                if should_stop():
-                    return report
-                row = found.get(outbox_id)
-                if row is None:
-                    continue
-                outcome = await _attempt(transport, row)
-                with conn.begin():
-                    _record(conn, row, outcome, report, retry_for, backoff_max)
-                if isinstance(outcome, TransportError) and outcome.unreachable:
-                    report.unreachable = True
-                    return report
+            rows = [found[i] for i in page if i in found]
+            if await _deliver(transport, rows, record, should_stop):
+                report.unreachable = True
+                return report
+            if should_stop():
+                return report
     return report
 
 
@@ -286,6 +341,10 @@ async def _send_rows_claimed(engine: Engine, transport: FileTransport | SmtpTran
     """
     with engine.connect() as plain:
         conn = plain.execution_options(isolation_level="AUTOCOMMIT")
+
+        def record(row: Pending, error: TransportError | None) -> None:
+            _record(conn, row, error, report, retry_for, backoff_max)
+
         try:
             for start in range(0, len(ids), PAGE):
                 claimed = [oid for oid, got in conn.execute(_CLAIM, {"ids": list(
@@ -293,16 +352,13 @@ async def _send_rows_claimed(engine: Engine, transport: FileTransport | SmtpTran
                 rows = [Pending(*row) for row in conn.execute(
                     select(*_PENDING).where(Outbox.id.in_(claimed), Outbox.state == "pending")
                     .order_by(Outbox.due_at, Outbox.id))] if claimed else []
-                for row in rows:
-                    if should_stop():
-                        return report
-                    outcome = await _attempt(transport, row)
-                    _record(conn, row, outcome, report, retry_for, backoff_max)
-                    if isinstance(outcome, TransportError) and outcome.unreachable:
-                        report.unreachable = True
-                        return report
+                if await _deliver(transport, rows, record, should_stop):
+                    report.unreachable = True
+                    return report
                 if claimed:
                     conn.execute(_RELEASE, {"ids": claimed})
+                if should_stop():
+                    return report
         finally:
             try:
                 conn.execute(text("SELECT pg_advisory_unlock_all()"))
@@ -311,10 +367,46 @@ async def _send_rows_claimed(engine: Engine, transport: FileTransport | SmtpTran
     return report
 
 
-async def _attempt(transport: FileTransport | SmtpTransport,
+async def _deliver(transport: FileTransport | SmtpTransport, rows: list[Pending],
+                   record: Callable[[Pending, TransportError | None], None],
+                   should_stop: Callable[[], bool]) -> bool:
+    """Sends ``rows`` over the transport's lanes; True if the relay could not be reached.
+
+    While one lane hands its reply over (DATA and the final dot) and the reply is marked
+    sent, the other lanes may only prepare theirs (MAIL FROM, RCPT TO): the relay takes one
+    reply at a time and each is committed before the next is taken, so a crash can leave
+    at most one reply sent but not marked (docs/reliability.md)."""
+    queue = deque(rows)
+    handing_over = asyncio.Lock()
+    unreachable = False
+
+    async def lane_loop(lane: Any) -> None:
+        nonlocal unreachable
+        while queue and not unreachable and not should_stop():
+            row = queue.popleft()
+            error = await _attempt(lane.prepare, row)
+            if error is None:
+                async with handing_over:
+                    if unreachable:
+                        # Another lane found the relay refusing us: the round stops here,
+                        # and this reply, prepared but not handed over, simply waits.
+                        return
+                    error = await _attempt(lane.finish, row)
+                    record(row, error)
+            else:
+                record(row, error)
+            if error is not None and error.unreachable:
+                unreachable = True
+
+    lanes = transport.lanes[:max(1, min(len(transport.lanes), len(rows)))]
+    await asyncio.gather(*(lane_loop(lane) for lane in lanes))
+    return unreachable
+
+
+async def _attempt(step: Callable[[Pending], Awaitable[None]],
                    row: Pending) -> TransportError | None:
     try:
-        await transport.send(row)
+        await step(row)
     except TransportError as exc:
         return exc
     return None
@@ -327,6 +419,7 @@ def _record(conn: Connection, row: Pending, error: TransportError | None,
     Only a row still pending is changed (staff may have cancelled it meanwhile)."""
     now = utcnow()
     attempts = row.attempts + 1
+    report.tried.add(row.id)
     if error is None:
         conn.execute(_SENT, {"oid": row.id, "at": now, "attempts": attempts})
         report.sent += 1
