@@ -4,9 +4,10 @@ Starts a private Dovecot and, as the library's relay, Postfix's smtp-sink (Debia
 `postfix`), delivers N request mails (one library, a pool of N codes, N valid readers) and
 measures in one run:
 
-  (a) the physical floor: a raw IMAP fetch of the N mails, plus Postfix's smtp-source
-      pushing N messages of the bot's median reply size (measured from the replies it
-      wrote in (c)) into the same sink over one session, as the bot uses one;
+  (a) the physical floor: a raw IMAP fetch of the N mails (as many mailboxes at once as
+      the bot reads), plus Postfix's smtp-source pushing N messages of the bot's median
+      reply size (measured from the replies it wrote in (c)) into the same sink over as
+      many sessions as the bot opens (smtp.connections, default 2);
   (b) a naive loop: the same fetch, plus a plain Python loop building each reply with
       email.message.EmailMessage and sending it with aiosmtplib over one connection —
       no logic at all;
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 import aiosmtplib  # noqa: E402
 from imapclient import IMAPClient  # noqa: E402
 
+from mailbot.config import SmtpSettings  # noqa: E402
 from tests.botenv import READER_HEADER, request_mail  # noqa: E402
 from tests.servers import Dovecot, free_port  # noqa: E402
 
@@ -74,6 +76,19 @@ def imap_fetch_all(host: str, port: int, user: str, password: str) -> list[bytes
             raws.append(data[b"BODY[]"])
     client.logout()
     return raws
+
+
+def fetch_every_mailbox(dovecot: Dovecot, users: list[tuple[str, str, str]]) -> list[bytes]:
+    """The raw fetch of every mailbox, as many at once as the bot reads (POLL_WORKERS),
+    so that a consortium's floor is not a mailbox-by-mailbox one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mailbot.intake.store import POLL_WORKERS
+
+    with ThreadPoolExecutor(max_workers=min(POLL_WORKERS, len(users))) as pool:
+        parts = pool.map(lambda u: imap_fetch_all(dovecot.host, dovecot.port, u[1], u[2]),
+                         users)
+        return [raw for part in parts for raw in part]
 
 
 async def naive_send(raws: list[bytes], port: int) -> None:
@@ -191,13 +206,13 @@ def main() -> int:
         try:
             # (a) the physical floor, first half: the fetch (before the bot moves the mail)
             t = time.perf_counter()
-            raws = [r for _l, u, p in users for r in imap_fetch_all(dovecot.host, dovecot.port, u, p)]
+            raws = fetch_every_mailbox(dovecot, users)
             fetch_s = time.perf_counter() - t
             assert len(raws) == n, len(raws)
 
             # (b) the naive loop
             t = time.perf_counter()
-            raws = [r for _l, u, p in users for r in imap_fetch_all(dovecot.host, dovecot.port, u, p)]
+            raws = fetch_every_mailbox(dovecot, users)
             asyncio.run(naive_send(raws, sink_port))
             naive = time.perf_counter() - t
 
@@ -233,7 +248,8 @@ def main() -> int:
                     db_ctx.__exit__(None, None, None)
             # (a) the physical floor, second half: replies of the size the bot really sent
             t = time.perf_counter()
-            subprocess.run([SOURCE, "-d", "-s", "1", "-m", str(n), "-l", str(reply_size),
+            sessions = str(SmtpSettings().connections)
+            subprocess.run([SOURCE, "-d", "-s", sessions, "-m", str(n), "-l", str(reply_size),
                             "-f", "ebooki@biblioteka.test", "-t", "p@patron.test",
                             f"127.0.0.1:{sink_port}"], check=True)
             source_s = time.perf_counter() - t
@@ -245,7 +261,8 @@ def main() -> int:
     label = "consortium 200 libraries x 2 mailboxes" if args.consortium else "one library"
     print(f"\nburst: N = {n}, {label}, database {args.db}")
     print(f"(a) physical floor: {physical:.2f} s  (IMAP fetch {fetch_s:.2f} s + "
-          f"smtp-source {source_s:.2f} s, {reply_size} bytes a message)")
+          f"smtp-source {source_s:.2f} s, {reply_size} bytes a message, "
+          f"{SmtpSettings().connections} sessions)")
     print(f"(b) naive loop:     {naive:.2f} s")
     print(f"(c) mailbot:        {bot:.2f} s  = {n / bot:.0f} requests/s, "
           f"{bot / n * 1000:.2f} ms per request")
