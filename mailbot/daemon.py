@@ -79,8 +79,9 @@ class Daemon:
         self._start_web()
         self._decide.set()
         self._send.set()
-        log.info("mailbot running: %d mailbox(es), %d library(ies)",
-                 len(self.settings.mailboxes), len(self.settings.libraries))
+        if not self.stopping.is_set():
+            log.info("mailbot running: %d mailbox(es), %d library(ies)",
+                     len(self.settings.mailboxes), len(self.settings.libraries))
 
     def _start_web(self) -> None:
         """The staff dashboard, in its own thread; the bot runs on if it cannot start."""
@@ -97,7 +98,14 @@ class Daemon:
         except Exception as exc:
             log.error("dashboard not started: %s", exc)
             return
+        if self.stopping.is_set():
+            # SIGTERM came while we were starting (a burst can be answered before the
+            # dashboard is up): stop() found no web server to stop, so none is started.
+            self.web = None
+            return
         self.web.start()
+        if self.stopping.is_set():  # ... or it came just now
+            self.web.stop()
 
     def stop(self, *_args: object) -> None:
         if not self.stopping.is_set():

@@ -123,3 +123,33 @@ def test_mailbot_report_writes_the_monthly_xlsx(tmp_path, capsys):
     assert south["Codes issued"] == 1
     assert site.cli("report", "--month", "2026/11", "-o", str(out)) == 2
     assert "YYYY-MM" in capsys.readouterr().err
+
+
+def test_a_stop_during_start_up_never_leaves_the_dashboard_running(tmp_path, monkeypatch):
+    # SIGTERM can come while the daemon is still starting (a burst may be answered before
+    # the dashboard is up): the dashboard must then not start, and join must return.
+    import mailbot.web.app as web_app
+
+    site = make_site(tmp_path)
+    port = free_port()
+    site.config.write_text(site.config.read_text().replace("[web]\n", f"[web]\nport = {port}\n"))
+    settings = site.settings
+    daemon = Daemon(settings, open_database(settings.database_url))
+    real = web_app.create_app
+
+    def signal_arrives_now(*args, **kwargs):
+        daemon.stop()  # what the SIGTERM handler does, half-way through start()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(web_app, "create_app", signal_arrives_now)
+    daemon.start()
+    started = time.monotonic()
+    daemon.join(30)
+    assert time.monotonic() - started < 10
+    assert daemon.web is None
+    assert not [t.name for t in daemon.threads if t.is_alive()]
+    try:
+        _get(f"http://127.0.0.1:{port}/login")
+        raise AssertionError("the dashboard answers although the daemon was stopped")
+    except OSError:
+        pass
