@@ -213,9 +213,13 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
     took["send"] = time.perf_counter()
     sent = aio.run(send_due(sessions, settings.smtp, now=now))
     took["end"] = time.perf_counter()
+    return {"polls": polls, "decisions": decisions, "sent": sent, "seconds": _durations(took)}
+
+
+def _durations(took: dict[str, float]) -> dict[str, float]:
+    """Seconds spent in each stage, from the moments each began (the last key: the end)."""
     stages = list(took)
-    seconds = {a: took[b] - took[a] for a, b in zip(stages, stages[1:])}
-    return {"polls": polls, "decisions": decisions, "sent": sent, "seconds": seconds}
+    return {a: took[b] - took[a] for a, b in zip(stages, stages[1:])}
 
 
 def _decide_and_send(sessions: sessionmaker[Session], settings: Settings, sources: Any,
@@ -250,10 +254,8 @@ def _decide_and_send(sessions: sessionmaker[Session], settings: Settings, source
     took["end"] = time.perf_counter()
     if "error" in outcome:
         raise outcome["error"]
-    stages = list(took)
-    seconds = {a: took[b] - took[a] for a, b in zip(stages, stages[1:])}
     return {"polls": polls, "decisions": decisions, "sent": outcome["sent"],
-            "seconds": seconds}
+            "seconds": _durations(took)}
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:

@@ -254,8 +254,8 @@ def _decide_batch(session: Session, batch: list[Request], *, settings: Settings,
             break  # a shutdown: what is decided so far is committed
         started = time.perf_counter()
         try:
-            decision = decide_one(session, item, look, settings=settings, library=library,
-                                  tz=tz, now=now)
+            decision = decide_one(item, look, settings=settings, library=library, tz=tz,
+                                  now=now)
         except Exception:
             raise _RequestFailed(item.req.id, traceback.format_exc(limit=5)) from None
         done.append((decision, time.perf_counter() - started))
@@ -322,7 +322,7 @@ def allocate_code(session: Session, *, library_id: str, service: str,
     return codes[0] if codes else None
 
 
-def decide_one(session: Session, item: _Prepared, look: BatchLookups, *, settings: Settings,
+def decide_one(item: _Prepared, look: BatchLookups, *, settings: Settings,
                library: LibrarySettings, tz: Any, now: datetime) -> Decision:
     req, month, cards = item.req, item.month, item.cards
     context: dict[str, Any] = {}
@@ -376,13 +376,6 @@ def decide_one(session: Session, item: _Prepared, look: BatchLookups, *, setting
 
 
 TEST_RULES = tuple(rule for rule in RULES if rule.name != "too_early")
-
-
-def codes_left(session: Session, *, library_id: str, service: str, month: str) -> int:
-    return session.scalar(
-        select(func.count(Code.id)).where(Code.library_id == library_id, Code.service == service,
-                                          Code.month == month, Code.issued_at.is_(None))
-    ) or 0
 
 
 def _eligibility_test(facts: Facts, look: BatchLookups, *, month: str

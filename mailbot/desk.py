@@ -22,10 +22,10 @@ from mailbot.db.models import Code, LedgerEntry, Request
 from mailbot.decide import (
     ReaderSource,
     allocate_code,
-    codes_left,
     issued_this_month_of,
     unactivated_months_of,
 )
+from mailbot.lookups import codes_left
 from mailbot.readers.local import LocalReaders
 from mailbot.rules import RULES, evaluate
 from mailbot.rules.base import Facts

@@ -13,7 +13,7 @@ below are the same, only grouped (tests/test_decide_batch.py compares the two).
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -22,23 +22,14 @@ from sqlalchemy.orm import Session
 
 from mailbot.clock import add_months, month_key, parse_month
 from mailbot.config import LibrarySettings
+from mailbot.db.batches import in_chunks
 from mailbot.db.models import ActivationReport, Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.rules.base import IssuedThisMonth, ReaderFacts
-
-# SQL parameters per IN list: far below SQLite's (32,766) and PostgreSQL's limits.
-IN_CHUNK = 500
-
 
 class ReaderSource(Protocol):
     name: str
 
     def lookup(self, session: Session, *, library_id: str, card: str) -> ReaderFacts | None: ...
-
-
-def _chunked(values: Iterable[Any]) -> Iterable[list[Any]]:
-    items = sorted(set(values))
-    for i in range(0, len(items), IN_CHUNK):
-        yield items[i:i + IN_CHUNK]
 
 
 def penalty_months(library: LibrarySettings, month: str) -> list[str]:
@@ -53,7 +44,7 @@ def issued_entries(session: Session, library_id: str, cards: Collection[str],
     """Each card's first code of each month: keyed (card, month, None) for any service and
     (card, month, service) for that service."""
     found: dict[tuple[str, str, str | None], IssuedThisMonth] = {}
-    for chunk in _chunked(cards):
+    for chunk in in_chunks(cards):
         rows = session.execute(
             select(LedgerEntry.card_number, LedgerEntry.month, LedgerEntry.service,
                    LedgerEntry.email, LedgerEntry.issued_at, Code.code)
@@ -62,11 +53,16 @@ def issued_entries(session: Session, library_id: str, cards: Collection[str],
                    LedgerEntry.month.in_(list(months)))
             .order_by(LedgerEntry.id))
         for card, month, service, email, issued_at, code in rows:
-            entry = IssuedThisMonth(service=service, code=code, email=email,
-                                    issued_at=issued_at)
-            found.setdefault((card, month, None), entry)
-            found.setdefault((card, month, service), entry)
+            _remember_first(found, card, month, IssuedThisMonth(
+                service=service, code=code, email=email, issued_at=issued_at))
     return found
+
+
+def _remember_first(found: dict[tuple[str, str, str | None], IssuedThisMonth], card: str,
+                    month: str, entry: IssuedThisMonth) -> None:
+    """Keeps the card's first code of the month, for any service and for its own."""
+    found.setdefault((card, month, None), entry)
+    found.setdefault((card, month, entry.service), entry)
 
 
 def unactivated_entries(session: Session, library: LibrarySettings, cards: Collection[str],
@@ -75,7 +71,7 @@ def unactivated_entries(session: Session, library: LibrarySettings, cards: Colle
     if library.penalty_months <= 0 or not cards or not months:
         return set()
     found: set[tuple[str, str]] = set()
-    for chunk in _chunked(cards):
+    for chunk in in_chunks(cards):
         found.update((card, month) for card, month in session.execute(
             select(LedgerEntry.card_number, LedgerEntry.month)
             .join(Code, Code.id == LedgerEntry.code_id)
@@ -90,7 +86,7 @@ def codes_to_addresses(session: Session, library_id: str, addresses: Collection[
                        months: Collection[str]) -> Counter[tuple[str, str]]:
     """Codes sent to each (lower-case) address in each month."""
     counts: Counter[tuple[str, str]] = Counter()
-    for chunk in _chunked(addresses):
+    for chunk in in_chunks(addresses):
         for email, month, n in session.execute(
                 select(LedgerEntry.email, LedgerEntry.month, func.count(LedgerEntry.id))
                 .where(LedgerEntry.library_id == library_id, LedgerEntry.email.in_(chunk),
@@ -105,7 +101,7 @@ def replies_by_day(session: Session, library_id: str, addresses: Collection[str]
     """Replies written to each address, by the request's kind and local day of arrival,
     for requests that arrived in [start, end)."""
     counts: Counter[tuple[str, str, Any]] = Counter()
-    for chunk in _chunked(addresses):
+    for chunk in in_chunks(addresses):
         for address, kind, received in session.execute(
                 select(Outbox.to_address, Request.kind, Request.received_at)
                 .join(Request, Request.id == Outbox.request_id)
@@ -115,34 +111,40 @@ def replies_by_day(session: Session, library_id: str, addresses: Collection[str]
     return counts
 
 
-def free_codes(session: Session, *, library_id: str, service: str, month: str,
-               limit: int | None = None) -> list[Code]:
+def _free_codes(*columns: Any, library_id: str, service: str, month: str) -> Any:
     """The pool's next free codes in issue order, locked (skipping codes another
     transaction holds): a code is never handed out twice, even by racing processes."""
-    stmt = (
-        select(Code)
+    return (
+        select(*columns)
         .where(Code.library_id == library_id, Code.service == service, Code.month == month,
                Code.issued_at.is_(None), Code.activated_at.is_(None),
                Code.expired_at.is_(None))
         .order_by(Code.id)
         .with_for_update(skip_locked=True)
     )
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return list(session.scalars(stmt))
+
+
+def free_codes(session: Session, *, library_id: str, service: str, month: str,
+               limit: int) -> list[Code]:
+    """The next ``limit`` free codes (ORM objects; see _free_codes)."""
+    return list(session.scalars(_free_codes(Code, library_id=library_id, service=service,
+                                            month=month).limit(limit)))
 
 
 def free_code_rows(session: Session, *, library_id: str, service: str, month: str,
                    limit: int) -> list[Any]:
-    """free_codes as plain rows (id, code, pool_id, service), for a batch."""
-    return list(session.execute(
-        select(Code.id, Code.code, Code.pool_id, Code.service)
-        .where(Code.library_id == library_id, Code.service == service, Code.month == month,
-               Code.issued_at.is_(None), Code.activated_at.is_(None),
-               Code.expired_at.is_(None))
-        .order_by(Code.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)))
+    """The next ``limit`` free codes as plain rows (id, code, pool_id, service)."""
+    return list(session.execute(_free_codes(Code.id, Code.code, Code.pool_id, Code.service,
+                                            library_id=library_id, service=service,
+                                            month=month).limit(limit)))
+
+
+def codes_left(session: Session, *, library_id: str, service: str, month: str) -> int:
+    """The pool's codes not issued yet."""
+    return session.scalar(
+        select(func.count(Code.id)).where(Code.library_id == library_id, Code.service == service,
+                                          Code.month == month, Code.issued_at.is_(None))
+    ) or 0
 
 
 def readers_of(session: Session, source: ReaderSource, library_id: str,
@@ -159,9 +161,9 @@ def readers_of(session: Session, source: ReaderSource, library_id: str,
 class BatchLookups:
     """The answers for one batch, loaded once and kept current as the batch is decided.
 
-    ``wanted`` lists, per request in arrival order, (card, from address, month, service,
-    received_at, kind); ``codes_needed`` bounds how many codes each (service, month) could
-    take in this batch.
+    ``cards``, ``addresses``, ``months`` and ``received`` are those of the batch's
+    requests; ``codes_needed`` bounds how many codes each (service, month) could take in
+    this batch.
     """
 
     def __init__(self, session: Session, library: LibrarySettings, tz: Any,
@@ -224,11 +226,8 @@ class BatchLookups:
 
     def codes_left(self, service: str, month: str) -> int:
         """The pool's codes not issued yet, counting those this batch handed out."""
-        left = self.session.scalar(
-            select(func.count(Code.id)).where(Code.library_id == self.library.id,
-                                              Code.service == service, Code.month == month,
-                                              Code.issued_at.is_(None))) or 0
-        return left - self.taken[(service, month)]
+        return codes_left(self.session, library_id=self.library.id, service=service,
+                          month=month) - self.taken[(service, month)]
 
     def take_code(self, service: str, month: str) -> Any | None:
         """The next free code (a row: id, code, pool_id, service), or None."""
@@ -252,9 +251,8 @@ class BatchLookups:
 
     def code_issued(self, *, card: str, month: str, service: str, email: str | None,
                     code: str, issued_at: datetime) -> None:
-        entry = IssuedThisMonth(service=service, code=code, email=email, issued_at=issued_at)
-        self.issued.setdefault((card, month, None), entry)
-        self.issued.setdefault((card, month, service), entry)
+        _remember_first(self.issued, card, month, IssuedThisMonth(
+            service=service, code=code, email=email, issued_at=issued_at))
         if email:
             self.to_address[(email.lower(), month)] += 1
 

@@ -13,7 +13,6 @@ import logging
 import ssl
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Iterable
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
+from mailbot.db.batches import chunks, in_chunks
 from mailbot.db.models import MID_POLL, Mailbox, Request
 from mailbot.intake.parse import ParsedMail, parse_mail
 from mailbot.intake.store import (
@@ -62,11 +62,6 @@ def connect(mb: MailboxSettings) -> IMAPClient:
     # Aware datetimes for INTERNALDATE, never the machine's local time.
     client.normalise_times = False
     return client
-
-
-def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
 
 
 def _aware(dt: datetime) -> datetime:
@@ -151,9 +146,8 @@ def _finish_moves(client: IMAPClient, folders: _Folders, sessions: sessionmaker[
     for target, items in by_target.items():
         _move(client, folders, [uid for _, uid in items], target)
         with sessions.begin() as session:
-            ids = [rid for rid, _ in items]
-            for i in range(0, len(ids), 500):
-                session.execute(update(Request).where(Request.id.in_(ids[i:i + 500]))
+            for ids in in_chunks(rid for rid, _ in items):
+                session.execute(update(Request).where(Request.id.in_(ids))
                                 .values(pending_move=None))
         moved += len(items)
     return moved
@@ -190,7 +184,7 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
         poll_started = utcnow()
         # "n:*" always matches the highest UID, even one below n: filter.
         uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
-        for chunk in _chunks(uids, FETCH_CHUNK):
+        for chunk in chunks(uids, FETCH_CHUNK):
             messages = _fetch(client, chunk, settings.max_message_bytes)
             # Until the last chunk is stored the decide stage must wait: a later arrival
             # already stored could otherwise take the code of an earlier one still unread.

@@ -20,9 +20,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.config import MailboxSettings, Settings
+from mailbot.db.batches import in_chunks
 from mailbot.db.models import Mailbox, Outbox, Request
 from mailbot.intake.bounce import Bounce, find_bounce
-from mailbot.intake.parse import ParsedMail, loop_reason, match_service, match_test_service, parse_mail
+from mailbot.intake.parse import (
+    ParsedMail,
+    loop_reason,
+    match_service,
+    match_test_service,
+    parse_mail,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +161,10 @@ def known_message_ids(session: Session, library_id: str,
                       message_ids: list[str]) -> dict[str, str]:
     """Which of these Message-IDs the library already has: Message-ID -> request state."""
     found: dict[str, str] = {}
-    for i in range(0, len(message_ids), 500):
+    for chunk in in_chunks(message_ids):
         for message_id, state in session.execute(
                 select(Request.message_id, Request.state)
-                .where(Request.library_id == library_id,
-                       Request.message_id.in_(message_ids[i:i + 500]))
+                .where(Request.library_id == library_id, Request.message_id.in_(chunk))
                 .order_by(Request.id)):
             found.setdefault(message_id, state)
     return found

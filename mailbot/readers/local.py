@@ -7,6 +7,7 @@ from collections.abc import Collection
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailbot.db.batches import in_chunks
 from mailbot.db.models import Reader
 from mailbot.rules.base import ReaderFacts
 
@@ -37,12 +38,10 @@ class LocalReaders:
 
     def lookup_many(self, session: Session, *, library_id: str,
                     cards: Collection[str]) -> dict[str, ReaderFacts]:
-        """The readers of many cards in one query per 500 (a batch of decisions)."""
+        """The readers of many cards, a few hundred per query (a batch of decisions)."""
         found: dict[str, ReaderFacts] = {}
-        wanted = sorted(set(cards))
-        for i in range(0, len(wanted), 500):
+        for chunk in in_chunks(cards):
             for row in session.scalars(select(Reader).where(
-                    Reader.library_id == library_id,
-                    Reader.card_number.in_(wanted[i:i + 500]))):
+                    Reader.library_id == library_id, Reader.card_number.in_(chunk))):
                 found[row.card_number] = reader_facts(row)
         return found

@@ -232,20 +232,36 @@ def render_reply(
 
 def _render(root: Path, outcome: str, languages: Sequence[str],
             ctx: dict[str, Any]) -> RenderedReply:
-    text_sections: list[Section] = []
-    html_sections: list[Section] = []
+    texts, htmls = _sections(root, outcome, languages, ctx)
+    text, html = _layouts(
+        root, languages, ctx,
+        [Section(lang, _tidy_text(text, lang)) for lang, text in zip(languages, texts)],
+        # Already escaped by autoescape: mark it so the layout does not escape it again.
+        [Section(lang, Markup(html)) for lang, html in zip(languages, htmls)])
+    return _finished(text, html)
+
+
+def _sections(root: Path, outcome: str, languages: Sequence[str],
+              ctx: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Each language's text (not wrapped yet) and HTML (stripped), in order."""
+    texts: list[str] = []
+    htmls: list[str] = []
     for lang in languages:
         env = _environment(root, lang)
         names = template_names(outcome, lang)
-        text = env.get_template(names.text).render(ctx)
-        html = env.get_template(names.html).render(ctx)
-        text_sections.append(Section(lang, _tidy_text(text, lang)))
-        # Already escaped by autoescape: mark it so the layout does not escape it again.
-        html_sections.append(Section(lang, Markup(html.strip())))
+        texts.append(env.get_template(names.text).render(ctx))
+        htmls.append(env.get_template(names.html).render(ctx).strip())
+    return texts, htmls
 
+
+def _layouts(root: Path, languages: Sequence[str], ctx: Mapping[str, Any],
+             text_sections: list[Section], html_sections: list[Section]) -> tuple[str, str]:
     layout_env = _environment(root, languages[0])
-    text = layout_env.get_template(LAYOUT_TEXT).render(ctx, sections=text_sections)
-    html = layout_env.get_template(LAYOUT_HTML).render(ctx, sections=html_sections)
+    return (layout_env.get_template(LAYOUT_TEXT).render(ctx, sections=text_sections),
+            layout_env.get_template(LAYOUT_HTML).render(ctx, sections=html_sections))
+
+
+def _finished(text: str, html: str) -> RenderedReply:
     # Sections are already wrapped; this only tidies the blank lines around dividers.
     return RenderedReply(text=_tidy_text(text), html=html.strip() + "\n")
 
@@ -258,8 +274,8 @@ def _render(root: Path, outcome: str, languages: Sequence[str],
 # place, and each reply fills the markers in: raw in the text (then wrapped, as always),
 # escaped in the HTML. The layouts get marked section bodies the same way. A template that
 # does anything else with a value (a filter, a slice) is caught by the checks in
-# _render_marked and render_reply; such a shape is never cached and renders the slow way. tests/respond/test_render_cache.py compares the
-# two ways for every outcome.
+# _render_marked and render_reply; such a shape is never cached and renders the slow way.
+# tests/respond/test_render_cache.py compares the two ways for every outcome.
 _FILLED = ("code", "patron_name", "patron_first_name", "card_number", "subject")
 _VALUE = re.compile("\ue100(\\d)\ue101")
 _SECTION = re.compile("\ue102(\\d)\ue103")
@@ -331,20 +347,12 @@ def _render_with(root: Path, outcome: str, languages: Sequence[str], ctx: dict[s
     for i, k in enumerate(_FILLED):
         if ctx.get(k):
             marked[k] = mark(i)
-    texts: list[tuple[str, str]] = []
-    htmls: list[str] = []
-    for lang in languages:
-        env = _environment(root, lang)
-        names = template_names(outcome, lang)
-        texts.append((lang, env.get_template(names.text).render(marked)))
-        htmls.append(env.get_template(names.html).render(marked).strip())
-    layout_env = _environment(root, languages[0])
-    text_layout = layout_env.get_template(LAYOUT_TEXT).render(
-        marked, sections=[Section(lang, f"\ue102{i}\ue103") for i, lang in enumerate(languages)])
-    html_layout = layout_env.get_template(LAYOUT_HTML).render(
-        marked, sections=[Section(lang, Markup(f"\ue102{i}\ue103"))
-                          for i, lang in enumerate(languages)])
-    return _Marked(tuple(texts), tuple(htmls), text_layout, html_layout)
+    texts, htmls = _sections(root, outcome, languages, marked)
+    text_layout, html_layout = _layouts(
+        root, languages, marked,
+        [Section(lang, f"\ue102{i}\ue103") for i, lang in enumerate(languages)],
+        [Section(lang, Markup(f"\ue102{i}\ue103")) for i, lang in enumerate(languages)])
+    return _Marked(tuple(zip(languages, texts)), tuple(htmls), text_layout, html_layout)
 
 
 def _render_marked(root: Path, outcome: str, languages: Sequence[str],
@@ -378,9 +386,8 @@ def _fill_marked(marked: _Marked, ctx: Mapping[str, Any]) -> RenderedReply:
     texts = [_tidy_text(_VALUE.sub(lambda m: raw[m.group(1)], t), lang)
              for lang, t in marked.text_sections]
     htmls = [_VALUE.sub(lambda m: escaped[m.group(1)], h).strip() for h in marked.html_sections]
-    text = _SECTION.sub(lambda m: texts[int(m.group(1))], marked.text_layout)
-    html = _SECTION.sub(lambda m: htmls[int(m.group(1))], marked.html_layout)
-    return RenderedReply(text=_tidy_text(text), html=html.strip() + "\n")
+    return _finished(_SECTION.sub(lambda m: texts[int(m.group(1))], marked.text_layout),
+                     _SECTION.sub(lambda m: htmls[int(m.group(1))], marked.html_layout))
 
 
 def _check_outcome(outcome: str) -> None:

@@ -171,10 +171,6 @@ class SmtpLane:
             return TransportError(f"{type(exc).__name__}: {exc}", permanent=False)
         return exc
 
-    async def send(self, row: Pending) -> None:
-        await self.prepare(row)
-        await self.finish(row)
-
     def _drop(self) -> None:
         if self.client is not None:
             self.client.close()
@@ -242,7 +238,7 @@ async def send_while(sessions: sessionmaker[Session], smtp: SmtpSettings,
 
     For ``run --once`` on PostgreSQL, whose row and advisory locks let one connection
     send while another decides: the burst's replies go out while later requests are still
-    being decided. One SMTP connection throughout, as always."""
+    being decided. One transport (its SMTP connections) throughout."""
     total = SendReport()
     async with transport_for(smtp) as transport:
         while True:

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from mailbot.clock import month_end, month_key, month_of, parse_month
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import AuditLog, Code, LedgerEntry, Mailbox, Outbox, Request
-from mailbot.decide import allocate_code, codes_left, reply_context
+from mailbot.decide import allocate_code, reply_context
+from mailbot.lookups import codes_left
 from mailbot.desk import owed_to_email
 from mailbot.respond.compose import compose_reply
 from mailbot.rules.window import next_send_time
