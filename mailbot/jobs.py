@@ -13,6 +13,9 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import utcnow
@@ -25,12 +28,16 @@ log = logging.getLogger(__name__)
 
 def _record(sessions: sessionmaker[Session], name: str, *, ran: datetime | None = None,
             result: str | None = None, next_run: datetime | None = None) -> None:
+    values: dict[str, object] = {"next_run_at": next_run}
+    if ran is not None:
+        values.update(last_run_at=ran, last_result=result)
     with sessions.begin() as session:
-        row = session.get(JobRun, name) or JobRun(name=name)
-        if ran is not None:
-            row.last_run_at, row.last_result = ran, result
-        row.next_run_at = next_run
-        session.add(row)
+        # Several daemons may start at once on one PostgreSQL database: the row is created
+        # by whichever comes first (ON CONFLICT DO NOTHING), then updated.
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        session.execute(insert(JobRun).values(name=name)
+                        .on_conflict_do_nothing(index_elements=["name"]))
+        session.execute(update(JobRun).where(JobRun.name == name).values(**values))
 
 
 class Jobs:
