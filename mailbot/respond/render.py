@@ -220,13 +220,19 @@ def render_reply(
             return _render(root, outcome, languages, ctx)
         slow = _render(root, outcome, languages, ctx)
         marked = _render_marked(root, outcome, languages, ctx)
-        # The shape must give this very reply exactly, or it is never used.
-        if marked is not _UNCACHEABLE and _fill_marked(marked, ctx) != slow:
+        # The shape must give this very reply exactly, both ways of filling it in, or it
+        # is never used.
+        if marked is not _UNCACHEABLE and (_fill_marked(marked, ctx) != slow or (
+                marked.plan is not None and _fill_planned(marked.plan, ctx) != slow)):
             marked = _UNCACHEABLE
         _MARKED[key] = marked
         return slow
     if marked is _UNCACHEABLE:
         return _render(root, outcome, languages, ctx)
+    if marked.plan is not None:
+        planned = _fill_planned(marked.plan, ctx)
+        if planned is not None:
+            return planned
     return _fill_marked(marked, ctx)
 
 
@@ -283,11 +289,24 @@ _MARKERS = re.compile("[\ue100-\ue103]")
 _MARKED_MAX = 512
 
 
+class _Plan(NamedTuple):
+    """A shape's finished text and HTML, cut where the per-patron values go.
+
+    ``text`` alternates finished text and slots: a slot is one marked template line
+    (with its section's language), which is filled, then wrapped as _tidy_text would
+    (in its section, then in the whole reply). ``html`` alternates escaped HTML and the
+    index of a value."""
+
+    text: tuple[str | tuple[str, str], ...]
+    html: tuple[str | int, ...]
+
+
 class _Marked(NamedTuple):
     text_sections: tuple[tuple[str, str], ...]   # (lang, marked text before wrapping)
     html_sections: tuple[str, ...]               # marked, escaped HTML
     text_layout: str                             # marked with section markers
     html_layout: str
+    plan: _Plan | None = None
 
 
 _UNCACHEABLE = _Marked((), (), "", "")
@@ -377,7 +396,78 @@ def _render_marked(root: Path, outcome: str, languages: Sequence[str],
     swapped = _Marked(tuple((lang, swap(t)) for lang, t in shape.text_sections),
                       tuple(swap(h) for h in shape.html_sections),
                       shape.text_layout, shape.html_layout)
-    return shape if swapped == check else _UNCACHEABLE
+    return shape._replace(plan=_plan(shape)) if swapped == check else _UNCACHEABLE
+
+
+_SLOT = re.compile("\ue104(\\d+)\ue105")
+
+
+def _plan(marked: _Marked) -> _Plan | None:
+    """Cuts the finished shape where values go (see _Plan); None if the layout does
+    anything but put each section on lines of its own.
+
+    Each marked line of a section is stood in for by a short placeholder line while the
+    rest is tidied exactly as _render does (wrapped in its section, then in the whole
+    text). Tidying is line by line but for collapsing blank lines, and a filled line is
+    never blank (_fill_planned checks), so the placeholders end up where the filled lines
+    belong."""
+    slots: list[tuple[str, str]] = []
+
+    def stand_in(line: str, lang: str) -> str:
+        if not _VALUE.search(line):
+            return line
+        slots.append((line, lang))
+        return f"\ue104{len(slots) - 1}\ue105"
+
+    texts = [_tidy_text("\n".join(stand_in(line, lang) for line in text.splitlines()), lang)
+             for lang, text in marked.text_sections]
+    layout_lines = marked.text_layout.splitlines()
+    for i in range(len(texts)):
+        marker = f"\ue102{i}\ue103"
+        if marked.text_layout.count(marker) != 1 or marker not in layout_lines:
+            return None
+    if _MARKERS.search(_SECTION.sub("", marked.text_layout)):
+        return None
+    finished = _tidy_text(_SECTION.sub(lambda m: texts[int(m.group(1))], marked.text_layout))
+    if len(_SLOT.findall(finished)) != len(slots):
+        return None
+    cut = _SLOT.split(finished)
+    text: list[str | tuple[str, str]] = [
+        part if n % 2 == 0 else slots[int(part)] for n, part in enumerate(cut)]
+    html_doc = (_SECTION.sub(lambda m: marked.html_sections[int(m.group(1))].strip(),
+                             marked.html_layout).strip() + "\n")
+    pieces = _VALUE.split(html_doc)
+    html: list[str | int] = [part if n % 2 == 0 else int(part) for n, part in enumerate(pieces)]
+    return _Plan(tuple(text), tuple(html))
+
+
+def _fill_planned(plan: _Plan, ctx: Mapping[str, Any]) -> RenderedReply | None:
+    """The reply from its shape's plan, or None when a value could change how the text
+    around it is tidied (blank, spaces at its ends, a line break inside): the caller then
+    fills the shape the general way."""
+    raw = [str(ctx.get(k) or "") for k in _FILLED]
+    for value in raw:
+        if value and (value != value.strip() or len(value.splitlines()) != 1):
+            return None
+    out: list[str] = []
+    for part in plan.text:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        template, lang = part
+        line = _VALUE.sub(lambda m: raw[int(m.group(1))], template).rstrip()
+        if not line:
+            return None
+        wrapped = (line,) if len(line) <= TEXT_WIDTH else _fill.__wrapped__(line, lang)
+        finished: list[str] = []
+        for piece in wrapped:  # tidied again with the whole text, as _finished does
+            piece = piece.rstrip()
+            finished.extend((piece,) if len(piece) <= TEXT_WIDTH
+                            else _fill.__wrapped__(piece, None))
+        out.append("\n".join(finished))
+    escaped = [str(escape(v)) for v in raw]
+    html = "".join(part if isinstance(part, str) else escaped[part] for part in plan.html)
+    return RenderedReply(text="".join(out), html=html)
 
 
 def _fill_marked(marked: _Marked, ctx: Mapping[str, Any]) -> RenderedReply:

@@ -13,6 +13,8 @@ from email import policy
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailbot.respond.compose import compose_reply
 from mailbot.respond.render import REPLY_OUTCOMES, render_reply
@@ -115,3 +117,14 @@ def test_a_long_ascii_subject_is_folded_not_cut() -> None:
     raw = compose(original_subject=subject).message
     assert parse(raw)["Subject"] == f"Re: {subject}"
     assert all(len(line) <= 78 for line in raw.split(b"\n"))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["a", " ", "\t", ".", "=", "ż", "—", "\n", "\n", "\r", "\x00",
+                                 "x" * 90, "ą" * 30, "=\n", " \n"]), max_size=40).map("".join))
+def test_line_by_line_quoted_printable_is_b2a_qp_of_the_whole_body(body: str) -> None:
+    import binascii
+
+    from mailbot.respond.compose import quoted_printable
+
+    assert quoted_printable(body) == binascii.b2a_qp(body.encode("utf-8"), istext=True)

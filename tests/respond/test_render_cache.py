@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mailbot.respond import render
 from mailbot.respond.render import NOTICES, REPLY_OUTCOMES, render_reply
@@ -115,3 +117,41 @@ def test_a_template_that_includes_another_is_keyed_on_the_whole_context(tmp_path
         context = dict(first, received_at=first["received_at"] + timedelta(hours=hours))
         reply = render_reply("issued", context, templates_dir=tmp_path / "t")
         assert f"Otrzymano: {context['received_at']}" in reply.text
+
+
+_VALUE_TEXT = st.lists(st.sampled_from(list("aZż ółĄ-–.<&>\"'\n\t") + [
+    "słowo ", "x" * 40, "https://x.pl/" + "a" * 70]), min_size=1, max_size=12).map("".join)
+
+
+@pytest.mark.parametrize("outcome", REPLY_OUTCOMES + NOTICES)
+def test_every_shape_of_the_default_templates_has_a_plan(outcome: str) -> None:
+    # The planned fill (render._fill_planned) is the fast one; every outcome of our own
+    # templates must have one, or a burst silently takes the slower general fill.
+    render._MARKED.clear()
+    for i in range(3):
+        render_reply(outcome, full_context(code=f"K-{i}", patron_name=f"Ala Kot{i}",
+                                           card_number=f"{i:07d}", subject=f"LEGIMI {i}",
+                                           patron_first_name="Ala"))
+    (shape,) = render._MARKED.values()
+    assert shape is not render._UNCACHEABLE and shape.plan is not None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(outcome=st.sampled_from(["issued", "already_received", "name_mismatch", "pool_exhausted",
+                                 "reminder"]),
+       languages=st.sampled_from([("pl", "en"), ("en",), ("pl",)]),
+       values=st.fixed_dictionaries({k: _VALUE_TEXT for k in (
+           "code", "patron_name", "patron_first_name", "card_number", "subject")}))
+def test_planned_and_general_fills_give_the_slow_render_for_any_values(
+        outcome: str, languages: tuple[str, ...], values: dict[str, str]) -> None:
+    # Values that wrap lines differently, look like HTML, or carry spaces and line breaks
+    # at their ends (those take the general fill): always byte-identical to the slow way.
+    values = {k: v if v.strip() else "x" + v for k, v in values.items()}  # keep one shape
+    context = full_context(**values)
+    ctx = render._prepare_context(outcome, context)
+    slow = render._render(render.DEFAULT_TEMPLATES_DIR, outcome, languages, ctx)
+    warm = full_context(code="K-1", patron_name="Ala Kot", card_number="0000001",
+                        subject="LEGIMI", patron_first_name="Ala")
+    for _ in range(2):
+        render_reply(outcome, warm, languages=languages)  # the shape is built and cached
+    assert render_reply(outcome, context, languages=languages) == slow
