@@ -84,3 +84,21 @@ def test_a_refusal_on_one_lane_is_recorded_and_the_others_go_on() -> None:
     lanes = [Lane("a", log, refuse=2), Lane("b", log, refuse=2)]
     asyncio.run(_deliver(Transport(lanes), _rows(5), record, lambda: False))
     assert outcomes == {1: "sent", 2: "failed", 3: "sent", 4: "sent", 5: "sent"}
+
+
+def test_a_page_sent_is_logged_as_one_line_with_its_outbox_ids(caplog) -> None:
+    import logging
+
+    from mailbot.respond.send import _id_ranges
+
+    caplog.set_level(logging.INFO, logger="mailbot.respond.send")
+    log: list[tuple[str, str, int]] = []
+    lanes = [Lane("a", log, refuse=5), Lane("b", log)]
+    rows = _rows(8)
+    assert asyncio.run(_deliver(Transport(lanes), rows, lambda r, e: None,
+                                lambda: False)) is False
+    lines = [r.getMessage() for r in caplog.records if r.name == "mailbot.respond.send"]
+    # Row 5 may land on either lane: refused on "a", sent on "b".
+    assert lines in (["sent 7 replies (outbox 1-4, 6-8)"], ["sent 8 replies (outbox 1-8)"])
+    assert _id_ranges([9, 3, 4, 5, 12, 7]) == "3-5, 7, 9, 12"
+    assert _id_ranges([1]) == "1"
