@@ -31,7 +31,7 @@ from typing import Any
 from imapclient import IMAPClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailbot import aio
+from mailbot import aio, offload
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
 from mailbot.decide import decide_pending, waiting_on
@@ -126,6 +126,7 @@ class Daemon:
         if self.web is not None:
             self.web.join(max(0.1, deadline - time.monotonic()))
         close_sources(self.sources)
+        offload.shutdown()  # the burst workers, if a burst started them
         alive = [t.name for t in self.threads if t.is_alive()]
         if alive:
             log.warning("threads still running at exit: %s", ", ".join(alive))

@@ -39,7 +39,7 @@ from mailbot.db.models import (
     Request,
 )
 from mailbot.errors import SourceUnavailable
-from mailbot.intake.parse import extract_name, find_cards, parse_mail
+from mailbot.intake.parse import extract_name, find_cards, parse_mail_again
 from mailbot.readers.local import LocalReaders
 from mailbot.lookups import (
     BatchLookups,
@@ -49,7 +49,9 @@ from mailbot.lookups import (
     penalty_months,
     unactivated_entries,
 )
-from mailbot.respond.compose import compose_reply
+from mailbot import offload
+from mailbot.offload import ComposeFailed, Composer
+from mailbot.respond.compose import compose_reply, reply_message_id_for
 from mailbot.respond.i18n import service_name
 from mailbot.rules import RULES, evaluate
 from mailbot.rules.base import Facts, Hit, IssuedThisMonth
@@ -109,6 +111,13 @@ def arrival_horizon(session: Session, settings: Settings,
     if len(marks) < len(keys) or any(m is None for m in marks):
         return datetime.min.replace(tzinfo=UTC)
     return min(m for m in marks if m is not None).replace(microsecond=0)
+
+
+def waiting_count(sessions: sessionmaker[Session]) -> int:
+    """Requests waiting to be decided, in every library."""
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(Request)
+                              .where(Request.state == "new")) or 0
 
 
 def waiting_on(session: Session, settings: Settings) -> list[str]:
@@ -222,7 +231,7 @@ def _prepare(req: Request, settings: Settings, library: LibrarySettings, tz: Any
     # The pool served is the month of the decision (see Facts.month); a clock running
     # behind the mail server must not move a request back a month.
     year, mon = month_of(max(now, req.received_at), tz)
-    parsed = parse_mail(req.raw or b"", max_bytes=settings.max_message_bytes)
+    parsed = parse_mail_again(req.raw or b"", max_bytes=settings.max_message_bytes)
     cards = find_cards(parsed, pattern=library.card_pattern)
     return _Prepared(req, year, mon, month_key(year, mon), cards,
                      parsed.quoted if cards.from_quote else parsed.unquoted,
@@ -248,6 +257,8 @@ def _decide_batch(session: Session, batch: list[Request], *, settings: Settings,
         addresses={p.req.from_address for p in prepared if p.req.from_address},
         months={p.month for p in prepared},
         received=[p.req.received_at for p in prepared], codes_needed=needed)
+    if len(batch) >= offload.OFFLOAD_MIN and (executor := offload.pool()) is not None:
+        look.composer = Composer(executor)  # a burst: replies composed on other cores
     done: list[tuple[Decision, float]] = []
     for item in prepared:
         if done and should_stop():
@@ -259,7 +270,15 @@ def _decide_batch(session: Session, batch: list[Request], *, settings: Settings,
         except Exception:
             raise _RequestFailed(item.req.id, traceback.format_exc(limit=5)) from None
         done.append((decision, time.perf_counter() - started))
-    look.write()
+    if look.composer is not None:
+        look.write(outbox=False)  # while the workers finish the replies
+        try:
+            look.composer.finish()
+        except ComposeFailed as exc:
+            raise _RequestFailed(exc.key, exc.trace) from None
+        look.write(outbox=True, decisions=False)
+    else:
+        look.write()
     return done
 
 
@@ -461,15 +480,21 @@ def _reply(look: BatchLookups, item: _Prepared, *, outcome: str, settings: Setti
         ctx["previous_issued_at"] = ctx["previous_issued_at"].astimezone(tz)
         ctx["activation_url"] = getattr(library, f"activation_url_{ctx['previous_service']}",
                                         None)
-    reply = compose_reply(
+    request_key = f"{mailbox.key}|{req.uidvalidity}|{req.uid}|{req.message_id}"
+    job = dict(
         outcome=outcome, context=ctx, languages=library.languages,
         library_name=library.name, mailbox_address=mailbox.address, to=req.from_address or "",
         original_subject=req.subject, original_message_id=req.message_id,
         original_references=item.references, templates_dir=settings.templates_dir,
-        request_key=f"{mailbox.key}|{req.uidvalidity}|{req.uid}|{req.message_id}", now=now,
+        request_key=request_key, now=now,
     )
-    return {"request_id": req.id, "library_id": library.id, "kind": "reply",
-            "mail_from": reply.mail_from, "to_address": reply.to,
-            "message_id": reply.message_id, "outcome": outcome, "message": reply.message,
-            "state": "pending", "created_at": now, "due_at": next_send_time(library, tz, now),
-            "attempts": 0}
+    row = {"request_id": req.id, "library_id": library.id, "kind": "reply",
+           "mail_from": mailbox.address, "to_address": req.from_address or "",
+           "message_id": reply_message_id_for(mailbox.address, request_key),
+           "outcome": outcome, "message": None, "state": "pending", "created_at": now,
+           "due_at": next_send_time(library, tz, now), "attempts": 0}
+    if look.composer is not None:
+        look.composer.add(req.id, row, job)  # composed by a worker meanwhile
+    else:
+        row["message"] = compose_reply(**job).message
+    return row

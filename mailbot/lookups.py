@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailbot.clock import add_months, month_key, parse_month
@@ -25,6 +25,9 @@ from mailbot.config import LibrarySettings
 from mailbot.db.batches import in_chunks
 from mailbot.db.models import ActivationReport, Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.rules.base import IssuedThisMonth, ReaderFacts
+
+if TYPE_CHECKING:
+    from mailbot.offload import Composer
 
 class ReaderSource(Protocol):
     name: str
@@ -173,6 +176,8 @@ class BatchLookups:
         self.session = session
         self.library = library
         self.tz = tz
+        # Set for a burst: the batch's replies are composed by worker processes.
+        self.composer: Composer | None = None
         self.readers = readers_of(session, source, library.id, cards)
         self.issued = issued_entries(session, library.id, cards, months) if cards else {}
         penalty = {p for m in months for p in penalty_months(library, m)}
@@ -237,17 +242,21 @@ class BatchLookups:
         self.taken[(service, month)] += 1
         return queue.popleft()
 
-    def write(self) -> None:
-        """Writes what the batch decided, in four bulk statements."""
+    def write(self, *, decisions: bool = True, outbox: bool = True) -> None:
+        """Writes what the batch decided, in four bulk statements (the decisions and the
+        replies may be written separately, in the same transaction)."""
+        # Core statements on the tables: the ORM's bulk forms would also look for the
+        # batch's Request objects in the session to update them, which nothing reads
+        # again (the next batch is a new session).
         session = self.session
-        if self.requests:
-            session.execute(update(Request), self.requests)
-        if self.codes_issued:
-            session.execute(update(Code), self.codes_issued)
-        if self.ledger:
-            session.execute(insert(LedgerEntry), self.ledger)
-        if self.outbox:
-            session.execute(insert(Outbox), self.outbox)
+        if decisions and self.requests:
+            session.execute(_DECIDED, [_by_key(row) for row in self.requests])
+        if decisions and self.codes_issued:
+            session.execute(_CODE_ISSUED, [_by_key(row) for row in self.codes_issued])
+        if decisions and self.ledger:
+            session.execute(insert(LedgerEntry.__table__), self.ledger)
+        if outbox and self.outbox:
+            session.execute(insert(Outbox.__table__), self.outbox)
 
     def code_issued(self, *, card: str, month: str, service: str, email: str | None,
                     code: str, issued_at: datetime) -> None:
@@ -259,3 +268,15 @@ class BatchLookups:
     def reply_written(self, address: str, kind: str, received_at: datetime) -> None:
         self.replies[(address, kind, received_at.astimezone(self.tz).date())] += 1
 
+
+
+# UPDATE … WHERE id = :key for a list of rows given as {"id": …, column: value, …}; the SET
+# clause comes from the first row's other keys (every row of a batch has the same ones).
+_DECIDED = update(Request.__table__).where(Request.__table__.c.id == bindparam("key"))
+_CODE_ISSUED = update(Code.__table__).where(Code.__table__.c.id == bindparam("key"))
+
+
+def _by_key(row: dict[str, Any]) -> dict[str, Any]:
+    values = dict(row)
+    values["key"] = values.pop("id")
+    return values

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import hashlib
 import re
+import threading
 import unicodedata
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -797,6 +799,67 @@ def _split_head(data: bytes) -> bytes:
     """The header block of a message (for when the body cannot be parsed)."""
     ends = [at + len(sep) for sep in (b"\r\n\r\n", b"\n\n") if (at := data.find(sep)) >= 0]
     return data[: min(ends)] if ends else data
+
+
+class _Recent:
+    """Parses made at intake, kept for the decide stage of the same process.
+
+    A request is parsed when it is read (to sort it) and again when it is decided; in one
+    process the second parse of the very same bytes can be skipped. Entries are keyed by a
+    digest of the raw mail and max_bytes, so what is taken is exactly what parse_mail would
+    return for those bytes; each is taken once. At most ``limit`` are kept (the oldest go
+    first): another process, a restart or a very large burst simply parses again."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._parsed: dict[tuple[bytes, int], ParsedMail] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(raw: bytes, max_bytes: int) -> tuple[bytes, int]:
+        return hashlib.blake2b(raw, digest_size=20).digest(), max_bytes
+
+    def keep(self, raw: bytes, max_bytes: int, parsed: ParsedMail) -> None:
+        key = self._key(raw, max_bytes)
+        with self._lock:
+            while len(self._parsed) >= self.limit:
+                del self._parsed[next(iter(self._parsed))]
+            self._parsed[key] = parsed
+
+    def take(self, raw: bytes, max_bytes: int) -> ParsedMail | None:
+        key = self._key(raw, max_bytes)
+        with self._lock:
+            return self._parsed.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._parsed.clear()
+
+
+RECENT = _Recent(limit=20_000)  # ~4 KB each; a 10,000-mail opening burst fits
+
+
+def parse_messages(raws: list[bytes], max_bytes: int) -> list[ParsedMail | None]:
+    """Each mail parsed, or None where parsing raised (run by worker processes in a
+    burst, see intake/imap.py ParsedAhead)."""
+    out: list[ParsedMail | None] = []
+    for raw in raws:
+        try:
+            out.append(parse_mail(raw, max_bytes=max_bytes))
+        except Exception:
+            out.append(None)
+    return out
+
+
+def remember_parse(raw: bytes, parsed: ParsedMail, *,
+                   max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    """Keeps ``parsed`` (of ``raw``) for parse_mail_again in this process."""
+    RECENT.keep(raw, max_bytes, parsed)
+
+
+def parse_mail_again(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedMail:
+    """parse_mail, or the parse intake kept of these very bytes (taken once)."""
+    return RECENT.take(raw, max_bytes) or parse_mail(raw, max_bytes=max_bytes)
 
 
 def parse_mail(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedMail:

@@ -153,3 +153,65 @@ def test_status_shows_pools_queue_outbox_and_last_poll(tmp_path, imap_user, smtp
     assert "legimi         1 left of 2" in out
     assert "0 waiting" in out and "1 sent" in out
     assert "last poll 20" in out
+
+
+def _burst_bot(tmp_path, imap_user, smtp_sink, n: int):
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+    w = bot.window()
+    bot.import_readers([_reader_row(f"011{i:04d}", f"Fala{i}", f"f{i}@patron.test", w.year)
+                        for i in range(n)])
+    bot.import_codes([f"WAVE-{i:04d}" for i in range(n)])
+    raws = []
+    for i in range(n):
+        raw, _ = request_mail(f"f{i}@patron.test", "LEGIMI", f"Ala Fala{i} 011{i:04d}")
+        raws.append(raw)
+        imap_user.append(raw, internaldate=w + timedelta(seconds=i))
+    return bot, raws, w
+
+
+def test_a_burst_of_several_chunks_is_moved_on_a_second_connection_while_reading(
+        tmp_path, imap_user, smtp_sink, monkeypatch, dovecot):
+    # 3 mails a chunk, 8 requests and a repeat of the first: the chunks already stored are
+    # moved on a second IMAP connection (a second login), every mail ends where it
+    # belongs, the repeat too, and everything is answered once.
+    monkeypatch.setattr(imap_intake, "FETCH_CHUNK", 3)
+    bot, raws, w = _burst_bot(tmp_path, imap_user, smtp_sink, 8)
+    imap_user.append(raws[0], internaldate=w + timedelta(seconds=30))
+    logins = len(dovecot.login_lines(imap_user.name))
+    # ...and each chunk is parsed by the worker processes while the next is fetched:
+    # this process parses nothing, neither to store nor to decide.
+    parsed_here: list[bytes] = []
+    real_parse = imap_intake.parse_mail
+    monkeypatch.setattr(imap_intake, "parse_mail",
+                        lambda raw, **kw: parsed_here.append(raw) or real_parse(raw, **kw))
+    monkeypatch.setattr("mailbot.intake.parse.parse_mail",
+                        lambda raw, **kw: parsed_here.append(raw) or real_parse(raw, **kw))
+    assert bot.run_once() == 0
+    assert parsed_here == []
+    assert len(dovecot.login_lines(imap_user.name)) - logins == 2
+    assert imap_user.list("INBOX") == []
+    assert len(imap_user.list("mailbot/processed")) == 9
+    assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == sorted(
+        f"f{i}@patron.test" for i in range(8))
+    assert all(r.pending_move is None for r in bot.requests())
+
+
+def test_a_move_failing_on_the_second_connection_is_finished_by_the_next_poll(
+        tmp_path, imap_user, smtp_sink, monkeypatch):
+    monkeypatch.setattr(imap_intake, "FETCH_CHUNK", 3)
+    bot, _raws, _w = _burst_bot(tmp_path, imap_user, smtp_sink, 7)
+    real_move = imap_intake._move
+
+    def failing(*args, **kwargs):
+        raise ConnectionResetError("connection lost while moving")
+
+    monkeypatch.setattr(imap_intake, "_move", failing)
+    assert bot.run_once() == 1  # the mailbox reports the error...
+    assert len(smtp_sink.messages) == 7  # ...but everything stored was decided and answered
+    assert imap_user.list("INBOX")  # some mail is still there, noted as to be moved
+    assert any(r.pending_move for r in bot.requests())
+    monkeypatch.setattr(imap_intake, "_move", real_move)
+    assert bot.run_once() == 0
+    assert imap_user.list("INBOX") == []
+    assert len(smtp_sink.messages) == 7
+    assert all(r.pending_move is None for r in bot.requests())

@@ -1,0 +1,61 @@
+"""Intake keeps its parse of a request for the decide stage of the same process
+(parse.RECENT): what decide takes must be exactly the parse of the same bytes."""
+
+from __future__ import annotations
+
+from mailbot.intake import parse
+from mailbot.intake.parse import _Recent, parse_mail, parse_mail_again, remember_parse
+from tests.botenv import request_mail
+
+
+def _raw(i: int) -> bytes:
+    return request_mail(f"p{i}@patron.test", "LEGIMI", f"Ala Kot 01400{i}")[0]
+
+
+def test_a_kept_parse_is_taken_once_and_only_for_the_same_bytes_and_limit() -> None:
+    parse.RECENT.clear()
+    raw = _raw(1)
+    kept = parse_mail(raw, max_bytes=5000)
+    remember_parse(raw, kept, max_bytes=5000)
+    assert parse_mail_again(raw, max_bytes=4000) is not kept  # another limit: parsed anew
+    assert parse_mail_again(raw + b"\n", max_bytes=5000) is not kept  # other bytes
+    assert parse_mail_again(bytes(raw), max_bytes=5000) is kept  # equal bytes, any object
+    again = parse_mail_again(raw, max_bytes=5000)  # taken once; then parsed as usual
+    assert again is not kept and again == kept
+
+
+def test_the_oldest_parses_go_first_when_the_limit_is_reached() -> None:
+    recent = _Recent(limit=3)
+    raws = [_raw(i) for i in range(5)]
+    for raw in raws:
+        recent.keep(raw, 100, parse_mail(raw, max_bytes=100))
+    assert [recent.take(raw, 100) is not None for raw in raws] == [False, False, True, True,
+                                                                   True]
+
+
+def test_run_once_parses_each_request_once(tmp_path, imap_user, smtp_sink, monkeypatch) -> None:
+    from datetime import timedelta
+
+    from tests.botenv import make_bot
+
+    calls: list[int] = []
+    real = parse.parse_mail
+
+    def counting(raw: bytes, **kw: object) -> parse.ParsedMail:
+        calls.append(len(raw))
+        return real(raw, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parse, "parse_mail", counting)
+    monkeypatch.setattr("mailbot.intake.imap.parse_mail", counting)
+    monkeypatch.setattr("mailbot.intake.store.parse_mail", counting)
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+    w = bot.window()
+    ok = f"{w.year + 1}-12-31;0;0;{w.year}-01-15;{w.year}-02-01"
+    bot.import_readers([f"014000{i};Ala;Poczta{i};s{i}@patron.test;{ok}" for i in (1, 2, 3)])
+    bot.import_codes(["ONCE-0001", "ONCE-0002", "ONCE-0003"])
+    for i in (1, 2, 3):
+        raw, _ = request_mail(f"s{i}@patron.test", "LEGIMI", f"Ala Poczta{i} 014000{i}")
+        imap_user.append(raw, internaldate=w + timedelta(seconds=i))
+    assert bot.run_once() == 0
+    assert len(smtp_sink.wait_for(3)) == 3
+    assert len(calls) == 3  # read once at intake, not again when decided
