@@ -40,6 +40,15 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+def _logging(level: int) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=[_StderrHandler()])
+    # The format shows none of these, and a burst logs two lines a request: the logging
+    # HOWTO's "Optimization" settings skip collecting them (caller frame, thread, process).
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mailbot", description=__doc__)
     p.add_argument("--config", "-c", default=os.environ.get("MAILBOT_CONFIG", DEFAULT_CONFIG),
@@ -118,11 +127,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     quiet = args.command == "demo"  # the demo's output is its table
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=[_StderrHandler()],
-    )
+    _logging(logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO)
     try:
         if args.command == "demo":
             from mailbot.demo import run_demo
@@ -225,37 +230,102 @@ def _durations(took: dict[str, float]) -> dict[str, float]:
 def _decide_and_send(sessions: sessionmaker[Session], settings: Settings, sources: Any,
                      polls: list[Any], took: dict[str, float],
                      now: datetime | None) -> dict[str, Any]:
-    """run --once on PostgreSQL: the sender runs in a thread while deciding goes on."""
-    from mailbot.decide import decide_pending
+    """run --once on PostgreSQL: replies are sent while deciding goes on.
+
+    A burst (a full decide batch waiting) is sent by a second process, which works on
+    another CPU and keeps the deciding process's database round trips from queueing
+    behind the sender for the interpreter lock; a few requests by a thread."""
+    from mailbot.decide import BATCH_SIZE, decide_pending, waiting_count
     from mailbot.readers import close_sources
-    from mailbot.respond.send import send_while
 
     took["decide (sending meanwhile)"] = took.pop("decide")
-    deciding = threading.Event()
-    deciding.set()
-    outcome: dict[str, Any] = {}
-
-    def sender() -> None:
-        try:
-            outcome["sent"] = aio.run(send_while(sessions, settings.smtp, deciding,
-                                                     now=now))
-        except BaseException as exc:  # re-raised in the main thread below
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=sender, name="sender", daemon=True)
-    thread.start()
+    burst = waiting_count(sessions) >= BATCH_SIZE
+    sender = _SenderProcess(settings, now) if burst else _SenderThread(sessions, settings, now)
     try:
         decisions = decide_pending(sessions, settings, now=now, sources=sources)
     finally:
         close_sources(sources)
         took["send (rest)"] = time.perf_counter()
-        deciding.clear()
-        thread.join()
+        sent = sender.finish()
     took["end"] = time.perf_counter()
-    if "error" in outcome:
-        raise outcome["error"]
-    return {"polls": polls, "decisions": decisions, "sent": outcome["sent"],
+    return {"polls": polls, "decisions": decisions, "sent": sent,
             "seconds": _durations(took)}
+
+
+class _SenderThread:
+    """send_while in a thread of this process."""
+
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings,
+                 now: datetime | None) -> None:
+        from mailbot.respond.send import send_while
+
+        self.deciding = threading.Event()
+        self.deciding.set()
+        self.outcome: dict[str, Any] = {}
+
+        def sender() -> None:
+            try:
+                self.outcome["sent"] = aio.run(send_while(sessions, settings.smtp,
+                                                          self.deciding, now=now))
+            except BaseException as exc:  # re-raised in the main thread by finish()
+                self.outcome["error"] = exc
+
+        self.thread = threading.Thread(target=sender, name="sender", daemon=True)
+        self.thread.start()
+
+    def finish(self) -> Any:
+        self.deciding.clear()
+        self.thread.join()
+        if "error" in self.outcome:
+            raise self.outcome["error"]
+        return self.outcome["sent"]
+
+
+class _SenderProcess:
+    """send_while in a child process with its own database connection (several processes
+    may send from one outbox on PostgreSQL: each row is claimed with an advisory lock)."""
+
+    def __init__(self, settings: Settings, now: datetime | None) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("forkserver")
+        self.deciding = context.Event()
+        self.deciding.set()
+        self.result, child_end = context.Pipe(duplex=False)
+        self.process = context.Process(
+            target=_send_in_child, name="mailbot-sender", daemon=True,
+            args=(settings, self.deciding, child_end, now, logging.getLogger().level))
+        self.process.start()
+        child_end.close()
+
+    def finish(self) -> Any:
+        self.deciding.clear()
+        try:
+            kind, value = self.result.recv()
+        except EOFError:
+            kind, value = "error", MailbotError(
+                f"the sending process ended without a report (exit code "
+                f"{self.process.exitcode}); unsent replies stay pending for the next run")
+        self.process.join()
+        if kind == "error":
+            raise value
+        return value
+
+
+def _send_in_child(settings: Settings, deciding: Any, report: Any, now: datetime | None,
+                   level: int) -> None:
+    _logging(level)
+    try:
+        from mailbot.db.session import open_database
+        from mailbot.respond.send import send_while
+
+        sessions = open_database(settings.database_url)
+        report.send(("sent", aio.run(send_while(sessions, settings.smtp, deciding, now=now))))
+    except BaseException as exc:
+        try:
+            report.send(("error", exc))
+        except Exception:  # not picklable: its text is enough
+            report.send(("error", MailbotError(f"sending failed: {type(exc).__name__}: {exc}")))
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:

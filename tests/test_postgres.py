@@ -118,3 +118,76 @@ def test_a_daemon_killed_mid_burst_is_taken_over_by_the_others(tmp_path, imap_us
     _check(bot, smtp_sink)
     replies = Counter(m.message["In-Reply-To"] for m in smtp_sink.messages)
     assert sum(replies.values()) - N <= 1  # at most the one reply the kill interrupted
+
+
+def test_a_burst_on_postgresql_is_sent_by_a_second_process_while_deciding(
+        tmp_path, imap_user, smtp_sink, pg_url, monkeypatch):
+    # A full decide batch waiting is a burst: a child process sends (its own connection,
+    # advisory-lock claims) while this one decides. The outcome is the one-process one.
+    from mailbot import cli, decide
+
+    monkeypatch.setattr(decide, "BATCH_SIZE", 40)
+    started = []
+    real = cli._SenderProcess.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        started.append(self.process.pid)
+
+    monkeypatch.setattr(cli._SenderProcess, "__init__", spy)
+    bot = _burst(tmp_path, imap_user, smtp_sink, pg_url)
+    assert bot.run_once() == 0
+    assert len(started) == 1 and started[0] != os.getpid()
+    _check(bot, smtp_sink)
+
+
+def test_a_sending_process_that_dies_is_reported_and_leaves_its_replies_pending(
+        tmp_path, imap_user, smtp_sink, pg_url):
+    from mailbot import cli
+    from mailbot.errors import MailbotError
+
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], database_url=pg_url)
+    sender = cli._SenderProcess(bot.settings(), None)
+    os.kill(sender.process.pid, signal.SIGKILL)
+    with pytest.raises(MailbotError, match="ended without a report"):
+        sender.finish()
+    # An error inside the child comes back as that error.
+    broken = bot.settings()
+    object.__setattr__(broken, "database_url", pg_url.rsplit("/", 1)[0] + "/no_such_db")
+    sender = cli._SenderProcess(broken, None)
+    with pytest.raises(Exception, match="no_such_db"):
+        sender.finish()
+
+
+def test_daemons_starting_together_record_their_jobs_without_colliding(pg_url):
+    # Each daemon records its scheduled jobs at start. Two starting at once on a new
+    # database both find no row for a job: the second must wait for the first's row and
+    # update it, not fail with a unique violation (which stopped a daemon at start-up).
+    import threading
+    from datetime import UTC, datetime
+
+    from mailbot.db.models import JobRun
+    from mailbot.jobs import _record
+
+    sessions = open_database(pg_url)
+    first = sessions()
+    first.add(JobRun(name="retention_purge"))
+    first.flush()  # inserted, not committed: the other start-up is in between
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            _record(sessions, "retention_purge", next_run=datetime(2026, 12, 1, tzinfo=UTC))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.5)  # the second waits on the first's uncommitted row
+    first.commit()
+    first.close()
+    thread.join(10)
+    assert errors == []
+    with sessions() as s:
+        row = s.get(JobRun, "retention_purge")
+        assert row is not None and row.next_run_at == datetime(2026, 12, 1, tzinfo=UTC)

@@ -44,6 +44,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             with dbapi_conn.cursor() as cur:
                 cur.execute("SET plan_cache_mode = force_custom_plan")
             dbapi_conn.commit()
+            # Replies (~9 KB) are stored compressed; PostgreSQL's default pglz took ~0.3 ms
+            # of server CPU a reply, lz4 (PostgreSQL 14+, when built with it) a fifth of
+            # that for the same size. Without it, the default stays.
+            try:
+                with dbapi_conn.cursor() as cur:
+                    cur.execute("SET default_toast_compression = lz4")
+                dbapi_conn.commit()
+            except Exception:  # noqa: BLE001 - an older or differently built server
+                dbapi_conn.rollback()
 
     return engine
 
