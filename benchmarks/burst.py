@@ -144,22 +144,47 @@ def median_reply_size(db: str) -> int:
     return int(statistics.median(sizes))
 
 
-def run_bot(config: Path) -> tuple[float, int]:
+def run_bot(config: Path) -> tuple[float, int, float, int]:
     profile = os.environ.get("MAILBOT_BENCH_PROFILE")  # a file: cProfile the bot's run
-    run = (f"import cProfile; cProfile.run('rc = main(sys.argv[1:])', {profile!r}); "
-           if profile else "rc = main(sys.argv[1:]); ")
-    code = ("import sys, time; from mailbot.cli import main; t = time.perf_counter(); "
-            + run + "el = time.perf_counter() - t; "
-            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
-            "print('BENCH', el, hwm.split()[1]); sys.exit(rc)")
-    out = subprocess.run([sys.executable, "-c", code, "--config", str(config), "run",
-                          "--once"], capture_output=True, text=True, cwd=ROOT)
+    run = (f"import cProfile; cProfile.run('rc = main(sys.argv[1:])', {profile!r})"
+           if profile else "rc = main(sys.argv[1:])")
+    code = "\n".join([
+        "import os, resource, sys, time",
+        "from mailbot.cli import main",
+        "t = time.perf_counter(); cpu = time.process_time()",
+        run,
+        "el = time.perf_counter() - t; cpu = time.process_time() - cpu",
+        "def hwm(pid):",
+        "    for line in open(f'/proc/{pid}/status'):",
+        "        if line.startswith('VmHWM'): return int(line.split()[1])",
+        "    return 0",
+        # Its worker processes (the fork server and the pool, still alive now) and the
+        # largest child that has ended (PostgreSQL's sending process) count too.
+        "parent = {}",
+        "for p in filter(str.isdigit, os.listdir('/proc')):",
+        "    try: parent[int(p)] = int(open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[1])",
+        "    except OSError: pass",
+        "family, grew = {os.getpid()}, True",
+        "while grew:",
+        "    more = {p for p, pp in parent.items() if pp in family} - family",
+        "    family |= more; grew = bool(more)",
+        "others = sum(hwm(p) for p in family - {os.getpid()} if p in parent)",
+        "others += resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss",
+        "print('BENCH', el, hwm('self'), cpu, others); sys.exit(rc)",
+    ])
+    command = [sys.executable, "-c", code, "--config", str(config), "run", "--once"]
+    sampled = os.environ.get("MAILBOT_BENCH_PYSPY")  # a file: py-spy samples the bot's run
+    if sampled:  # (sampling barely slows the bot, unlike cProfile)
+        command = [str(Path(sys.executable).with_name("py-spy")), "record", "-r", "200",
+                   *os.environ.get("MAILBOT_BENCH_PYSPY_ARGS", "").split(),  # e.g. --idle
+                   "-f", "raw", "-o", sampled, "--", *command]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         raise SystemExit(f"mailbot run --once failed:\n{out.stderr[-3000:]}")
     line = [x for x in out.stdout.splitlines() if x.startswith("BENCH")][-1].split()
     summary = [x for x in out.stdout.splitlines() if x.startswith("stored ")][-1]
     print("mailbot run --once:", summary)
-    return float(line[1]), int(line[2])
+    return float(line[1]), int(line[2]), float(line[3]), int(line[4])
 
 
 def main() -> int:
@@ -211,10 +236,11 @@ def main() -> int:
             assert len(raws) == n, len(raws)
 
             # (b) the naive loop
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             raws = fetch_every_mailbox(dovecot, users)
             asyncio.run(naive_send(raws, sink_port))
             naive = time.perf_counter() - t
+            naive_cpu = time.process_time() - cpu
 
             # (c) the bot
             if args.db == "postgresql":
@@ -241,7 +267,7 @@ def main() -> int:
                     assert cli(["--config", str(config), "import-codes", str(cf),
                                 "--library", lib, "--service", "legimi",
                                 "--month", month]) == 0
-                bot, peak_kb = run_bot(config)
+                bot, peak_kb, bot_cpu, others_kb = run_bot(config)
                 reply_size = median_reply_size(db)
             finally:
                 if db_ctx is not None:
@@ -268,7 +294,13 @@ def main() -> int:
           f"{bot / n * 1000:.2f} ms per request")
     print(f"bot/physical = {bot / physical:.2f}   (goal <= 3)")
     print(f"bot/naive    = {bot / naive:.2f}   (goal < 1)")
-    print(f"peak RSS of mailbot: {peak_kb / 1024:.0f} MB   (goal < 300 MB)")
+    print(f"peak RSS of mailbot: {peak_kb / 1024:.0f} MB   (goal < 300 MB); its worker "
+          f"processes {others_kb / 1024:.0f} MB more (sum of their peaks)")
+    # CPU time (user + system, every thread) of the Python process doing (b) or (c): less
+    # disturbed than wall time by other machines sharing this one, so a steadier view of
+    # the Python work itself (the servers' CPU is not counted).
+    print(f"CPU time: naive loop {naive_cpu:.2f} s, mailbot {bot_cpu:.2f} s "
+          f"(bot/naive {bot_cpu / naive_cpu:.2f})")
     return 0
 
 
