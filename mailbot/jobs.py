@@ -51,6 +51,7 @@ class Jobs:
         self.scheduler = BackgroundScheduler(timezone=settings.timezone, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
         self.work: dict[str, Callable[[datetime], str]] = {}
+        self.triggers: dict[str, CronTrigger] = {}
         d = settings.daemon
         close_at = parse_hhmm(d.month_close_time)
         purge_at = parse_hhmm(d.retention_time)
@@ -80,6 +81,7 @@ class Jobs:
 
     def _add(self, name: str, trigger: CronTrigger, work: Callable[[datetime], str]) -> None:
         self.work[name] = work
+        self.triggers[name] = trigger
         self.scheduler.add_job(self._run, trigger, args=[name], id=name, name=name)
 
     def _run(self, name: str) -> None:
@@ -91,16 +93,22 @@ class Jobs:
             result = f"failed: {type(exc).__name__}: {exc}"[:500]
         else:
             log.info("job %s: %s", name, result)
-        job = self.scheduler.get_job(name)
-        _record(self.sessions, name, ran=now, result=result,
-                next_run=job.next_run_time if job else None)
+        # The next run comes from the trigger, not from scheduler.get_job(): a shutdown
+        # holds the scheduler's job-store lock while it waits for running jobs to end, so
+        # a job asking the scheduler anything then never ends (SIGTERM during the start-up
+        # catch-up hung the daemon).
+        _record(self.sessions, name, ran=now, result=result, next_run=self.next_run(name))
+
+    def next_run(self, name: str) -> datetime | None:
+        """When the job ``name`` next fires on its trigger (aware)."""
+        trigger = self.triggers[name]
+        return trigger.get_next_fire_time(None, datetime.now(trigger.timezone))
 
     def start(self) -> None:
         """Catches up (every job once, now), then runs them on their triggers."""
         self.scheduler.start()
         for name in self.work:
-            job = self.scheduler.get_job(name)
-            _record(self.sessions, name, next_run=job.next_run_time if job else None)
+            _record(self.sessions, name, next_run=self.next_run(name))
             self.scheduler.add_job(self._run, "date", args=[name], id=f"{name} (catch-up)",
                                    run_date=utcnow() + timedelta(seconds=1))
 
