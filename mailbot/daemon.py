@@ -26,32 +26,53 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from imapclient import IMAPClient
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot import aio, offload
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
+from mailbot.db import notify
 from mailbot.decide import decide_pending, waiting_on
 from mailbot.intake.imap import connect, poll_mailbox
 from mailbot.intake.maildir import poll_all_maildirs
 from mailbot.intake.store import record_mailbox_error
 from mailbot.jobs import Jobs
 from mailbot.readers import close_sources, make_sources
-from mailbot.respond.send import next_due, send_due, transport_for
+from mailbot.respond.send import SendReport, next_due, send_due, transport_for
 
 log = logging.getLogger(__name__)
 
 DECIDE_EVERY = 30.0  # seconds: retry requests waiting on a reader source that was down
 SEND_CHECK_EVERY = 30.0
+# Replies another process is sending (PostgreSQL) are looked at again this often, so that
+# if it dies its replies are taken over within about a second, without spinning meanwhile.
+HELD_RECHECK = 1.0
+# PostgreSQL: processes sharing a database wake each other with NOTIFY on this channel
+# ("decide": mail was stored; "send": replies were queued), so work one process leaves
+# behind (it was killed, or another process's intake took the mail) is picked up at once.
+CHANNEL = "mailbot"
+
+
+def send_pause(report: SendReport, due: datetime | None, now: datetime) -> float:
+    """Seconds the sender sleeps (unless woken) after a pass that made ``report``;
+    ``due`` is when the earliest pending reply becomes sendable."""
+    if report.held:
+        return HELD_RECHECK
+    if due is None:
+        return SEND_CHECK_EVERY
+    return max(0.0, min(SEND_CHECK_EVERY, (due - now).total_seconds()))
 
 
 class Daemon:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.engine: Engine = sessions.kw["bind"]
         self.stopping = threading.Event()
         self._decide = threading.Event()
         self._send = threading.Event()
@@ -75,6 +96,8 @@ class Daemon:
             self._spawn("maildir", self._poll_maildirs)
         self._spawn("decider", self._decider)
         self._spawn("sender", self._sender)
+        if notify.shared(self.engine):
+            self._spawn("listener", self._listen)
         self.jobs.start()
         self._start_web()
         self._decide.set()
@@ -157,12 +180,46 @@ class Daemon:
         self.threads.append(thread)
         thread.start()
 
+    # -- other processes on the same database (PostgreSQL) ------------------------------
+
+    def _tell_others(self, what: str) -> None:
+        """A hint to the other processes (and this one) that there is work: ``decide`` or
+        ``send``. Their timers would find it anyway; a failure here only costs time."""
+        if not notify.shared(self.engine):
+            return
+        try:
+            notify.notify(self.engine, CHANNEL, what)
+        except Exception as exc:
+            log.warning("could not notify the other processes: %s", type(exc).__name__)
+
+    def _listen(self) -> None:
+        wake = {"decide": self._decide, "send": self._send}
+        backoff = 1.0
+        while not self.stopping.is_set():
+            try:
+                with notify.listening(self.engine, CHANNEL) as wait:
+                    backoff = 1.0
+                    # What was notified while we were not listening is looked at now.
+                    self._decide.set()
+                    self._send.set()
+                    while not self.stopping.is_set():
+                        for what in wait(1.0):
+                            if what in wake:
+                                wake[what].set()
+            except Exception as exc:
+                log.warning("listening for the other processes: %s: %s; again in %.0f s",
+                            type(exc).__name__, exc, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, self.settings.daemon.reconnect_max)
+
     # -- intake ------------------------------------------------------------------------
 
     def _poll(self, mb: MailboxSettings, client: IMAPClient, *, asked: bool = False) -> None:
         report = poll_mailbox(self.sessions, self.settings, mb, client=client)
         if report.stored or report.duplicates or asked:
             self._decide.set()
+        if report.stored:
+            self._tell_others("decide")
 
     def _watch(self, mb: MailboxSettings) -> None:
         d = self.settings.daemon
@@ -229,6 +286,8 @@ class Daemon:
             reports = poll_all_maildirs(self.sessions, self.settings)
             if asked or any(r.stored for r in reports):
                 self._decide.set()
+            if any(r.stored for r in reports):
+                self._tell_others("decide")
             self._maildirs_now.wait(self.settings.daemon.poll_interval)
 
     # -- decide and respond ------------------------------------------------------------
@@ -243,6 +302,7 @@ class Daemon:
                                        should_stop=self.stopping.is_set)
             if decisions:
                 self._send.set()
+                self._tell_others("send")
             with self.sessions() as session:
                 lagging = waiting_on(session, self.settings)
             if lagging:
@@ -271,10 +331,7 @@ class Daemon:
                     backoff = min(backoff * 2, d.reconnect_max)
                     continue
                 backoff = 1.0
-                due = next_due(self.sessions)
-                wait = SEND_CHECK_EVERY
-                if due is not None:
-                    wait = max(0.0, min(wait, (due - utcnow()).total_seconds()))
+                wait = send_pause(report, next_due(self.sessions), utcnow())
                 if wait > 0:
                     await asyncio.to_thread(self._send.wait, wait)
                 self._send.clear()

@@ -220,3 +220,21 @@ def test_two_branch_mailboxes_under_idle_are_served_in_arrival_order_and_fast(
         _wait(lambda mid=mid: mid in _replies_per_request(smtp_sink), 10, f"reply {i}")
     issued = {r.card_number: r.code.code for r in bot.requests()}
     assert issued == {f"06{i:05d}": f"DMN-{i:06d}" for i in range(1, 5)}
+
+
+def test_the_sender_sleeps_until_the_next_reply_is_due_and_rechecks_held_ones_soon():
+    from datetime import UTC, datetime
+
+    from mailbot.daemon import HELD_RECHECK, SEND_CHECK_EVERY, send_pause
+    from mailbot.respond.send import SendReport
+
+    now = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert send_pause(SendReport(), None, now) == SEND_CHECK_EVERY
+    assert send_pause(SendReport(), now + timedelta(seconds=7), now) == 7.0
+    assert send_pause(SendReport(), now + timedelta(hours=2), now) == SEND_CHECK_EVERY
+    assert send_pause(SendReport(), now - timedelta(seconds=3), now) == 0.0
+    # Due replies another process is sending (PostgreSQL): not at once again (that spun,
+    # hammering the database while the other process sent a burst), but soon, to take
+    # them over if that process dies.
+    held = SendReport(held=3)
+    assert send_pause(held, now - timedelta(seconds=3), now) == HELD_RECHECK <= 1.0

@@ -94,30 +94,41 @@ def test_a_daemon_killed_mid_burst_is_taken_over_by_the_others(tmp_path, imap_us
                         "send_backoff_max = 1.0\n[web]\nenabled = false\n")
     cmd = [sys.executable, "-m", "mailbot", "--config", str(bot.config), "run"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env=env) for _ in range(3)]
+    logs = [(tmp_path / f"daemon-{i}.log").open("wb") for i in range(3)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
+             for log in logs]
     try:
         deadline = time.monotonic() + 60
         while len(smtp_sink.messages) < 10 and time.monotonic() < deadline:
             time.sleep(0.02)
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(timeout=10)
-        deadline = time.monotonic() + 120
+        killed = time.monotonic()
+        deadline = killed + 120
         while len({m.message["In-Reply-To"] for m in smtp_sink.messages}) < N \
                 and time.monotonic() < deadline:
             time.sleep(0.1)
+        # Taken over at once, not when the others' 30-second timers come round: the
+        # killed process's locks went with its connections, and the others were told
+        # (NOTIFY) that there were replies to send.
+        took_over = time.monotonic() - killed
     finally:
         for p in procs[1:]:
             p.send_signal(signal.SIGTERM)
-        for p in procs[1:]:
+        for i, p in enumerate(procs[1:], start=1):
             try:
-                assert p.wait(timeout=60) == 0
+                code = p.wait(timeout=60)
+                logs[i].close()
+                assert code == 0, (tmp_path / f"daemon-{i}.log").read_text()[-3000:]
             finally:
                 if p.poll() is None:
                     p.kill()
+        for log in logs:
+            log.close()
     _check(bot, smtp_sink)
     replies = Counter(m.message["In-Reply-To"] for m in smtp_sink.messages)
     assert sum(replies.values()) - N <= 1  # at most the one reply the kill interrupted
+    assert took_over < 15, f"the others took {took_over:.1f} s to finish the burst"
 
 
 def test_a_burst_on_postgresql_is_sent_by_a_second_process_while_deciding(
@@ -191,3 +202,22 @@ def test_daemons_starting_together_record_their_jobs_without_colliding(pg_url):
     with sessions() as s:
         row = s.get(JobRun, "retention_purge")
         assert row is not None and row.next_run_at == datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def test_processes_on_one_database_wake_each_other_with_notifications(pg_url):
+    # LISTEN/NOTIFY: what one process tells the channel reaches a listener on another
+    # connection at once; with nothing told, the wait ends empty after its timeout.
+    from mailbot.db import notify
+
+    engine = open_database(pg_url).kw["bind"]
+    assert notify.shared(engine)
+    with notify.listening(engine, "mailbot-test") as wait:
+        started = time.monotonic()
+        assert wait(0.2) == []
+        assert 0.15 < time.monotonic() - started < 5
+        notify.notify(engine, "mailbot-test", "send")
+        notify.notify(engine, "mailbot-test", "decide")
+        got = wait(5.0)
+        while len(got) < 2 and time.monotonic() - started < 10:
+            got += wait(1.0)
+        assert got == ["send", "decide"]

@@ -27,14 +27,14 @@ from typing import Any
 
 import aiosmtplib
 from aiosmtplib import SMTPStatus
-from sqlalchemy import Connection, Engine, bindparam, select, text
+from sqlalchemy import Connection, Engine, bindparam, case, func, select, text, type_coerce
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import utcnow
 from mailbot.config import SmtpSettings
-from mailbot.db.models import Outbox
+from mailbot.db.models import Outbox, UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class SendReport:
     failed: int = 0
     unreachable: bool = False
     tried: set[int] = field(default_factory=set)  # outbox ids attempted
+    held: int = 0  # due rows skipped because another process is sending them (PostgreSQL)
 
 
 class FileTransport:
@@ -397,8 +398,9 @@ async def _send_rows_claimed(engine: Engine, transport: FileTransport | SmtpTran
 
         try:
             for start in range(0, len(ids), PAGE):
-                claimed = [oid for oid, got in conn.execute(_CLAIM, {"ids": list(
-                    ids[start:start + PAGE])}) if got]
+                page = list(ids[start:start + PAGE])
+                claimed = [oid for oid, got in conn.execute(_CLAIM, {"ids": page}) if got]
+                report.held += len(page) - len(claimed)
                 rows = [Pending(*row) for row in conn.execute(
                     select(*_PENDING).where(Outbox.id.in_(claimed), Outbox.state == "pending")
                     .order_by(Outbox.due_at, Outbox.id))] if claimed else []
@@ -540,8 +542,7 @@ def _record_sent(mark_sent: MarkSent, row: Pending, report: SendReport) -> None:
 
 def next_due(sessions: sessionmaker[Session]) -> datetime | None:
     """When the earliest pending reply becomes sendable (for the daemon's sleep)."""
+    sendable = case((Outbox.retry_at > Outbox.due_at, Outbox.retry_at), else_=Outbox.due_at)
     with sessions() as session:
-        rows = session.execute(select(Outbox.due_at, Outbox.retry_at)
-                               .where(Outbox.state == "pending")).all()
-    times = [max(d, r) if r else d for d, r in rows]
-    return min(times) if times else None
+        return session.scalar(select(type_coerce(func.min(sendable), UTCDateTime))
+                              .where(Outbox.state == "pending"))

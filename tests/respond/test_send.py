@@ -4,13 +4,15 @@ marked for staff, and a sent reply is never sent again. On SQLite and on Postgre
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from mailbot.db.models import Outbox
 from mailbot.db.session import open_database
+from mailbot.respond.send import next_due
 from tests.botenv import make_bot, request_mail
 
 
@@ -108,4 +110,65 @@ def test_a_relay_refusing_our_sender_fails_no_reply(
     smtp_sink.stop_failing()
     assert bot.run_once() == 0
     assert {o.state for o in _outbox(bot).values()} == {"sent"}
+    assert len(smtp_sink.messages) == 2
+
+
+def _pending_pair(tmp_path, imap_user, smtp_sink, database_url):
+    """Two replies decided while the relay was down: both pending in the outbox."""
+    bot = _two_requests(tmp_path, imap_user, smtp_sink, database_url)
+    smtp_sink.stop()
+    try:
+        assert bot.run_once() == 0
+    finally:
+        smtp_sink.start()
+    sessions = open_database(bot.settings().database_url)
+    with sessions() as s:
+        ids = sorted(s.scalars(select(Outbox.id).where(Outbox.state == "pending")))
+    assert len(ids) == 2
+    return bot, sessions, ids
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_next_due_is_when_the_earliest_pending_reply_may_be_sent(
+        tmp_path, imap_user, smtp_sink, database_url):
+    # The daemon's sender sleeps until then: a row's own due time, or its pause after a
+    # temporary failure when that is later; sent rows do not count.
+    _, sessions, (a, b) = _pending_pair(tmp_path, imap_user, smtp_sink, database_url)
+    t = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    with sessions.begin() as s:
+        s.get(Outbox, a).due_at, s.get(Outbox, a).retry_at = t + timedelta(minutes=10), None
+        s.get(Outbox, b).due_at = t + timedelta(minutes=5)
+        s.get(Outbox, b).retry_at = t + timedelta(minutes=20)
+    assert next_due(sessions) == t + timedelta(minutes=10)
+    with sessions.begin() as s:
+        s.get(Outbox, a).state = "sent"
+    got = next_due(sessions)
+    assert got == t + timedelta(minutes=20) and got.utcoffset() == timedelta(0)
+    with sessions.begin() as s:
+        s.get(Outbox, b).state = "failed"
+    assert next_due(sessions) is None
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_replies_another_process_is_sending_are_reported_as_held_and_left_to_it(
+        tmp_path, imap_user, smtp_sink, database_url):
+    # Another process holds both rows (its advisory locks): this one sends neither and says
+    # so (the daemon then looks again within a second instead of at once, over and over);
+    # once that process lets go (or dies), the rows are sent here.
+    from mailbot.respond import send
+
+    bot, sessions, ids = _pending_pair(tmp_path, imap_user, smtp_sink, database_url)
+    smtp = bot.settings().smtp
+    other = sessions.kw["bind"].connect()
+    try:
+        for oid in ids:
+            assert other.execute(text("SELECT pg_try_advisory_lock(:k, :id)"),
+                                 {"k": send._OUTBOX_LOCKS, "id": oid}).scalar()
+        report = asyncio.run(send.send_due(sessions, smtp))
+        assert (report.sent, report.held, report.tried) == (0, 2, set())
+        assert smtp_sink.messages == []
+    finally:
+        other.close()  # its locks go with its connection, as with a killed process
+    report = asyncio.run(send.send_due(sessions, smtp))
+    assert (report.sent, report.held) == (2, 0)
     assert len(smtp_sink.messages) == 2
