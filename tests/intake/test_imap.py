@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import os
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
 from mailbot.db.models import Mailbox
 from mailbot.db.session import open_database
+from mailbot import offload
 from mailbot.intake import imap as imap_intake
 from tests.botenv import make_bot, request_mail
 
@@ -178,8 +180,15 @@ def test_a_burst_of_several_chunks_is_moved_on_a_second_connection_while_reading
     bot, raws, w = _burst_bot(tmp_path, imap_user, smtp_sink, 8)
     imap_user.append(raws[0], internaldate=w + timedelta(seconds=30))
     logins = len(dovecot.login_lines(imap_user.name))
-    # ...and each chunk is parsed by the worker processes while the next is fetched:
-    # this process parses nothing, neither to store nor to decide.
+    # ...and each chunk is parsed by the worker processes while the next is fetched: this
+    # process parses none of those, neither to store nor to decide. The last chunk has no
+    # fetch after it to overlap with: if no worker has taken it up yet when it is to be
+    # stored, it is parsed here rather than waited for (as a chunk is while the workers
+    # are still starting, see the next test; here they are started first).
+    executor = offload.pool()
+    assert executor is not None, "one CPU: the parsing workers cannot be tested here"
+    for started in [executor.submit(os.getpid) for _ in range(offload.workers())]:
+        started.result(timeout=60)
     parsed_here: list[bytes] = []
     real_parse = imap_intake.parse_mail
     monkeypatch.setattr(imap_intake, "parse_mail",
@@ -187,13 +196,28 @@ def test_a_burst_of_several_chunks_is_moved_on_a_second_connection_while_reading
     monkeypatch.setattr("mailbot.intake.parse.parse_mail",
                         lambda raw, **kw: parsed_here.append(raw) or real_parse(raw, **kw))
     assert bot.run_once() == 0
-    assert parsed_here == []
+    # UIDs 7, 8, 9 (f6, f7 and the repeat of f0) are the last chunk.
+    senders = [raw.split(b"@", 1)[0].rsplit(b" ", 1)[-1] for raw in parsed_here]
+    assert len(senders) <= 3 and set(senders) <= {b"f6", b"f7", b"f0"}, senders
     assert len(dovecot.login_lines(imap_user.name)) - logins == 2
     assert imap_user.list("INBOX") == []
     assert len(imap_user.list("mailbot/processed")) == 9
     assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == sorted(
         f"f{i}@patron.test" for i in range(8))
     assert all(r.pending_move is None for r in bot.requests())
+
+
+def test_a_chunk_the_workers_have_not_started_on_is_parsed_here(monkeypatch):
+    # The workers are still starting (or busy): their task is cancelled and the chunk is
+    # parsed in place rather than waited for; nothing is lost either way.
+    from concurrent.futures import Future
+
+    never_started: Future[object] = Future()
+    monkeypatch.setattr(offload, "submit", lambda *_args: never_started)
+    raw, _ = request_mail("f1@patron.test", "LEGIMI", "Ala Fala1 0110001")
+    ahead = imap_intake.ParsedAhead([(7, datetime.now(UTC), raw)], max_bytes=1 << 20)
+    assert ahead.result() == {}
+    assert never_started.cancelled()
 
 
 def test_a_move_failing_on_the_second_connection_is_finished_by_the_next_poll(
