@@ -196,60 +196,65 @@ def cmd_import_activations(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_once(sessions: sessionmaker[Session], settings: Settings, *,
              now: datetime | None = None) -> dict[str, Any]:
-    """One full pass: every mailbox, then decisions in arrival order, then the outbox."""
-    from mailbot.decide import decide_pending
+    """One full pass: every mailbox read, requests decided in arrival order, replies sent.
+
+    The three overlap: the mailboxes are read in a thread while this one decides what may
+    already be decided (each stored chunk of a burst says up to which arrival its library
+    is complete), and replies are sent as they are decided. A burst (a full decide batch
+    waiting) is sent by a second process, which works on another CPU and keeps the
+    deciding process's database round trips from queueing behind the sender for the
+    interpreter lock; a few requests by a thread."""
+    from mailbot.decide import BATCH_SIZE, decide_pending, waiting_count
     from mailbot.intake.imap import poll_all
     from mailbot.intake.maildir import poll_all_maildirs
-    from mailbot.respond.send import send_due
-
     from mailbot.readers import close_sources, make_sources
 
     sources = make_sources(settings)  # a misconfigured source stops us before any work
-    took = {"read": time.perf_counter()}
-    polls = poll_all(sessions, settings) + poll_all_maildirs(sessions, settings)
-    took["decide"] = time.perf_counter()
-    if sessions.kw["bind"].dialect.name == "postgresql":
-        # Row locks let replies go out while later requests are still being decided.
-        return _decide_and_send(sessions, settings, sources, polls, took, now)
+    started = time.perf_counter()
+    read: dict[str, Any] = {}
+
+    def reader() -> None:
+        try:
+            read["polls"] = poll_all(sessions, settings) + poll_all_maildirs(sessions, settings)
+        except BaseException as exc:  # re-raised below, once deciding and sending are done
+            read["error"] = exc
+        finally:
+            read["end"] = time.perf_counter()
+
+    reading = threading.Thread(target=reader, name="reader", daemon=True)
+    reading.start()
+    decisions: list[Any] = []
+    sender: _SenderThread | _SenderProcess | None = None
+    sent = None
+    left = -1  # requests left undecided by the last pass
     try:
-        decisions = decide_pending(sessions, settings, now=now, sources=sources)
+        while True:
+            still_reading = reading.is_alive()
+            waiting = waiting_count(sessions)
+            if still_reading and waiting == left:
+                reading.join(0.05)  # nothing stored since the last pass
+                continue
+            if sender is None:
+                if waiting >= BATCH_SIZE:
+                    sender = _SenderProcess(settings, now)
+                elif not still_reading:
+                    sender = _SenderThread(sessions, settings, now)
+            decisions += decide_pending(sessions, settings, now=now, sources=sources)
+            if not still_reading:
+                break  # this pass began after the last mail was stored
+            left = waiting_count(sessions)
     finally:
         close_sources(sources)
-    took["send"] = time.perf_counter()
-    sent = aio.run(send_due(sessions, settings.smtp, now=now))
-    took["end"] = time.perf_counter()
-    return {"polls": polls, "decisions": decisions, "sent": sent, "seconds": _durations(took)}
-
-
-def _durations(took: dict[str, float]) -> dict[str, float]:
-    """Seconds spent in each stage, from the moments each began (the last key: the end)."""
-    stages = list(took)
-    return {a: took[b] - took[a] for a, b in zip(stages, stages[1:])}
-
-
-def _decide_and_send(sessions: sessionmaker[Session], settings: Settings, sources: Any,
-                     polls: list[Any], took: dict[str, float],
-                     now: datetime | None) -> dict[str, Any]:
-    """run --once on PostgreSQL: replies are sent while deciding goes on.
-
-    A burst (a full decide batch waiting) is sent by a second process, which works on
-    another CPU and keeps the deciding process's database round trips from queueing
-    behind the sender for the interpreter lock; a few requests by a thread."""
-    from mailbot.decide import BATCH_SIZE, decide_pending, waiting_count
-    from mailbot.readers import close_sources
-
-    took["decide (sending meanwhile)"] = took.pop("decide")
-    burst = waiting_count(sessions) >= BATCH_SIZE
-    sender = _SenderProcess(settings, now) if burst else _SenderThread(sessions, settings, now)
-    try:
-        decisions = decide_pending(sessions, settings, now=now, sources=sources)
-    finally:
-        close_sources(sources)
-        took["send (rest)"] = time.perf_counter()
-        sent = sender.finish()
-    took["end"] = time.perf_counter()
-    return {"polls": polls, "decisions": decisions, "sent": sent,
-            "seconds": _durations(took)}
+        reading.join()
+        decided = time.perf_counter()
+        if sender is not None:
+            sent = sender.finish()
+    if "error" in read:
+        raise read["error"]
+    end = time.perf_counter()
+    return {"polls": read["polls"], "decisions": decisions, "sent": sent, "seconds": {
+        "read (deciding and sending meanwhile)": read["end"] - started,
+        "decide (rest)": decided - read["end"], "send (rest)": end - decided}}
 
 
 class _SenderThread:
@@ -282,8 +287,9 @@ class _SenderThread:
 
 
 class _SenderProcess:
-    """send_while in a child process with its own database connection (several processes
-    may send from one outbox on PostgreSQL: each row is claimed with an advisory lock)."""
+    """send_while in a child process with its own database connection (on PostgreSQL
+    several processes may send from one outbox: each row is claimed with an advisory
+    lock; on SQLite it is the run's only sender)."""
 
     def __init__(self, settings: Settings, now: datetime | None) -> None:
         import multiprocessing

@@ -42,6 +42,7 @@ from mailbot.intake.store import (
 log = logging.getLogger(__name__)
 
 FETCH_CHUNK = 200
+DATES_CHUNK = 2000  # UIDs a FETCH of arrival times names (under Dovecot's 64 KB line)
 
 
 def connect(mb: MailboxSettings) -> IMAPClient:
@@ -191,15 +192,25 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
         # this one fetches the next (the server does the moving meanwhile).
         mover = _Mover(sessions, mb, mailbox_id, uidvalidity) if len(uids) > FETCH_CHUNK \
             else None
+        # Until the last chunk is stored, a later arrival already stored could take the
+        # code of an earlier one not yet read: each chunk's commit says up to when the
+        # library may be decided. In a burst the arrival times of the whole poll are asked
+        # for first, so that is the earliest arrival still unread (deciding goes on while
+        # the rest is read); without them, nothing (MID_POLL) until the poll is complete.
+        unread_from = _unread_from(client, uids) if mover is not None else {}
+
         def store(chunk: list[int], mails: list[tuple[int, datetime, bytes]],
                   parsed: ParsedAhead | None) -> None:
-            # Until the last chunk is stored the decide stage must wait: a later arrival
-            # already stored could otherwise take the code of an earlier one unread.
             done = chunk[-1] == uids[-1]
+            if done:
+                horizon = poll_started
+            elif chunk[-1] in unread_from:
+                horizon = min(unread_from[chunk[-1]], poll_started)
+            else:
+                horizon = MID_POLL
             duplicates = store_chunk(
                 sessions, settings, mb, mailbox_id, uidvalidity, mails,
-                last_uid=max(chunk), report=report,
-                caught_up_to=poll_started if done else MID_POLL,
+                last_uid=max(chunk), report=report, caught_up_to=horizon,
                 parsed=parsed.result() if parsed is not None else None)
             if mover is not None:
                 mover.submit(duplicates)
@@ -370,6 +381,34 @@ def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSetti
     report.stored += stored
     report.duplicates += dups
     return duplicates
+
+
+def _unread_from(client: IMAPClient, uids: list[int]) -> dict[int, datetime]:
+    """For each chunk's last UID: the earliest arrival (INTERNALDATE) among the UIDs after
+    it, i.e. what is still unread once the poll has stored up to that chunk. Mail gone
+    meanwhile (another process moved it) has no date and holds nothing back: it is stored
+    by whoever moved it. {} if the dates cannot be had (the poll then holds the library
+    until it is complete, as without them)."""
+    found: dict[int, Any] = {}
+    try:
+        # A few thousand UIDs a command: a longer list passes servers' line limits.
+        for part in chunks(uids, DATES_CHUNK):
+            found.update(client.fetch(part, ["INTERNALDATE"]))
+    except IMAPClientError as exc:
+        log.warning("arrival times of the burst not read (%s); deciding waits for the "
+                    "whole poll", exc)
+        return {}
+    dates = {uid: _aware(data[b"INTERNALDATE"]) for uid, data in found.items()
+             if b"INTERNALDATE" in data}
+    out: dict[int, datetime] = {}
+    earliest: datetime | None = None
+    for chunk in reversed(list(chunks(uids, FETCH_CHUNK))):
+        if earliest is not None:
+            out[chunk[-1]] = earliest
+        for uid in chunk:
+            if uid in dates and (earliest is None or dates[uid] < earliest):
+                earliest = dates[uid]
+    return out
 
 
 class ParsedAhead:

@@ -277,9 +277,10 @@ async def send_while(sessions: sessionmaker[Session], smtp: SmtpSettings,
                      deciding: threading.Event, *, now: datetime | None = None) -> SendReport:
     """Sends replies as they are decided, until ``deciding`` is cleared; then one last round.
 
-    For ``run --once`` on PostgreSQL, whose row and advisory locks let one connection
-    send while another decides: the burst's replies go out while later requests are still
-    being decided. One transport (its SMTP connections) throughout."""
+    For ``run --once``: the burst's replies go out while later requests are still being
+    read and decided (on PostgreSQL each row is claimed with an advisory lock; on SQLite
+    this is the run's only sender, and each mark is its own short transaction). One
+    transport (its SMTP connections) throughout."""
     total = SendReport()
     async with transport_for(smtp) as transport:
         while True:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
-from mailbot.db.models import Mailbox
+from mailbot.db.models import Mailbox, Request
 from mailbot.db.session import open_database
 from mailbot import offload
 from mailbot.intake import imap as imap_intake
@@ -239,3 +241,50 @@ def test_a_move_failing_on_the_second_connection_is_finished_by_the_next_poll(
     assert imap_user.list("INBOX") == []
     assert len(smtp_sink.messages) == 7
     assert all(r.pending_move is None for r in bot.requests())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_burst_is_decided_while_it_is_read_yet_strictly_in_arrival_order(
+        tmp_path, imap_user, smtp_sink, monkeypatch, database_url):
+    # Chunks of 3 by UID; arrival times (INTERNALDATE) not in UID order: UID 8, in the
+    # last chunk, arrived second. After the first chunk is stored only the mail that
+    # arrived first may be decided (the poll knows every arrival time of the burst: the
+    # earliest still unread is UID 8's); the others wait for the last chunk. One code
+    # short: the mail that arrived last is the one refused.
+    monkeypatch.setattr(imap_intake, "FETCH_CHUNK", 3)
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], database_url=database_url)
+    w = bot.window()
+    n = 9
+    bot.import_readers([_reader_row(f"012{i:04d}", f"Fala{i}", f"g{i}@patron.test", w.year)
+                        for i in range(n)])
+    bot.import_codes([f"ORDER-{i:04d}" for i in range(n - 1)])
+    arrival = {0: 10, 1: 30, 2: 40, 3: 50, 4: 60, 5: 70, 6: 80, 7: 20, 8: 90}  # by UID - 1
+    for i in range(n):
+        raw, _ = request_mail(f"g{i}@patron.test", "LEGIMI", f"Ala Fala{i} 012{i:04d}")
+        imap_user.append(raw, internaldate=w + timedelta(seconds=arrival[i]))
+    sessions = open_database(bot.settings().database_url)
+    decided_before_last_chunk: list[int] = []
+    real_store = imap_intake.store_chunk
+
+    def store(*args, **kwargs):
+        mails = args[5]
+        if mails[0][0] == 7:  # the last chunk: give the deciding thread its chance first
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with sessions() as s:
+                    decided = s.scalars(select(Request.uid).where(
+                        Request.state == "decided")).all()
+                if decided:
+                    break
+                time.sleep(0.02)
+            decided_before_last_chunk.extend(decided)
+        return real_store(*args, **kwargs)
+
+    monkeypatch.setattr(imap_intake, "store_chunk", store)
+    assert bot.run_once() == 0
+    assert decided_before_last_chunk == [1]  # the first arrival, and nothing else yet
+    reqs = bot.requests()  # by arrival
+    assert [r.uid for r in reqs] == [1, 8, 2, 3, 4, 5, 6, 7, 9]
+    assert [r.outcome for r in reqs] == ["issued"] * (n - 1) + ["pool_exhausted"]
+    assert [r.code.code for r in reqs[:-1]] == [f"ORDER-{i:04d}" for i in range(n - 1)]
+    assert len(smtp_sink.messages) == n
