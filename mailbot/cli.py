@@ -300,7 +300,8 @@ class _SenderProcess:
         self.result, child_end = context.Pipe(duplex=False)
         self.process = context.Process(
             target=_send_in_child, name="mailbot-sender", daemon=True,
-            args=(settings, self.deciding, child_end, now, logging.getLogger().level))
+            args=(settings, self.deciding, child_end, now, logging.getLogger().level,
+                  os.getpid()))
         self.process.start()
         child_end.close()
 
@@ -319,8 +320,13 @@ class _SenderProcess:
 
 
 def _send_in_child(settings: Settings, deciding: Any, report: Any, now: datetime | None,
-                   level: int) -> None:
+                   level: int, parent: int) -> None:
+    from mailbot import offload
+
     _logging(level)
+    # Should the run be killed, what it decided is still sent (one last round, as at the
+    # end of a run), then this process ends instead of waiting for ever.
+    offload.end_with(parent, then=deciding.clear)
     try:
         from mailbot.db.session import open_database
         from mailbot.respond.send import send_while

@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -28,6 +29,7 @@ from mailbot.respond.compose import compose_reply
 
 log = logging.getLogger(__name__)
 
+PARENT_CHECK = 1.0  # seconds between a child's looks at whether its parent is still there
 CHUNK = 16  # replies a worker composes per task: the hand-over costs less than composing
 OFFLOAD_MIN = 200  # a batch this big is a burst (decide.BATCH_SIZE)
 
@@ -52,8 +54,28 @@ def pool() -> ProcessPoolExecutor | None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["mailbot.respond.compose",
                                             "mailbot.intake.parse"])
-            _pool = ProcessPoolExecutor(max_workers=workers(), mp_context=context)
+            _pool = ProcessPoolExecutor(max_workers=workers(), mp_context=context,
+                                        initializer=end_with, initargs=(os.getpid(),))
         return _pool
+
+
+def end_with(parent: int, then: Any = None) -> None:
+    """In a child process: once ``parent`` (the mailbot process that started it) is gone,
+    ``then()`` is called, or the child exits. A child of the fork server is not the
+    parent's own: when the parent is killed (SIGKILL, the OOM killer) nothing else would
+    ever end it, and the fork server lives as long as any child does."""
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK)
+            try:
+                os.kill(parent, 0)
+            except OSError:  # no such process (or its number now another user's)
+                break
+        if then is None:
+            os._exit(0)
+        then()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def submit(fn: Any, *args: Any) -> Future[Any] | None:

@@ -3,8 +3,14 @@ composing in place, a failure fails only its own request, lost workers change no
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,3 +131,42 @@ def test_a_reply_the_workers_could_not_compose_sets_its_request_aside(
     assert "the template broke" in (states[failed_once[0]][1] or "")
     assert sorted(m.rcpt_tos[0] for m in smtp_sink.wait_for(4)) == [
         f"w{i}@patron.test" for i in (0, 1, 3, 4)]
+
+
+def _processes_marked(mark: str) -> list[int]:
+    """Processes whose environment carries ``mark`` (a run's children inherit it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if mark.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue  # ended meanwhile, or not ours to read
+    return found
+
+
+def test_a_run_killed_in_a_burst_leaves_no_worker_or_sending_process_behind(
+        tmp_path, imap_user, smtp_sink):
+    # SIGKILL of `run --once` in the middle of a burst: its worker processes and its
+    # sending process are children of the fork server, not of the run, and nothing else
+    # would end them. They notice the run is gone and end (the sender after one last
+    # round of what was decided), and the fork server with them.
+    bot = _bot(tmp_path, imap_user, smtp_sink, requests=800, codes=800)
+    mark = f"MAILBOT_TEST_RUN={uuid.uuid4().hex}"
+    env = {**os.environ, mark.split("=")[0]: mark.split("=")[1]}
+    run = subprocess.Popen([sys.executable, "-m", "mailbot", "--config", str(bot.config),
+                            "run", "--once"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not smtp_sink.messages and time.monotonic() < deadline:
+        time.sleep(0.01)
+    children = [pid for pid in _processes_marked(mark) if pid != run.pid]
+    run.kill()
+    run.wait()
+    assert children, "the burst started no worker or sending process"
+    deadline = time.monotonic() + 30
+    while _processes_marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_marked(mark) == []
