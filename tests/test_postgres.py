@@ -115,16 +115,18 @@ def test_a_daemon_killed_mid_burst_is_taken_over_by_the_others(tmp_path, imap_us
     finally:
         for p in procs[1:]:
             p.send_signal(signal.SIGTERM)
-        for i, p in enumerate(procs[1:], start=1):
-            try:
+        try:
+            for i, p in enumerate(procs[1:], start=1):
                 code = p.wait(timeout=60)
                 logs[i].close()
                 assert code == 0, (tmp_path / f"daemon-{i}.log").read_text()[-3000:]
-            finally:
+        finally:
+            for p in procs:  # none left running, whatever failed above
                 if p.poll() is None:
                     p.kill()
-        for log in logs:
-            log.close()
+                    p.wait()
+            for log in logs:
+                log.close()
     _check(bot, smtp_sink)
     replies = Counter(m.message["In-Reply-To"] for m in smtp_sink.messages)
     assert sum(replies.values()) - N <= 1  # at most the one reply the kill interrupted
