@@ -204,7 +204,7 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
     waiting) is sent by a second process, which works on another CPU and keeps the
     deciding process's database round trips from queueing behind the sender for the
     interpreter lock; a few requests by a thread."""
-    from mailbot.decide import BATCH_SIZE, decide_pending, waiting_count
+    from mailbot.decide import BATCH_SIZE, decide_pending, waiting_by_library
     from mailbot.intake.imap import poll_all
     from mailbot.intake.maildir import poll_all_maildirs
     from mailbot.readers import close_sources, make_sources
@@ -226,23 +226,27 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
     decisions: list[Any] = []
     sender: _SenderThread | _SenderProcess | None = None
     sent = None
-    left = -1  # requests left undecided by the last pass
+    left: dict[str, int] = {}  # by library: requests the last pass left undecided
     try:
         while True:
             still_reading = reading.is_alive()
-            waiting = waiting_count(sessions)
-            if still_reading and waiting == left:
-                reading.join(0.05)  # nothing stored since the last pass
+            waiting = waiting_by_library(sessions)
+            # While reading, only the libraries where mail was stored since the last pass
+            # (a consortium has hundreds); once it is done, all of them.
+            changed = {lib for lib, n in waiting.items() if left.get(lib) != n}
+            if still_reading and not changed:
+                reading.join(0.05)
                 continue
             if sender is None:
-                if waiting >= BATCH_SIZE:
+                if sum(waiting.values()) >= BATCH_SIZE:
                     sender = _SenderProcess(settings, now)
                 elif not still_reading:
                     sender = _SenderThread(sessions, settings, now)
-            decisions += decide_pending(sessions, settings, now=now, sources=sources)
+            decisions += decide_pending(sessions, settings, now=now, sources=sources,
+                                        only=changed if still_reading else None)
             if not still_reading:
                 break  # this pass began after the last mail was stored
-            left = waiting_count(sessions)
+            left = waiting_by_library(sessions)
     finally:
         close_sources(sources)
         reading.join()

@@ -20,7 +20,7 @@ import logging
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -81,12 +81,16 @@ def decide_pending(
     now: datetime | None = None,
     sources: dict[str, ReaderSource] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    only: Collection[str] | None = None,
 ) -> list[Decision]:
-    """Decides every waiting request of every library; returns what was decided.
+    """Decides every waiting request of every library (or of the libraries ``only``
+    names); returns what was decided.
 
     ``should_stop`` is asked between requests: a shutdown finishes the current one only."""
     decisions: list[Decision] = []
     for library in settings.libraries:
+        if only is not None and library.id not in only:
+            continue
         source = (sources or {}).get(library.id) or LocalReaders()
         decisions.extend(_decide_library(sessions, settings, library, source, now, should_stop))
     return decisions
@@ -113,11 +117,12 @@ def arrival_horizon(session: Session, settings: Settings,
     return min(m for m in marks if m is not None).replace(microsecond=0)
 
 
-def waiting_count(sessions: sessionmaker[Session]) -> int:
-    """Requests waiting to be decided, in every library."""
+def waiting_by_library(sessions: sessionmaker[Session]) -> dict[str, int]:
+    """Requests waiting to be decided, by library (libraries with none left out)."""
     with sessions() as session:
-        return session.scalar(select(func.count()).select_from(Request)
-                              .where(Request.state == "new")) or 0
+        return {lib: n for lib, n in session.execute(
+            select(Request.library_id, func.count()).where(Request.state == "new")
+            .group_by(Request.library_id))}
 
 
 def waiting_on(session: Session, settings: Settings) -> list[str]:

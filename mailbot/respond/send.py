@@ -16,8 +16,10 @@ import asyncio
 import logging
 import os
 import re
+import sqlite3
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -509,6 +511,7 @@ def _record(conn: Connection, row: Pending, error: TransportError,
 
 
 MarkSent = Callable[[int, datetime, int], object]
+SQLITE_BUSY_WAIT = 30.0  # seconds, as the engine's own timeout (db/session.py)
 
 
 def _sent_marker(conn: Connection) -> MarkSent:
@@ -526,9 +529,30 @@ def _sent_marker(conn: Connection) -> MarkSent:
     driver = conn.connection.driver_connection
     assert driver is not None
 
-    def mark(oid: int, when: datetime, attempts: int) -> object:
-        return driver.execute(sql, (at(when), attempts, oid))
-    return mark
+    if dialect.name != "sqlite":
+        def mark(oid: int, when: datetime, attempts: int) -> object:
+            return driver.execute(sql, (at(when), attempts, oid))
+        return mark
+
+    def mark_sqlite(oid: int, when: datetime, attempts: int) -> object:
+        # While intake or a decide batch holds SQLite's write lock, SQLite's own busy
+        # handler sleeps in growing steps (up to 100 ms) before it looks again, and every
+        # SMTP connection waits behind this mark meanwhile; asking again each millisecond
+        # takes the lock as soon as it is free.
+        params = (at(when), attempts, oid)
+        deadline = time.monotonic() + SQLITE_BUSY_WAIT
+        driver.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    return driver.execute(sql, params)
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.001)
+        finally:
+            driver.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_WAIT * 1000)}")
+    return mark_sqlite
 
 
 def _record_sent(mark_sent: MarkSent, row: Pending, report: SendReport) -> None:
