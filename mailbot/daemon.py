@@ -284,9 +284,10 @@ class Daemon:
             asked = self._maildirs_now.is_set()
             self._maildirs_now.clear()
             reports = poll_all_maildirs(self.sessions, self.settings)
-            if asked or any(r.stored for r in reports):
+            stored = any(r.stored for r in reports)
+            if asked or stored:
                 self._decide.set()
-            if any(r.stored for r in reports):
+            if stored:
                 self._tell_others("decide")
             self._maildirs_now.wait(self.settings.daemon.poll_interval)
 

@@ -9,11 +9,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 
+# Seconds a SQLite connection waits for another's write lock before giving up.
+SQLITE_TIMEOUT = 30.0
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         # hide_parameters: a failed statement's message must never carry a code.
-        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True,
-                               **kwargs)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_TIMEOUT},
+                               hide_parameters=True, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailbot.clock import utcnow
 from mailbot.config import SmtpSettings
 from mailbot.db.models import Outbox, UTCDateTime
+from mailbot.db.session import SQLITE_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -511,7 +512,6 @@ def _record(conn: Connection, row: Pending, error: TransportError,
 
 
 MarkSent = Callable[[int, datetime, int], object]
-SQLITE_BUSY_WAIT = 30.0  # seconds, as the engine's own timeout (db/session.py)
 
 
 def _sent_marker(conn: Connection) -> MarkSent:
@@ -540,7 +540,7 @@ def _sent_marker(conn: Connection) -> MarkSent:
         # SMTP connection waits behind this mark meanwhile; asking again each millisecond
         # takes the lock as soon as it is free.
         params = (at(when), attempts, oid)
-        deadline = time.monotonic() + SQLITE_BUSY_WAIT
+        deadline = time.monotonic() + SQLITE_TIMEOUT
         driver.execute("PRAGMA busy_timeout = 0")
         try:
             while True:
@@ -551,7 +551,8 @@ def _sent_marker(conn: Connection) -> MarkSent:
                         raise
                     time.sleep(0.001)
         finally:
-            driver.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_WAIT * 1000)}")
+            # The engine's own wait again, for the connection's other statements.
+            driver.execute(f"PRAGMA busy_timeout = {int(SQLITE_TIMEOUT * 1000)}")
     return mark_sqlite
 
 
