@@ -37,6 +37,7 @@ from mailbot import aio, offload
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db import notify
+from mailbot.db.session import reading
 from mailbot.decide import decide_pending, waiting_on
 from mailbot.intake.imap import connect, poll_mailbox
 from mailbot.intake.maildir import poll_all_maildirs
@@ -304,7 +305,7 @@ class Daemon:
             if decisions:
                 self._send.set()
                 self._tell_others("send")
-            with self.sessions() as session:
+            with reading(self.sessions) as session:
                 lagging = waiting_on(session, self.settings)
             if lagging:
                 # A request waits for its mailboxes to be read completely past its arrival

@@ -38,6 +38,7 @@ from mailbot.db.models import (
     Mailbox,
     Request,
 )
+from mailbot.db.session import reading
 from mailbot.errors import SourceUnavailable
 from mailbot.intake.parse import extract_name, find_cards, parse_mail_again
 from mailbot.readers.local import LocalReaders
@@ -119,7 +120,7 @@ def arrival_horizon(session: Session, settings: Settings,
 
 def waiting_by_library(sessions: sessionmaker[Session]) -> dict[str, int]:
     """Requests waiting to be decided, by library (libraries with none left out)."""
-    with sessions() as session:
+    with reading(sessions) as session:
         return {lib: n for lib, n in session.execute(
             select(Request.library_id, func.count()).where(Request.state == "new")
             .group_by(Request.library_id))}
@@ -301,7 +302,7 @@ def _lock_library(session: Session, library_id: str) -> None:
 
 
 def _source_state(sessions: sessionmaker[Session], library_id: str) -> str | None:
-    with sessions() as session:
+    with reading(sessions) as session:
         lib = session.get(Library, library_id)
         return lib.source_error if lib else None
 

@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-
-
 # Seconds a SQLite connection waits for another's write lock before giving up.
 SQLITE_TIMEOUT = 30.0
+# Execution option of connections that only read (see read_only below).
+READ_ONLY = "mailbot_read_only"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -34,8 +34,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
             # IMMEDIATE takes the write lock at the start: two processes on one SQLite file
-            # can never both read the same waiting request and both decide it.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # can never both read the same waiting request and both decide it. A reader
+            # (read_only) takes no lock: in WAL mode it reads a snapshot while others write.
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
@@ -59,6 +63,29 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 dbapi_conn.rollback()
 
     return engine
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same database for connections and sessions that only read.
+
+    On SQLite every other transaction begins IMMEDIATE, taking the one write lock, so a
+    plain read (the sender's next page of replies, `status`, a dashboard page) would wait
+    for a whole decide batch or stored chunk of a burst, and hold the next one up. These
+    begin DEFERRED instead: a consistent snapshot, no lock. A write through them is a
+    mistake (it could fail once another process has written). Elsewhere: the same engine
+    options, no difference."""
+    if engine.get_execution_options().get(READ_ONLY):
+        return engine
+    reader = engine.__dict__.get("_mailbot_read_only")
+    if reader is None:  # kept on the engine: one per engine, gone with it
+        reader = engine.__dict__["_mailbot_read_only"] = engine.execution_options(
+            **{READ_ONLY: True})
+    return reader
+
+
+def reading(sessions: sessionmaker[Session]) -> Session:
+    """A session of ``sessions`` that only reads (see read_only)."""
+    return sessions(bind=read_only(sessions.kw["bind"]))
 
 
 def open_database(url: str) -> sessionmaker[Session]:

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailbot.clock import utcnow
 from mailbot.config import SmtpSettings
 from mailbot.db.models import Outbox, UTCDateTime
-from mailbot.db.session import SQLITE_TIMEOUT
+from mailbot.db.session import SQLITE_TIMEOUT, read_only, reading
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ async def send_due(sessions: sessionmaker[Session], smtp: SmtpSettings, *,
     """
     report = SendReport()
     now = now or utcnow()
-    with sessions() as session:
+    with reading(sessions) as session:
         stmt = select(Outbox.id).where(Outbox.state == "pending", Outbox.due_at <= now)
         if honour_retry:
             stmt = stmt.where((Outbox.retry_at.is_(None)) | (Outbox.retry_at <= now))
@@ -344,10 +344,11 @@ async def _send_rows(sessions: sessionmaker[Session], transport: FileTransport |
     if engine.dialect.name == "postgresql":
         return await _send_rows_claimed(engine, transport, ids, report, retry_for=retry_for,
                                         backoff_max=backoff_max, should_stop=should_stop)
-    # SQLite: one process owns the file. Rows are read a page at a time outside any
-    # transaction (a writing one would lock the whole database while a slow relay answers)
-    # and each reply is marked in its own short transaction.
-    with engine.connect() as conn:
+    # SQLite: one process owns the file. Rows are read a page at a time on a reading
+    # connection (no write lock: a burst's decide batches and stored chunks hold it in
+    # turn, and the page must not wait for them), outside any transaction while the relay
+    # answers, and each reply is marked in its own short transaction.
+    with engine.connect() as conn, read_only(engine).connect() as reader:
         mark_sent = _sent_marker(conn)
 
         def record(row: Pending, error: TransportError | None) -> None:
@@ -359,8 +360,8 @@ async def _send_rows(sessions: sessionmaker[Session], transport: FileTransport |
 
         for start in range(0, len(ids), PAGE):
             page = ids[start:start + PAGE]
-            with conn.begin():
-                found = {row.id: Pending(*row) for row in conn.execute(
+            with reader.begin():
+                found = {row.id: Pending(*row) for row in reader.execute(
                     select(*_PENDING).where(Outbox.id.in_(page), Outbox.state == "pending"))}
             rows = [found[i] for i in page if i in found]
             if await _deliver(transport, rows, record, should_stop):
@@ -569,6 +570,6 @@ def _record_sent(mark_sent: MarkSent, row: Pending, report: SendReport) -> None:
 def next_due(sessions: sessionmaker[Session]) -> datetime | None:
     """When the earliest pending reply becomes sendable (for the daemon's sleep)."""
     sendable = case((Outbox.retry_at > Outbox.due_at, Outbox.retry_at), else_=Outbox.due_at)
-    with sessions() as session:
+    with reading(sessions) as session:
         return session.scalar(select(type_coerce(func.min(sendable), UTCDateTime))
                               .where(Outbox.state == "pending"))

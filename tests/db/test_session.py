@@ -1,0 +1,38 @@
+"""Sessions that only read take no lock on SQLite (db.session.reading)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+import mailbot.db.session as db_session
+from mailbot.db.models import Library
+from mailbot.db.session import open_database, read_only, reading
+
+
+def test_a_reader_neither_waits_for_a_writer_nor_sees_what_it_has_not_committed(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(db_session, "SQLITE_TIMEOUT", 0.2)  # a wait fails fast here
+    sessions = open_database(f"sqlite:///{tmp_path}/r.db")
+    with sessions.begin() as s:
+        s.add(Library(id="lib", name="Biblioteka"))
+    writer = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    writer.execute("INSERT INTO libraries (id, name) VALUES ('other', 'Inna')")
+    try:
+        with reading(sessions) as s:
+            assert s.scalars(select(Library.id)).all() == ["lib"]
+        with read_only(sessions.kw["bind"]).connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(Library)) == 1
+        with pytest.raises(OperationalError, match="locked"):
+            with sessions() as s:  # an ordinary session wants the write lock
+                s.scalar(select(Library.id))
+    finally:
+        writer.execute("COMMIT")
+        writer.close()
+    with reading(sessions) as s:
+        assert sorted(s.scalars(select(Library.id))) == ["lib", "other"]
+    assert read_only(read_only(sessions.kw["bind"])) is read_only(sessions.kw["bind"])
