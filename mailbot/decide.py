@@ -179,17 +179,36 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
     decisions: list[Decision] = []
     source_was_down = _source_state(sessions, library.id) is not None
     size = batch_size(source)
+    # SQLite has one write lock for the whole file: a batch is read and decided on a
+    # snapshot without it and written under it (see _write_checked), so the sender's
+    # marks and intake's chunks are not held up for a whole batch. PostgreSQL locks rows
+    # and the library (advisory lock): the batch is one transaction, as it reads.
+    snapshot = sessions.kw["bind"].dialect.name == "sqlite"
     while not should_stop():
         now = fixed_now or utcnow()
         try:
-            with sessions.begin() as session:
-                _lock_library(session, library.id)
-                batch = _next_requests(session, library.id,
-                                       arrival_horizon(session, settings, library), size)
-                if not batch:
-                    return decisions
-                done = _decide_batch(session, batch, settings=settings, library=library,
-                                     source=source, now=now, should_stop=should_stop)
+            if snapshot:
+                with reading(sessions) as session:
+                    batch = _next_requests(session, library.id,
+                                           arrival_horizon(session, settings, library), size)
+                    if not batch:
+                        return decisions
+                    done, look = _decide_batch(session, batch, settings=settings,
+                                               library=library, source=source, now=now,
+                                               should_stop=should_stop, write=False)
+                with sessions.begin() as session:
+                    if not _write_checked(session, look, [d.request_id for d, _t in done]):
+                        continue
+            else:
+                with sessions.begin() as session:
+                    _lock_library(session, library.id)
+                    batch = _next_requests(session, library.id,
+                                           arrival_horizon(session, settings, library), size)
+                    if not batch:
+                        return decisions
+                    done, _look = _decide_batch(session, batch, settings=settings,
+                                                library=library, source=source, now=now,
+                                                should_stop=should_stop)
         except SourceUnavailable as exc:
             log.warning("library %s: reader source %s unavailable (%s); requests wait",
                         library.id, source.name, exc)
@@ -246,8 +265,10 @@ def _prepare(req: Request, settings: Settings, library: LibrarySettings, tz: Any
 
 def _decide_batch(session: Session, batch: list[Request], *, settings: Settings,
                   library: LibrarySettings, source: ReaderSource, now: datetime,
-                  should_stop: Callable[[], bool]) -> list[tuple[Decision, float]]:
-    """Decides ``batch`` (in arrival order) in the caller's transaction."""
+                  should_stop: Callable[[], bool], write: bool = True
+                  ) -> tuple[list[tuple[Decision, float]], BatchLookups]:
+    """Decides ``batch`` (in arrival order) in the caller's transaction, and writes what it
+    decided there unless ``write`` is false (then the caller writes ``look``)."""
     tz = settings.library_tz(library.id)
     prepared: list[_Prepared] = []
     for req in batch:
@@ -277,15 +298,35 @@ def _decide_batch(session: Session, batch: list[Request], *, settings: Settings,
             raise _RequestFailed(item.req.id, traceback.format_exc(limit=5)) from None
         done.append((decision, time.perf_counter() - started))
     if look.composer is not None:
-        look.write(outbox=False)  # while the workers finish the replies
+        if write:
+            look.write(outbox=False)  # while the workers finish the replies
         try:
             look.composer.finish()
         except ComposeFailed as exc:
             raise _RequestFailed(exc.key, exc.trace) from None
-        look.write(outbox=True, decisions=False)
-    else:
+        if write:
+            look.write(outbox=True, decisions=False)
+    elif write:
         look.write()
-    return done
+    return done, look
+
+
+def _write_checked(session: Session, look: BatchLookups, decided: list[int]) -> bool:
+    """Writes a batch decided on a snapshot (SQLite), in ``session``, which holds the write
+    lock; False, writing nothing, if the snapshot is out of date.
+
+    Between the snapshot and the lock another process may have decided the same requests
+    (every decider takes the earliest waiting ones, so a race always overlaps) or staff may
+    have set a request aside or withdrawn a code: then a request is no longer waiting or a
+    code no longer free, and the batch is decided again from a new snapshot. Anything else
+    written meanwhile — mail stored, replies sent, readers or codes imported — leaves the
+    batch what it would have been a moment earlier."""
+    if not look.still_valid(session, decided):
+        log.info("library %s: requests or codes changed while a batch was decided; "
+                 "deciding it again", look.library.id)
+        return False
+    look.write(session=session)
+    return True
 
 
 def _lock_library(session: Session, library_id: str) -> None:

@@ -114,14 +114,17 @@ def replies_by_day(session: Session, library_id: str, addresses: Collection[str]
     return counts
 
 
+# A code that may be handed out: never issued, activated or expired.
+_FREE = (Code.issued_at.is_(None), Code.activated_at.is_(None), Code.expired_at.is_(None))
+
+
 def _free_codes(*columns: Any, library_id: str, service: str, month: str) -> Any:
     """The pool's next free codes in issue order, locked (skipping codes another
     transaction holds): a code is never handed out twice, even by racing processes."""
     return (
         select(*columns)
         .where(Code.library_id == library_id, Code.service == service, Code.month == month,
-               Code.issued_at.is_(None), Code.activated_at.is_(None),
-               Code.expired_at.is_(None))
+               *_FREE)
         .order_by(Code.id)
         .with_for_update(skip_locked=True)
     )
@@ -242,13 +245,29 @@ class BatchLookups:
         self.taken[(service, month)] += 1
         return queue.popleft()
 
-    def write(self, *, decisions: bool = True, outbox: bool = True) -> None:
+    def still_valid(self, session: Session, decided: Collection[int]) -> bool:
+        """Whether, in ``session``, the ``decided`` requests all still wait and the codes
+        this batch took are all still free (for a batch decided on a snapshot)."""
+        for chunk in in_chunks(list(decided)):
+            if session.scalar(select(func.count(Request.id)).where(
+                    Request.id.in_(chunk), Request.state == "new")) != len(chunk):
+                return False
+        taken = [row["id"] for row in self.codes_issued]
+        for chunk in in_chunks(taken):
+            if session.scalar(select(func.count(Code.id)).where(
+                    Code.id.in_(chunk), *_FREE)) != len(chunk):
+                return False
+        return True
+
+    def write(self, *, decisions: bool = True, outbox: bool = True,
+              session: Session | None = None) -> None:
         """Writes what the batch decided, in four bulk statements (the decisions and the
-        replies may be written separately, in the same transaction)."""
+        replies may be written separately, in the same transaction), in its own session
+        or ``session``."""
         # Core statements on the tables: the ORM's bulk forms would also look for the
         # batch's Request objects in the session to update them, which nothing reads
         # again (the next batch is a new session).
-        session = self.session
+        session = session or self.session
         if decisions and self.requests:
             session.execute(_DECIDED, [_by_key(row) for row in self.requests])
         if decisions and self.codes_issued:
