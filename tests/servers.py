@@ -651,6 +651,7 @@ class ReceivedMail:
     received_at: datetime
     auth_login: str | None = None
     tls: bool = False  # the message came over TLS (SMTPS or after STARTTLS)
+    mail_options: tuple[str, ...] = ()  # MAIL FROM's parameters (SIZE=…)
 
 
 @dataclass(frozen=True)
@@ -914,6 +915,7 @@ class _SinkHandler:
                 received_at=datetime.now(timezone.utc),
                 auth_login=login.decode("utf-8", "replace") if isinstance(login, bytes) else login,
                 tls=_over_tls(server),
+                mail_options=tuple(envelope.mail_options),
             )
         )
         return "250 Message accepted for delivery"

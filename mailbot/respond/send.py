@@ -118,6 +118,13 @@ class SmtpLane:
             else None,
         )
         await client.connect()
+        if client.is_ehlo_or_helo_needed:
+            # Greet now, as aiosmtplib's mail() would: the first envelope then knows the
+            # relay's extensions (SIZE) like every later one.
+            try:
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                await client.helo()
         if s.username:
             try:
                 await client.login(s.username, s.password or "")
@@ -159,15 +166,30 @@ class SmtpLane:
             raise self._failed(exc) from None
 
     async def _envelope(self, row: Pending) -> None:
-        assert self.client is not None
+        client = self.client
+        assert client is not None
         options = []
-        if self.client.supports_extension("size"):
+        if client.supports_extension("size"):
             # RFC 1870: octets as transmitted, each line ending a CRLF.
             size = len(row.message) + row.message.count(b"\n") - row.message.count(b"\r\n")
             options.append(f"size={size}")
-        await self.client.mail(row.mail_from, options=options)
-        await self.client.rcpt(row.to_address)
-        response = await self.client.execute_command(b"DATA")
+        sender, recipient = smtp_path(row.mail_from), smtp_path(row.to_address)
+        if sender is None or recipient is None:  # not a plain address: aiosmtplib's way
+            await client.mail(row.mail_from, options=options)
+            await client.rcpt(row.to_address)
+        else:
+            # What mail() and rcpt() send and check, without their address parsing
+            # (email.utils, ~20 µs an address, twice per reply).
+            response = await client.execute_command(
+                b"MAIL", b"FROM:" + sender, *(o.encode("ascii") for o in options))
+            if response.code != SMTPStatus.completed:
+                raise aiosmtplib.SMTPSenderRefused(response.code, response.message,
+                                                   row.mail_from)
+            response = await client.execute_command(b"RCPT", b"TO:" + recipient)
+            if response.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
+                raise aiosmtplib.SMTPRecipientRefused(response.code, response.message,
+                                                      row.to_address)
+        response = await client.execute_command(b"DATA")
         if response.code != SMTPStatus.start_input:
             raise aiosmtplib.SMTPDataError(response.code, response.message)
         self.in_data = True
@@ -205,6 +227,18 @@ class SmtpLane:
 
 
 _LINE_END = re.compile(rb"\r\n|\n|\r")
+# A plain ASCII address (dot-atom local part, a domain name): quote_address would give it
+# back unchanged between angle brackets; anything else goes through aiosmtplib's parsing.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                            r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def smtp_path(address: str) -> bytes | None:
+    """``<address>`` for MAIL FROM / RCPT TO when it is a plain ASCII address, else None."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return b"<" + address.encode("ascii") + b">"
+    return None
+
 
 
 def on_the_wire(message: bytes) -> bytes:
