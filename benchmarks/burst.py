@@ -179,6 +179,8 @@ def run_bot(config: Path) -> tuple[float, int, float, int]:
                    *os.environ.get("MAILBOT_BENCH_PYSPY_ARGS", "").split(),  # e.g. --idle
                    "-f", "raw", "-o", sampled, "--", *command]
     out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if os.environ.get("MAILBOT_BENCH_LOG"):  # a file: the bot's own log of the run
+        Path(os.environ["MAILBOT_BENCH_LOG"]).write_text(out.stderr)
     if out.returncode != 0:
         raise SystemExit(f"mailbot run --once failed:\n{out.stderr[-3000:]}")
     line = [x for x in out.stdout.splitlines() if x.startswith("BENCH")][-1].split()
