@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from mailbot.clock import add_months, month_key, parse_month
 from mailbot.config import LibrarySettings
-from mailbot.db.batches import in_chunks
+from mailbot.db.batches import in_chunks, many_writes
 from mailbot.db.models import ActivationReport, Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.rules.base import IssuedThisMonth, ReaderFacts
 
@@ -268,6 +268,7 @@ class BatchLookups:
         # batch's Request objects in the session to update them, which nothing reads
         # again (the next batch is a new session).
         session = session or self.session
+        many_writes(session)
         if decisions and self.requests:
             session.execute(_DECIDED, [_by_key(row) for row in self.requests])
         if decisions and self.codes_issued:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailbot import offload
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
-from mailbot.db.batches import chunks, in_chunks
+from mailbot.db.batches import chunks, in_chunks, many_writes
 from mailbot.db.models import MID_POLL, Mailbox, Request
 from mailbot.intake.parse import ParsedMail, parse_mail, parse_messages
 from mailbot.intake.store import (
@@ -373,6 +373,7 @@ def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSetti
             else:
                 stored += 1
         if rows:
+            many_writes(session)
             session.execute(insert(Request), rows)
         row.last_uid = max(row.last_uid, last_uid)
         if caught_up_to is not None:

@@ -36,3 +36,23 @@ def test_a_reader_neither_waits_for_a_writer_nor_sees_what_it_has_not_committed(
     with reading(sessions) as s:
         assert sorted(s.scalars(select(Library.id))) == ["lib", "other"]
     assert read_only(read_only(sessions.kw["bind"])) is read_only(sessions.kw["bind"])
+
+
+def test_many_writes_lets_postgresql_reuse_plans_for_the_rest_of_the_transaction_only():
+    from sqlalchemy import text
+
+    from mailbot.db.batches import many_writes
+    from tests.databases import fresh_postgres
+
+    with fresh_postgres() as url:
+        sessions = open_database(url)
+        try:
+            with sessions.begin() as s:
+                # The lookups' setting, from make_engine.
+                assert s.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
+                many_writes(s)
+                assert s.scalar(text("SHOW plan_cache_mode")) == "auto"
+            with sessions() as s:
+                assert s.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
+        finally:
+            sessions.kw["bind"].dispose()
