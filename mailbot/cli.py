@@ -204,7 +204,7 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
     waiting) is sent by a second process, which works on another CPU and keeps the
     deciding process's database round trips from queueing behind the sender for the
     interpreter lock; a few requests by a thread."""
-    from mailbot.decide import BATCH_SIZE, decide_pending, waiting_by_library
+    from mailbot.decide import BATCH_SIZE, decide_pending, waiting
     from mailbot.intake.imap import poll_all
     from mailbot.intake.maildir import poll_all_maildirs
     from mailbot.readers import close_sources, make_sources
@@ -226,27 +226,32 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
     decisions: list[Any] = []
     sender: _SenderThread | _SenderProcess | None = None
     sent = None
-    left: dict[str, int] = {}  # by library: requests the last pass left undecided
+    burst = False
+    tried: dict[str, Any] = {}  # by library: what it was ready with when last decided
     try:
         while True:
             still_reading = reading.is_alive()
-            waiting = waiting_by_library(sessions)
-            # While reading, only the libraries where mail was stored since the last pass
-            # (a consortium has hundreds); once it is done, all of them.
-            changed = {lib for lib, n in waiting.items() if left.get(lib) != n}
-            if still_reading and not changed:
+            now_waiting = waiting(sessions, settings)
+            # While reading, only the libraries where something may be decided already
+            # (every mailbox of theirs read past a waiting request: a consortium has
+            # hundreds, most still waiting for a mailbox), and not again as they were
+            # when last tried (a reader source down leaves them so); once reading is
+            # done, all of them.
+            todo = {lib for lib, state in now_waiting.ready.items() if tried.get(lib) != state}
+            if still_reading and not todo:
                 reading.join(0.05)
                 continue
             if sender is None:
-                if sum(waiting.values()) >= BATCH_SIZE:
+                if sum(now_waiting.by_library.values()) >= BATCH_SIZE:
                     sender = _SenderProcess(settings, now)
+                    burst = True
                 elif not still_reading:
                     sender = _SenderThread(sessions, settings, now)
             decisions += decide_pending(sessions, settings, now=now, sources=sources,
-                                        only=changed if still_reading else None)
+                                        only=todo if still_reading else None, burst=burst)
             if not still_reading:
                 break  # this pass began after the last mail was stored
-            left = waiting_by_library(sessions)
+            tried.update((lib, now_waiting.ready[lib]) for lib in todo)
     finally:
         close_sources(sources)
         reading.join()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, type_coerce
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +37,7 @@ from mailbot.db.models import (
     MID_POLL,
     Mailbox,
     Request,
+    UTCDateTime,
 )
 from mailbot.db.session import reading
 from mailbot.errors import SourceUnavailable
@@ -83,17 +84,21 @@ def decide_pending(
     sources: dict[str, ReaderSource] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     only: Collection[str] | None = None,
+    burst: bool = False,
 ) -> list[Decision]:
     """Decides every waiting request of every library (or of the libraries ``only``
     names); returns what was decided.
 
-    ``should_stop`` is asked between requests: a shutdown finishes the current one only."""
+    ``should_stop`` is asked between requests: a shutdown finishes the current one only.
+    ``burst``: many requests wait across the libraries (a consortium's opening), so even
+    a small batch has its replies composed by the worker processes."""
     decisions: list[Decision] = []
     for library in settings.libraries:
         if only is not None and library.id not in only:
             continue
         source = (sources or {}).get(library.id) or LocalReaders()
-        decisions.extend(_decide_library(sessions, settings, library, source, now, should_stop))
+        decisions.extend(_decide_library(sessions, settings, library, source, now, should_stop,
+                                         burst))
     return decisions
 
 
@@ -111,19 +116,50 @@ def arrival_horizon(session: Session, settings: Settings,
     if not keys:
         return None
     marks = session.scalars(select(Mailbox.caught_up_to).where(Mailbox.key.in_(keys))).all()
+    return _horizon(marks, len(keys))
+
+
+def _horizon(marks: Collection[datetime | None], mailboxes: int) -> datetime:
+    """arrival_horizon of a library with ``mailboxes`` mailboxes, whose rows have these
+    ``caught_up_to`` marks."""
     if any(m is not None and m <= MID_POLL for m in marks):
         return datetime.min.replace(tzinfo=UTC)  # a poll is half stored: wait for the rest
-    if len(marks) < len(keys) or any(m is None for m in marks):
+    if len(marks) < mailboxes or any(m is None for m in marks):
         return datetime.min.replace(tzinfo=UTC)
     return min(m for m in marks if m is not None).replace(microsecond=0)
 
 
-def waiting_by_library(sessions: sessionmaker[Session]) -> dict[str, int]:
-    """Requests waiting to be decided, by library (libraries with none left out)."""
+@dataclass(frozen=True)
+class Waiting:
+    """Requests waiting to be decided, by library (libraries with none left out), and the
+    libraries where some may be decided now (they arrived before the library's horizon),
+    each with what it was ready with: (requests waiting, horizon)."""
+
+    by_library: dict[str, int]
+    ready: dict[str, tuple[int, datetime | None]]
+
+
+def waiting(sessions: sessionmaker[Session], settings: Settings) -> Waiting:
+    """Two queries for every library at once (a consortium has hundreds): which have
+    requests waiting, and which of those a decide pass would find something to decide in."""
+    keys = {m.key: m.library for m in settings.mailboxes}
+    marks: dict[str, list[datetime | None]] = {}
+    counts: dict[str, int] = {}
+    ready: dict[str, tuple[int, datetime | None]] = {}
     with reading(sessions) as session:
-        return {lib: n for lib, n in session.execute(
-            select(Request.library_id, func.count()).where(Request.state == "new")
-            .group_by(Request.library_id))}
+        for key, mark in session.execute(select(Mailbox.key, Mailbox.caught_up_to)
+                                         .where(Mailbox.key.in_(keys))):
+            marks.setdefault(keys[key], []).append(mark)
+        for library_id, n, earliest in session.execute(
+                select(Request.library_id, func.count(),
+                       type_coerce(func.min(Request.received_at), UTCDateTime))
+                .where(Request.state == "new").group_by(Request.library_id)):
+            counts[library_id] = n
+            expected = len(settings.mailboxes_of(library_id))
+            horizon = _horizon(marks.get(library_id, []), expected) if expected else None
+            if horizon is None or earliest < horizon:
+                ready[library_id] = (n, horizon)
+    return Waiting(counts, ready)
 
 
 def waiting_on(session: Session, settings: Settings) -> list[str]:
@@ -175,7 +211,7 @@ def batch_size(source: ReaderSource) -> int:
 def _decide_library(sessions: sessionmaker[Session], settings: Settings,
                     library: LibrarySettings, source: ReaderSource,
                     fixed_now: datetime | None,
-                    should_stop: Callable[[], bool]) -> list[Decision]:
+                    should_stop: Callable[[], bool], burst: bool = False) -> list[Decision]:
     decisions: list[Decision] = []
     source_was_down = _source_state(sessions, library.id) is not None
     size = batch_size(source)
@@ -195,7 +231,8 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
                         return decisions
                     done, look = _decide_batch(session, batch, settings=settings,
                                                library=library, source=source, now=now,
-                                               should_stop=should_stop, write=False)
+                                               should_stop=should_stop, write=False,
+                                               burst=burst)
                 with sessions.begin() as session:
                     if not _write_checked(session, look, [d.request_id for d, _t in done]):
                         continue
@@ -208,7 +245,7 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
                         return decisions
                     done, _look = _decide_batch(session, batch, settings=settings,
                                                 library=library, source=source, now=now,
-                                                should_stop=should_stop)
+                                                should_stop=should_stop, burst=burst)
         except SourceUnavailable as exc:
             log.warning("library %s: reader source %s unavailable (%s); requests wait",
                         library.id, source.name, exc)
@@ -265,7 +302,7 @@ def _prepare(req: Request, settings: Settings, library: LibrarySettings, tz: Any
 
 def _decide_batch(session: Session, batch: list[Request], *, settings: Settings,
                   library: LibrarySettings, source: ReaderSource, now: datetime,
-                  should_stop: Callable[[], bool], write: bool = True
+                  should_stop: Callable[[], bool], write: bool = True, burst: bool = False
                   ) -> tuple[list[tuple[Decision, float]], BatchLookups]:
     """Decides ``batch`` (in arrival order) in the caller's transaction, and writes what it
     decided there unless ``write`` is false (then the caller writes ``look``)."""
@@ -284,7 +321,7 @@ def _decide_batch(session: Session, batch: list[Request], *, settings: Settings,
         addresses={p.req.from_address for p in prepared if p.req.from_address},
         months={p.month for p in prepared},
         received=[p.req.received_at for p in prepared], codes_needed=needed)
-    if len(batch) >= offload.OFFLOAD_MIN and (executor := offload.pool()) is not None:
+    if (burst or len(batch) >= offload.OFFLOAD_MIN) and (executor := offload.pool()) is not None:
         look.composer = Composer(executor)  # a burst: replies composed on other cores
     done: list[tuple[Decision, float]] = []
     for item in prepared:

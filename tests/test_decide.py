@@ -54,3 +54,78 @@ def test_a_mail_that_crashes_the_decision_is_set_aside_and_the_rest_go_on(
     # Rolled back whole: the code the failed decision had taken is free again.
     assert issued == {"ERR-0001": True, "ERR-0002": True, "ERR-0003": False}
     assert sorted(ledger) == ["0130001", "0130003"]
+
+
+def test_a_library_is_ready_once_every_mailbox_is_read_past_a_waiting_request(
+        tmp_path, imap_user_factory, smtp_sink):
+    # run --once decides, while it is still reading, only the libraries where a pass
+    # would find something: every mailbox of theirs read past a waiting request.
+    from datetime import UTC, datetime
+
+    from mailbot.db.models import Mailbox, Request
+    from mailbot.db.session import sync_config
+
+    bot = make_bot(tmp_path, smtp=smtp_sink,
+                   mailboxes=[imap_user_factory(), imap_user_factory()])
+    settings = bot.settings()
+    sessions = open_database(settings.database_url)
+    sync_config(sessions, settings)
+    t0 = datetime(2026, 11, 3, 8, 0, 0, tzinfo=UTC)
+    with sessions.begin() as s:
+        first, second = s.scalars(select(Mailbox).order_by(Mailbox.id)).all()
+        for uid in (1, 2):
+            s.add(Request(library_id="lib", mailbox_id=first.id, uidvalidity=1, uid=uid,
+                          received_at=t0 + timedelta(seconds=10 * uid), fetched_at=t0,
+                          message_id=f"<r{uid}@t>", raw=b"", subject="LEGIMI"))
+        first.caught_up_to = t0 + timedelta(minutes=5)
+    assert decide.waiting(sessions, settings).by_library == {"lib": 2}
+    assert decide.waiting(sessions, settings).ready == {}  # the second: never read
+    with sessions.begin() as s:
+        s.get(Mailbox, second.id).caught_up_to = t0 + timedelta(seconds=15, microseconds=7)
+    # Read past the first request (to the second: INTERNALDATE has whole seconds).
+    assert decide.waiting(sessions, settings).ready == {
+        "lib": (2, t0 + timedelta(seconds=15))}
+    with sessions.begin() as s:
+        s.get(Request, 1).state = "decided"
+    assert decide.waiting(sessions, settings).by_library == {"lib": 1}
+    assert decide.waiting(sessions, settings).ready == {}  # the second arrived later
+
+
+def test_while_reading_a_library_that_could_not_be_decided_is_not_tried_again_and_again(
+        tmp_path, imap_user, smtp_sink, monkeypatch):
+    # Its reader source is down, say: its requests stay waiting, and run --once must not
+    # spin on it (and log it) for as long as the other mailboxes take to read.
+    import time
+    from datetime import UTC, datetime
+
+    import mailbot.intake.imap as imap
+    from mailbot.cli import run_once
+    from mailbot.db.models import Mailbox, Request
+    from mailbot.db.session import sync_config
+
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+    settings = bot.settings()
+    sessions = open_database(settings.database_url)
+    sync_config(sessions, settings)
+    t0 = datetime(2026, 11, 3, 8, 0, 0, tzinfo=UTC)
+    with sessions.begin() as s:
+        box = s.scalars(select(Mailbox)).one()
+        s.add(Request(library_id="lib", mailbox_id=box.id, uidvalidity=1, uid=1,
+                      received_at=t0, fetched_at=t0, message_id="<r1@t>", raw=b"",
+                      subject="LEGIMI"))
+        box.caught_up_to = t0 + timedelta(minutes=1)
+
+    def slow_reading(*_args, **_kwargs):
+        time.sleep(0.6)  # the other mailboxes of a consortium
+        return []
+
+    passes: list[object] = []
+
+    def nothing_decided(*_args, only=None, **_kwargs):
+        passes.append(only)
+        return []
+
+    monkeypatch.setattr(imap, "poll_all", slow_reading)
+    monkeypatch.setattr(decide, "decide_pending", nothing_decided)
+    run_once(sessions, settings)
+    assert passes == [{"lib"}, None]  # once while reading, once when it is done

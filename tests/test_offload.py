@@ -109,6 +109,27 @@ def test_a_burst_decided_with_workers_answers_everyone_in_order(
         ["pool_exhausted"] * 2
 
 
+def test_in_a_burst_even_a_small_batch_is_composed_by_the_workers(
+        tmp_path, imap_user, smtp_sink, monkeypatch, executor) -> None:
+    # A consortium's opening: many requests wait in all, a few per library. Batches of
+    # 8 here, far below a full batch (OFFLOAD_MIN), but 20 wait: a burst.
+    import mailbot.decide as decide
+
+    monkeypatch.setattr(decide, "BATCH_SIZE", 8)
+    composed: list[int] = []
+    real_finish = Composer.finish
+
+    def counting_finish(self: Composer) -> None:
+        composed.append(sum(len(rows) for rows, _j, _f in self.sent) + len(self.rows))
+        real_finish(self)
+
+    monkeypatch.setattr(Composer, "finish", counting_finish)
+    bot = _bot(tmp_path, imap_user, smtp_sink, requests=20, codes=20)
+    assert bot.run_once() == 0
+    assert sum(composed) == 20 and max(composed) <= 8
+    assert len(smtp_sink.wait_for(20)) == 20
+
+
 def test_a_reply_the_workers_could_not_compose_sets_its_request_aside(
         tmp_path, imap_user, smtp_sink, monkeypatch, executor) -> None:
     monkeypatch.setattr(offload, "OFFLOAD_MIN", 1)
