@@ -16,6 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from datetime import time
+from functools import cached_property
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
@@ -228,11 +229,20 @@ class Settings:
         return ZoneInfo(self.library(library_id).timezone or self.timezone)
 
     def mailboxes_of(self, library_id: str) -> list[MailboxSettings]:
-        return [m for m in self.mailboxes if m.library == library_id]
+        return list(self._mailboxes_by_library.get(library_id, ()))
 
-    @property
+    # Asked per mail and per library: a consortium has hundreds of mailboxes, so both are
+    # worked out once (the settings never change).
+    @cached_property
+    def _mailboxes_by_library(self) -> dict[str, tuple[MailboxSettings, ...]]:
+        found: dict[str, list[MailboxSettings]] = {}
+        for m in self.mailboxes:
+            found.setdefault(m.library, []).append(m)
+        return {library: tuple(boxes) for library, boxes in found.items()}
+
+    @cached_property
     def own_addresses(self) -> frozenset[str]:
-        return frozenset(m.address.lower() for m in self.mailboxes)
+        return frozenset(m.address.strip().lower() for m in self.mailboxes)
 
 
 def _shown(value: Any, key: str) -> str:

@@ -27,6 +27,7 @@ from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db.batches import chunks, in_chunks, many_writes
 from mailbot.db.models import MID_POLL, Mailbox, Request
+from mailbot.db.session import reading
 from mailbot.intake.parse import ParsedMail, parse_mail, parse_messages
 from mailbot.intake.store import (
     SEEN_ONLY,
@@ -136,8 +137,14 @@ def _move_now(client: IMAPClient, folders: _Folders, uids: list[int], target: st
 
 
 def _finish_moves(client: IMAPClient, folders: _Folders, sessions: sessionmaker[Session],
-                  mailbox_id: int, uidvalidity: int) -> int:
-    with sessions() as session:
+                  mailbox_id: int, uidvalidity: int, *,
+                  moved_ids: list[int] | None = None) -> int:
+    """Moves the mailbox's stored mail still to be moved; the number moved.
+
+    Each target's rows are marked moved in their own commit, or, with ``moved_ids``,
+    listed there for the caller's next commit (the poll's last: one write fewer; a crash
+    in between only has the next poll move the same UIDs again, which does nothing)."""
+    with reading(sessions) as session:
         rows = session.execute(
             select(Request.id, Request.uid, Request.pending_move).where(
                 Request.mailbox_id == mailbox_id, Request.uidvalidity == uidvalidity,
@@ -149,12 +156,45 @@ def _finish_moves(client: IMAPClient, folders: _Folders, sessions: sessionmaker[
     moved = 0
     for target, items in by_target.items():
         _move(client, folders, [uid for _, uid in items], target)
-        with sessions.begin() as session:
-            for ids in in_chunks(rid for rid, _ in items):
-                session.execute(update(Request).where(Request.id.in_(ids))
-                                .values(pending_move=None))
+        if moved_ids is not None:
+            moved_ids.extend(rid for rid, _ in items)
+        else:
+            with sessions.begin() as session:
+                _moved(session, [rid for rid, _ in items])
         moved += len(items)
     return moved
+
+
+def _moved(session: Session, request_ids: list[int]) -> None:
+    for ids in in_chunks(request_ids):
+        session.execute(update(Request).where(Request.id.in_(ids)).values(pending_move=None))
+
+
+def _mailbox_for_poll(sessions: sessionmaker[Session], mb: MailboxSettings,
+                      uidvalidity: int) -> tuple[int, int]:
+    """The mailbox row's id and last stored UID, the row made to match the folder first
+    (created, its address updated, its UIDs forgotten after a UIDVALIDITY change). Read
+    without a write (the usual case: nothing changed) where it can be."""
+    with reading(sessions) as session:
+        known = session.execute(select(Mailbox.id, Mailbox.last_uid).where(
+            Mailbox.key == mb.key, Mailbox.uidvalidity == uidvalidity,
+            Mailbox.address == mb.address)).first()
+    if known is not None:
+        return known[0], known[1]
+    with sessions.begin() as session:
+        row = mailbox_row(session, mb)
+        if row.uidvalidity != uidvalidity:
+            if row.uidvalidity is not None:
+                log.warning("%s: UIDVALIDITY changed %s -> %s; reading the folder again "
+                            "(Message-IDs keep stored mail from repeating)", mb.key,
+                            row.uidvalidity, uidvalidity)
+                # Old UIDs mean nothing now: their moves cannot be done by UID.
+                for req in session.scalars(select(Request).where(
+                        Request.mailbox_id == row.id, Request.pending_move.is_not(None),
+                        Request.uidvalidity != uidvalidity)):
+                    req.pending_move = None
+            row.uidvalidity, row.last_uid = uidvalidity, 0
+        return row.id, row.last_uid
 
 
 def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSettings,
@@ -167,20 +207,7 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
         info = client.select_folder(mb.folder)
         uidvalidity = int(info[b"UIDVALIDITY"])
         folders = _Folders(client)
-        with sessions.begin() as session:
-            row = mailbox_row(session, mb)
-            if row.uidvalidity != uidvalidity:
-                if row.uidvalidity is not None:
-                    log.warning("%s: UIDVALIDITY changed %s -> %s; reading the folder again "
-                                "(Message-IDs keep stored mail from repeating)", mb.key,
-                                row.uidvalidity, uidvalidity)
-                    # Old UIDs mean nothing now: their moves cannot be done by UID.
-                    for req in session.scalars(select(Request).where(
-                            Request.mailbox_id == row.id, Request.pending_move.is_not(None),
-                            Request.uidvalidity != uidvalidity)):
-                        req.pending_move = None
-                row.uidvalidity, row.last_uid = uidvalidity, 0
-            mailbox_id, last_uid = row.id, row.last_uid
+        mailbox_id, last_uid = _mailbox_for_poll(sessions, mb, uidvalidity)
         report.moved += _finish_moves(client, folders, sessions, mailbox_id, uidvalidity)
 
         # Everything the server held when this poll started will have been stored: the
@@ -198,6 +225,7 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
         # for first, so that is the earliest arrival still unread (deciding goes on while
         # the rest is read); without them, nothing (MID_POLL) until the poll is complete.
         unread_from = _unread_from(client, uids) if mover is not None else {}
+        moved_ids: list[int] = []
 
         def store(chunk: list[int], mails: list[tuple[int, datetime, bytes]],
                   parsed: ParsedAhead | None) -> None:
@@ -217,8 +245,9 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
                 return
             for target, dup_uids in duplicates.items():
                 _move(client, folders, dup_uids, target)
+            # (one chunk: the poll's last commit, below, marks them moved)
             report.moved += _finish_moves(client, folders, sessions, mailbox_id,
-                                          uidvalidity)
+                                          uidvalidity, moved_ids=moved_ids)
 
         try:
             # In a burst, each chunk is parsed by worker processes while the next one is
@@ -241,6 +270,7 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
             if mover is not None:
                 report.moved += mover.close()  # raises what a move raised
         with sessions.begin() as session:
+            _moved(session, moved_ids)
             row = session.get(Mailbox, mailbox_id)
             assert row is not None
             row.last_poll_at, row.last_error = utcnow(), None

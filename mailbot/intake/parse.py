@@ -606,6 +606,13 @@ _HTML_BLOCK = frozenset(
 
 
 @lru_cache(maxsize=16)
+def _own(addresses: frozenset[str]) -> frozenset[str]:
+    """The bot's own addresses as loop_reason compares them: asked for every mail, and a
+    consortium's settings have hundreds (the same set each time: worked out once)."""
+    return frozenset(a.strip().lower() for a in addresses)
+
+
+@lru_cache(maxsize=16)
 def _html_close(name: str) -> re.Pattern[str]:
     if name == "head":  # an unclosed head ends where the body starts
         return re.compile(r"</head\s*>|(?=<body[\s>])", re.IGNORECASE)
@@ -1337,7 +1344,8 @@ def loop_reason(
         return "delivery-report"
     if any(_local_part(a) in _NO_REPLY_LOCAL_PARTS for a in senders):
         return "no-reply-address"
-    own = {a.strip().lower() for a in own_addresses}
+    own = _own(own_addresses) if isinstance(own_addresses, frozenset) else \
+        {a.strip().lower() for a in own_addresses}
     sender_header = _parse_address(headers.get("sender"))
     addresses = (parsed.from_address, parsed.reply_to, sender_header[1] if sender_header else None)
     if own and any(a in own for a in addresses if a):

@@ -16,10 +16,8 @@ import asyncio
 import logging
 import os
 import re
-import sqlite3
 import ssl
 import threading
-import time
 from dataclasses import dataclass, field
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailbot.clock import utcnow
 from mailbot.config import SmtpSettings
 from mailbot.db.models import Outbox, UTCDateTime
-from mailbot.db.session import SQLITE_TIMEOUT, read_only, reading
+from mailbot.db.session import read_only, reading, sqlite_write
 
 log = logging.getLogger(__name__)
 
@@ -570,24 +568,9 @@ def _sent_marker(conn: Connection) -> MarkSent:
         return mark
 
     def mark_sqlite(oid: int, when: datetime, attempts: int) -> object:
-        # While intake or a decide batch holds SQLite's write lock, SQLite's own busy
-        # handler sleeps in growing steps (up to 100 ms) before it looks again, and every
-        # SMTP connection waits behind this mark meanwhile; asking again each millisecond
-        # takes the lock as soon as it is free.
-        params = (at(when), attempts, oid)
-        deadline = time.monotonic() + SQLITE_TIMEOUT
-        driver.execute("PRAGMA busy_timeout = 0")
-        try:
-            while True:
-                try:
-                    return driver.execute(sql, params)
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.001)
-        finally:
-            # The engine's own wait again, for the connection's other statements.
-            driver.execute(f"PRAGMA busy_timeout = {int(SQLITE_TIMEOUT * 1000)}")
+        # While intake or a decide batch holds SQLite's write lock, every SMTP connection
+        # waits behind this mark: it asks for the lock each millisecond (sqlite_write).
+        return sqlite_write(driver, sql, (at(when), attempts, oid))
     return mark_sqlite
 
 

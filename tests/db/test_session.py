@@ -56,3 +56,27 @@ def test_many_writes_lets_postgresql_reuse_plans_for_the_rest_of_the_transaction
                 assert s.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
         finally:
             sessions.kw["bind"].dispose()
+
+
+def test_a_writer_gets_the_lock_once_another_lets_it_go_and_gives_up_after_the_timeout(
+        tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(db_session, "SQLITE_TIMEOUT", 5.0)
+    sessions = open_database(f"sqlite:///{tmp_path}/w.db")
+    holder = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.3, lambda: holder.execute("COMMIT")).start()
+    with sessions.begin() as s:  # waits for the holder, then writes
+        s.add(Library(id="lib", name="Biblioteka"))
+    holder.execute("BEGIN IMMEDIATE")
+    monkeypatch.setattr(db_session, "SQLITE_TIMEOUT", 0.2)
+    try:
+        with pytest.raises(OperationalError, match="locked"):
+            with sessions.begin() as s:
+                s.add(Library(id="other", name="Inna"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with reading(sessions) as s:
+        assert s.scalars(select(Library.id)).all() == ["lib"]
