@@ -271,6 +271,10 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
             log.info("request=%s library=%s outcome=%s took=%.1fms", decision.request_id,
                      library.id, decision.outcome, took * 1000)
             decisions.append(decision)
+        if len(batch) < size:
+            # That was all that waited before the horizon: a consortium's pass need not
+            # ask again (what arrived meanwhile is the next pass's).
+            return decisions
     return decisions
 
 
