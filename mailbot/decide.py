@@ -220,32 +220,37 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
     # marks and intake's chunks are not held up for a whole batch. PostgreSQL locks rows
     # and the library (advisory lock): the batch is one transaction, as it reads.
     snapshot = sessions.kw["bind"].dialect.name == "sqlite"
+
+    def decide_next(session: Session, *, write: bool
+                    ) -> tuple[list[Request], list[tuple[Decision, float]], BatchLookups] | None:
+        """The next batch before the horizon, decided (None: nothing waits before it)."""
+        batch = _next_requests(session, library.id, arrival_horizon(session, settings, library),
+                               size)
+        if not batch:
+            return None
+        done, look = _decide_batch(session, batch, settings=settings, library=library,
+                                   source=source, now=now, should_stop=should_stop,
+                                   write=write, burst=burst)
+        return batch, done, look
+
     while not should_stop():
         now = fixed_now or utcnow()
         try:
             if snapshot:
                 with reading(sessions) as session:
-                    batch = _next_requests(session, library.id,
-                                           arrival_horizon(session, settings, library), size)
-                    if not batch:
-                        return decisions
-                    done, look = _decide_batch(session, batch, settings=settings,
-                                               library=library, source=source, now=now,
-                                               should_stop=should_stop, write=False,
-                                               burst=burst)
-                with sessions.begin() as session:
-                    if not _write_checked(session, look, [d.request_id for d, _t in done]):
-                        continue
+                    found = decide_next(session, write=False)
+                if found is not None:
+                    with sessions.begin() as session:
+                        if not _write_checked(session, found[2],
+                                              [d.request_id for d, _t in found[1]]):
+                            continue
             else:
                 with sessions.begin() as session:
                     _lock_library(session, library.id)
-                    batch = _next_requests(session, library.id,
-                                           arrival_horizon(session, settings, library), size)
-                    if not batch:
-                        return decisions
-                    done, _look = _decide_batch(session, batch, settings=settings,
-                                                library=library, source=source, now=now,
-                                                should_stop=should_stop, burst=burst)
+                    found = decide_next(session, write=True)
+            if found is None:
+                return decisions
+            batch, done, _look = found
         except SourceUnavailable as exc:
             log.warning("library %s: reader source %s unavailable (%s); requests wait",
                         library.id, source.name, exc)

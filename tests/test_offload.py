@@ -88,19 +88,25 @@ def test_lost_workers_leave_the_replies_to_be_composed_in_place() -> None:
     assert [row["message"] for row in rows] == compose_messages(jobs)
 
 
+def _count_composed(monkeypatch) -> list[int]:
+    """Replies the workers composed, per batch (a list filled as batches finish)."""
+    composed: list[int] = []
+    real_finish = Composer.finish
+
+    def counting_finish(self: Composer) -> None:
+        composed.append(sum(len(rows) for rows, _j, _f in self.sent) + len(self.rows))
+        real_finish(self)
+
+    monkeypatch.setattr(Composer, "finish", counting_finish)
+    return composed
+
+
 def test_a_burst_decided_with_workers_answers_everyone_in_order(
         tmp_path, imap_user, smtp_sink, monkeypatch, executor) -> None:
     # Every batch counts as a burst here: the replies come from the workers, and go out
     # in arrival order as usual.
     monkeypatch.setattr(offload, "OFFLOAD_MIN", 1)
-    finished: list[int] = []
-    real_finish = Composer.finish
-
-    def counting_finish(self: Composer) -> None:
-        finished.append(sum(len(rows) for rows, _j, _f in self.sent) + len(self.rows))
-        real_finish(self)
-
-    monkeypatch.setattr(Composer, "finish", counting_finish)
+    finished = _count_composed(monkeypatch)
     bot = _bot(tmp_path, imap_user, smtp_sink, requests=20, codes=18)
     assert bot.run_once() == 0
     assert finished and sum(finished) >= 20
@@ -116,14 +122,7 @@ def test_in_a_burst_even_a_small_batch_is_composed_by_the_workers(
     import mailbot.decide as decide
 
     monkeypatch.setattr(decide, "BATCH_SIZE", 8)
-    composed: list[int] = []
-    real_finish = Composer.finish
-
-    def counting_finish(self: Composer) -> None:
-        composed.append(sum(len(rows) for rows, _j, _f in self.sent) + len(self.rows))
-        real_finish(self)
-
-    monkeypatch.setattr(Composer, "finish", counting_finish)
+    composed = _count_composed(monkeypatch)
     bot = _bot(tmp_path, imap_user, smtp_sink, requests=20, codes=20)
     assert bot.run_once() == 0
     assert sum(composed) == 20 and max(composed) <= 8
