@@ -221,7 +221,7 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
     # and the library (advisory lock): the batch is one transaction, as it reads.
     snapshot = sessions.kw["bind"].dialect.name == "sqlite"
 
-    def decide_next(session: Session, *, write: bool
+    def decide_next(session: Session, now: datetime, *, write: bool
                     ) -> tuple[list[Request], list[tuple[Decision, float]], BatchLookups] | None:
         """The next batch before the horizon, decided (None: nothing waits before it)."""
         batch = _next_requests(session, library.id, arrival_horizon(session, settings, library),
@@ -238,16 +238,15 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
         try:
             if snapshot:
                 with reading(sessions) as session:
-                    found = decide_next(session, write=False)
+                    found = decide_next(session, now, write=False)
                 if found is not None:
                     with sessions.begin() as session:
-                        if not _write_checked(session, found[2],
-                                              [d.request_id for d, _t in found[1]]):
+                        if not _write_checked(session, found[2]):
                             continue
             else:
                 with sessions.begin() as session:
                     _lock_library(session, library.id)
-                    found = decide_next(session, write=True)
+                    found = decide_next(session, now, write=True)
             if found is None:
                 return decisions
             batch, done, _look = found
@@ -357,7 +356,7 @@ def _decide_batch(session: Session, batch: list[Request], *, settings: Settings,
     return done, look
 
 
-def _write_checked(session: Session, look: BatchLookups, decided: list[int]) -> bool:
+def _write_checked(session: Session, look: BatchLookups) -> bool:
     """Writes a batch decided on a snapshot (SQLite), in ``session``, which holds the write
     lock; False, writing nothing, if the snapshot is out of date.
 
@@ -367,7 +366,7 @@ def _write_checked(session: Session, look: BatchLookups, decided: list[int]) -> 
     code no longer free, and the batch is decided again from a new snapshot. Anything else
     written meanwhile — mail stored, replies sent, readers or codes imported — leaves the
     batch what it would have been a moment earlier."""
-    if not look.still_valid(session, decided):
+    if not look.still_valid(session):
         log.info("library %s: requests or codes changed while a batch was decided; "
                  "deciding it again", look.library.id)
         return False

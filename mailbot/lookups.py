@@ -245,10 +245,10 @@ class BatchLookups:
         self.taken[(service, month)] += 1
         return queue.popleft()
 
-    def still_valid(self, session: Session, decided: Collection[int]) -> bool:
-        """Whether, in ``session``, the ``decided`` requests all still wait and the codes
-        this batch took are all still free (for a batch decided on a snapshot)."""
-        for chunk in in_chunks(list(decided)):
+    def still_valid(self, session: Session) -> bool:
+        """Whether, in ``session``, the requests this batch decided all still wait and the
+        codes it took are all still free (for a batch decided on a snapshot)."""
+        for chunk in in_chunks([row["id"] for row in self.requests]):
             if session.scalar(select(func.count(Request.id)).where(
                     Request.id.in_(chunk), Request.state == "new")) != len(chunk):
                 return False
@@ -268,7 +268,10 @@ class BatchLookups:
         # batch's Request objects in the session to update them, which nothing reads
         # again (the next batch is a new session).
         session = session or self.session
-        many_writes(session)
+        if decisions:
+            # The decisions are always a transaction's first write (the replies may follow
+            # separately): once per transaction is enough.
+            many_writes(session)
         if decisions and self.requests:
             session.execute(_DECIDED, [_by_key(row) for row in self.requests])
         if decisions and self.codes_issued:

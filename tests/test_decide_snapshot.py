@@ -86,7 +86,7 @@ def test_requests_another_process_decided_meanwhile_are_not_decided_twice(
     real = decide._write_checked
     raced: list[int] = []
 
-    def racing(session, look, decided):
+    def racing(session, look):
         if not raced:
             # Between this batch's snapshot and its write, another process (its own
             # engine and connections) decides every waiting request.
@@ -94,7 +94,7 @@ def test_requests_another_process_decided_meanwhile_are_not_decided_twice(
             other = open_database(bot.settings().database_url)
             raced[0] = len(decide.decide_pending(other, bot.settings()))
             other.kw["bind"].dispose()
-        return real(session, look, decided)
+        return real(session, look)
 
     monkeypatch.setattr(decide, "_write_checked", racing)
     with caplog.at_level(logging.INFO, logger="mailbot.decide"):
@@ -116,7 +116,7 @@ def test_a_code_withdrawn_meanwhile_is_not_issued(tmp_path, imap_user, smtp_sink
     real = decide._write_checked
     withdrawn: list[str] = []
 
-    def withdrawing(session, look, decided):
+    def withdrawing(session, look):
         if not withdrawn:
             # Staff take the pool's first code out (expired) after the batch chose it.
             other = open_database(bot.settings().database_url)
@@ -125,7 +125,7 @@ def test_a_code_withdrawn_meanwhile_is_not_issued(tmp_path, imap_user, smtp_sink
                 s.execute(update(Code).where(Code.id == first.id).values(expired_at=utcnow()))
                 withdrawn.append(first.code)
             other.kw["bind"].dispose()
-        return real(session, look, decided)
+        return real(session, look)
 
     monkeypatch.setattr(decide, "_write_checked", withdrawing)
     assert bot.run_once() == 0

@@ -238,7 +238,6 @@ def smtp_path(address: str) -> bytes | None:
     return None
 
 
-
 def on_the_wire(message: bytes) -> bytes:
     """``message`` as DATA carries it: CRLF line ends, dot-stuffed (RFC 5321 4.5.2), and
     the final dot. Composed replies use bare LF, so a plain replace does it."""
