@@ -17,12 +17,12 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from mailbot.clock import add_months, month_key, parse_month
 from mailbot.config import LibrarySettings
-from mailbot.db.batches import in_chunks, many_writes
+from mailbot.db.batches import in_chunks, insert_rows, many_writes
 from mailbot.db.models import ActivationReport, Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.rules.base import IssuedThisMonth, ReaderFacts
 
@@ -277,9 +277,9 @@ class BatchLookups:
         if decisions and self.codes_issued:
             session.execute(_CODE_ISSUED, [_by_key(row) for row in self.codes_issued])
         if decisions and self.ledger:
-            session.execute(insert(LedgerEntry.__table__), self.ledger)
+            insert_rows(session, LedgerEntry.__table__, self.ledger)
         if outbox and self.outbox:
-            session.execute(insert(Outbox.__table__), self.outbox)
+            insert_rows(session, Outbox.__table__, self.outbox)
 
     def code_issued(self, *, card: str, month: str, service: str, email: str | None,
                     code: str, issued_at: datetime) -> None:

@@ -19,13 +19,13 @@ from typing import Any
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy.exc import OperationalError
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot import offload
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
-from mailbot.db.batches import chunks, in_chunks, many_writes
+from mailbot.db.batches import chunks, in_chunks, insert_rows
 from mailbot.db.models import MID_POLL, Mailbox, Request
 from mailbot.db.session import reading
 from mailbot.intake.parse import ParsedMail, parse_mail, parse_messages
@@ -403,8 +403,7 @@ def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSetti
             else:
                 stored += 1
         if rows:
-            many_writes(session)
-            session.execute(insert(Request), rows)
+            insert_rows(session, Request.__table__, rows)
         row.last_uid = max(row.last_uid, last_uid)
         if caught_up_to is not None:
             row.caught_up_to = caught_up_to
