@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import bindparam, func, select, update
@@ -35,10 +36,16 @@ class ReaderSource(Protocol):
     def lookup(self, session: Session, *, library_id: str, card: str) -> ReaderFacts | None: ...
 
 
-def penalty_months(library: LibrarySettings, month: str) -> list[str]:
+def penalty_months(library: LibrarySettings, month: str) -> tuple[str, ...]:
     """The months before ``month`` whose unactivated code still blocks the card."""
+    return _months_before(month, library.penalty_months)
+
+
+@lru_cache(maxsize=256)
+def _months_before(month: str, count: int) -> tuple[str, ...]:
+    # Asked for every request of a batch, always about the same month or two.
     y, m = parse_month(month)
-    return [month_key(*add_months(y, m, -k)) for k in range(1, library.penalty_months + 1)]
+    return tuple(month_key(*add_months(y, m, -k)) for k in range(1, count + 1))
 
 
 def issued_entries(session: Session, library_id: str, cards: Collection[str],
@@ -214,6 +221,8 @@ class BatchLookups:
         return self.issued.get((card, month, service))
 
     def unactivated_months(self, card: str, month: str) -> tuple[str, ...]:
+        if not self.unactivated:  # as in most batches: nobody has a penalty
+            return ()
         return tuple(sorted(m for m in penalty_months(self.library, month)
                             if (card, m) in self.unactivated))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from mailbot.clock import first_working_day_from, is_working_day, next_month
@@ -12,10 +13,19 @@ from mailbot.rules.base import Facts, Hit
 
 def window_opens(library: LibrarySettings, tz: ZoneInfo, year: int, month: int) -> datetime:
     """When requests of the given month start to count (aware, DST-correct)."""
-    day = date(year, month, library.window_day)
-    if library.window_working_day:
+    return _window_opens(library.window_day, library.window_working_day, library.window_time,
+                         tz, year, month)
+
+
+@lru_cache(maxsize=512)
+def _window_opens(window_day: int, working_day: bool, at: str, tz: ZoneInfo, year: int,
+                  month: int) -> datetime:
+    # Asked several times for every request decided (the rule, the reply's context),
+    # always about the same month or two: the holiday calendar is consulted once.
+    day = date(year, month, window_day)
+    if working_day:
         day = first_working_day_from(day)
-    return datetime.combine(day, parse_hhmm(library.window_time), tzinfo=tz)
+    return datetime.combine(day, parse_hhmm(at), tzinfo=tz)
 
 
 def next_window(library: LibrarySettings, tz: ZoneInfo, year: int, month: int) -> datetime:
