@@ -7,12 +7,10 @@ import sqlite3
 from types import SimpleNamespace
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
 
-from mailbot.db.migrate import _config, current_revision, ensure_schema, head_revision, upgrade
+from mailbot.db.migrate import current_revision, ensure_schema, head_revision, upgrade
 from mailbot.db.models import Base
 from mailbot.db.session import make_engine, open_database
 from mailbot.errors import MailbotError
@@ -102,35 +100,3 @@ def test_the_head_recorded_for_the_quick_start_check_is_alembics_head() -> None:
     from mailbot.db.migrate import HEAD
 
     assert HEAD == head_revision()
-
-
-def _compression(engine) -> dict[str, str]:
-    with engine.connect() as conn:
-        return {f"{table}.{column}": method for table, column, method in conn.execute(text(
-            "SELECT c.relname, a.attname, a.attcompression FROM pg_attribute a "
-            "JOIN pg_class c ON c.oid = a.attrelid "
-            "WHERE (c.relname, a.attname) IN (('outbox', 'message'), ('requests', 'raw'))"))}
-
-
-def test_postgresql_compresses_replies_and_mails_with_lz4():
-    # A reply (~9 KB) is compressed by the server as it is written; lz4 costs it a
-    # quarter of pglz's time. Downgrading goes back to the server's default.
-    with fresh_postgres() as url:
-        engine = make_engine(url)
-        upgrade(engine)
-        assert _compression(engine) == {"outbox.message": "l", "requests.raw": "l"}
-        with engine.begin() as conn:
-            conn.execute(text("INSERT INTO libraries (id, name) VALUES ('lib', 'L')"))
-            conn.execute(text(
-                "INSERT INTO outbox (kind, library_id, mail_from, to_address, message_id, "
-                "outcome, message, state, created_at, due_at, attempts) VALUES ('reply', "
-                "'lib', 'a@x', 'b@x', '<m@x>', 'issued', :m, 'pending', now(), now(), 0)"),
-                {"m": "Zażółć gęślą jaźń. ".encode() * 500})
-            assert conn.execute(text(
-                "SELECT pg_column_compression(message) FROM outbox")).scalar() == "lz4"
-        with engine.begin() as conn:
-            cfg = _config(engine)
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0002")
-        assert _compression(engine) == {"outbox.message": "", "requests.raw": ""}
-        engine.dispose()
