@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from sqlalchemy import Column, Dialect, Table, insert, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 T = TypeVar("T")
@@ -72,11 +73,19 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     names, types, values = plan
     driver = session.connection().connection.driver_connection
     assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(
-            f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(types)
-        for row in rows:
-            copy.write_row([value(row) for value in values])
+    sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
+    dbapi_error = dialect.loaded_dbapi.Error
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row([value(row) for value in values])
+    except dbapi_error as exc:
+        # As SQLAlchemy raises it for an INSERT: callers tell a database that is busy or
+        # gone (OperationalError: nothing is anyone's fault) from a refused row
+        # (IntegrityError and the like), and the values stay out of the message.
+        raise DBAPIError.instance(sql, None, exc, dbapi_error, hide_parameters=True,
+                                  dialect=dialect) from exc
 
 
 def _copy_plan(table: Table, keys: list[str], dialect: Dialect

@@ -6,12 +6,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
+import psycopg
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from mailbot.db.batches import insert_rows
 from mailbot.db.models import Library, LedgerEntry, Mailbox, Outbox, Reader, Request
 from mailbot.db.session import open_database
+from tests.databases import PG_ADMIN
 
 WARSAW_SUMMER = timezone(timedelta(hours=2))
 
@@ -111,6 +114,28 @@ def test_rows_with_different_keys_are_refused_not_cut(database_url):
     with pytest.raises(ValueError, match="outbox differ"), sessions.begin() as session:
         insert_rows(session, Outbox.__table__, [{**row, "message_id": "<1@x>"},
                                                 {**row, "message_id": "<2@x>", "code_id": 5}])
+    with sessions() as session:
+        assert session.scalar(select(Outbox.message_id)) is None
+    sessions.kw["bind"].dispose()
+
+
+def test_database_errors_are_raised_as_sqlalchemy_raises_them(database_url):
+    # Intake and deciding tell a refused row (IntegrityError: store mail one by one) from a
+    # database that is gone (OperationalError: nothing is skipped, try again later).
+    sessions = open_database(database_url)
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        session.add(Library(id="lib", name="Biblioteka"))
+    row = {"library_id": "lib", "mail_from": "a@x", "to_address": "b@x", "outcome": "issued",
+           "message": b"x", "created_at": now, "due_at": now, "message_id": "<same@x>"}
+    with pytest.raises(IntegrityError), sessions.begin() as session:
+        insert_rows(session, Outbox.__table__, [row, dict(row)])
+    if "postgresql" in database_url:
+        with pytest.raises(OperationalError), sessions.begin() as session:
+            pid = session.scalar(text("SELECT pg_backend_pid()"))
+            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            insert_rows(session, Outbox.__table__, [row])
     with sessions() as session:
         assert session.scalar(select(Outbox.message_id)) is None
     sessions.kw["bind"].dispose()
