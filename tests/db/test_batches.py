@@ -85,49 +85,43 @@ def test_rows_inserted_in_a_batch_read_back_exactly_with_their_defaults(database
     engine.dispose()
 
 
-def test_a_batch_insert_is_part_of_its_transaction(database_url):
-    # Rolled back with the rest of the transaction (COPY runs on the session's connection).
+@pytest.fixture
+def library_db(database_url):
+    """Sessions on a database with one library, and an outbox row's values (no id)."""
     sessions = open_database(database_url)
     with sessions.begin() as session:
         session.add(Library(id="lib", name="Biblioteka"))
-    session = sessions()
-    with session.begin():
-        insert_rows(session, Outbox.__table__, [{
-            "library_id": "lib", "mail_from": "a@x", "to_address": "b@x",
-            "message_id": "<r@x>", "outcome": "issued", "message": b"x",
-            "created_at": datetime.now(UTC), "due_at": datetime.now(UTC)}])
-        assert session.scalar(select(Outbox.message_id)) == "<r@x>"
-        session.rollback()
-    with sessions() as session:
+    now = datetime.now(UTC)
+    yield sessions, {"library_id": "lib", "mail_from": "a@x", "to_address": "b@x",
+                     "outcome": "issued", "message": b"x", "created_at": now, "due_at": now}
+    with sessions() as session:  # whatever a test tried, nothing reached the outbox
         assert session.scalar(select(Outbox.message_id)) is None
     sessions.kw["bind"].dispose()
 
 
-def test_rows_with_different_keys_are_refused_not_cut(database_url):
+def test_a_batch_insert_is_part_of_its_transaction(library_db):
+    # Rolled back with the rest of the transaction (COPY runs on the session's connection).
+    sessions, row = library_db
+    session = sessions()
+    with session.begin():
+        insert_rows(session, Outbox.__table__, [{**row, "message_id": "<r@x>"}])
+        assert session.scalar(select(Outbox.message_id)) == "<r@x>"
+        session.rollback()
+
+
+def test_rows_with_different_keys_are_refused_not_cut(library_db):
     # A value only some rows carry must not be dropped silently.
-    sessions = open_database(database_url)
-    now = datetime.now(UTC)
-    with sessions.begin() as session:
-        session.add(Library(id="lib", name="Biblioteka"))
-    row = {"library_id": "lib", "mail_from": "a@x", "to_address": "b@x", "outcome": "issued",
-           "message": b"x", "created_at": now, "due_at": now}
+    sessions, row = library_db
     with pytest.raises(ValueError, match="outbox differ"), sessions.begin() as session:
         insert_rows(session, Outbox.__table__, [{**row, "message_id": "<1@x>"},
                                                 {**row, "message_id": "<2@x>", "code_id": 5}])
-    with sessions() as session:
-        assert session.scalar(select(Outbox.message_id)) is None
-    sessions.kw["bind"].dispose()
 
 
-def test_database_errors_are_raised_as_sqlalchemy_raises_them(database_url):
+def test_database_errors_are_raised_as_sqlalchemy_raises_them(library_db, database_url):
     # Intake and deciding tell a refused row (IntegrityError: store mail one by one) from a
     # database that is gone (OperationalError: nothing is skipped, try again later).
-    sessions = open_database(database_url)
-    now = datetime.now(UTC)
-    with sessions.begin() as session:
-        session.add(Library(id="lib", name="Biblioteka"))
-    row = {"library_id": "lib", "mail_from": "a@x", "to_address": "b@x", "outcome": "issued",
-           "message": b"x", "created_at": now, "due_at": now, "message_id": "<same@x>"}
+    sessions, row = library_db
+    row = {**row, "message_id": "<same@x>"}
     with pytest.raises(IntegrityError), sessions.begin() as session:
         insert_rows(session, Outbox.__table__, [row, dict(row)])
     if "postgresql" in database_url:
@@ -136,6 +130,3 @@ def test_database_errors_are_raised_as_sqlalchemy_raises_them(database_url):
             with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
             insert_rows(session, Outbox.__table__, [row])
-    with sessions() as session:
-        assert session.scalar(select(Outbox.message_id)) is None
-    sessions.kw["bind"].dispose()
