@@ -20,7 +20,7 @@ from mailbot import aio
 from mailbot.clock import month_key, month_of, utcnow
 from mailbot.config import SERVICES, Settings, load_settings
 from mailbot.db.models import Code, JobRun, Library, Mailbox, Outbox, Request
-from mailbot.db.session import open_database, sync_config
+from mailbot.db.session import open_database, reading, sync_config
 from mailbot.errors import BadInput, MailbotError
 
 log = logging.getLogger("mailbot")
@@ -221,8 +221,8 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
         finally:
             read["end"] = time.perf_counter()
 
-    reading = threading.Thread(target=reader, name="reader", daemon=True)
-    reading.start()
+    read_thread = threading.Thread(target=reader, name="reader", daemon=True)
+    read_thread.start()
     decisions: list[Any] = []
     sender: _SenderThread | _SenderProcess | None = None
     sent = None
@@ -230,7 +230,7 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
     tried: dict[str, Any] = {}  # by library: what it was ready with when last decided
     try:
         while True:
-            still_reading = reading.is_alive()
+            still_reading = read_thread.is_alive()
             now_waiting = waiting(sessions, settings)
             # While reading, only the libraries where something may be decided already
             # (every mailbox of theirs read past a waiting request: a consortium has
@@ -239,7 +239,7 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
             # done, all of them.
             todo = {lib for lib, state in now_waiting.ready.items() if tried.get(lib) != state}
             if still_reading and not todo:
-                reading.join(0.05)
+                read_thread.join(0.05)
                 continue
             if sender is None:
                 if sum(now_waiting.by_library.values()) >= BATCH_SIZE:
@@ -254,7 +254,7 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
             tried.update((lib, now_waiting.ready[lib]) for lib in todo)
     finally:
         close_sources(sources)
-        reading.join()
+        read_thread.join()
         decided = time.perf_counter()
         if sender is not None:
             sent = sender.finish()
@@ -429,7 +429,7 @@ def cmd_patron(settings: Settings, args: argparse.Namespace) -> int:
 def status_lines(sessions: sessionmaker[Session], settings: Settings) -> list[str]:
     now = utcnow()
     lines = []
-    with sessions() as session:
+    with reading(sessions) as session:
         for lib in settings.libraries:
             month = month_key(*month_of(now, settings.library_tz(lib.id)))
             lines.append(f"library {lib.id} ({lib.name}), month {month}")

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailbot.clock import month_end, month_start, parse_month
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request
+from mailbot.db.session import reading
 from mailbot.errors import BadInput
 
 # The refusals a patron hears about, in the order the rules ask (columns of the report).
@@ -222,7 +223,7 @@ def report_bytes(sessions: sessionmaker[Session], settings: Settings, *, month: 
                  libraries: list[str] | None, now: datetime, lang: str = "pl"
                  ) -> tuple[bytes, int]:
     """The XLSX file's bytes and its number of data rows."""
-    with sessions() as session:
+    with reading(sessions) as session:
         rows = build_rows(session, settings, month=month, libraries=libraries, now=now)
     buf = io.BytesIO()
     build_workbook(rows, month=month, lang=lang, now=now).save(buf)

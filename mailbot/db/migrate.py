@@ -80,8 +80,10 @@ def ensure_schema(engine: Engine) -> None:
 
 def _stamped(engine: Engine) -> str | None:
     """The revision Alembic recorded, read directly; None if there is none (yet)."""
-    try:
-        with engine.connect() as conn:
+    from mailbot.db.session import read_only
+
+    try:  # without SQLite's write lock: a command started mid-burst does not wait for it
+        with read_only(engine).connect() as conn:
             rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
     except DBAPIError:
         return None  # no table: a new database

@@ -129,10 +129,22 @@ def open_database(url: str) -> sessionmaker[Session]:
 
 
 def sync_config(sessions: sessionmaker[Session], settings: Any) -> None:
-    """Makes the library and mailbox rows match the configuration (names may change)."""
-    from mailbot.db.models import Library
+    """Makes the library and mailbox rows match the configuration (names may change).
+
+    Looked at first without the write lock: when they match already, as at nearly every
+    start of a command (`status` while the bot works a burst), nothing is written."""
+    from sqlalchemy import select
+
+    from mailbot.db.models import Library, Mailbox
     from mailbot.intake.store import mailbox_row
 
+    with reading(sessions) as session:
+        names = {key: name for key, name in session.execute(select(Library.id, Library.name))}
+        addresses = {key: address for key, address in
+                     session.execute(select(Mailbox.key, Mailbox.address))}
+    if all(names.get(lib.id) == lib.name for lib in settings.libraries) and \
+            all(addresses.get(mb.key) == mb.address for mb in settings.mailboxes):
+        return
     with sessions.begin() as session:
         for lib in settings.libraries:
             row = session.get(Library, lib.id)

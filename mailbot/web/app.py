@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailbot.clock import utcnow
 from mailbot.config import Settings
+from mailbot.db.session import reading
 from mailbot.web import i18n
 from mailbot.web.auth import StaffView, csrf_ok, load_user, new_csrf_token, secret_key
 
@@ -80,6 +81,12 @@ class Ctx:
     @property
     def sessions(self) -> sessionmaker[Session]:
         return self.state.sessions
+
+    def reading(self) -> Session:
+        """A session for a page that only reads: on SQLite it takes no write lock, so a
+        librarian watching the dashboard during the midnight burst neither waits for the
+        bot's writes nor holds them up (db.session.reading)."""
+        return reading(self.state.sessions)
 
     def now(self) -> datetime:
         return self.state.clock()

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.config import Settings
 from mailbot.db.models import LoginAttempt, StaffUser
+from mailbot.db.session import reading
 from mailbot.errors import BadInput, MailbotError
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -117,14 +118,14 @@ def remove_user(sessions: sessionmaker[Session], *, name: str) -> None:
 
 
 def list_users(sessions: sessionmaker[Session]) -> list[StaffView]:
-    with sessions() as session:
+    with reading(sessions) as session:
         return [view_of(u) for u in session.scalars(select(StaffUser).order_by(StaffUser.name))]
 
 
 def load_user(sessions: sessionmaker[Session], user_id: int,
               version: int) -> StaffView | None:
     """The user of a session, if the account still exists and the password is unchanged."""
-    with sessions() as session:
+    with reading(sessions) as session:
         user = session.get(StaffUser, user_id)
         if user is None or user.session_version != version:
             return None

@@ -81,7 +81,7 @@ def _queue_data(ctx: Ctx) -> dict[str, Any]:
     wanted = ctx.query("library")
     libs = [ctx.require_library(wanted)] if wanted else ctx.scope
     now = ctx.now()
-    with ctx.sessions() as session:
+    with ctx.reading() as session:
         queues = queries.queue_snapshot(session, ctx.settings, libs, now)
         # Load everything the template touches while the session is open.
         return {"queues": queues, "now": now, "library": wanted}
@@ -128,7 +128,7 @@ def _filter(ctx: Ctx, months: list[str], mailboxes: list[Mailbox]) -> queries.Re
 @page
 def request_list(ctx: Ctx) -> Response:
     per_page = 50
-    with ctx.sessions() as session:
+    with ctx.reading() as session:
         months = queries.months_seen(session, ctx.settings, ctx.scope, ctx.now())
         mailboxes = queries.mailboxes_in(session, ctx.scope)
         f = _filter(ctx, months, mailboxes)
@@ -174,7 +174,7 @@ def _load_request(ctx: Ctx, session: Any, request_id: int) -> Request:
 @page
 def request_detail(ctx: Ctx, request_id: int) -> Response:
     max_bytes = ctx.settings.max_message_bytes
-    with ctx.sessions() as session:
+    with ctx.reading() as session:
         req = _load_request(ctx, session, request_id)
         mail = queries.show_mail(req.raw, max_bytes) if req.raw else None
         replies = [(row, queries.reply_text(row.message)) for row in
@@ -193,7 +193,7 @@ def request_detail(ctx: Ctx, request_id: int) -> Response:
 @page
 def mail_html(ctx: Ctx, request_id: int) -> Response:
     """The mail's own HTML, only for a sandboxed frame: no script, no network, no forms."""
-    with ctx.sessions() as session:
+    with ctx.reading() as session:
         req = _load_request(ctx, session, request_id)
         html = queries.html_part(req.raw, ctx.settings.max_message_bytes) if req.raw else None
     if html is None:
@@ -274,7 +274,7 @@ def pools(ctx: Ctx) -> Response:
         month = month_key(*month_of(now, tz))
     service = ctx.query("service") if ctx.query("service") in SERVICES else SERVICES[0]
     minutes = 60
-    with ctx.sessions() as session:
+    with ctx.reading() as session:
         rows = queries.pool_rows(session, ctx.settings, ctx.scope, now)
         months = queries.months_seen(session, ctx.settings, ctx.scope, now)
         series = queries.pool_series(session, ctx.settings, library_id=lib, service=service,
@@ -334,7 +334,7 @@ def desk(ctx: Ctx) -> Response:
                                   detail=f"{values['service']}, card {values['card']}")
                     return ctx.redirect(f"/desk/slip/{code.id}")
         else:
-            with ctx.sessions() as session:
+            with ctx.reading() as session:
                 verdict = desk_check(session, ctx.settings, **args)
     except SourceUnavailable:
         return ctx.render("desk.html.j2", nav="desk", v=values, verdict=None,
@@ -352,7 +352,7 @@ def desk(ctx: Ctx) -> Response:
 
 @page
 def desk_slip(ctx: Ctx, code_id: int) -> Response:
-    with ctx.sessions() as session:
+    with ctx.reading() as session:
         found = actions.slip_code(session, code_id)
         if found is None or not ctx.user or not ctx.user.can_see(found[0].library_id):
             raise HTTPException(404)
@@ -446,7 +446,7 @@ def imports(ctx: Ctx) -> Response:
                     with ctx.sessions.begin() as session:
                         actions.audit(session, user=user, action=f"import_{kind}",
                                       library_id=lib, now=now, detail=result or "")
-    with ctx.sessions() as session:
+    with ctx.reading() as session:
         recent = list(session.scalars(select(AuditLog).where(
             AuditLog.library_id.in_(ctx.scope), AuditLog.action.like("import_%"))
             .order_by(AuditLog.at.desc(), AuditLog.id.desc()).limit(10)))
@@ -474,7 +474,7 @@ def reports(ctx: Ctx) -> Response:
     from mailbot.report import REFUSALS, build_rows
 
     month, libs = _report_scope(ctx)
-    with ctx.sessions() as session:
+    with ctx.reading() as session:
         months = queries.months_seen(session, ctx.settings, ctx.scope, ctx.now())
         rows = build_rows(session, ctx.settings, month=month, libraries=libs, now=ctx.now()) \
             if libs else []
@@ -512,7 +512,7 @@ def audit_log(ctx: Ctx) -> Response:
     lib = ctx.query("library")
     libs = [ctx.require_library(lib)] if lib else ctx.scope
     action = ctx.query("action")
-    with ctx.sessions() as session:
+    with ctx.reading() as session:
         stmt = select(AuditLog).where(AuditLog.library_id.in_(libs))
         if action:
             stmt = stmt.where(AuditLog.action == action)

@@ -80,3 +80,39 @@ def test_a_writer_gets_the_lock_once_another_lets_it_go_and_gives_up_after_the_t
         holder.close()
     with reading(sessions) as s:
         assert s.scalars(select(Library.id)).all() == ["lib"]
+
+
+def test_config_sync_writes_only_what_changed_and_nothing_when_all_matches(
+        tmp_path, monkeypatch):
+    # Every command starts by matching the library and mailbox rows to the configuration;
+    # when they match (nearly always) it must not need SQLite's write lock, which the bot
+    # may be holding in a burst. A renamed library or a new mailbox address still lands.
+    from mailbot.config import settings_from_dict
+    from mailbot.db.models import Mailbox
+    from mailbot.db.session import sync_config
+
+    monkeypatch.setattr(db_session, "SQLITE_TIMEOUT", 0.2)
+    data = {"database_url": f"sqlite:///{tmp_path}/c.db", "smtp": {"host": "127.0.0.1"},
+            "libraries": [{"id": "lib", "name": "Biblioteka"}],
+            "mailboxes": [{"library": "lib", "address": "ebooki@biblioteka.test",
+                           "type": "maildir", "path": str(tmp_path / "md")}]}
+    settings = settings_from_dict(data)
+    sessions = open_database(settings.database_url)
+    sync_config(sessions, settings)
+    holder = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        sync_config(sessions, settings)  # unchanged: no lock wanted
+        renamed = settings_from_dict({**data, "libraries": [{"id": "lib", "name": "Nowa"}]})
+        with pytest.raises(OperationalError, match="locked"):
+            sync_config(sessions, renamed)  # a change must be written: it waits its turn
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    moved = settings_from_dict({**data, "libraries": [{"id": "lib", "name": "Nowa"}],
+                                "mailboxes": [{**data["mailboxes"][0],
+                                               "address": "kody@biblioteka.test"}]})
+    sync_config(sessions, moved)
+    with reading(sessions) as s:
+        assert s.get(Library, "lib").name == "Nowa"
+        assert s.scalars(select(Mailbox.address)).all() == ["kody@biblioteka.test"]
