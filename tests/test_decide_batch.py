@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 import mailbot.decide as decide
+from mailbot.clock import utcnow
 from mailbot.db.models import LedgerEntry, Outbox
 from mailbot.db.session import open_database
 from tests.botenv import make_bot, request_mail
@@ -82,6 +83,10 @@ def _body(raw: bytes) -> str:
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_one_batch_decides_exactly_as_one_request_at_a_time(
         tmp_path, imap_user_factory, smtp_sink, database_url, monkeypatch):
+    # Both runs decide at one instant: a reply quotes when the card's code was issued
+    # ("data wydania: … 01:47"), which would differ when the runs fall in two minutes.
+    decided_at = utcnow()
+    monkeypatch.setattr(decide, "utcnow", lambda: decided_at)
     one = tmp_path / "one"
     one.mkdir()
     single = _decide_all(one, imap_user_factory(), smtp_sink, database_url, 1, monkeypatch)
