@@ -1344,8 +1344,7 @@ def loop_reason(
         return "delivery-report"
     if any(_local_part(a) in _NO_REPLY_LOCAL_PARTS for a in senders):
         return "no-reply-address"
-    own = _own(own_addresses) if isinstance(own_addresses, frozenset) else \
-        {a.strip().lower() for a in own_addresses}
+    own = _own(frozenset(own_addresses))  # a frozenset is passed through as it is
     sender_header = _parse_address(headers.get("sender"))
     addresses = (parsed.from_address, parsed.reply_to, sender_header[1] if sender_header else None)
     if own and any(a in own for a in addresses if a):
