@@ -30,8 +30,8 @@ def in_chunks(values: Iterable[T]) -> Iterator[list[T]]:
 
 def many_writes(session: Session) -> None:
     """Tells PostgreSQL that the rest of ``session``'s transaction is many single-row
-    writes of one shape (executemany: a decide batch's updates and inserts, a stored
-    chunk of mail): they may use a generic plan once prepared.
+    writes of one shape (executemany: a decide batch's updates of its requests and codes;
+    its inserts go by COPY, see insert_rows): they may use a generic plan once prepared.
 
     Connections run with plan_cache_mode = force_custom_plan (see make_engine), which
     the batch lookups need, and which would plan each of those writes again: 200 updates
