@@ -41,7 +41,7 @@ from mailbot.db.models import (
 )
 from mailbot.db.session import reading
 from mailbot.errors import SourceUnavailable
-from mailbot.intake.parse import extract_name, find_cards, parse_mail_again
+from mailbot.intake.parse import parse_mail_again, read_mail
 from mailbot.readers.local import LocalReaders
 from mailbot.lookups import (
     BatchLookups,
@@ -302,10 +302,11 @@ def _prepare(req: Request, settings: Settings, library: LibrarySettings, tz: Any
     # behind the mail server must not move a request back a month.
     year, mon = month_of(max(now, req.received_at), tz)
     parsed = parse_mail_again(req.raw or b"", max_bytes=settings.max_message_bytes)
-    cards = find_cards(parsed, pattern=library.card_pattern)
+    found = read_mail(parsed, library.card_pattern)  # (in a burst: by the workers)
+    cards = found.cards
     return _Prepared(req, year, mon, month_key(year, mon), cards,
                      parsed.quoted if cards.from_quote else parsed.unquoted,
-                     parsed.references, (extract_name(parsed) or "")[:300] or None)
+                     parsed.references, (found.name or "")[:300] or None)
 
 
 def _decide_batch(session: Session, batch: list[Request], *, settings: Settings,

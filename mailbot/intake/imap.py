@@ -260,7 +260,8 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
                 if mover is None:
                     store(chunk, mails, None)
                     continue
-                ahead = ParsedAhead(mails, settings.max_message_bytes)
+                ahead = ParsedAhead(mails, settings.max_message_bytes,
+                                    settings.library(mb.library).card_pattern)
                 if waiting is not None:
                     store(*waiting)
                 waiting = (chunk, mails, ahead)
@@ -446,9 +447,13 @@ class ParsedAhead:
     ``result`` is {uid: parse}, with no entry where that was not possible (the mail is
     then parsed here, as without workers)."""
 
-    def __init__(self, mails: list[tuple[int, datetime, bytes]], max_bytes: int) -> None:
+    def __init__(self, mails: list[tuple[int, datetime, bytes]], max_bytes: int,
+                 card_pattern: str | None = None) -> None:
         self.uids = [uid for uid, _d, _r in mails]
-        self.future = offload.submit(parse_messages, [raw for _u, _d, raw in mails], max_bytes)
+        # With the library's card pattern, the workers also find the card and the name,
+        # which deciding needs (parse.read_mail).
+        self.future = offload.submit(parse_messages, [raw for _u, _d, raw in mails],
+                                     max_bytes, card_pattern)
 
     def result(self) -> dict[int, ParsedMail | None]:
         # Not started yet (the workers are still starting up): parsed here instead.

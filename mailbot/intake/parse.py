@@ -24,7 +24,7 @@ import re
 import threading
 import unicodedata
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from email import policy as _email_policy
 from email.message import Message
@@ -39,6 +39,7 @@ __all__ = [
     "OWN_MESSAGE_ID_PREFIX",
     "CardSearch",
     "Headers",
+    "MailReading",
     "ParsedMail",
     "decode_bytes",
     "decode_header_value",
@@ -50,6 +51,7 @@ __all__ = [
     "match_service",
     "match_test_service",
     "parse_mail",
+    "read_mail",
     "split_quotes",
     "surname_matches",
 ]
@@ -140,6 +142,9 @@ class ParsedMail:
     content_type: str
     truncated: bool  # the mail was larger than max_bytes; only its start was read
     headers: Headers = field(default_factory=Headers, compare=False, repr=False)
+    # read_mail's answer for one card pattern, when the parsing workers already worked it
+    # out (parse_messages); the mail's content is the same either way.
+    reading: MailReading | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +158,15 @@ class CardSearch:
     @property
     def ambiguous(self) -> bool:
         return self.card is None and len(self.candidates) > 1
+
+
+@dataclass(frozen=True, slots=True)
+class MailReading:
+    """What deciding reads in a mail for one library's card pattern (``read_mail``)."""
+
+    pattern: str
+    cards: CardSearch
+    name: str | None  # extract_name beside the card chosen
 
 
 # --------------------------------------------------------------------------- charsets
@@ -846,15 +860,24 @@ class _Recent:
 RECENT = _Recent(limit=20_000)  # ~4 KB each; a 10,000-mail opening burst fits
 
 
-def parse_messages(raws: list[bytes], max_bytes: int) -> list[ParsedMail | None]:
+def parse_messages(raws: list[bytes], max_bytes: int,
+                   card_pattern: str | None = None) -> list[ParsedMail | None]:
     """Each mail parsed, or None where parsing raised (run by worker processes in a
-    burst, see intake/imap.py ParsedAhead)."""
+    burst, see intake/imap.py ParsedAhead). With ``card_pattern`` each parse also carries
+    read_mail's answer for it, so that deciding does not search the text again."""
     out: list[ParsedMail | None] = []
     for raw in raws:
         try:
-            out.append(parse_mail(raw, max_bytes=max_bytes))
+            parsed = parse_mail(raw, max_bytes=max_bytes)
         except Exception:
             out.append(None)
+            continue
+        if card_pattern is not None:
+            try:
+                parsed = replace(parsed, reading=read_mail(parsed, card_pattern))
+            except Exception:  # noqa: BLE001 - deciding reads it again and sets it aside
+                pass
+        out.append(parsed)
     return out
 
 
@@ -1126,6 +1149,16 @@ def _name_by_card(text: str, card: str) -> str | None:
             if name is None and 0 <= j < len(lines):
                 name = _looks_like_name(lines[j])
     return name
+
+
+def read_mail(parsed: ParsedMail, pattern: str = DEFAULT_CARD_PATTERN) -> MailReading:
+    """The card search for ``pattern`` and the patron's name beside the card it chose;
+    what a parsing worker worked out for the same pattern is taken as it is."""
+    kept = parsed.reading
+    if kept is not None and kept.pattern == pattern:
+        return kept
+    cards = find_cards(parsed, pattern=pattern)
+    return MailReading(pattern, cards, extract_name(parsed, card=cards.card))
 
 
 def extract_name(parsed: ParsedMail, *, card: str | None = None) -> str | None:

@@ -13,6 +13,7 @@ from mailbot.db.models import Mailbox, Request
 from mailbot.db.session import open_database
 from mailbot import offload
 from mailbot.intake import imap as imap_intake
+from mailbot.intake import parse
 from tests.botenv import make_bot, request_mail
 
 
@@ -207,6 +208,43 @@ def test_a_burst_of_several_chunks_is_moved_on_a_second_connection_while_reading
     assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == sorted(
         f"f{i}@patron.test" for i in range(8))
     assert all(r.pending_move is None for r in bot.requests())
+
+
+def test_in_a_burst_the_workers_also_find_the_card_and_name_for_the_librarys_pattern(
+        tmp_path, imap_user, smtp_sink, monkeypatch):
+    # The library's cards look like AB000123. Deciding needs each mail's card and the
+    # patron's name beside it: the parsing workers work both out for that pattern with the
+    # parse, so this process does not search the text again (bar the last chunk, which
+    # may be parsed here, see above), and the name is the one beside the library's card.
+    monkeypatch.setattr(imap_intake, "FETCH_CHUNK", 3)
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user],
+                   policy='card_pattern = "AB[0-9]{6}"')
+    w = bot.window()
+    surnames = [f"Fala{letter}" for letter in "abcdefgh"]
+    bot.import_readers([_reader_row(f"AB{i:06d}", surnames[i], f"f{i}@patron.test", w.year)
+                        for i in range(8)])
+    bot.import_codes([f"WAVE-{i:04d}" for i in range(8)])
+    for i in range(8):
+        raw, _ = request_mail(f"f{i}@patron.test", "LEGIMI",
+                              f"Dzień dobry, proszę o kod.\nNr karty: AB{i:06d}\n"
+                              f"Ala {surnames[i]}\n\nTel. 601 234 567")
+        imap_user.append(raw, internaldate=w + timedelta(seconds=i))
+    executor = offload.pool()
+    assert executor is not None, "one CPU: the parsing workers cannot be tested here"
+    for started in [executor.submit(os.getpid) for _ in range(offload.workers())]:
+        started.result(timeout=60)
+    searched_here: list[str] = []
+    real_find = parse.find_cards
+    monkeypatch.setattr(parse, "find_cards", lambda source, **kw: searched_here.append(
+        source.unquoted if isinstance(source, parse.ParsedMail) else source)
+        or real_find(source, **kw))
+    assert bot.run_once() == 0
+    assert [(r.outcome, r.card_number, r.patron_name) for r in bot.requests()] == [
+        ("issued", f"AB{i:06d}", f"Ala {surnames[i]}") for i in range(8)]
+    # UIDs 7 and 8 (f6, f7) are the last chunk.
+    assert len(searched_here) <= 2 and all("AB00000" in text and ("Falag" in text or "Falah"
+                                                                in text)
+                                           for text in searched_here), searched_here
 
 
 def test_a_chunk_the_workers_have_not_started_on_is_parsed_here(monkeypatch):

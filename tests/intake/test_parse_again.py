@@ -59,3 +59,21 @@ def test_run_once_parses_each_request_once(tmp_path, imap_user, smtp_sink, monke
     assert bot.run_once() == 0
     assert len(smtp_sink.wait_for(3)) == 3
     assert len(calls) == 3  # read once at intake, not again when decided
+
+
+def test_a_workers_parse_carries_the_card_and_name_for_the_pattern_it_was_given() -> None:
+    from mailbot.intake.parse import DEFAULT_CARD_PATTERN, parse_messages, read_mail
+
+    raw = request_mail("p@patron.test", "LEGIMI", "Proszę o kod.\nNr karty: AB123456\n"
+                                                   "Anna Kowalska\n\nTel. 601 234 567")[0]
+    [carried] = parse_messages([raw], 1 << 20, r"AB[0-9]{6}")
+    plain = parse_mail(raw, max_bytes=1 << 20)
+    assert carried == plain and plain.reading is None  # the same mail, read further
+    reading = carried.reading
+    assert reading == read_mail(plain, r"AB[0-9]{6}")
+    assert (reading.cards.card, reading.name) == ("AB123456", "Anna Kowalska")
+    assert read_mail(carried, r"AB[0-9]{6}") is reading  # taken as the worker left it
+    other = read_mail(carried, DEFAULT_CARD_PATTERN)  # another pattern: read anew
+    assert (other.pattern, other.cards.card, other.name) == (DEFAULT_CARD_PATTERN, None, None)
+    assert parse_messages([raw], 1 << 20) == [plain] and \
+        parse_messages([raw], 1 << 20)[0].reading is None
