@@ -114,9 +114,24 @@ def read_only(engine: Engine) -> Engine:
     return reader
 
 
+class _ReadingSession(Session):
+    """A session that only reads: its transaction ends with COMMIT, not ROLLBACK.
+
+    For a transaction that wrote nothing the two are the same, but psycopg forgets every
+    statement it has prepared on the connection at a ROLLBACK (PostgreSQL might have
+    dropped what they refer to), so each look at the queue or the outbox in a burst made
+    the next batch's statements be parsed anew, and cost a DEALLOCATE ALL. After an
+    error the transaction is rolled back as usual."""
+
+    def __exit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        if type_ is None and self.in_transaction():
+            self.commit()
+        super().__exit__(type_, value, traceback)
+
+
 def reading(sessions: sessionmaker[Session]) -> Session:
-    """A session of ``sessions`` that only reads (see read_only)."""
-    return sessions(bind=read_only(sessions.kw["bind"]))
+    """A session of ``sessions`` that only reads (see read_only), for a ``with`` block."""
+    return _ReadingSession(**{**sessions.kw, "bind": read_only(sessions.kw["bind"])})
 
 
 def open_database(url: str) -> sessionmaker[Session]:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 import mailbot.db.session as db_session
 from mailbot.db.models import Library
 from mailbot.db.session import open_database, read_only, reading
+from sqlalchemy.orm import sessionmaker
 
 
 def test_a_reader_neither_waits_for_a_writer_nor_sees_what_it_has_not_committed(
@@ -116,3 +117,45 @@ def test_config_sync_writes_only_what_changed_and_nothing_when_all_matches(
     with reading(sessions) as s:
         assert s.get(Library, "lib").name == "Nowa"
         assert s.scalars(select(Mailbox.address)).all() == ["kody@biblioteka.test"]
+
+
+def test_a_reading_session_ends_with_commit_so_the_connection_keeps_its_prepared_statements(
+        database_url):
+    # psycopg forgets (DEALLOCATE ALL) every statement it prepared on a connection at a
+    # ROLLBACK; a read that ended that way made the next batch's statements be parsed
+    # anew. A read ends with COMMIT (the same for a transaction that wrote nothing); a
+    # read that failed is still rolled back.
+    from sqlalchemy import event, text
+
+    from mailbot.db.session import make_engine
+
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)  # one connection
+    ends: list[str] = []
+    event.listen(engine, "commit", lambda conn: ends.append("commit"))
+    event.listen(engine, "rollback", lambda conn: ends.append("rollback"))
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    try:
+        with sessions.begin() as s:
+            s.execute(text("CREATE TABLE t (x integer)"))
+        ends.clear()
+        with reading(sessions) as s:
+            assert s.scalar(text("SELECT count(*) FROM t")) == 0
+        assert ends == ["commit"]
+        with pytest.raises(ZeroDivisionError):
+            with reading(sessions) as s:
+                s.scalar(text("SELECT count(*) FROM t"))
+                raise ZeroDivisionError
+        assert ends == ["commit", "rollback"]
+        if engine.dialect.name == "postgresql":
+            prepared = text("SELECT count(*) FROM pg_prepared_statements")
+            with engine.connect() as conn:
+                for _ in range(6):  # psycopg prepares a statement on its fifth run
+                    conn.execute(text("SELECT count(*) FROM t WHERE x = :x"), {"x": 1})
+                assert conn.scalar(prepared) >= 1
+                conn.commit()
+            with reading(sessions) as s:
+                s.scalar(text("SELECT count(*) FROM t"))
+            with engine.connect() as conn:
+                assert conn.scalar(prepared) >= 1  # still there after the read
+    finally:
+        engine.dispose()
