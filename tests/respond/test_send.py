@@ -172,3 +172,28 @@ def test_replies_another_process_is_sending_are_reported_as_held_and_left_to_it(
     report = asyncio.run(send.send_due(sessions, smtp))
     assert (report.sent, report.held) == (2, 0)
     assert len(smtp_sink.messages) == 2
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_sent_marks_let_postgresql_keep_a_plan_and_the_connection_is_set_back(
+        tmp_path, imap_user, smtp_sink, database_url, monkeypatch):
+    # Each reply's mark is an UPDATE by primary key: planned once, not for every reply as
+    # make_engine's setting (for the batch lookups) would have it. The connection goes
+    # back to the pool with that setting restored.
+    from mailbot.respond import send
+
+    bot, sessions, _ids = _pending_pair(tmp_path, imap_user, smtp_sink, database_url)
+    seen: list[tuple[str, object]] = []
+    real = send._sent_marker
+
+    def spy(conn):
+        seen.append((conn.execute(text("SHOW plan_cache_mode")).scalar(),
+                     conn.connection.dbapi_connection))
+        return real(conn)
+
+    monkeypatch.setattr(send, "_sent_marker", spy)
+    report = asyncio.run(send.send_due(sessions, bot.settings().smtp))
+    assert report.sent == 2 and [mode for mode, _c in seen] == ["auto"]
+    driver = seen[0][1]
+    assert driver.execute("SHOW plan_cache_mode").fetchone()[0] == "force_custom_plan"
+    driver.rollback()
