@@ -20,9 +20,11 @@ import logging
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import Row, func, select, text, type_coerce
@@ -547,22 +549,32 @@ def reply_context(library: LibrarySettings, tz: Any, year: int, month: int, *, s
                   patron_name: str | None) -> dict[str, Any]:
     """What every reply template may use (render.CONTEXT_VARIABLES), for one month."""
     return {
+        **_month_context(library, tz, year, month, service),
+        "subject": subject,
+        "received_at": received_at.astimezone(tz),
+        "card_number": card_number,
+        "patron_name": patron_name,
+        "code": None,
+    }
+
+
+@lru_cache(maxsize=256)
+def _month_context(library: LibrarySettings, tz: Any, year: int, month: int,
+                   service: str) -> Mapping[str, Any]:
+    """The part of reply_context that is the same for every reply of a library, month and
+    service (worked out once, not for each of a burst's thousands of replies)."""
+    return MappingProxyType({
         "library_name": library.name,
         "service": service,
         "service_name": service_name(service),
-        "subject": subject,
-        "received_at": received_at.astimezone(tz),
         "month": datetime(year, month, 1).date(),
-        "card_number": card_number,
-        "patron_name": patron_name,
         "library_contact": library.contact,
         "next_window": next_window(library, tz, year, month),
         "window_opens": window_opens(library, tz, year, month),
         "activation_url": getattr(library, f"activation_url_{service}", None),
         "deadline": (month_end(year, month, tz) - timedelta(days=1)).date(),
         "penalty_months": library.penalty_months,
-        "code": None,
-    }
+    })
 
 
 def _reply(look: BatchLookups, item: _Prepared, *, outcome: str, settings: Settings,

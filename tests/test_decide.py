@@ -152,3 +152,19 @@ def test_a_batch_is_read_as_rows_not_as_orm_objects(tmp_path, imap_user, smtp_si
         event.remove(Request, "load", on_load)
     assert [r.outcome for r in bot.requests()] == ["issued"] * 3
     assert loaded == []
+
+
+def test_the_part_of_a_reply_shared_by_a_month_is_worked_out_once(
+        tmp_path, imap_user, smtp_sink, monkeypatch):
+    # The library's name and contact, the window dates, the deadline: the same for every
+    # reply of a month, so not worked out again for each of a burst's thousands.
+    bot = _setup(tmp_path, imap_user, smtp_sink, 3)
+    asked: list[tuple[int, int]] = []
+    real = decide.next_window
+    monkeypatch.setattr(decide, "next_window",
+                        lambda library, tz, y, m: asked.append((y, m)) or real(library, tz, y, m))
+    decide._month_context.cache_clear()
+    assert bot.run_once() == 0
+    assert [r.outcome for r in bot.requests()] == ["issued"] * 3
+    assert len(smtp_sink.messages) == 3
+    assert len(asked) == 1
