@@ -224,7 +224,8 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
         # library may be decided. In a burst the arrival times of the whole poll are asked
         # for first, so that is the earliest arrival still unread (deciding goes on while
         # the rest is read); without them, nothing (MID_POLL) until the poll is complete.
-        unread_from = _unread_from(client, uids) if mover is not None else {}
+        arrived = _arrivals(client, uids) if mover is not None else {}
+        unread_from = _unread_from(arrived, uids)
         moved_ids: list[int] = []
 
         def store(chunk: list[int], mails: list[tuple[int, datetime, bytes]],
@@ -255,7 +256,7 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
             waiting: tuple[list[int], list[tuple[int, datetime, bytes]],
                            ParsedAhead | None] | None = None
             for chunk in chunks(uids, FETCH_CHUNK):
-                messages = _fetch(client, chunk, settings.max_message_bytes)
+                messages = _fetch(client, chunk, settings.max_message_bytes, arrived)
                 mails = [(uid, *messages[uid]) for uid in chunk if uid in messages]
                 if mover is None:
                     store(chunk, mails, None)
@@ -414,12 +415,9 @@ def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSetti
     return duplicates
 
 
-def _unread_from(client: IMAPClient, uids: list[int]) -> dict[int, datetime]:
-    """For each chunk's last UID: the earliest arrival (INTERNALDATE) among the UIDs after
-    it, i.e. what is still unread once the poll has stored up to that chunk. Mail gone
-    meanwhile (another process moved it) has no date and holds nothing back: it is stored
-    by whoever moved it. {} if the dates cannot be had (the poll then holds the library
-    until it is complete, as without them)."""
+def _arrivals(client: IMAPClient, uids: list[int]) -> dict[int, datetime]:
+    """Every UID's arrival (INTERNALDATE), asked for first in a burst; {} if they cannot be
+    had. Mail gone meanwhile (another process moved it) has none."""
     found: dict[int, Any] = {}
     try:
         # A few thousand UIDs a command: a longer list passes servers' line limits.
@@ -429,8 +427,17 @@ def _unread_from(client: IMAPClient, uids: list[int]) -> dict[int, datetime]:
         log.warning("arrival times of the burst not read (%s); deciding waits for the "
                     "whole poll", exc)
         return {}
-    dates = {uid: _aware(data[b"INTERNALDATE"]) for uid, data in found.items()
-             if b"INTERNALDATE" in data}
+    return {uid: _aware(data[b"INTERNALDATE"]) for uid, data in found.items()
+            if b"INTERNALDATE" in data}
+
+
+def _unread_from(dates: dict[int, datetime], uids: list[int]) -> dict[int, datetime]:
+    """For each chunk's last UID: the earliest arrival among the UIDs after it, i.e. what
+    is still unread once the poll has stored up to that chunk. Mail without a date (gone
+    meanwhile) holds nothing back: it is stored by whoever moved it. {} without dates (the
+    poll then holds the library until it is complete)."""
+    if not dates:
+        return {}
     out: dict[int, datetime] = {}
     earliest: datetime | None = None
     for chunk in reversed(list(chunks(uids, FETCH_CHUNK))):
@@ -475,28 +482,34 @@ def _parse_or_none(raw: bytes, settings: Settings) -> ParsedMail | None:
         return None
 
 
-def _fetch(client: IMAPClient, uids: list[int], max_bytes: int) -> dict[int, tuple[datetime, bytes]]:
+def _fetch(client: IMAPClient, uids: list[int], max_bytes: int,
+           arrived: dict[int, datetime] | None = None) -> dict[int, tuple[datetime, bytes]]:
     """INTERNALDATE and the raw mail; oversized mail only up to ``max_bytes`` (flat memory).
+    The INTERNALDATEs a burst asked for first (``arrived``) are not asked for again (a
+    message's INTERNALDATE never changes).
 
     Mail another process moved away meanwhile is simply not there any more."""
+    known = arrived if arrived and all(uid in arrived for uid in uids) else None
     try:
-        return _fetch_now(client, uids, max_bytes)
+        return _fetch_now(client, uids, max_bytes, known)
     except IMAPClientError as exc:
         if not _gone_already(exc):
             raise
         client.noop()
-        return _fetch_now(client, uids, max_bytes)
+        return _fetch_now(client, uids, max_bytes, known)
 
 
-def _fetch_now(client: IMAPClient, uids: list[int],
-               max_bytes: int) -> dict[int, tuple[datetime, bytes]]:
+def _fetch_now(client: IMAPClient, uids: list[int], max_bytes: int,
+               known: dict[int, datetime] | None) -> dict[int, tuple[datetime, bytes]]:
     # One FETCH for the chunk: a partial fetch returns a small mail whole and a large one
     # only up to max_bytes, so no separate size query is needed.
     part = f"BODY.PEEK[]<0.{max_bytes}>"
     out: dict[int, tuple[datetime, bytes]] = {}
-    for uid, data in client.fetch(uids, ["INTERNALDATE", part]).items():
-        body = next((v for k, v in data.items() if k.startswith(b"BODY[]")), b"")
-        out[uid] = (_aware(data[b"INTERNALDATE"]), body or b"")
+    for uid, data in client.fetch(uids, [part] if known else ["INTERNALDATE", part]).items():
+        arrived = known.get(uid) if known else _aware(data[b"INTERNALDATE"])
+        if arrived is not None:  # (not an unasked-for FETCH about another message)
+            body = next((v for k, v in data.items() if k.startswith(b"BODY[]")), b"")
+            out[uid] = (arrived, body or b"")
     return out
 
 

@@ -232,6 +232,29 @@ def test_a_burst_of_several_chunks_is_moved_on_a_second_connection_while_reading
     assert all(r.pending_move is None for r in bot.requests())
 
 
+def test_a_burst_asks_for_each_arrival_time_once(tmp_path, imap_user, smtp_sink, monkeypatch):
+    # The arrival times of the whole burst are asked for first (to decide while reading);
+    # the chunks' FETCHes then ask only for the mail, and each request keeps its own
+    # INTERNALDATE.
+    from imapclient import IMAPClient
+
+    monkeypatch.setattr(imap_intake, "FETCH_CHUNK", 3)
+    bot, _raws, w = _burst_bot(tmp_path, imap_user, smtp_sink, 8)
+    asked: list[list[str]] = []
+    real_fetch = IMAPClient.fetch
+
+    def fetch(self, messages, data, *args, **kwargs):
+        asked.append([str(item).split("<")[0] for item in data])
+        return real_fetch(self, messages, data, *args, **kwargs)
+
+    monkeypatch.setattr(IMAPClient, "fetch", fetch)
+    assert bot.run_once() == 0
+    assert asked == [["INTERNALDATE"]] + [["BODY.PEEK[]"]] * 3
+    assert [r.received_at for r in bot.requests()] == [w + timedelta(seconds=i)
+                                                      for i in range(8)]
+    assert len(smtp_sink.messages) == 8
+
+
 def test_in_a_burst_the_workers_also_find_the_card_and_name_for_the_librarys_pattern(
         tmp_path, imap_user, smtp_sink, monkeypatch):
     # The library's cards look like AB000123. Deciding needs each mail's card and the
