@@ -684,6 +684,9 @@ class SmtpSink:
     set, AUTH only after it; ``require_starttls=True`` also refuses MAIL before STARTTLS.
     ``implicit_tls=True`` speaks TLS from the first byte instead (SMTPS), no STARTTLS.
     Without ``tls``, no TLS at all and AUTH is offered in the clear.
+
+    ``data_delay``: seconds each message takes to be accepted after its data (a slow
+    relay), 0 by default; ``clear()`` sets it back.
     """
 
     STAGES = ("MAIL", "RCPT", "DATA")
@@ -713,6 +716,7 @@ class SmtpSink:
         self._messages: list[ReceivedMail] = []
         self._logins: list[SmtpLogin] = []
         self._failure: _Failure | None = None
+        self.data_delay = 0.0
         self._cond = threading.Condition()
         self._controller: Any = None
 
@@ -793,6 +797,7 @@ class SmtpSink:
             self._messages.clear()
             self._logins.clear()
             self._failure = None
+            self.data_delay = 0.0
 
     def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[ReceivedMail]:
         """Block until at least ``count`` messages arrived; raise TimeoutError otherwise."""
@@ -899,6 +904,8 @@ class _SinkHandler:
         failure = self.sink._take_failure("DATA")
         if failure is not None:
             return self._reject(server, failure)
+        if self.sink.data_delay:
+            await asyncio.sleep(self.sink.data_delay)
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")

@@ -85,13 +85,34 @@ def test_processes_racing_on_one_burst_give_the_same_outcomes_as_one(
     assert "could not be decided" not in b"".join(e for _, e in outs).decode()
 
 
+def _sending(url: str) -> set[int]:
+    """The processes holding outbox rows they have claimed to send (their advisory locks;
+    make_engine names each connection after its process)."""
+    from sqlalchemy import create_engine, text
+
+    from mailbot.respond.send import _OUTBOX_LOCKS
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            names = conn.scalars(text(
+                "SELECT DISTINCT a.application_name FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+                "AND l.granted AND l.classid = :key"), {"key": _OUTBOX_LOCKS}).all()
+    finally:
+        engine.dispose()
+    return {int(name.split()[1]) for name in names if name.startswith("mailbot ")}
+
+
 def test_a_daemon_killed_mid_burst_is_taken_over_by_the_others(tmp_path, imap_user,
                                                                smtp_sink, pg_url):
-    # Three daemons share the burst; one is killed with SIGKILL in the middle. The other two
-    # finish it: nothing stuck, every request decided once and answered.
+    # Three daemons share the burst; the one sending (holding replies it claimed and has
+    # not sent yet: the relay takes 20 ms a reply) is killed with SIGKILL in the middle.
+    # The other two finish it: nothing stuck, every request decided once and answered.
     bot = _burst(tmp_path, imap_user, smtp_sink, pg_url,
                  tables="[daemon]\npoll_interval = 600.0\nreconnect_max = 1.0\n"
                         "send_backoff_max = 1.0\n[web]\nenabled = false\n")
+    smtp_sink.data_delay = 0.02
     cmd = [sys.executable, "-m", "mailbot", "--config", str(bot.config), "run"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     logs = [(tmp_path / f"daemon-{i}.log").open("wb") for i in range(3)]
@@ -99,11 +120,18 @@ def test_a_daemon_killed_mid_burst_is_taken_over_by_the_others(tmp_path, imap_us
              for log in logs]
     try:
         deadline = time.monotonic() + 60
-        while len(smtp_sink.messages) < 10 and time.monotonic() < deadline:
+        sending: set[int] = set()
+        while (len(smtp_sink.messages) < 10 or not sending) and time.monotonic() < deadline:
             time.sleep(0.02)
-        procs[0].send_signal(signal.SIGKILL)
-        procs[0].wait(timeout=10)
+            sending = _sending(bot.settings().database_url)
+        pids = [p.pid for p in procs]
+        assert sending and sending <= set(pids), (sending, pids)
+        victim = pids.index(min(sending))
+        answered = len({m.message["In-Reply-To"] for m in smtp_sink.messages})
+        procs[victim].send_signal(signal.SIGKILL)
+        procs[victim].wait(timeout=10)
         killed = time.monotonic()
+        assert answered < N  # it was killed with replies of the burst still to send
         deadline = killed + 120
         while len({m.message["In-Reply-To"] for m in smtp_sink.messages}) < N \
                 and time.monotonic() < deadline:
@@ -113,10 +141,11 @@ def test_a_daemon_killed_mid_burst_is_taken_over_by_the_others(tmp_path, imap_us
         # (NOTIFY) that there were replies to send.
         took_over = time.monotonic() - killed
     finally:
-        for p in procs[1:]:
+        others = [(i, p) for i, p in enumerate(procs) if p.poll() is None]
+        for _i, p in others:
             p.send_signal(signal.SIGTERM)
         try:
-            for i, p in enumerate(procs[1:], start=1):
+            for i, p in others:
                 code = p.wait(timeout=60)
                 logs[i].close()
                 assert code == 0, (tmp_path / f"daemon-{i}.log").read_text()[-3000:]

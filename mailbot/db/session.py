@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -49,6 +50,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                     raise exc_.OperationalError("BEGIN IMMEDIATE", (), exc) from exc
 
         return engine
+    if url.startswith("postgresql"):
+        # Which mailbot process a connection belongs to, for whoever looks at
+        # pg_stat_activity (several processes share one database in a consortium).
+        kwargs["connect_args"] = {"application_name": f"mailbot {os.getpid()}",
+                                  **kwargs.get("connect_args", {})}
     engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
     if engine.dialect.name == "postgresql":
         @event.listens_for(engine, "connect")
