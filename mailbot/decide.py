@@ -232,7 +232,8 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
     snapshot = sessions.kw["bind"].dialect.name == "sqlite"
 
     def decide_next(session: Session, now: datetime, *, write: bool
-                    ) -> tuple[list[QueuedRequest], list[tuple[Decision, float]], BatchLookups] | None:
+                    ) -> tuple[list[QueuedRequest], list[tuple[Decision, float]],
+                               BatchLookups] | None:
         """The next batch before the horizon, decided (None: nothing waits before it)."""
         batch = _next_requests(session, library.id, arrival_horizon(session, settings, library),
                                size)
