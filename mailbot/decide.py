@@ -95,12 +95,15 @@ def decide_pending(
     ``burst``: many requests wait across the libraries (a consortium's opening), so even
     a small batch has its replies composed by the worker processes."""
     decisions: list[Decision] = []
+    # Which libraries' reader sources were down when last asked: one look for all of them
+    # (a consortium's pass decides hundreds of libraries).
+    down = _sources_down(sessions)
     for library in settings.libraries:
         if only is not None and library.id not in only:
             continue
         source = (sources or {}).get(library.id) or LocalReaders()
         decisions.extend(_decide_library(sessions, settings, library, source, now, should_stop,
-                                         burst))
+                                         burst, source_was_down=library.id in down))
     return decisions
 
 
@@ -221,9 +224,9 @@ def batch_size(source: ReaderSource) -> int:
 def _decide_library(sessions: sessionmaker[Session], settings: Settings,
                     library: LibrarySettings, source: ReaderSource,
                     fixed_now: datetime | None,
-                    should_stop: Callable[[], bool], burst: bool = False) -> list[Decision]:
+                    should_stop: Callable[[], bool], burst: bool = False, *,
+                    source_was_down: bool) -> list[Decision]:
     decisions: list[Decision] = []
-    source_was_down = _source_state(sessions, library.id) is not None
     size = batch_size(source)
     # SQLite has one write lock for the whole file: a batch is read and decided on a
     # snapshot without it and written under it (see _write_checked), so the sender's
@@ -399,10 +402,10 @@ def _lock_library(session: Session, library_id: str) -> None:
                         {"key": f"mailbot.decide:{library_id}"})
 
 
-def _source_state(sessions: sessionmaker[Session], library_id: str) -> str | None:
+def _sources_down(sessions: sessionmaker[Session]) -> set[str]:
+    """The libraries whose reader source was unavailable when last asked."""
     with reading(sessions) as session:
-        lib = session.get(Library, library_id)
-        return lib.source_error if lib else None
+        return set(session.scalars(select(Library.id).where(Library.source_error.is_not(None))))
 
 
 def _record_source(sessions: sessionmaker[Session], library_id: str, error: str | None,

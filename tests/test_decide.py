@@ -168,3 +168,25 @@ def test_the_part_of_a_reply_shared_by_a_month_is_worked_out_once(
     assert [r.outcome for r in bot.requests()] == ["issued"] * 3
     assert len(smtp_sink.messages) == 3
     assert len(asked) == 1
+
+
+def test_a_pass_asks_once_which_reader_sources_were_down_not_once_per_library(
+        tmp_path, imap_user, smtp_sink):
+    # A consortium's pass decides hundreds of libraries: whether each one's reader source
+    # was down when last asked is read for all of them at once.
+    from sqlalchemy import event
+
+    extra = "".join(f'\n[[libraries]]\nid = "other{i}"\nname = "Filia {i}"\n' for i in range(3))
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], tables=extra)
+    assert bot.cli("status") == 0  # the library rows exist
+    settings = bot.settings()
+    sessions = open_database(settings.database_url)
+    looks: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if "source_error" in statement and statement.lstrip().upper().startswith("SELECT"):
+            looks.append(statement)
+
+    event.listen(sessions.kw["bind"], "before_cursor_execute", count)
+    assert decide.decide_pending(sessions, settings) == []
+    assert len(settings.libraries) == 4 and len(looks) == 1, looks
