@@ -32,6 +32,7 @@ from email.parser import BytesHeaderParser, BytesParser
 from email.utils import parseaddr, parsedate_to_datetime
 from functools import lru_cache
 from html import unescape as _html_unescape
+from typing import Any
 
 __all__ = [
     "DEFAULT_CARD_PATTERN",
@@ -166,7 +167,7 @@ class MailReading:
 
     pattern: str
     cards: CardSearch
-    name: str | None  # extract_name beside the card chosen
+    name: str | None  # extract_name with the card chosen (None: no card)
 
 
 # --------------------------------------------------------------------------- charsets
@@ -1152,8 +1153,9 @@ def _name_by_card(text: str, card: str) -> str | None:
 
 
 def read_mail(parsed: ParsedMail, pattern: str = DEFAULT_CARD_PATTERN) -> MailReading:
-    """The card search for ``pattern`` and the patron's name beside the card it chose;
-    what a parsing worker worked out for the same pattern is taken as it is."""
+    """The card search for ``pattern`` and the patron's name beside the card it chose (or,
+    with no card, only a labelled name or the From display name); what a parsing worker
+    worked out for the same pattern is taken as it is."""
     kept = parsed.reading
     if kept is not None and kept.pattern == pattern:
         return kept
@@ -1161,11 +1163,15 @@ def read_mail(parsed: ParsedMail, pattern: str = DEFAULT_CARD_PATTERN) -> MailRe
     return MailReading(pattern, cards, extract_name(parsed, card=cards.card))
 
 
-def extract_name(parsed: ParsedMail, *, card: str | None = None) -> str | None:
+_FIND: Any = object()  # extract_name's card: "what find_cards picks"
+
+
+def extract_name(parsed: ParsedMail, *, card: str | None = _FIND) -> str | None:
     """Best-effort patron name for display: a labelled line ("Imię i nazwisko: ..."), else a
     line of 2-4 capitalised words near the card, else the From display name. The new text
-    is read before the quote. ``card`` defaults to what ``find_cards`` picks."""
-    if card is None:
+    is read before the quote. ``card`` defaults to what ``find_cards`` picks (with the
+    default pattern); None: no card."""
+    if card is _FIND:
         card = find_cards(parsed).card
     for text in (parsed.unquoted, parsed.quoted):
         name = _labelled_name(text) or (_name_by_card(text, card) if card else None)

@@ -77,3 +77,10 @@ def test_a_workers_parse_carries_the_card_and_name_for_the_pattern_it_was_given(
     assert (other.pattern, other.cards.card, other.name) == (DEFAULT_CARD_PATTERN, None, None)
     assert parse_messages([raw], 1 << 20) == [plain] and \
         parse_messages([raw], 1 << 20)[0].reading is None
+    # No card of the library's kind: no name is taken from beside a number of another
+    # kind (the default pattern would see a card in 1234567 and the name above it).
+    other_kind = parse_mail(request_mail("p@patron.test", "LEGIMI",
+                                         "Proszę o kod.\nJan Kowalski\n1234567\n")[0])
+    assert read_mail(other_kind).name == "Jan Kowalski"
+    none = read_mail(other_kind, r"AB[0-9]{6}")
+    assert (none.cards.card, none.name) == (None, None)
