@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy import exc as exc_
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,9 +50,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                     raise exc_.OperationalError("BEGIN IMMEDIATE", (), exc) from exc
 
         return engine
-    if url.startswith("postgresql"):
+    if url.startswith("postgresql") and "application_name" not in make_url(url).query:
         # Which mailbot process a connection belongs to, for whoever looks at
-        # pg_stat_activity (several processes share one database in a consortium).
+        # pg_stat_activity (several processes share one database in a consortium); a
+        # name given in database_url is kept.
         kwargs["connect_args"] = {"application_name": f"mailbot {os.getpid()}",
                                   **kwargs.get("connect_args", {})}
     engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
@@ -127,17 +128,26 @@ class _ReadingSession(Session):
     statement it has prepared on the connection at a ROLLBACK (PostgreSQL might have
     dropped what they refer to), so each look at the queue or the outbox in a burst made
     the next batch's statements be parsed anew, and cost a DEALLOCATE ALL. After an
-    error the transaction is rolled back as usual."""
+    error, or with ORM changes pending (a mistake in a session that only reads: they are
+    never written), the transaction is rolled back as before; a COMMIT that fails (the
+    connection gone after the last read) changes nothing for what was read."""
 
     def __exit__(self, type_: Any, value: Any, traceback: Any) -> None:
-        if type_ is None and self.in_transaction():
-            self.commit()
-        super().__exit__(type_, value, traceback)
+        try:
+            if type_ is None and self.in_transaction() and \
+                    not (self.new or self.dirty or self.deleted):
+                self.commit()
+        except exc_.DBAPIError:
+            pass  # closed (and so rolled back) below
+        finally:
+            super().__exit__(type_, value, traceback)
 
 
 def reading(sessions: sessionmaker[Session]) -> Session:
-    """A session of ``sessions`` that only reads (see read_only), for a ``with`` block."""
-    return _ReadingSession(**{**sessions.kw, "bind": read_only(sessions.kw["bind"])})
+    """A session of ``sessions`` that only reads (see read_only), for a ``with`` block.
+    What it loads stays readable after the block (nothing is expired)."""
+    return _ReadingSession(**{**sessions.kw, "bind": read_only(sessions.kw["bind"]),
+                              "expire_on_commit": False})
 
 
 def open_database(url: str) -> sessionmaker[Session]:

@@ -159,3 +159,40 @@ def test_a_reading_session_ends_with_commit_so_the_connection_keeps_its_prepared
                 assert conn.scalar(prepared) >= 1  # still there after the read
     finally:
         engine.dispose()
+
+
+def test_a_reading_session_writes_nothing_even_by_mistake_and_keeps_what_it_loaded(tmp_path):
+    # A change to a loaded object in a session that only reads is never written (the
+    # transaction is rolled back, as before); what it loaded stays readable after the block.
+    sessions = open_database(f"sqlite:///{tmp_path}/r.db")
+    with sessions.begin() as s:
+        s.add(Library(id="lib", name="Biblioteka"))
+    with reading(sessions) as s:
+        lib = s.get(Library, "lib")
+        lib.name = "changed by mistake"
+    with reading(sessions) as s:
+        kept = s.get(Library, "lib")
+    assert kept.name == "Biblioteka"  # (read after the session closed: not expired)
+    factory = sessionmaker(sessions.kw["bind"])  # a factory that expires on commit
+    with reading(factory) as s:
+        again = s.get(Library, "lib")
+    assert again.name == "Biblioteka"
+
+
+def test_postgresql_connections_are_named_after_their_process_unless_the_url_names_them():
+    import os
+
+    from sqlalchemy import text
+
+    from mailbot.db.session import make_engine
+    from tests.databases import fresh_postgres
+
+    with fresh_postgres() as url:
+        for given, expected in ((url, f"mailbot {os.getpid()}"),
+                                (f"{url}?application_name=branch-7", "branch-7")):
+            engine = make_engine(given)
+            try:
+                with engine.connect() as conn:
+                    assert conn.scalar(text("SHOW application_name")) == expected
+            finally:
+                engine.dispose()
