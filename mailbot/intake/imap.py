@@ -489,7 +489,8 @@ def _fetch(client: IMAPClient, uids: list[int], max_bytes: int,
     message's INTERNALDATE never changes).
 
     Mail another process moved away meanwhile is simply not there any more."""
-    known = arrived if arrived and all(uid in arrived for uid in uids) else None
+    known = {uid: arrived[uid] for uid in uids} \
+        if arrived and all(uid in arrived for uid in uids) else None
     try:
         return _fetch_now(client, uids, max_bytes, known)
     except IMAPClientError as exc:
@@ -506,10 +507,11 @@ def _fetch_now(client: IMAPClient, uids: list[int], max_bytes: int,
     part = f"BODY.PEEK[]<0.{max_bytes}>"
     out: dict[int, tuple[datetime, bytes]] = {}
     for uid, data in client.fetch(uids, [part] if known else ["INTERNALDATE", part]).items():
-        arrived = known.get(uid) if known else _aware(data[b"INTERNALDATE"])
-        if arrived is not None:  # (not an unasked-for FETCH about another message)
-            body = next((v for k, v in data.items() if k.startswith(b"BODY[]")), b"")
-            out[uid] = (arrived, body or b"")
+        key = next((k for k in data if k.startswith(b"BODY[]")), None)
+        if known is not None and (uid not in known or key is None):
+            continue  # an unasked-for FETCH (another session's flag change, say)
+        arrived = known[uid] if known is not None else _aware(data[b"INTERNALDATE"])
+        out[uid] = (arrived, (data[key] if key is not None else b"") or b"")
     return out
 
 

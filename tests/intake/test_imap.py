@@ -255,6 +255,24 @@ def test_a_burst_asks_for_each_arrival_time_once(tmp_path, imap_user, smtp_sink,
     assert len(smtp_sink.messages) == 8
 
 
+def test_a_fetch_with_known_arrival_times_keeps_only_the_mails_it_asked_for():
+    # A server may add FETCH responses nobody asked for (another session changed a
+    # message's flags): with the arrival times already known they carry no mail and are
+    # not taken for one.
+    arrived = {5: datetime(2026, 11, 1, 0, 3, tzinfo=UTC),
+               6: datetime(2026, 11, 1, 0, 4, tzinfo=UTC),
+               9: datetime(2026, 11, 1, 0, 5, tzinfo=UTC)}
+
+    class Client:
+        def fetch(self, uids, data):
+            assert data == ["BODY.PEEK[]<0.1000>"] and uids == [5, 6]
+            return {5: {b"BODY[]<0>": b"mail five"}, 6: {b"BODY[]<0>": b"mail six"},
+                    9: {b"FLAGS": (b"\\Seen",)}, 7: {b"FLAGS": ()}}
+
+    assert imap_intake._fetch(Client(), [5, 6], 1000, arrived) == {
+        5: (arrived[5], b"mail five"), 6: (arrived[6], b"mail six")}
+
+
 def test_in_a_burst_the_workers_also_find_the_card_and_name_for_the_librarys_pattern(
         tmp_path, imap_user, smtp_sink, monkeypatch):
     # The library's cards look like AB000123. Deciding needs each mail's card and the
