@@ -417,26 +417,29 @@ async def _send_rows_claimed(engine: Engine, transport: FileTransport | SmtpTran
     """
     with engine.connect() as plain:
         conn = plain.execution_options(isolation_level="AUTOCOMMIT")
-        # The marks this connection writes do not wait for their WAL record to reach the
-        # disk (~1 ms each here, one per reply, under the hand-over lock). A mark is still
-        # committed, seen by every other process and kept when this process is killed;
-        # only a crash of the database server itself could lose the last fraction of a
-        # second of marks, and those replies would be sent again, the same messages — the
-        # bargain SQLite's synchronous=NORMAL already makes (docs/reliability.md).
-        conn.execute(text("SET synchronous_commit = off"))
-        # Its statements find rows by primary key: the plan PostgreSQL keeps after a few
-        # runs does (make_engine forces a plan per run, which the batch lookups need), and
-        # 10,000 marks cost ~0.35 s less of the server's CPU.
-        conn.execute(text("SET plan_cache_mode = auto"))
-        mark_sent = _sent_marker(conn)
-
-        def record(row: Pending, error: TransportError | None) -> None:
-            if error is None:
-                _record_sent(mark_sent, row, report)
-                return
-            _record(conn, row, error, report, retry_for, backoff_max)
-
+        plan_mode = conn.scalar(text("SHOW plan_cache_mode"))
         try:
+            # The marks this connection writes do not wait for their WAL record to reach
+            # the disk (~1 ms each here, one per reply, under the hand-over lock). A mark is
+            # still committed, seen by every other process and kept when this process is
+            # killed; only a crash of the database server itself could lose the last
+            # fraction of a second of marks, and those replies would be sent again, the
+            # same messages — the bargain SQLite's synchronous=NORMAL already makes
+            # (docs/reliability.md).
+            conn.execute(text("SET synchronous_commit = off"))
+            # Its statements find rows by primary key or a list of ids: the plan
+            # PostgreSQL keeps after a few runs does (make_engine forces a plan per run,
+            # which the batch lookups need), and 10,000 marks cost ~0.35 s less of the
+            # server's CPU.
+            conn.execute(text("SET plan_cache_mode = auto"))
+            mark_sent = _sent_marker(conn)
+
+            def record(row: Pending, error: TransportError | None) -> None:
+                if error is None:
+                    _record_sent(mark_sent, row, report)
+                    return
+                _record(conn, row, error, report, retry_for, backoff_max)
+
             for start in range(0, len(ids), PAGE):
                 page = list(ids[start:start + PAGE])
                 claimed = [oid for oid, got in conn.execute(_CLAIM, {"ids": page}) if got]
@@ -455,7 +458,7 @@ async def _send_rows_claimed(engine: Engine, transport: FileTransport | SmtpTran
             try:
                 conn.execute(text("SELECT pg_advisory_unlock_all()"))
                 conn.execute(text("RESET synchronous_commit"))
-                conn.execute(text("SET plan_cache_mode = force_custom_plan"))  # as it was
+                conn.execute(text(f"SET plan_cache_mode = {plan_mode}"))  # as it was
             except DBAPIError:
                 pass  # the connection is gone, and its locks with it
     return report
