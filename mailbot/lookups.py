@@ -273,9 +273,9 @@ class BatchLookups:
         """Writes what the batch decided, in four bulk statements (the decisions and the
         replies may be written separately, in the same transaction), in its own session
         or ``session``."""
-        # Core statements on the tables: the ORM's bulk forms would also look for the
-        # batch's Request objects in the session to update them, which nothing reads
-        # again (the next batch is a new session).
+        # Core statements on the tables: the batch's requests were read as rows (there
+        # are no ORM objects to keep in step), and the ORM's bulk forms would only add
+        # their own bookkeeping.
         session = session or self.session
         if decisions:
             # The decisions are always a transaction's first write (the replies may follow

@@ -98,7 +98,8 @@ def _sending(url: str) -> set[int]:
             names = conn.scalars(text(
                 "SELECT DISTINCT a.application_name FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-                "AND l.granted AND l.classid = :key"), {"key": _OUTBOX_LOCKS}).all()
+                "AND l.granted AND l.classid = :key AND a.datname = current_database()"),
+                {"key": _OUTBOX_LOCKS}).all()
     finally:
         engine.dispose()
     return {int(name.split()[1]) for name in names if name.startswith("mailbot ")}
