@@ -255,14 +255,14 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
             # fetched, and stored after that.
             waiting: tuple[list[int], list[tuple[int, datetime, bytes]],
                            ParsedAhead | None] | None = None
+            card_pattern = settings.library(mb.library).card_pattern
             for chunk in chunks(uids, FETCH_CHUNK):
                 messages = _fetch(client, chunk, settings.max_message_bytes, arrived)
                 mails = [(uid, *messages[uid]) for uid in chunk if uid in messages]
                 if mover is None:
                     store(chunk, mails, None)
                     continue
-                ahead = ParsedAhead(mails, settings.max_message_bytes,
-                                    settings.library(mb.library).card_pattern)
+                ahead = ParsedAhead(mails, settings.max_message_bytes, card_pattern)
                 if waiting is not None:
                     store(*waiting)
                 waiting = (chunk, mails, ahead)
@@ -511,7 +511,7 @@ def _fetch_now(client: IMAPClient, uids: list[int], max_bytes: int,
         if known is not None and (uid not in known or key is None):
             continue  # an unasked-for FETCH (another session's flag change, say)
         arrived = known[uid] if known is not None else _aware(data[b"INTERNALDATE"])
-        out[uid] = (arrived, (data[key] if key is not None else b"") or b"")
+        out[uid] = (arrived, data.get(key) or b"")
     return out
 
 
