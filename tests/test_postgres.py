@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 
 from mailbot.db.models import Code, LedgerEntry, Request
 from mailbot.db.session import open_database
@@ -85,23 +85,19 @@ def test_processes_racing_on_one_burst_give_the_same_outcomes_as_one(
     assert "could not be decided" not in b"".join(e for _, e in outs).decode()
 
 
-def _sending(url: str) -> set[int]:
+def _sending(conn) -> set[int]:
     """The processes holding outbox rows they have claimed to send (their advisory locks;
-    make_engine names each connection after its process)."""
-    from sqlalchemy import create_engine, text
+    make_engine names each connection after its process), seen on ``conn``."""
+    from sqlalchemy import text
 
     from mailbot.respond.send import _OUTBOX_LOCKS
 
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            names = conn.scalars(text(
-                "SELECT DISTINCT a.application_name FROM pg_locks l "
-                "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-                "AND l.granted AND l.classid = :key AND a.datname = current_database()"),
-                {"key": _OUTBOX_LOCKS}).all()
-    finally:
-        engine.dispose()
+    names = conn.scalars(text(
+        "SELECT DISTINCT a.application_name FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+        "AND l.granted AND l.classid = :key AND a.datname = current_database()"),
+        {"key": _OUTBOX_LOCKS}).all()
+    conn.rollback()  # the next look sees the locks as they are then
     return {int(name.split()[1]) for name in names if name.startswith("mailbot ")}
 
 
@@ -119,12 +115,15 @@ def test_a_daemon_killed_mid_burst_is_taken_over_by_the_others(tmp_path, imap_us
     logs = [(tmp_path / f"daemon-{i}.log").open("wb") for i in range(3)]
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
              for log in logs]
+    watcher = create_engine(pg_url)
     try:
         deadline = time.monotonic() + 60
         sending: set[int] = set()
-        while (len(smtp_sink.messages) < 10 or not sending) and time.monotonic() < deadline:
-            time.sleep(0.02)
-            sending = _sending(bot.settings().database_url)
+        with watcher.connect() as watch:
+            while (len(smtp_sink.messages) < 10 or not sending) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.02)
+                sending = _sending(watch)
         pids = [p.pid for p in procs]
         assert sending and sending <= set(pids), (sending, pids)
         victim = pids.index(min(sending))
@@ -142,6 +141,7 @@ def test_a_daemon_killed_mid_burst_is_taken_over_by_the_others(tmp_path, imap_us
         # (NOTIFY) that there were replies to send.
         took_over = time.monotonic() - killed
     finally:
+        watcher.dispose()
         others = [(i, p) for i, p in enumerate(procs) if p.poll() is None]
         for _i, p in others:
             p.send_signal(signal.SIGTERM)
