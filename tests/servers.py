@@ -687,6 +687,9 @@ class SmtpSink:
 
     ``data_delay``: seconds each message takes to be accepted after its data (a slow
     relay), 0 by default; ``clear()`` sets it back.
+
+    ``smtputf8=False``: a relay that does not offer SMTPUTF8 (RFC 6531) and reads only ASCII
+    commands, as many still do.
     """
 
     STAGES = ("MAIL", "RCPT", "DATA")
@@ -700,6 +703,7 @@ class SmtpSink:
         tls: Pki | None = None,
         implicit_tls: bool = False,
         require_starttls: bool = False,
+        smtputf8: bool = True,
     ):
         if tls is None and (implicit_tls or require_starttls):
             raise ValueError("implicit_tls and require_starttls need tls=<Pki>")
@@ -713,6 +717,7 @@ class SmtpSink:
         self.tls = tls
         self.implicit_tls = implicit_tls
         self.require_starttls = require_starttls
+        self.smtputf8 = smtputf8
         self._messages: list[ReceivedMail] = []
         self._logins: list[SmtpLogin] = []
         self._failure: _Failure | None = None
@@ -733,7 +738,7 @@ class SmtpSink:
                 hostname=self.host,
                 port=self.port,
                 server_hostname=self.hostname,
-                enable_SMTPUTF8=True,
+                enable_SMTPUTF8=self.smtputf8,
                 ready_timeout=10.0,
             )
             if self.tls is not None and self.implicit_tls:
