@@ -26,6 +26,7 @@ from mailbot.errors import BadInput, SourceUnavailable
 from mailbot.web import actions, charts, queries
 from mailbot.web.app import MAX_UPLOAD, Ctx, page
 from mailbot.web.auth import authenticate, new_csrf_token
+from mailbot.web.mailhtml import inert_html
 
 # -- login -----------------------------------------------------------------------------------
 
@@ -192,15 +193,19 @@ def request_detail(ctx: Ctx, request_id: int) -> Response:
 
 @page
 def mail_html(ctx: Ctx, request_id: int) -> Response:
-    """The mail's own HTML, only for a sandboxed frame: no script, no network, no forms."""
+    """The mail's own HTML, only for a sandboxed frame: no script, no network, no forms.
+    Made inert first (mailhtml): the CSP alone does not stop every connection (Chromium
+    preconnects to hosts a page names)."""
     with ctx.reading() as session:
         req = _load_request(ctx, session, request_id)
         html = queries.html_part(req.raw, ctx.settings.max_message_bytes) if req.raw else None
     if html is None:
         raise HTTPException(404)
-    return HTMLResponse(html, headers={
+    return HTMLResponse(inert_html(html), headers={
         "Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; "
-                                   "img-src data:; frame-ancestors 'self'",
+                                   "img-src data:; form-action 'none'; base-uri 'none'; "
+                                   "frame-ancestors 'self'",
+        "Referrer-Policy": "no-referrer",
         "X-Frame-Options": "SAMEORIGIN"})
 
 
