@@ -327,7 +327,10 @@ class Daemon:
                 report = await send_due(self.sessions, self.settings.smtp, transport=transport,
                                         honour_retry=True, retry_for=d.send_retry_for,
                                         backoff_max=d.send_backoff_max,
-                                        should_stop=self.stopping.is_set)
+                                        should_stop=self.stopping.is_set,
+                                        # another process sending (SQLite): look again
+                                        # in a second instead of waiting for it here
+                                        wait=False)
                 if report.unreachable:
                     await asyncio.to_thread(self.stopping.wait, backoff)
                     backoff = min(backoff * 2, d.reconnect_max)
