@@ -94,6 +94,19 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class ImportSettings:
+    """Bounds on one imported file (CLI and dashboard): a hostile or mistaken file is
+    refused with an error naming the bound, before it can fill the daemon's memory."""
+
+    # Rows below the header. A big city library's reader export (~200,000 patrons) and a
+    # month's code pool (thousands) fit well within it.
+    max_rows: int = 500_000
+    # The file's size, and the size of an XLSX's parts once unpacked: a 200,000-reader
+    # export is ~25 MB as CSV and ~100 MiB as unpacked XLSX.
+    max_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class SqlSourceSettings:
     """``reader_source = "sql"``: read-only access to the library system's database."""
 
@@ -214,6 +227,7 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    imports: ImportSettings = field(default_factory=ImportSettings)
     libraries: tuple[LibrarySettings, ...] = ()
     mailboxes: tuple[MailboxSettings, ...] = ()
     source: str = field(default="<defaults>", compare=False)
@@ -401,6 +415,9 @@ def _validate(settings: Settings) -> Settings:
     if settings.retention_days < 1:
         raise ConfigError("must be at least 1", file=src, column="retention_days")
     _validate_web(settings.web, src)
+    for name in ("max_rows", "max_bytes"):
+        if getattr(settings.imports, name) < 1:
+            raise ConfigError("must be at least 1", file=src, column=f"imports.{name}")
     smtp = settings.smtp
     smtp_password = os.environ.get("MAILBOT_SMTP_PASSWORD") or _secret(
         smtp.password, smtp.password_env, "smtp.password_env", src)

@@ -3,6 +3,9 @@
 Parsing (``tables``, ``readers``, ``codes``) is pure and raises ``BadInput`` naming file, row
 and column; here the parsed rows are checked against what the database already holds and
 written in one transaction, so a bad or conflicting file changes nothing.
+
+Staff of one library must learn nothing of another's pools from an error: a code another
+library holds is only said to be in the system already.
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import month_end, parse_month
-from mailbot.config import SERVICES, Settings
+from mailbot.config import SERVICES, ImportSettings, Settings
 from mailbot.db.models import ActivationReport, Code, CodePool, Reader
 from mailbot.errors import BadInput
 from mailbot.imports.activations import parse_activations
 from mailbot.imports.codes import parse_codes
 from mailbot.imports.readers import parse_readers
-from mailbot.imports.tables import read_table
+from mailbot.imports.tables import Table, read_table
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,11 @@ class CodeImport:
     added: int
 
 
+def _read(path: str, limits: ImportSettings | None) -> Table:
+    limits = limits or ImportSettings()
+    return read_table(path, max_rows=limits.max_rows, max_bytes=limits.max_bytes)
+
+
 _READER_FIELDS = ("first_name", "last_name", "email", "valid_until", "balance_due",
                   "overdue_items", "data_updated_on", "last_loan_on", "birth_date")
 
@@ -52,7 +60,7 @@ _READER_FIELDS = ("first_name", "last_name", "email", "valid_until", "balance_du
 def import_readers(sessions: sessionmaker[Session], settings: Settings, *, path: str,
                    library_id: str, now: datetime) -> ReaderImport:
     settings.library(library_id)
-    rows = parse_readers(read_table(path))
+    rows = parse_readers(_read(path, settings.imports))
     created = updated = unchanged = 0
     with sessions.begin() as session:
         existing = {r.card_number: r for r in session.scalars(
@@ -88,7 +96,7 @@ def import_codes(sessions: sessionmaker[Session], settings: Settings, *, path: s
         raise BadInput(f"month must be YYYY-MM, not {month!r}", column="--month") from None
     if month_end(y, m, settings.library_tz(library_id)) <= now:
         raise BadInput(f"{month} is over: its codes could never be issued", column="--month")
-    table = read_table(path)
+    table = _read(path, settings.imports)
     rows = parse_codes(table, column=column)  # never empty: an empty file is BadInput
     with sessions.begin() as session:
         # Case-insensitively, as within one file: "abc" and "ABC" are one code twice.
@@ -104,9 +112,11 @@ def import_codes(sessions: sessionmaker[Session], settings: Settings, *, path: s
             first = next(r for r in rows if r.code.casefold() in clashes)
             lib, svc, mon = clashes[first.code.casefold()]
             more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
-            raise BadInput(f"code already imported in the pool of library {lib}, {svc}, "
-                           f"{mon}{more}; nothing imported", file=table.file, row=first.row,
-                           column=column or "code")
+            # Which library, pool or month holds another library's code is theirs to know.
+            where = f"in this library's pool {svc}, {mon}" if lib == library_id else \
+                "in the system, in another library's pool"
+            raise BadInput(f"code already imported {where}{more}; nothing imported",
+                           file=table.file, row=first.row, column=column or "code")
         pool = CodePool(library_id=library_id, service=service, month=month,
                         source_file=Path(path).name, imported_at=now, size=len(rows))
         session.add(pool)
@@ -125,7 +135,7 @@ def import_activations(sessions: sessionmaker[Session], settings: Settings, *, p
     """
     settings.library(library_id)
     tz = settings.library_tz(library_id)
-    table = read_table(path)
+    table = _read(path, settings.imports)
     rows = parse_activations(table, column=column)
     activated = not_activated = unknown = 0
     with sessions.begin() as session:
@@ -138,8 +148,8 @@ def import_activations(sessions: sessionmaker[Session], settings: Settings, *, p
         for r in rows:
             code = known.get(r.code.casefold())
             if code is not None and code.library_id != library_id:
-                raise BadInput(f"this code belongs to library {code.library_id}, not "
-                               f"{library_id}; nothing imported", file=table.file, row=r.row,
+                raise BadInput(f"this code is not one of library {library_id}'s codes (another "
+                               "library's); nothing imported", file=table.file, row=r.row,
                                column=column or "code")
         if not known:
             raise BadInput(f"none of the {len(rows)} codes is a code of library {library_id}; "
@@ -174,9 +184,9 @@ def import_activations(sessions: sessionmaker[Session], settings: Settings, *, p
 
 
 def remove_missing_readers(sessions: sessionmaker[Session], *, path: str,
-                           library_id: str) -> int:
+                           library_id: str, limits: ImportSettings | None = None) -> int:
     """Deletes the library's readers that are not in the file (a full export)."""
-    cards = {r.card_number for r in parse_readers(read_table(path))}
+    cards = {r.card_number for r in parse_readers(_read(path, limits))}
     with sessions.begin() as session:
         gone = [r for r in session.scalars(select(Reader).where(Reader.library_id == library_id))
                 if r.card_number not in cards]

@@ -11,6 +11,12 @@ spreadsheet, so an error can send them to the right place. What the columns mean
 
 ``Problems`` collects the errors found while interpreting a table, so that one import run
 reports many mistakes at once instead of one per attempt.
+
+Files come from staff's uploads, so they may be hostile or simply huge: rows are counted as
+they stream and a file is refused (``BadInput`` naming the bound, in Polish and English)
+past ``max_rows`` rows, ``MAX_CELLS`` cells or ``max_bytes`` bytes (an XLSX's parts
+unpacked), and an XLSX whose parts pack implausibly well (a zip bomb) or carry a DTD
+(entities: XXE, "billion laughs") is refused before openpyxl parses any of it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import itertools
 import re
 import unicodedata
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -44,6 +51,17 @@ __all__ = [
 MAX_TITLE_ROWS = 3
 # How many problems one error message lists; beyond that, a count is more useful.
 MAX_LISTED_PROBLEMS = 20
+# The default bounds of one file (config ``[imports]``, see mailbot.config.ImportSettings).
+MAX_ROWS = 500_000
+MAX_BYTES = 256 * 1024 * 1024
+# Rows × columns of the table as read: every row is padded to the widest, so one stray
+# cell far to the right would otherwise multiply the memory of every row. A 200,000-reader
+# export of ten columns is 2,000,000.
+MAX_CELLS = 10_000_000
+# An XLSX part (over 1 MiB unpacked) packed better than this is a zip bomb: real
+# workbooks' sheets pack 5-30 times (a 200,000-reader export: 13).
+MAX_PACKING_RATIO = 100
+_RATIO_FLOOR = 1024 * 1024
 
 _XLSX_MAGIC = b"PK\x03\x04"
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0"
@@ -61,7 +79,7 @@ _DECLARED_CHARSET = re.compile(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     """One non-blank row: its number as a spreadsheet shows it, and its cells as text."""
 
@@ -85,25 +103,34 @@ class Table:
         return column_letter(index)
 
 
-def read_table(path: str | Path, *, sheet: str | None = None) -> Table:
-    """Read an XLSX, XLS, HTML-table or CSV/TSV file; ``sheet`` picks a workbook sheet."""
+def read_table(path: str | Path, *, sheet: str | None = None, max_rows: int = MAX_ROWS,
+               max_bytes: int = MAX_BYTES) -> Table:
+    """Read an XLSX, XLS, HTML-table or CSV/TSV file; ``sheet`` picks a workbook sheet.
+
+    A file of more than ``max_rows`` rows below its header, or more than ``max_bytes``
+    bytes (an XLSX: its parts unpacked), is refused as a whole."""
     path = Path(path)
     name = path.name
     try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise BadInput(_too_big(size, max_bytes), file=name)
         data = path.read_bytes()
     except OSError as exc:
         raise BadInput(f"cannot read the file: {exc.strerror or exc}", file=name) from exc
     if not data.strip():
         raise BadInput("the file is empty", file=name)
+    limit = _Limit(name, max_rows)
     if data.startswith(_XLSX_MAGIC):
-        raw_rows = _xlsx_rows(data, file=name, sheet=sheet)
-    elif data.startswith(_OLE2_MAGIC):
-        raw_rows = _xls_rows(data, file=name, sheet=sheet)
-    elif _is_html(data):
-        raw_rows = _html_rows(data, file=name)
-    else:
-        raw_rows = _csv_rows(_decode_text(data, file=name), file=name)
-    return _build_table(raw_rows, file=name)
+        _check_zip(data, file=name, max_bytes=max_bytes)
+        return _xlsx_table(data, file=name, sheet=sheet, limit=limit)
+    if data.startswith(_OLE2_MAGIC):
+        return _xls_table(data, file=name, sheet=sheet, limit=limit)
+    if _is_html(data):
+        return _build_table(_html_rows(data, file=name, limit=limit), file=name, limit=limit)
+    text = _decode_text(data, file=name)
+    del data  # the text is all that is needed now: half the memory of a big CSV
+    return _build_table(_csv_rows(text, file=name), file=name, limit=limit)
 
 
 def header_key(text: str) -> str:
@@ -149,9 +176,13 @@ class Problems:
     def __init__(self, *, file: str) -> None:
         self.file = file
         self.found: list[Problem] = []
+        self.count = 0
 
     def add(self, message: str, *, row: int | None = None, column: str | None = None) -> None:
-        self.found.append(Problem(message, row=row, column=column))
+        # Only the listed ones are kept: a file of a million bad rows is one count.
+        self.count += 1
+        if len(self.found) < MAX_LISTED_PROBLEMS:
+            self.found.append(Problem(message, row=row, column=column))
 
     def raise_if_any(self) -> None:
         """Raise one ``BadInput`` located at the first problem and listing the others."""
@@ -159,11 +190,11 @@ class Problems:
             return
         first = self.found[0]
         message = first.message
-        if len(self.found) > 1:
-            listed = "\n".join(f"  {p}" for p in self.found[:MAX_LISTED_PROBLEMS])
-            message = f"{message}\n{len(self.found)} problems in this file:\n{listed}"
-            if len(self.found) > MAX_LISTED_PROBLEMS:
-                message += f"\n  … and {len(self.found) - MAX_LISTED_PROBLEMS} more"
+        if self.count > 1:
+            listed = "\n".join(f"  {p}" for p in self.found)
+            message = f"{message}\n{self.count} problems in this file:\n{listed}"
+            if self.count > len(self.found):
+                message += f"\n  … and {self.count - len(self.found)} more"
         raise BadInput(message, file=self.file, row=first.row, column=first.column)
 
 
@@ -172,20 +203,68 @@ class Problems:
 _RawRow = tuple[int, list[str]]
 
 
-def _build_table(raw_rows: list[_RawRow], *, file: str) -> Table:
-    rows = [(number, _trim(cells)) for number, cells in raw_rows]
-    rows = [(number, cells) for number, cells in rows if cells]
-    if not rows:
+class _Limit:
+    """The bound on rows and cells of one file, checked as its rows stream in."""
+
+    def __init__(self, file: str, max_rows: int) -> None:
+        self.file = file
+        self.max_rows = max_rows
+
+    def too_many_rows(self) -> BadInput:
+        n = f"{self.max_rows:,}"
+        return BadInput(
+            f"plik ma więcej niż {n.replace(',', ' ')} wierszy, a jeden import przyjmuje "
+            f"najwyżej tyle ([imports] max_rows); proszę podzielić go na mniejsze pliki / "
+            f"the file has "
+            f"more than {n} rows, the most one import takes ([imports] max_rows); split it "
+            "into smaller files; nothing imported", file=self.file)
+
+    def too_many_cells(self, rows: int, width: int) -> BadInput:
+        n = f"{MAX_CELLS:,}"
+        return BadInput(
+            f"plik ma zbyt wiele komórek ({rows} wierszy × {width} kolumn, najwyżej "
+            f"{n.replace(',', ' ')}); proszę usunąć zbędne kolumny / the file has too many cells "
+            f"({rows} rows × {width} columns, at most {n}); remove the columns not needed; "
+            "nothing imported", file=self.file)
+
+
+def _too_big(size: int, max_bytes: int) -> str:
+    mib = f"{max_bytes / 2**20:.0f}"
+    return (f"plik jest za duży ({size / 2**20:.1f} MiB, najwyżej {mib} MiB, [imports] "
+            f"max_bytes) / the file is too large ({size / 2**20:.1f} MiB, at most {mib} MiB, "
+            "[imports] max_bytes); nothing imported")
+
+
+def _build_table(raw_rows: Iterable[_RawRow], *, file: str, limit: _Limit) -> Table:
+    """The table of ``raw_rows``, consumed one by one: a file past the bounds is refused
+    after reading no more than the bounds' worth of it."""
+    stream = ((number, cells) for number, cells in
+              ((number, _trim(cells)) for number, cells in raw_rows) if cells)
+    # The header is found among the first rows (a title may sit above it).
+    head = list(itertools.islice(stream, MAX_TITLE_ROWS + 2))
+    if not head:
         raise BadInput("the file has no rows, not even a header", file=file)
-    start = _header_index(rows)
-    header_number, header = rows[start]
-    body = rows[start + 1 :]
-    width = max(len(cells) for _, cells in rows[start:])
+    start = _header_index(head)
+    header_number, header = head[start]
+    body: list[tuple[int, list[str]]] = []
+    width = len(header)
+    for number, cells in itertools.chain(head[start + 1 :], stream):
+        body.append((number, cells))
+        if len(body) > limit.max_rows:
+            raise limit.too_many_rows()
+        if len(cells) > width:
+            width = len(cells)
+        if (len(body) + 1) * width > MAX_CELLS:
+            raise limit.too_many_cells(len(body) + 1, width)
+    rows = []
+    for number, cells in body:
+        cells.extend([""] * (width - len(cells)))  # in place: no second copy of the file
+        rows.append(Row(number=number, cells=cells))
     return Table(
         file=file,
         header=_pad([" ".join(cell.split()) for cell in header], width),
         header_row=header_number,
-        rows=[Row(number=number, cells=_pad(cells, width)) for number, cells in body],
+        rows=rows,
     )
 
 
@@ -257,7 +336,71 @@ def _render_float(value: float) -> str:
 # --- XLSX --------------------------------------------------------------------------------
 
 
-def _xlsx_rows(data: bytes, *, file: str, sheet: str | None) -> list[_RawRow]:
+def _check_zip(data: bytes, *, file: str, max_bytes: int) -> None:
+    """Refuses a zip whose parts unpack to more than ``max_bytes``, pack suspiciously well,
+    or hold a DTD, before any XML parser sees them.
+
+    The sizes checked are the ones the zip declares: Python's zipfile never unpacks a part
+    past its declared size (it fails the CRC check instead), so they bound what openpyxl
+    can read. An XLSX never carries a DTD; one in any part can only be there to define
+    entities (an external one reading a file of this machine, or nested ones expanding
+    to gigabytes), so such a file is refused whatever the XML parser would make of it."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+        raise BadInput("this looks like a zip file but not a readable XLSX workbook",
+                       file=file) from exc
+    with archive:
+        members = archive.infolist()
+        unpacked = sum(info.file_size for info in members)
+        if unpacked > max_bytes:
+            raise BadInput(_too_big(unpacked, max_bytes).replace(
+                "plik jest za duży (", "plik po rozpakowaniu jest za duży (").replace(
+                "the file is too large (", "the file is too large unpacked ("), file=file)
+        for info in members:
+            if info.file_size > _RATIO_FLOOR and \
+                    info.file_size > MAX_PACKING_RATIO * max(info.compress_size, 1):
+                raise BadInput(
+                    f"część {info.filename!r} po rozpakowaniu ma {info.file_size // 2**20} MiB "
+                    f"(spakowana {info.compress_size // 1024} KiB): to bomba zip, a nie "
+                    f"arkusz / part "
+                    f"{info.filename!r} unpacks to {info.file_size // 2**20} MiB from "
+                    f"{info.compress_size // 1024} KiB: a zip bomb, not a workbook; "
+                    "nothing imported", file=file)
+        for info in members:
+            if not info.is_dir() and _holds_dtd(archive, info):
+                raise BadInput(
+                    f"część {info.filename!r} zawiera deklarację DTD lub encji (<!DOCTYPE>), "
+                    f"której żaden arkusz nie ma / part {info.filename!r} declares a DTD or "
+                    "entities (<!DOCTYPE>), which no workbook has; nothing imported",
+                    file=file)
+
+
+# "<!DOCTYPE" and "<!ENTITY" as UTF-8 (and ASCII-compatible encodings) and as UTF-16: an
+# XML part may be in either.
+_DTD_MARKS = tuple(mark.encode(enc) for mark in ("<!DOCTYPE", "<!ENTITY")
+                   for enc in ("ascii", "utf-16-le", "utf-16-be"))
+_CHUNK = 1024 * 1024
+
+
+def _holds_dtd(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """Whether the part contains a DTD anywhere (read in chunks: its size is bounded)."""
+    overlap = max(len(mark) for mark in _DTD_MARKS) - 1
+    tail = b""
+    try:
+        with archive.open(info) as part:
+            while chunk := part.read(_CHUNK):
+                window = tail + chunk
+                if any(mark in window for mark in _DTD_MARKS):
+                    return True
+                tail = window[-overlap:]
+    except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError, ValueError,
+            RuntimeError):
+        return False  # a broken part: openpyxl will say the workbook is unreadable
+    return False
+
+
+def _xlsx_table(data: bytes, *, file: str, sheet: str | None, limit: _Limit) -> Table:
     import openpyxl
 
     try:
@@ -270,12 +413,23 @@ def _xlsx_rows(data: bytes, *, file: str, sheet: str | None) -> list[_RawRow]:
         # Some generators write a wrong <dimension>; read_only mode would trust it and
         # silently cut rows or columns off.
         ws.reset_dimensions()
-        return [
+        rows = (
             (number, [_render(value) for value in values])
             for number, values in enumerate(ws.iter_rows(min_row=1, values_only=True), 1)
-        ]
+        )
+        try:
+            return _build_table(rows, file=file, limit=limit)
+        except BadInput:
+            raise
+        except Exception as exc:  # a broken sheet: XML errors, bad cell references, …
+            raise BadInput(f"this XLSX workbook cannot be read: {_reason(exc)}",
+                           file=file) from exc
     finally:
         workbook.close()
+
+
+def _reason(exc: Exception) -> str:
+    return (str(exc) or type(exc).__name__).splitlines()[0][:200]
 
 
 def _zip_complaint(data: bytes) -> str:
@@ -303,7 +457,7 @@ def _pick_sheet(names: list[str], wanted: str | None, *, file: str) -> str:
 # --- legacy XLS --------------------------------------------------------------------------
 
 
-def _xls_rows(data: bytes, *, file: str, sheet: str | None) -> list[_RawRow]:
+def _xls_table(data: bytes, *, file: str, sheet: str | None, limit: _Limit) -> Table:
     import xlrd
 
     try:
@@ -315,11 +469,18 @@ def _xls_rows(data: bytes, *, file: str, sheet: str | None) -> list[_RawRow]:
             file=file,
         ) from exc
     try:
-        ws = book.sheet_by_name(_pick_sheet(book.sheet_names(), sheet, file=file))
-        return [
+        try:
+            ws = book.sheet_by_name(_pick_sheet(book.sheet_names(), sheet, file=file))
+        except BadInput:
+            raise
+        except Exception as exc:  # xlrd reads a sheet's records only now
+            raise BadInput(f"this XLS workbook cannot be read: {_reason(exc)}",
+                           file=file) from exc
+        rows = (
             (index + 1, [_xls_cell(cell, datemode=book.datemode) for cell in ws.row(index)])
             for index in range(ws.nrows)
-        ]
+        )
+        return _build_table(rows, file=file, limit=limit)
     finally:
         book.release_resources()
 
@@ -381,15 +542,23 @@ def _is_html(data: bytes) -> bool:
     return body.lstrip()[:1] == b"<"
 
 
-def _html_rows(data: bytes, *, file: str) -> list[_RawRow]:
+def _html_rows(data: bytes, *, file: str, limit: _Limit) -> list[_RawRow]:
     found = _DECLARED_CHARSET.search(data[:4096])
     declared = None
     if found:
         declared = (found.group(1) or found.group(2)).decode("ascii", errors="replace")
     text = _decode_text(data, file=file, declared=declared)
-    parser = _TableParser()
-    parser.feed(text)
-    parser.close()
+    # Entities are never expanded here (HTMLParser knows only HTML's own character
+    # references), so a DTD in the file is just ignored text.
+    parser = _TableParser(limit)
+    try:
+        for start in range(0, len(text), _CHUNK):
+            parser.feed(text[start : start + _CHUNK])
+        parser.close()
+    except BadInput:
+        raise
+    except Exception as exc:  # noqa: BLE001 — HTMLParser on hostile input
+        raise BadInput(f"this HTML file cannot be read: {_reason(exc)}", file=file) from exc
     for rows in parser.tables:
         if any(any(cell for cell in cells) for cells in rows):
             return [(number, cells) for number, cells in enumerate(rows, 1)]
@@ -414,12 +583,16 @@ class _TableParser(HTMLParser):
     """
 
     _BREAKING = {"br", "p", "div", "li"}
+    # Layout tables around the data add a few rows and cells beyond the file's bounds.
+    _SLACK = 1000
 
-    def __init__(self) -> None:
+    def __init__(self, limit: _Limit) -> None:
         super().__init__(convert_charrefs=True)
         self._raw: list[list[list[list[str]]]] = []
         self._open: list[_OpenTable] = []
         self._skipping = 0
+        self._limit = limit
+        self._rows = self._cells = 0
 
     @property
     def tables(self) -> list[list[list[str]]]:
@@ -473,8 +646,11 @@ class _TableParser(HTMLParser):
         if self._open and self._open[-1].cell is not None:
             self._open[-1].cell.append(data)
 
-    @staticmethod
-    def _start_row(table: _OpenTable) -> None:
+    def _start_row(self, table: _OpenTable) -> None:
+        # Every table of the page is kept until its end: bounded as a whole, as it grows.
+        self._rows += 1
+        if self._rows > self._limit.max_rows + MAX_TITLE_ROWS + 1 + self._SLACK:
+            raise self._limit.too_many_rows()
         table.row = []
         table.rows.append(table.row)
         table.cell = None
@@ -488,6 +664,9 @@ class _TableParser(HTMLParser):
         # A spanning cell still occupies its columns; without fillers the cells after it
         # would slide under the wrong header.
         table.row.extend([] for _ in range(colspan - 1))
+        self._cells += colspan
+        if self._cells > MAX_CELLS + self._SLACK:
+            raise self._limit.too_many_cells(self._rows, len(table.row))
 
 
 def _colspan(attrs: list[tuple[str, str | None]]) -> int:
@@ -500,13 +679,26 @@ def _colspan(attrs: list[tuple[str, str | None]]) -> int:
 # --- CSV / TSV ---------------------------------------------------------------------------
 
 
-def _csv_rows(text: str, *, file: str) -> list[_RawRow]:
+def _csv_rows(text: str, *, file: str) -> Iterator[_RawRow]:
     delimiter = _sniff_delimiter(text)
     try:
-        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        for number, cells in enumerate(csv.reader(_lines(text), delimiter=delimiter), 1):
+            yield number, cells
     except csv.Error as exc:
         raise BadInput(f"this CSV file cannot be read: {exc}", file=file) from exc
-    return [(number, cells) for number, cells in enumerate(records, 1)]
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` with their endings, one at a time, as csv.reader wants them.
+
+    Not io.StringIO: that copies the whole text (at up to four bytes a character) first.
+    Lines end as with ``newline=""``: at "\r\n", "\n" or a lone "\r" (old Mac exports),
+    kept for csv.reader, which reads them as line ends or parts of a quoted field."""
+    for found in _LINE.finditer(text):
+        yield found.group()
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -521,7 +713,7 @@ def _sniff_delimiter(text: str) -> str:
         occurs = text.count(delimiter, 0, 10_000)
         try:
             sample = itertools.islice(
-                csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), _SNIFF_RECORDS
+                csv.reader(_lines(text), delimiter=delimiter), _SNIFF_RECORDS
             )
             wide = [len(record) for record in sample if len(record) > 1]
         except csv.Error:

@@ -381,7 +381,9 @@ def desk_slip(ctx: Ctx, code_id: int) -> Response:
 
 def _save_upload(upload: UploadFile, folder: Path) -> Path:
     name = Path(upload.filename or "upload").name
-    name = re.sub(r"[^\w.\- ]", "_", name)[:120] or "upload"
+    name = re.sub(r"[^\w.\- ]", "_", name)[:120]
+    if not name.strip(". "):  # "", "." or "..": the folder itself or its parent
+        name = "upload"
     target = folder / name
     size = 0
     with target.open("wb") as out:
