@@ -20,6 +20,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailbot.addresses import usable_address
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db.batches import in_chunks
 from mailbot.db.models import Mailbox, Outbox, Request
@@ -190,13 +191,11 @@ def _sender_blocked(settings: Settings, address: str | None) -> bool:
 
 
 def _valid_address(address: str | None) -> str | None:
-    """An addr-spec we can answer (and store: 320 characters at most, RFC 5321)."""
-    if not address or len(address) > 320 or address.count("@") != 1:
-        return None
-    local, domain = address.split("@")
-    if not local or "." not in domain or any(c.isspace() for c in address):
-        return None
-    return address
+    """An addr-spec a relay can take (mailbot.addresses): a bare local name, a comma or
+    group mess, control characters, an undecoded RFC 2047 word or a domain that is no
+    host name gives None, and the mail is left for staff. Non-ASCII (EAI) addresses are
+    valid; the sender needs SMTPUTF8 for them."""
+    return usable_address(address)
 
 
 def _set_aside(session: Session, *, mailbox: Mailbox, mb: MailboxSettings, uidvalidity: int,

@@ -21,6 +21,7 @@ from email.utils import format_datetime, formataddr
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
+from mailbot.addresses import header_form
 from mailbot.respond.render import render_reply
 
 _UTF8_QP = Charset("utf-8")
@@ -82,6 +83,16 @@ def _fold(name: str, value: str) -> str:
         current += " " + word
     lines.append(current)
     return "\n".join(lines)
+
+
+def _to_header(to: str) -> str:
+    """``To: address``. An RFC 2047 word is no address (mail clients read it as a name or
+    not at all): an ASCII local part at a Unicode domain is written with A-labels; a
+    non-ASCII local part as UTF-8 (RFC 6532), as the reply only goes out with SMTPUTF8."""
+    form = header_form(to) if not to.isascii() else to
+    if form is None:  # no usable address: the sender refuses it, as before
+        return _fold("To", to)
+    return _fold("To", form) if form.isascii() else f"To: {form}"
 
 
 def _from_header(name: str, address: str) -> str:
@@ -160,7 +171,7 @@ def compose_reply(
         f"Content-Type: multipart/alternative; boundary=\"{boundary}\"",
         "MIME-Version: 1.0",
         _from_header(library_name, mailbox_address),
-        _fold("To", to),
+        _to_header(to),
         _fold("Subject", subject or reply_subject(original_subject)),
         "Date: " + format_datetime(now),
         _fold("Message-ID", message_id),
@@ -177,7 +188,8 @@ def compose_reply(
     headers.append(_fold("Content-Language", ", ".join(languages)))
     delimiter = f"\n--{boundary}\n".encode("ascii")
     message = b"".join((
-        "\n".join(headers).encode("ascii"), b"\n\nThis is a multipart message in MIME format.\n",
+        # UTF-8 only in an EAI address's To header (_to_header); every other header is ASCII.
+        "\n".join(headers).encode("utf-8"), b"\n\nThis is a multipart message in MIME format.\n",
         delimiter, _text_part(rendered.text, "plain"),
         delimiter, _text_part(rendered.html, "html"),
         f"\n--{boundary}--\n".encode("ascii"),

@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailbot.addresses import smtp_form
 from mailbot.clock import utcnow
 from mailbot.config import SmtpSettings
 from mailbot.db.models import Outbox, UTCDateTime
@@ -171,22 +172,34 @@ class SmtpLane:
             # RFC 1870: octets as transmitted, each line ending a CRLF.
             size = len(row.message) + row.message.count(b"\n") - row.message.count(b"\r\n")
             options.append(f"size={size}")
+        # What aiosmtplib's mail() and rcpt() send and check, without their address
+        # parsing (email.utils, ~20 µs an address, twice per reply, and for a non-ASCII
+        # address it re-parses what intake already checked and can garble it). The paths
+        # are the stored addresses themselves, checked once more by mailbot.addresses.
         sender, recipient = smtp_path(row.mail_from), smtp_path(row.to_address)
-        if sender is None or recipient is None:  # not a plain address: aiosmtplib's way
-            await client.mail(row.mail_from, options=options)
-            await client.rcpt(row.to_address)
-        else:
-            # What mail() and rcpt() send and check, without their address parsing
-            # (email.utils, ~20 µs an address, twice per reply).
-            response = await client.execute_command(
-                b"MAIL", b"FROM:" + sender, *(o.encode("ascii") for o in options))
-            if response.code != SMTPStatus.completed:
-                raise aiosmtplib.SMTPSenderRefused(response.code, response.message,
-                                                   row.mail_from)
-            response = await client.execute_command(b"RCPT", b"TO:" + recipient)
-            if response.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
-                raise aiosmtplib.SMTPRecipientRefused(response.code, response.message,
-                                                      row.to_address)
+        utf8 = False
+        if sender is None or recipient is None:
+            sender, recipient, utf8 = _paths(row)
+            if utf8:
+                if not client.supports_extension("smtputf8"):
+                    raise TransportError(
+                        "the relay does not offer SMTPUTF8 for a non-ASCII address "
+                        "(RFC 6531); staff may answer from a mailbox that can", permanent=True)
+                options.append("SMTPUTF8")
+        response = await client.execute_command(
+            b"MAIL", b"FROM:" + sender, *(o.encode("ascii") for o in options))
+        if response.code != SMTPStatus.completed:
+            if utf8:
+                # Refused for this reply's SMTPUTF8 envelope, not for who we are: the
+                # other replies go on.
+                self._drop()
+                raise TransportError(f"MAIL FROM with SMTPUTF8 refused: {response.code} "
+                                     f"{response.message}", permanent=response.code >= 500)
+            raise aiosmtplib.SMTPSenderRefused(response.code, response.message, row.mail_from)
+        response = await client.execute_command(b"RCPT", b"TO:" + recipient)
+        if response.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
+            raise aiosmtplib.SMTPRecipientRefused(response.code, response.message,
+                                                  row.to_address)
         response = await client.execute_command(b"DATA")
         if response.code != SMTPStatus.start_input:
             raise aiosmtplib.SMTPDataError(response.code, response.message)
@@ -208,14 +221,18 @@ class SmtpLane:
         except Exception as exc:
             raise self._failed(exc) from None
 
-    def _failed(self, exc: Exception) -> Exception:
+    def _failed(self, exc: Exception) -> TransportError:
+        """``exc`` from one reply's envelope or hand-over as that reply's failure. Only a
+        refusal of the envelope itself (see _envelope) keeps the connection: after
+        anything else the relay's state is unknown, and the next reply starts afresh."""
+        if isinstance(exc, TransportError):
+            return exc
+        self._drop()
         if isinstance(exc, aiosmtplib.SMTPResponseException):
-            self._drop()
             return TransportError(f"{exc.code} {exc.message}", permanent=exc.code >= 500)
         if isinstance(exc, (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError)):
-            self._drop()
             return TransportError(f"{type(exc).__name__}: {exc}", permanent=False)
-        return exc
+        return unexpected(exc)
 
     def _drop(self) -> None:
         if self.client is not None:
@@ -236,6 +253,37 @@ def smtp_path(address: str) -> bytes | None:
     if _PLAIN_ADDRESS.fullmatch(address):
         return b"<" + address.encode("ascii") + b">"
     return None
+
+
+def _paths(row: Pending) -> tuple[bytes, bytes, bool]:
+    """MAIL FROM and RCPT TO paths of a reply whose addresses are not plain ASCII, and
+    whether they need SMTPUTF8: a Unicode domain after an ASCII local part goes as
+    A-labels (``xn--…``), plain ASCII. An address no relay can take (an outbox row written
+    before intake checked addresses this way, a reader file's e-mail) fails this reply:
+    the patron's for good, our own mailbox's address for a while (staff can correct the
+    configuration meanwhile)."""
+    sender = smtp_form(row.mail_from)
+    if sender is None:
+        raise TransportError(f"our sender address {row.mail_from!r} is not usable in an "
+                             "SMTP envelope", permanent=False)
+    recipient = smtp_form(row.to_address)
+    if recipient is None:
+        raise TransportError(f"not a usable recipient address: {row.to_address!r}",
+                             permanent=True)
+    return (b"<" + sender[0] + b">", b"<" + recipient[0] + b">", sender[1] or recipient[1])
+
+
+# Plausibly passing by themselves: a retry may succeed.
+_TEMPORARY = (OSError, asyncio.TimeoutError, MemoryError)
+
+
+def unexpected(exc: Exception) -> TransportError:
+    """An error nobody foresaw while preparing or sending one reply: that reply fails
+    (for staff, with the error named; deferred when it may pass by itself), never the
+    round with the other replies in it."""
+    log.error("unexpected error while sending one reply", exc_info=exc)
+    return TransportError(f"unexpected error while sending: {type(exc).__name__}: {exc}"[:1000],
+                          permanent=not isinstance(exc, _TEMPORARY))
 
 
 def on_the_wire(message: bytes) -> bytes:
@@ -524,6 +572,8 @@ async def _attempt(step: Callable[[Pending], Awaitable[None]],
         await step(row)
     except TransportError as exc:
         return exc
+    except Exception as exc:  # noqa: BLE001 - one reply must never stop the others
+        return unexpected(exc)
     return None
 
 
