@@ -1440,13 +1440,78 @@ MAX_CARD_CANDIDATES = 100
 MAX_CARD_MATCHES = 1000
 
 
+# A card number as printed, in groups of digits with single spaces or hyphens between:
+# "2000 000 123", "2000-000-123", "5 901234 123457". Groups of seven or more digits are
+# numbers of their own ("0012345 12" is not one number).
+_DIGIT_GROUPS = re.compile(r"(?<![^\W_])\d{1,6}(?:[ -]\d{1,6})+(?![^\W_])")
+_GROUP_SEPARATORS = re.compile(r"[ -]")
+_MAX_GROUPED_DIGITS = 40  # no card number is longer; anything longer is not looked at
+# Never a card, whatever label stands before them: phone numbers as Poles write them
+# (mobile 601 234 567 or 601 23 45 67, landline 22 123 45 67, with the 48 country code),
+# dates with spaces, account numbers (NRB), and a street number before a postal code
+# ("Długa 12 34-567 Kraków").
+_GROUPED_NOT_CARD = re.compile(
+    r"(?:48[ -])?(?:\d{3}[ -]\d{3}[ -]\d{3}|\d{3}[ -]\d{2}[ -]\d{2}[ -]\d{2}"
+    r"|\d{2}[ -]\d{3}[ -]\d{2}[ -]\d{2})"
+    r"|\d{1,2} \d{1,2} \d{4}|\d{4} \d{1,2} \d{1,2}"
+    r"|\d{2}(?: \d{4}){6}"
+    r"|[\d -]* \d{2}-\d{3}"
+)
+
+
+def _grouped_cards(text: str, regex: re.Pattern[str]) -> list[tuple[int, int, str]]:
+    """Card numbers written in groups: (start, end, the digits joined) for each run of digit
+    groups that a card label stands before ("karta 2000 000 123", "nr karty: 2000-000-123",
+    as _label_before finds labels) and whose joined digits are a whole card number for
+    ``regex``. Runs the pattern takes as they are written are left to it; runs
+    whose every group is a card number on its own are separate numbers; phone numbers,
+    dates, postal codes and account numbers are never cards."""
+    found: list[tuple[int, int, str]] = []
+    for run in _DIGIT_GROUPS.finditer(text):
+        written = run.group()
+        groups = _GROUP_SEPARATORS.split(written)
+        joined = "".join(groups)
+        if len(joined) > _MAX_GROUPED_DIGITS or not regex.fullmatch(joined):
+            continue
+        if regex.fullmatch(written) or all(regex.fullmatch(g) for g in groups):
+            continue
+        if _label_before(text, run.start()) != "card":
+            continue
+        start, end = run.span()
+        if _PHONE_PREFIX.search(text[max(0, start - 8) : start]):
+            continue
+        if (_GROUPED_NOT_CARD.fullmatch(written) or _DATE.fullmatch(written)
+                or _POSTAL.fullmatch(written)):
+            continue
+        ibans = _IBAN.finditer(text, max(0, start - _NEAR), end + _NEAR)
+        if any(m.start() <= start and end <= m.end() for m in ibans):
+            continue
+        found.append((start, end, joined))
+        if len(found) >= MAX_CARD_CANDIDATES:
+            break
+    return found
+
+
 def _search(text: str, regex: re.Pattern[str]) -> tuple[list[str], list[str]]:
-    """(distinct eligible candidates, distinct card-labelled ones), in order of appearance."""
+    """(distinct eligible candidates, distinct card-labelled ones), in order of appearance.
+
+    A card number written in groups counts as its digits joined ("karta 2000 000 123" is
+    2000000123), and the groups in it are not numbers of their own."""
     eligible: dict[str, None] = {}
     labelled: dict[str, None] = {}
+    grouped = _grouped_cards(text, regex)
+    at = 0  # the next grouped card to take; each goes in before the matches after it
     for seen, match in enumerate(regex.finditer(text)):
         if seen >= MAX_CARD_MATCHES:
             break
+        while at < len(grouped) and grouped[at][0] <= match.start():
+            if grouped[at][1] > match.start():  # this match is one of its groups
+                break
+            labelled[grouped[at][2]] = None
+            eligible[grouped[at][2]] = None
+            at += 1
+        if at < len(grouped) and grouped[at][0] <= match.start() < grouped[at][1]:
+            continue
         value = match.group()
         kind = _label_before(text, match.start())
         if kind == "card":
@@ -1456,6 +1521,11 @@ def _search(text: str, regex: re.Pattern[str]) -> tuple[list[str], list[str]]:
         eligible[value] = None
         if len(eligible) >= MAX_CARD_CANDIDATES:
             break
+    for _start, _end, value in grouped[at:]:
+        if len(eligible) >= MAX_CARD_CANDIDATES:
+            break
+        labelled[value] = None
+        eligible[value] = None
     return list(eligible), list(labelled)
 
 
