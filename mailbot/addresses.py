@@ -47,11 +47,12 @@ MAX_ADDRESS = 320  # the database columns (String(320))
 
 def usable_address(address: str | None) -> str | None:
     """``address`` when a relay can take it (see the module docstring), else None."""
-    if not address or len(address) > MAX_ADDRESS or _ENCODED_WORD.search(address):
+    if not address or len(address) > MAX_ADDRESS:
         return None
     if address.isascii() and _ASCII_ADDRESS.fullmatch(address):
         local, _, domain = address.rpartition("@")
-        ok = len(local) <= MAX_LOCAL_OCTETS and _ascii_domain_ok(domain)
+        ok = len(local) <= MAX_LOCAL_OCTETS and _domain_rules_ok(domain) and \
+            ("=?" not in local or not _ENCODED_WORD.search(local))
         return address if ok else None
     return address if _split(address) is not None else None
 
@@ -130,12 +131,16 @@ def _a_labels(domain: str) -> str | None:
 
 
 def _ascii_domain_ok(domain: str) -> bool:
-    if len(domain) > MAX_DOMAIN_OCTETS or not _ASCII_DOMAIN.fullmatch(domain):
+    return bool(_ASCII_DOMAIN.fullmatch(domain)) and _domain_rules_ok(domain)
+
+
+def _domain_rules_ok(domain: str) -> bool:
+    """What the LDH pattern does not say about a host name."""
+    if len(domain) > MAX_DOMAIN_OCTETS:
         return False
-    labels = domain.split(".")
-    if labels[-1].isdigit():  # 192.0.2.1 is no host name
+    if domain.rpartition(".")[2].isdigit():  # 192.0.2.1 is no host name
         return False
-    if any(label[:4].lower() == "xn--" for label in labels):
+    if "xn--" in domain.lower():
         import idna
 
         try:  # an A-label must decode to a valid U-label
