@@ -84,10 +84,16 @@ class WebSettings:
     secret_key_env: str | None = None
     secret_key_file: str | None = None
     session_hours: float = 12.0  # a login lasts this long
-    # Lock-out: this many failed logins for one name within lockout_minutes lock that name
-    # for lockout_minutes.
+    # Failed logins: this many for one name from one client address within
+    # lockout_minutes pause that name's logins from that address (HTTP 429) until
+    # lockout_minutes after the last; the owner elsewhere can still log in. And this many
+    # from one address, whatever the names, pause every login from it as long.
     lockout_attempts: int = 5
     lockout_minutes: float = 15.0
+    login_address_attempts: int = 20
+    # The largest request body accepted (an import upload); larger ones get HTTP 413
+    # before they are read. Other forms are capped at 1 MiB.
+    max_upload_bytes: int = 20 * 1024 * 1024
     # Proxies whose X-Forwarded-Proto/For headers are believed (comma-separated IPs).
     forwarded_allow_ips: str = "127.0.0.1"
     live_refresh_seconds: float = 5.0  # how often the queue page refreshes itself
@@ -440,8 +446,9 @@ def _validate_web(web: WebSettings, src: str) -> None:
     for name in ("session_hours", "lockout_minutes", "live_refresh_seconds"):
         if getattr(web, name) <= 0:
             raise ConfigError("must be positive", file=src, column=f"web.{name}")
-    if web.lockout_attempts < 1:
-        raise ConfigError("must be at least 1", file=src, column="web.lockout_attempts")
+    for name in ("lockout_attempts", "login_address_attempts", "max_upload_bytes"):
+        if getattr(web, name) < 1:
+            raise ConfigError("must be at least 1", file=src, column=f"web.{name}")
     if web.enabled and web.secret_key_env and not os.environ.get(web.secret_key_env):
         raise ConfigError(f"environment variable {web.secret_key_env} is not set", file=src,
                           column="web.secret_key_env")

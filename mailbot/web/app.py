@@ -1,10 +1,11 @@
 """The Starlette application: middleware (signed session cookie, security headers),
 routes, templates and the error pages.
 
-Every page goes through ``page``: it reads the form of a POST and rejects it with 403 unless
-it carries the session's CSRF token, loads the logged-in user (or sends them to the login
-page), then runs the page's plain function in a worker thread (the database calls are
-synchronous) with a ``Ctx`` holding the request, the user, the form and the language.
+Every page goes through ``page``: it loads the logged-in user (or sends them to the login
+page, and refuses a POST unread), reads the form of a POST up to a size cap and rejects it
+with 403 unless it carries the session's CSRF token, then runs the page's plain function
+in a worker thread (the database calls are synchronous) with a ``Ctx`` holding the
+request, the user, the form and the language.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -44,7 +46,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "web"
 SESSION_COOKIE = "mailbot_session"
 LANG_COOKIE = "lang"
-MAX_UPLOAD = 20 * 1024 * 1024
+# The body of any form but an upload (web.max_upload_bytes caps those): a login, a note.
+FORM_CAP = 1024 * 1024
 
 # Pages: only our own files; no inline script; frames only from ourselves (the sandboxed
 # view of a mail's HTML). Mail HTML itself gets a far stricter policy (views.mail_html).
@@ -164,38 +167,96 @@ def _lang_of(request: Request) -> tuple[str, bool]:
     return (cookie if cookie in i18n.LANGUAGES else "pl"), False
 
 
-def page(fn: Callable[..., Response] | None = None, *, login: bool = True) -> Any:
-    """Wraps a page function ``fn(ctx, **path_params) -> Response`` as an endpoint."""
+class _BodyTooLarge(MultiPartException):
+    """Raised from ``receive`` once a body passes its cap (a MultiPartException, so that
+    Starlette's parser closes the files it had begun)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"the request body is larger than {cap} bytes")
+        self.cap = cap
+
+
+def _capped(receive: Receive, cap: int) -> Receive:
+    """``receive`` that counts the body as it streams (chunked or not) and stops it at
+    ``cap`` bytes."""
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > cap:
+                raise _BodyTooLarge(cap)
+        return message
+
+    return capped
+
+
+def _declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else -1
+
+
+async def _read_form(request: Request, cap: int) -> tuple[Request, FormData]:
+    """The POST's form, read only up to ``cap`` bytes: 413 for a larger declared
+    Content-Length without reading a byte, and for a longer stream as soon as it passes
+    the cap; 400 for a malformed one."""
+    declared = _declared_length(request)
+    if declared is not None and (declared < 0 or declared > cap):
+        raise HTTPException(413, str(cap)) if declared > cap else HTTPException(400)
+    request = Request(request.scope, _capped(request.receive, cap))
+    try:
+        form = await request.form(max_files=4, max_fields=100, max_part_size=1024 * 1024)
+    except _BodyTooLarge:
+        raise HTTPException(413, str(cap)) from None
+    except HTTPException as exc:
+        if isinstance(exc.__context__, _BodyTooLarge):
+            raise HTTPException(413, str(cap)) from None
+        raise HTTPException(400) from None
+    except Exception:
+        raise HTTPException(400) from None
+    return request, form
+
+
+def page(fn: Callable[..., Response] | None = None, *, login: bool = True,
+         upload: bool = False) -> Any:
+    """Wraps a page function ``fn(ctx, **path_params) -> Response`` as an endpoint.
+
+    Everything that can be checked without a POST's body is checked before it is read:
+    the session (a page behind the login refuses a stranger's POST unread), a cross-site
+    origin (Sec-Fetch-Site), and the body's size (``upload`` pages take up to
+    ``web.max_upload_bytes``, the others FORM_CAP). Then the CSRF token in the form."""
 
     def wrap(fn: Callable[..., Response]) -> Callable[[Request], Any]:
         @functools.wraps(fn)
         async def endpoint(request: Request) -> Response:
             state: WebState = request.app.state.web
             lang, set_lang = _lang_of(request)
-            form = None
-            if request.method == "POST":
-                try:
-                    form = await request.form(max_files=4, max_fields=100,
-                                              max_part_size=1024 * 1024)
-                except Exception:
-                    raise HTTPException(400) from None
-                if not csrf_ok(request.session.get("csrf"), form.get("csrf")):
-                    await form.close()
-                    raise HTTPException(403, "csrf")
             user = None
             uid, version = request.session.get("uid"), request.session.get("ver")
             if isinstance(uid, int) and isinstance(version, int):
                 user = await run_in_threadpool(load_user, state.sessions, uid, version)
                 if user is None:
-                    request.session.clear()  # removed, or the password was changed
+                    request.session.clear()  # logged out, removed, or a new password
             if login and user is None:
-                if form is not None:
-                    await form.close()
                 if request.method == "GET":
                     target = request.url.path + (f"?{request.url.query}"
                                                  if request.url.query else "")
                     return RedirectResponse("/login?" + urlencode({"next": target}), 303)
                 raise HTTPException(403, "login")
+            form = None
+            if request.method == "POST":
+                # A browser says where a form came from; another site's is refused unread.
+                if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+                    raise HTTPException(403, "csrf")
+                cap = state.settings.web.max_upload_bytes if upload else FORM_CAP
+                request, form = await _read_form(request, cap)
+                if not csrf_ok(request.session.get("csrf"), form.get("csrf")):
+                    await form.close()
+                    raise HTTPException(403, "csrf")
             ctx = Ctx(request, state, user, lang, form, dict(request.path_params), set_lang)
             try:
                 response = await run_in_threadpool(fn, ctx, **request.path_params)
@@ -273,10 +334,17 @@ def _error_page(status: int) -> Callable[..., Any]:
         state: WebState = request.app.state.web
         detail = getattr(exc, "detail", "")
         key = {403: "error_403_csrf" if detail == "csrf" else "error_403",
-               404: "error_404", 400: "error_400"}.get(status, "error_500")
+               404: "error_404", 400: "error_400", 413: "error_413"}.get(status, "error_500")
+        params = {}
+        if status == 413:  # the detail is the cap that applied, in bytes
+            cap = int(detail) if str(detail).isdigit() else state.settings.web.max_upload_bytes
+            params["mb"] = f"{cap / (1024 * 1024):.3g}"
         html = state.env.get_template("error.html.j2").render(
-            t=lambda k, **p: i18n.t(lang, k, **p), lang=lang, status=status, message_key=key)
-        return HTMLResponse(html, status_code=status)
+            t=lambda k, **p: i18n.t(lang, k, **p), lang=lang, status=status,
+            message=i18n.t(lang, key, **params))
+        # A refused body is not read: the connection cannot carry another request.
+        headers = {"Connection": "close"} if status == 413 else None
+        return HTMLResponse(html, status_code=status, headers=headers)
 
     return handler
 
@@ -298,7 +366,8 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], *,
                     Middleware(Sessions, secret=key,
                                max_age=int(settings.web.session_hours * 3600))],
         exception_handlers={400: _error_page(400), 403: _error_page(403),
-                            404: _error_page(404), 405: _error_page(404)},
+                            404: _error_page(404), 405: _error_page(404),
+                            413: _error_page(413)},
     )
     app.state.web = state
     return app

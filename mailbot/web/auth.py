@@ -1,5 +1,5 @@
-"""Staff accounts, passwords (argon2id), the lock-out after failed logins, the session
-secret and CSRF tokens.
+"""Staff accounts, passwords (argon2id), the pause after failed logins (per name and
+client address, and per address), the session secret and CSRF tokens.
 
 Passwords are only ever hashed here; they are never logged, echoed or stored. Each account
 is scoped to a list of libraries; an admin sees the whole consortium.
@@ -11,9 +11,11 @@ import hmac
 import os
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -132,24 +134,27 @@ def load_user(sessions: sessionmaker[Session], user_id: int,
         return view_of(user)
 
 
+def end_sessions(sessions: sessionmaker[Session], user_id: int, version: int, *,
+                 now: datetime) -> None:
+    """Logs the user out: every cookie carrying ``version`` stops working (load_user)."""
+    with sessions.begin() as session:
+        user = session.get(StaffUser, user_id)
+        if user is not None and user.session_version == version:
+            user.session_version += 1
+            user.updated_at = now
+
+
 @dataclass(frozen=True)
 class LoginResult:
     user: StaffView | None
     locked_until: datetime | None = None
+    # Why logins are paused: "name" (this name from this address) or "address" (this
+    # address, whatever the name).
+    reason: str | None = None
 
 
-def locked_until(session: Session, name: str, now: datetime, *, attempts: int,
-                 minutes: float) -> datetime | None:
-    """When the name's lock-out ends, if ``attempts`` logins failed within ``minutes``
-    (counting only failures since the last successful login)."""
-    window = timedelta(minutes=minutes)
-    last_ok = session.scalar(select(func.max(LoginAttempt.at)).where(
-        LoginAttempt.name == name, LoginAttempt.ok.is_(True)))
-    stmt = select(LoginAttempt.at).where(LoginAttempt.name == name,
-                                         LoginAttempt.ok.is_(False),
-                                         LoginAttempt.at > now - window)
-    if last_ok is not None:
-        stmt = stmt.where(LoginAttempt.at > last_ok)
+def _last_failure_until(session: Session, stmt: Any, now: datetime, window: timedelta,
+                        attempts: int) -> datetime | None:
     failures = sorted(session.scalars(stmt))
     if len(failures) < attempts:
         return None
@@ -157,34 +162,101 @@ def locked_until(session: Session, name: str, now: datetime, *, attempts: int,
     return until if until > now else None
 
 
+def locked_until(session: Session, name: str, now: datetime, *, attempts: int,
+                 minutes: float, remote: str = "") -> datetime | None:
+    """When logins of ``name`` from ``remote`` resume, if ``attempts`` of them failed
+    within ``minutes`` (counting only failures since that name's last successful login
+    from there). Failures from other addresses do not count: a stranger's guesses never
+    lock the owner out of her own desk."""
+    window = timedelta(minutes=minutes)
+    last_ok = session.scalar(select(func.max(LoginAttempt.at)).where(
+        LoginAttempt.name == name, LoginAttempt.remote == remote, LoginAttempt.ok.is_(True)))
+    stmt = select(LoginAttempt.at).where(LoginAttempt.name == name,
+                                         LoginAttempt.remote == remote,
+                                         LoginAttempt.ok.is_(False),
+                                         LoginAttempt.at > now - window)
+    if last_ok is not None:
+        stmt = stmt.where(LoginAttempt.at > last_ok)
+    return _last_failure_until(session, stmt, now, window, attempts)
+
+
+def address_paused_until(session: Session, remote: str, now: datetime, *, attempts: int,
+                         minutes: float) -> datetime | None:
+    """When logins from ``remote`` resume, if ``attempts`` failed from there within
+    ``minutes`` whatever the names. A success does not reset it (an attacker's own
+    account must not buy more guesses at others')."""
+    window = timedelta(minutes=minutes)
+    stmt = select(LoginAttempt.at).where(LoginAttempt.remote == remote,
+                                         LoginAttempt.ok.is_(False),
+                                         LoginAttempt.at > now - window)
+    return _last_failure_until(session, stmt, now, window, attempts)
+
+
+def _paused(session: Session, settings: Settings, name: str, remote: str,
+            now: datetime) -> tuple[datetime | None, str | None]:
+    web = settings.web
+    until = address_paused_until(session, remote, now, attempts=web.login_address_attempts,
+                                 minutes=web.lockout_minutes)
+    if until is not None:
+        return until, "address"
+    until = locked_until(session, name, now, attempts=web.lockout_attempts,
+                         minutes=web.lockout_minutes, remote=remote)
+    return (until, "name") if until is not None else (None, None)
+
+
+# argon2id takes 64 MiB and both cores of a small machine per verification: a flood from
+# many addresses queues here instead of exhausting memory.
+_verifying = threading.BoundedSemaphore(2)
+
+
+def _verify(password_hash: str | None, password: str) -> bool:
+    with _verifying:
+        try:
+            return _hasher.verify(password_hash or _DUMMY_HASH, password) and \
+                password_hash is not None
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+
 def authenticate(sessions: sessionmaker[Session], settings: Settings, *, name: str,
                  password: str, now: datetime, remote: str | None) -> LoginResult:
-    web = settings.web
+    """Checks a login. The slow password verification runs outside any transaction: on
+    SQLite a login flood must never hold the one write lock the bot needs for intake and
+    sending. The try is recorded as a failure before it is verified (in one short
+    transaction with the check that logins are not paused), so concurrent guesses cannot
+    exceed the limits; a success then marks it."""
     name = name.strip()[:100]
+    remote = (remote or "")[:100]
     with sessions.begin() as session:
-        until = locked_until(session, name, now, attempts=web.lockout_attempts,
-                             minutes=web.lockout_minutes)
+        until, reason = _paused(session, settings, name, remote, now)
         if until is not None:
-            # Locked: the password is not even checked, and the try does not extend it.
-            return LoginResult(None, until)
+            # Paused: the password is not even checked, and the try is not recorded.
+            return LoginResult(None, until, reason)
         user = session.scalar(select(StaffUser).where(StaffUser.name == name))
-        ok = False
-        try:
-            ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            ok = False
-        ok = ok and user is not None
-        session.add(LoginAttempt(name=name, at=now, ok=ok, remote=(remote or "")[:100]))
+        user_id, password_hash = (user.id, user.password_hash) if user else (None, None)
+        attempt = LoginAttempt(name=name, at=now, ok=False, remote=remote)
+        session.add(attempt)
         # Kept a month (who tried to log in, from where), then dropped.
         session.execute(delete(LoginAttempt).where(LoginAttempt.at < now - ATTEMPTS_KEPT))
-        if ok and user is not None:
-            if _hasher.check_needs_rehash(user.password_hash):
-                user.password_hash = hash_password(password)
-            return LoginResult(view_of(user))
         session.flush()
-        until = locked_until(session, name, now, attempts=web.lockout_attempts,
-                             minutes=web.lockout_minutes)
-        return LoginResult(None, until)
+        attempt_id = attempt.id
+    if _verify(password_hash, password):
+        # A hash made with older parameters is renewed, also outside the transaction.
+        renewed = hash_password(password) if password_hash and \
+            _hasher.check_needs_rehash(password_hash) else None
+        with sessions.begin() as session:
+            user = session.get(StaffUser, user_id)
+            if user is not None and user.password_hash == password_hash:
+                row = session.get(LoginAttempt, attempt_id)
+                if row is not None:
+                    row.ok = True
+                if renewed is not None:
+                    user.password_hash = renewed
+                return LoginResult(view_of(user))
+        # The password was changed, or the user removed, while it was being checked.
+    with reading(sessions) as session:
+        until, reason = _paused(session, settings, name, remote, now)
+    return LoginResult(None, until, reason)
 
 
 # -- secrets ------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from mailbot.config import SERVICES
 from mailbot.db.models import AuditLog, Mailbox, Request
 from mailbot.errors import BadInput, SourceUnavailable
 from mailbot.web import actions, charts, queries
-from mailbot.web.app import MAX_UPLOAD, Ctx, page
-from mailbot.web.auth import authenticate, new_csrf_token
+from mailbot.web.app import Ctx, page
+from mailbot.web.auth import authenticate, end_sessions, new_csrf_token
 from mailbot.web.mailhtml import inert_html
 
 # -- login -----------------------------------------------------------------------------------
@@ -53,8 +53,13 @@ def login(ctx: Ctx) -> Response:
     if result.user is None:
         if result.locked_until is not None:
             until = result.locked_until.astimezone(ZoneInfo(ctx.settings.timezone))
-            error = ctx.t("login_locked", until=until.strftime("%H:%M"))
-            return ctx.render("login.html.j2", status=429, next=nxt, error=error, name=name)
+            key = "login_paused_address" if result.reason == "address" else "login_locked"
+            error = ctx.t(key, until=until.strftime("%H:%M"))
+            response = ctx.render("login.html.j2", status=429, next=nxt, error=error,
+                                  name=name)
+            wait = (result.locked_until - ctx.now()).total_seconds()
+            response.headers["Retry-After"] = str(max(1, int(wait) + 1))
+            return response
         return ctx.render("login.html.j2", status=401, next=nxt,
                           error=ctx.t("login_failed"), name=name)
     session = ctx.request.session
@@ -66,6 +71,11 @@ def login(ctx: Ctx) -> Response:
 
 @page
 def logout(ctx: Ctx) -> Response:
+    # The cookie alone proves nothing afterwards: a copy of it (another tab, a stolen
+    # one) is refused too, because the user's session version moves on (as with a new
+    # password, this ends the user's sessions on every device).
+    if ctx.user is not None:
+        end_sessions(ctx.sessions, ctx.user.id, ctx.user.session_version, now=ctx.now())
     ctx.request.session.clear()
     return ctx.redirect("/login")
 
@@ -379,7 +389,7 @@ def desk_slip(ctx: Ctx, code_id: int) -> Response:
 # -- imports ---------------------------------------------------------------------------------
 
 
-def _save_upload(upload: UploadFile, folder: Path) -> Path:
+def _save_upload(upload: UploadFile, folder: Path, limit: int) -> Path:
     name = Path(upload.filename or "upload").name
     name = re.sub(r"[^\w.\- ]", "_", name)[:120]
     if not name.strip(". "):  # "", "." or "..": the folder itself or its parent
@@ -389,14 +399,14 @@ def _save_upload(upload: UploadFile, folder: Path) -> Path:
     with target.open("wb") as out:
         while chunk := upload.file.read(1024 * 1024):
             size += len(chunk)
-            if size > MAX_UPLOAD:
-                raise BadInput(f"the file is larger than {MAX_UPLOAD // (1024 * 1024)} MB",
+            if size > limit:
+                raise BadInput(f"the file is larger than {limit / (1024 * 1024):.3g} MB",
                                file=name)
             out.write(chunk)
     return target
 
 
-@page
+@page(upload=True)
 def imports(ctx: Ctx) -> Response:
     from mailbot.imports.load import (
         import_activations,
@@ -422,7 +432,8 @@ def imports(ctx: Ctx) -> Response:
         else:
             with tempfile.TemporaryDirectory(prefix="mailbot-upload-") as tmp:
                 try:
-                    path = str(_save_upload(upload, Path(tmp)))
+                    path = str(_save_upload(upload, Path(tmp),
+                                            ctx.settings.web.max_upload_bytes))
                     name = Path(path).name
                     column = ctx.field("column") or None
                     if kind == "readers":
