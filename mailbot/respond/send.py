@@ -37,6 +37,7 @@ from mailbot.clock import utcnow
 from mailbot.config import SmtpSettings
 from mailbot.db.models import Outbox, UTCDateTime
 from mailbot.db.session import read_only, reading, sqlite_write
+from mailbot.respond.sender_lock import WAIT_STEP, SenderLock, lock_path
 
 log = logging.getLogger(__name__)
 
@@ -330,11 +331,14 @@ async def send_due(sessions: sessionmaker[Session], smtp: SmtpSettings, *,
                    honour_retry: bool = False, retry_for: float | None = None,
                    backoff_max: float = 1800.0,
                    should_stop: Callable[[], bool] = lambda: False,
-                   skip: set[int] | None = None) -> SendReport:
+                   skip: set[int] | None = None, wait: bool = True) -> SendReport:
     """Sends every pending reply that is due (except the ids in ``skip``); returns counts.
 
     ``honour_retry`` (the daemon) waits out each row's pause after a temporary failure and
     gives up after ``retry_for`` seconds; ``run --once`` simply tries every due row again.
+    On SQLite, while another process sends from the outbox (sender_lock), this waits for
+    it to finish, or with ``wait=False`` returns at once with the due rows counted as
+    ``held``.
     """
     report = SendReport()
     now = now or utcnow()
@@ -347,12 +351,36 @@ async def send_due(sessions: sessionmaker[Session], smtp: SmtpSettings, *,
         ids = [i for i in ids if i not in skip]
     if not ids:
         return report
-    if transport is None:
-        async with transport_for(smtp) as own:
-            return await _send_rows(sessions, own, ids, report, retry_for=retry_for,
-                                    backoff_max=backoff_max, should_stop=should_stop)
-    return await _send_rows(sessions, transport, ids, report, retry_for=retry_for,
-                            backoff_max=backoff_max, should_stop=should_stop)
+    path = lock_path(sessions.kw["bind"])
+    lock = SenderLock(path) if path is not None else None
+    if lock is not None and not await _take(lock, wait=wait, should_stop=should_stop):
+        report.held = len(ids)
+        return report
+    try:
+        if transport is None:
+            async with transport_for(smtp) as own:
+                return await _send_rows(sessions, own, ids, report, retry_for=retry_for,
+                                        backoff_max=backoff_max, should_stop=should_stop)
+        return await _send_rows(sessions, transport, ids, report, retry_for=retry_for,
+                                backoff_max=backoff_max, should_stop=should_stop)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+async def _take(lock: SenderLock, *, wait: bool, should_stop: Callable[[], bool]) -> bool:
+    """The SQLite outbox's sender lock: True once held; False if another process holds it
+    and we may not wait (or are stopping)."""
+    told = False
+    while not lock.try_acquire():
+        if not wait or should_stop():
+            log.debug("not sending now: %s", lock.holder())
+            return False
+        if not told:
+            log.info("waiting to send: %s", lock.holder())
+            told = True
+        await asyncio.sleep(WAIT_STEP)
+    return True
 
 
 async def send_while(sessions: sessionmaker[Session], smtp: SmtpSettings,
@@ -423,7 +451,9 @@ async def _send_rows(sessions: sessionmaker[Session], transport: FileTransport |
     if engine.dialect.name == "postgresql":
         return await _send_rows_claimed(engine, transport, ids, report, retry_for=retry_for,
                                         backoff_max=backoff_max, should_stop=should_stop)
-    # SQLite: one process owns the file. Rows are read a page at a time on a reading
+    # SQLite: this process holds the outbox's sender lock (send_due), so no other process
+    # sends these rows meanwhile, and each page's rows are read after it was taken. Rows
+    # are read a page at a time on a reading
     # connection (no write lock: a burst's decide batches and stored chunks hold it in
     # turn, and the page must not wait for them), outside any transaction while the relay
     # answers, and each reply is marked in its own short transaction.
