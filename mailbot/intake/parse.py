@@ -846,11 +846,26 @@ _ATTRIBUTION_VERBS = (
 _ATTRIBUTION_START = re.compile(
     r"(?:w dniu|dnia|on|am|le|el|il|em|op|den|użytkownik|uzytkownik)\b", re.IGNORECASE
 )
-_OUTLOOK_FROM = re.compile(r"\*?(?:from|od|von|de|da)\s*:\*?\s*\S", re.IGNORECASE)
-_OUTLOOK_SENT = re.compile(
-    r"(?:^|\s)\*?(?:sent|wysłano|wyslano|date|data|gesendet|envoyé|enviado|inviato)\s*:",
-    re.IGNORECASE,
+# The fields of a quoted message's header block as mail clients write them, in any order:
+# Outlook desktop, web and mobile ("From: Sent: To: Subject:", in Polish "Od: Wysłane:" or
+# "Wysłano:" "Do: Temat:"), Apple Mail's "Od: Temat: Data: Do:", Thunderbird's forward
+# "Temat: Data: Nadawca: Adresat:", webmails' "Temat: Od: Data: Do:". text/plain made from
+# HTML may bold the names ("*Od:*"), and a block may be flattened onto one line.
+_FIELD_SENDER = r"from|od|nadawca|von|de|da"
+_FIELD_SENT = (
+    r"sent|wysłane|wysłano|wyslane|wyslano|date|data|gesendet|datum|envoyé|enviado|inviato"
 )
+_FIELD_OTHER = (
+    r"to|do|adresat|adresaci|temat|subject|cc|dw|kopia|odpowiedź do|reply-to|an|betreff"
+    r"|objet|asunto|oggetto"
+)
+_FIELD = (
+    rf"\*{{0,2}}(?:(?P<sender>{_FIELD_SENDER})|(?P<sent>{_FIELD_SENT})|{_FIELD_OTHER})"
+    r"[ \t]*:\*{0,2}(?P<value>[ \t]*[^\s*])?"
+)
+_HEADER_FIELD = re.compile(_FIELD, re.IGNORECASE)
+_HEADER_FIELD_INLINE = re.compile(rf"(?<=\s){_FIELD}", re.IGNORECASE)
+_HEADER_BLOCK_LINES = 8  # how far below its first field a block's sender and date may be
 _RULE_LINE = re.compile(r"[_\-=]{8,}")
 
 
@@ -868,34 +883,97 @@ def _is_attribution(text: str) -> bool:
     )
 
 
-def _reply_header_at(lines: list[str], i: int) -> int | None:
-    """If a reply header (attribution, separator, Outlook block) starts at line i, where."""
-    line = lines[i].strip()
-    if line.startswith("-") and line.endswith("-") and _DASHED_SEPARATOR.fullmatch(line):
-        return i
-    if line.endswith(":") and _FORWARD_INTRO.fullmatch(line):
-        return i
-    sender = _OUTLOOK_FROM.match(line)
-    if sender:
-        following = (lines[j].strip() for j in range(i + 1, min(i + 4, len(lines))))
-        if _OUTLOOK_SENT.search(line, sender.end()) or any(
-            _OUTLOOK_SENT.match(f) for f in following
-        ):
-            before = i - 1
-            while before >= 0 and not lines[before].strip():
-                before -= 1
-            return before if before >= 0 and _RULE_LINE.fullmatch(lines[before].strip()) else i
+def _field_kind(match: re.Match[str]) -> str:
+    if match.group("sender") is not None:
+        return "sender" if match.group("value") else "other"  # a bare "Od:" names no one
+    return "sent" if match.group("sent") is not None else "other"
+
+
+def _header_fields(line: str) -> set[str]:
+    """The kinds of the header fields on a line that starts with one: "sender", "sent",
+    "other"; empty when the line does not start with a field."""
+    first = _HEADER_FIELD.match(line) if 0 <= line.find(":", 0, 24) else None
+    if first is None:
+        return set()
+    kinds = {_field_kind(first)}
+    if line.count(":") > 1:  # flattened onto one line: "Od: … Wysłane: … Temat: …"
+        kinds.update(_field_kind(m) for m in _HEADER_FIELD_INLINE.finditer(line, first.end()))
+    return kinds
+
+
+def _header_block_at(lines: list[str], i: int) -> int | None:
+    """If a quoted message's header block starts at line i, where it starts (the rule line
+    above it, when there is one): a sender and a date among the header fields from line i
+    on. One line that is not a field may come between two (a long address wrapped)."""
+    kinds = _header_fields(lines[i].strip())
+    if not kinds:
         return None
-    parts = [line]
-    for j in range(i, min(i + 3, len(lines))):  # Gmail wraps long attributions
+    wrapped = False
+    for j in range(i + 1, min(i + _HEADER_BLOCK_LINES, len(lines))):
+        if "sender" in kinds and "sent" in kinds:
+            break
+        text = lines[j].strip()
+        if not text:
+            continue
+        found = _header_fields(text)
+        if not found:
+            if wrapped:
+                break
+            wrapped = True
+            continue
+        wrapped = False
+        kinds |= found
+    if "sender" not in kinds or "sent" not in kinds:
+        return None
+    before = i - 1
+    while before >= 0 and not lines[before].strip():
+        before -= 1
+    return before if before >= 0 and _RULE_LINE.fullmatch(lines[before].strip()) else i
+
+
+def _is_intro(text: str) -> bool:
+    return bool(text.endswith(":") and (_FORWARD_INTRO.fullmatch(text) or _is_attribution(text)))
+
+
+def _attribution_at(lines: list[str], i: int) -> int | None:
+    """Where an attribution on line i starts, when it is one. Clients wrap long ones onto
+    two or three lines: Gmail after the address's "<", Apple Mail inside "w dniu 21 lis /
+    2025, o godz. 03:55:", Evolution before "napisał:"; so the lines below i (when i has
+    the start) and above it (when i ends in the colon) are joined to it."""
+    parts = [lines[i].strip()]
+    for j in range(i, min(i + 3, len(lines))):
         if j > i:
             nxt = lines[j].strip()
             if not nxt or nxt.startswith(">"):
                 break
             parts.append(nxt)
-        if parts[-1].endswith(":") and _is_attribution(" ".join(parts)):
+        if parts[-1].endswith(":") and _is_intro(" ".join(parts)):
             return i
+    if not parts[0].endswith(":"):
+        return None
+    parts = parts[:1]
+    for k in range(i - 1, max(i - 3, -1), -1):
+        above = lines[k].strip()
+        if not above or above.startswith(">"):
+            break
+        parts.insert(0, above)
+        joined = " ".join(parts)
+        # the start must say it is one: a verb and a colon alone ("napisał:") are not enough
+        if _is_intro(joined) and (
+            _FORWARD_INTRO.fullmatch(joined) or _ATTRIBUTION_START.match(joined) or "@" in joined
+        ):
+            return k
     return None
+
+
+def _reply_header_at(lines: list[str], i: int) -> int | None:
+    """If a reply header (attribution, separator, header block) is at line i, where it
+    starts (an attribution or a header block may start a line or two above)."""
+    line = lines[i].strip()
+    if line.startswith("-") and line.endswith("-") and _DASHED_SEPARATOR.fullmatch(line):
+        return i
+    found = _header_block_at(lines, i)
+    return found if found is not None else _attribution_at(lines, i)
 
 
 def split_quotes(text: str) -> tuple[str, str]:
@@ -903,7 +981,8 @@ def split_quotes(text: str) -> tuple[str, str]:
 
     Quoted are lines starting with ">" and everything from the first reply header on:
     "W dniu ... napisał(a):", "On ... wrote:", "-----Original Message-----",
-    "----- Wiadomość oryginalna -----", an Outlook "From:/Sent:" ("Od:/Wysłano:") block.
+    "----- Wiadomość oryginalna -----", a header block of a sender and a date ("From:/Sent:",
+    "Od:/Wysłane:", "Temat:/Od:/Data:/Do:"), in the forms real clients write them.
     """
     lines = text.split("\n")
     cut = len(lines)
@@ -1387,13 +1466,78 @@ MAX_CARD_CANDIDATES = 100
 MAX_CARD_MATCHES = 1000
 
 
+# A card number as printed, in groups of digits with single spaces or hyphens between:
+# "2000 000 123", "2000-000-123", "5 901234 123457". Groups of seven or more digits are
+# numbers of their own ("0012345 12" is not one number).
+_DIGIT_GROUPS = re.compile(r"(?<![^\W_])\d{1,6}(?:[ -]\d{1,6})+(?![^\W_])")
+_GROUP_SEPARATORS = re.compile(r"[ -]")
+_MAX_GROUPED_DIGITS = 40  # no card number is longer; anything longer is not looked at
+# Never a card, whatever label stands before them: phone numbers as Poles write them
+# (mobile 601 234 567 or 601 23 45 67, landline 22 123 45 67, with the 48 country code),
+# dates with spaces, account numbers (NRB), and a street number before a postal code
+# ("Długa 12 34-567 Kraków").
+_GROUPED_NOT_CARD = re.compile(
+    r"(?:48[ -])?(?:\d{3}[ -]\d{3}[ -]\d{3}|\d{3}[ -]\d{2}[ -]\d{2}[ -]\d{2}"
+    r"|\d{2}[ -]\d{3}[ -]\d{2}[ -]\d{2})"
+    r"|\d{1,2} \d{1,2} \d{4}|\d{4} \d{1,2} \d{1,2}"
+    r"|\d{2}(?: \d{4}){6}"
+    r"|[\d -]* \d{2}-\d{3}"
+)
+
+
+def _grouped_cards(text: str, regex: re.Pattern[str]) -> list[tuple[int, int, str]]:
+    """Card numbers written in groups: (start, end, the digits joined) for each run of digit
+    groups that a card label stands before ("karta 2000 000 123", "nr karty: 2000-000-123",
+    as _label_before finds labels) and whose joined digits are a whole card number for
+    ``regex``. Runs the pattern takes as they are written are left to it; runs
+    whose every group is a card number on its own are separate numbers; phone numbers,
+    dates, postal codes and account numbers are never cards."""
+    found: list[tuple[int, int, str]] = []
+    for run in _DIGIT_GROUPS.finditer(text):
+        written = run.group()
+        groups = _GROUP_SEPARATORS.split(written)
+        joined = "".join(groups)
+        if len(joined) > _MAX_GROUPED_DIGITS or not regex.fullmatch(joined):
+            continue
+        if regex.fullmatch(written) or all(regex.fullmatch(g) for g in groups):
+            continue
+        if _label_before(text, run.start()) != "card":
+            continue
+        start, end = run.span()
+        if _PHONE_PREFIX.search(text[max(0, start - 8) : start]):
+            continue
+        if (_GROUPED_NOT_CARD.fullmatch(written) or _DATE.fullmatch(written)
+                or _POSTAL.fullmatch(written)):
+            continue
+        ibans = _IBAN.finditer(text, max(0, start - _NEAR), end + _NEAR)
+        if any(m.start() <= start and end <= m.end() for m in ibans):
+            continue
+        found.append((start, end, joined))
+        if len(found) >= MAX_CARD_CANDIDATES:
+            break
+    return found
+
+
 def _search(text: str, regex: re.Pattern[str]) -> tuple[list[str], list[str]]:
-    """(distinct eligible candidates, distinct card-labelled ones), in order of appearance."""
+    """(distinct eligible candidates, distinct card-labelled ones), in order of appearance.
+
+    A card number written in groups counts as its digits joined ("karta 2000 000 123" is
+    2000000123), and the groups in it are not numbers of their own."""
     eligible: dict[str, None] = {}
     labelled: dict[str, None] = {}
+    grouped = _grouped_cards(text, regex)
+    at = 0  # the next grouped card to take; each goes in before the matches after it
     for seen, match in enumerate(regex.finditer(text)):
         if seen >= MAX_CARD_MATCHES:
             break
+        while at < len(grouped) and grouped[at][0] <= match.start():
+            if grouped[at][1] > match.start():  # this match is one of its groups
+                break
+            labelled[grouped[at][2]] = None
+            eligible[grouped[at][2]] = None
+            at += 1
+        if at < len(grouped) and grouped[at][0] <= match.start() < grouped[at][1]:
+            continue
         value = match.group()
         kind = _label_before(text, match.start())
         if kind == "card":
@@ -1403,6 +1547,11 @@ def _search(text: str, regex: re.Pattern[str]) -> tuple[list[str], list[str]]:
         eligible[value] = None
         if len(eligible) >= MAX_CARD_CANDIDATES:
             break
+    for _start, _end, value in grouped[at:]:
+        if len(eligible) >= MAX_CARD_CANDIDATES:
+            break
+        labelled[value] = None
+        eligible[value] = None
     return list(eligible), list(labelled)
 
 
