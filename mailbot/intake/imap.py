@@ -28,7 +28,7 @@ from mailbot.config import MailboxSettings, Settings
 from mailbot.db.batches import chunks, in_chunks, insert_rows
 from mailbot.db.models import MID_POLL, Mailbox, Request
 from mailbot.db.session import reading
-from mailbot.intake.parse import ParsedMail, parse_mail, parse_messages
+from mailbot.intake.parse import ParsedMail, parse_mail, parse_messages, plausible_date
 from mailbot.intake.store import (
     SEEN_ONLY,
     POLL_WORKERS,
@@ -38,6 +38,7 @@ from mailbot.intake.store import (
     mailbox_row,
     message_id_of,
     poll_each,
+    set_aside_alone,
 )
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,16 @@ def connect(mb: MailboxSettings) -> IMAPClient:
 
 
 def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+    """An INTERNALDATE as an aware instant (a zone-less one is UTC). One no mail can have
+    (Dovecot takes an APPEND dated 1969 and reports a file's mtime of year 1 as 2105) is
+    taken as arriving now, when the poll saw it: stored as year 1 it would come first in
+    the queue, or fail to store; as 2105 it would wait for its turn until 2105."""
+    when = dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+    now = utcnow()
+    if plausible_date(when, now=now):
+        return when
+    log.warning("INTERNALDATE %s is no mail's arrival; taken as arriving now", when)
+    return now
 
 
 class _Folders:
@@ -340,8 +350,9 @@ def store_chunk(sessions: sessionmaker[Session], settings: Settings, mb: Mailbox
     """Stores fetched mails and the mailbox's new last UID in one commit.
 
     Should the database refuse the batch, each mail is stored on its own, so one mail the
-    database cannot take is set aside (or, at worst, skipped with an error in the log and
-    left in the folder) instead of blocking the mailbox forever.
+    database cannot take is set aside for staff (store.set_aside_alone: a row in state
+    ``error``, or, should even that be refused, nothing stored, an error in the log and the
+    mail moved to the manual folder) instead of blocking the mailbox forever.
     Returns the duplicates' UIDs by the folder they must go to.
     """
     try:
@@ -358,10 +369,28 @@ def store_chunk(sessions: sessionmaker[Session], settings: Settings, mb: Mailbox
             for target, uids in _store(sessions, settings, mb, mailbox_id, uidvalidity, [mail],
                                        mail[0], report).items():
                 duplicates[target] += uids
-        except Exception:
-            log.exception("%s: mail uid=%s cannot be stored; left in the folder for staff",
-                          mb.key, mail[0])
-            report.errors.append(f"uid {mail[0]} could not be stored")
+        except OperationalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this mail only: set aside for staff
+            uid, received_at, raw = mail
+            aside = set_aside_alone(sessions, mb, mailbox_id, uidvalidity=uidvalidity,
+                                    uid=uid, received_at=received_at, raw=raw,
+                                    now=utcnow(), exc=exc)
+            if aside is None:
+                continue  # another process stored it meanwhile, and moves it
+            report.fetched += 1
+            if aside.request_id is None:
+                # A copy of a mail already set aside, or nothing at all could be stored:
+                # moved to the manual folder now (a stored row is moved by its
+                # pending_move with the rest).
+                duplicates[aside.move_to].append(uid)
+                if aside.duplicate:
+                    report.duplicates += 1
+                else:
+                    report.errors.append(f"uid {uid} could not be stored; moved to "
+                                         f"{aside.move_to}")
+            else:
+                report.stored += 1
     with sessions.begin() as session:
         row = session.get(Mailbox, mailbox_id)
         assert row is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import logging
+import traceback
 from typing import Any
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.addresses import usable_address
@@ -31,6 +33,7 @@ from mailbot.intake.parse import (
     match_service,
     match_test_service,
     parse_mail,
+    plausible_date,
     remember_parse,
 )
 
@@ -199,17 +202,116 @@ def _valid_address(address: str | None) -> str | None:
 
 
 def _set_aside(session: Session, *, mailbox: Mailbox, mb: MailboxSettings, uidvalidity: int,
-               uid: int, received_at: datetime, raw: bytes, now: datetime, error: str) -> Stored:
+               uid: int, received_at: datetime, raw: bytes, now: datetime, error: str,
+               bare: bool = False, subject: str = "", from_address: str | None = None
+               ) -> Stored:
+    """A row in state ``error`` for staff (the dashboard's "set aside" queue), the mail to
+    go to the manual folder. Only the raw bytes come from the mail: the error text is made
+    storable (no NUL, no lone surrogates) and an arrival no mail can have becomes ``now``.
+    ``bare`` leaves even the raw mail out (it stays in the manual folder for staff)."""
+    if not plausible_date(received_at, now=now):
+        received_at = now
     req = Request(
         library_id=mailbox.library_id, mailbox_id=mailbox.id, uidvalidity=uidvalidity, uid=uid,
         received_at=received_at, fetched_at=now,
-        message_id="<%s@mailbot.unparsed>" % hashlib.sha256(raw).hexdigest()[:32],
-        raw=raw, raw_size=len(raw), state="error", error=error[:2000], trail=[],
-        pending_move=mb.manual_folder,
+        message_id=set_aside_id(raw, mb, uidvalidity, uid),
+        raw=None if bare else raw, raw_size=len(raw), state="error",
+        error=_storable(error)[:2000], trail=[], pending_move=mb.manual_folder,
+        subject=_storable(subject)[:2000], from_address=from_address,
     )
     session.add(req)
     session.flush()
     return Stored(req.id, mb.manual_folder)
+
+
+def set_aside_id(raw: bytes, mb: MailboxSettings, uidvalidity: int, uid: int) -> str:
+    """The Message-ID a set-aside mail is stored under: a hash of its bytes (the same mail
+    read again is a duplicate), of its place in the mailbox when none could be read."""
+    basis = raw or f"{mb.key}\0{uidvalidity}\0{uid}".encode()
+    return "<%s@mailbot.unparsed>" % hashlib.sha256(basis).hexdigest()[:32]
+
+
+def _storable(text: str) -> str:
+    """Text any database takes: PostgreSQL refuses NUL and invalid UTF-8."""
+    return text.replace("\0", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _headers_quietly(raw: bytes) -> tuple[str, str | None]:
+    """Subject and sender of a mail being set aside, for the staff's queue; nothing when
+    even the guarded parser fails on it."""
+    try:
+        # (raw is at most max_message_bytes already: the intakes read no more)
+        parsed = parse_mail(raw, max_bytes=max(len(raw), 1))
+        return parsed.subject, _valid_address(parsed.from_address)
+    except Exception:  # noqa: BLE001 - the row is stored without them
+        return "", None
+
+
+def failure_text(exc: BaseException) -> str:
+    """What staff see of a failure (the exception and its message), storable."""
+    return _storable(f"{type(exc).__name__}: {exc}")[:2000]
+
+
+def _origin(exc: BaseException) -> str:
+    """Where an exception was raised (file:line in function), for a log line that must not
+    carry the exception's message (which may quote the mail)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    last = frames[-1]
+    return f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name}"
+
+
+def set_aside_alone(sessions: sessionmaker[Session], mb: MailboxSettings, mailbox_id: int,
+                    *, uidvalidity: int, uid: int | None, received_at: datetime, raw: bytes,
+                    now: datetime, exc: BaseException) -> Stored | None:
+    """Sets aside for staff one mail that could not be read, parsed or stored (``exc``):
+    a row in state ``error`` with the error text, to go to the manual folder, in its own
+    transaction with the mailbox's new last UID (``uid`` None: the next one, as Maildir
+    numbers its mail). A mail already set aside (the same bytes) is a duplicate.
+
+    Should the database refuse even that row, a bare one is stored: our own values only
+    (no raw mail, a hash Message-ID, a sane arrival), which any database takes. If that
+    too is refused, ``Stored(None, manual folder)``: nothing is stored, the mail still goes
+    to the manual folder and the failure is logged (never the mail's content). None when
+    another process stored this UID meanwhile (it moves the mail). An OperationalError (the
+    database busy or gone, not this mail's fault) is raised: nothing may be skipped then.
+    """
+    log.warning("%s: mail uid=%s could not be stored (%s at %s); setting it aside for staff",
+                mb.key, uid if uid is not None else "(next)", type(exc).__name__, _origin(exc))
+    for bare in (False, True):
+        try:
+            with sessions.begin() as session:
+                row = session.get(Mailbox, mailbox_id, with_for_update=True)
+                assert row is not None
+                if uid is not None and uid <= row.last_uid:
+                    return None
+                this_uid = row.last_uid + 1 if uid is None else uid
+                row.last_uid = max(row.last_uid, this_uid)
+                message_id = set_aside_id(raw, mb, uidvalidity, this_uid)
+                if known_message_ids(session, row.library_id, [message_id]):
+                    return Stored(None, mb.manual_folder, True)
+                if bare:
+                    return _set_aside(
+                        session, mailbox=row, mb=mb, uidvalidity=uidvalidity, uid=this_uid,
+                        received_at=received_at, raw=raw, now=now, bare=True,
+                        error=f"{type(exc).__name__} (the mail itself could not be kept "
+                              f"here; it is in the folder {mb.manual_folder})")
+                subject, sender = _headers_quietly(raw)
+                return _set_aside(session, mailbox=row, mb=mb, uidvalidity=uidvalidity,
+                                  uid=this_uid, received_at=received_at, raw=raw, now=now,
+                                  error=failure_text(exc), subject=subject,
+                                  from_address=sender)
+        except OperationalError:
+            raise
+        except Exception as refused:  # noqa: BLE001 - whatever it is, the others go on
+            log.error("%s: mail uid=%s: the database refused its %s row (%s at %s)", mb.key,
+                      uid if uid is not None else "(next)",
+                      "bare set-aside" if bare else "set-aside", type(refused).__name__,
+                      _origin(refused))
+    log.error("%s: mail uid=%s not stored at all; moved to %s for staff", mb.key,
+              uid if uid is not None else "(next)", mb.manual_folder)
+    return Stored(None, mb.manual_folder)
 
 
 def mailbox_row(session: Session, mb: MailboxSettings) -> Mailbox:
