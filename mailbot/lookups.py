@@ -8,6 +8,10 @@ are kept current in memory while the batch is decided in arrival order (a code h
 a reply written), all in the one transaction that then writes the results. The answers are
 exactly what the per-request queries would give at that point of the batch: the queries
 below are the same, only grouped (tests/test_decide_batch.py compares the two).
+
+The caps on one sender (codes per address a month, replies per address a day) count by
+``address_key``: ``collector+15@…`` is the mailbox ``collector@…``, and more cards or
+more mails from its tagged forms get no more than the address itself would.
 """
 
 from __future__ import annotations
@@ -24,7 +28,15 @@ from sqlalchemy.orm import Session
 from mailbot.clock import add_months, month_key, parse_month
 from mailbot.config import LibrarySettings
 from mailbot.db.batches import in_chunks, insert_rows, many_writes
-from mailbot.db.models import ActivationReport, Code, LedgerEntry, Mailbox, Outbox, Request
+from mailbot.db.models import (
+    ActivationReport,
+    Code,
+    LedgerEntry,
+    Mailbox,
+    Outbox,
+    Request,
+    address_key,
+)
 from mailbot.rules.base import IssuedThisMonth, ReaderFacts
 
 if TYPE_CHECKING:
@@ -92,32 +104,32 @@ def unactivated_entries(session: Session, library: LibrarySettings, cards: Colle
     return found
 
 
-def codes_to_addresses(session: Session, library_id: str, addresses: Collection[str],
+def codes_to_addresses(session: Session, library_id: str, keys: Collection[str],
                        months: Collection[str]) -> Counter[tuple[str, str]]:
-    """Codes sent to each (lower-case) address in each month."""
+    """Codes sent to each address (by its ``address_key``) in each month."""
     counts: Counter[tuple[str, str]] = Counter()
-    for chunk in in_chunks(addresses):
-        for email, month, n in session.execute(
-                select(LedgerEntry.email, LedgerEntry.month, func.count(LedgerEntry.id))
-                .where(LedgerEntry.library_id == library_id, LedgerEntry.email.in_(chunk),
+    for chunk in in_chunks(keys):
+        for key, month, n in session.execute(
+                select(LedgerEntry.email_key, LedgerEntry.month, func.count(LedgerEntry.id))
+                .where(LedgerEntry.library_id == library_id, LedgerEntry.email_key.in_(chunk),
                        LedgerEntry.month.in_(list(months)))
-                .group_by(LedgerEntry.email, LedgerEntry.month)):
-            counts[(email, month)] += n
+                .group_by(LedgerEntry.email_key, LedgerEntry.month)):
+            counts[(key, month)] += n
     return counts
 
 
-def replies_by_day(session: Session, library_id: str, addresses: Collection[str], tz: Any,
+def replies_by_day(session: Session, library_id: str, keys: Collection[str], tz: Any,
                    start: datetime, end: datetime) -> Counter[tuple[str, str, Any]]:
-    """Replies written to each address, by the request's kind and local day of arrival,
-    for requests that arrived in [start, end)."""
+    """Replies written to each address (by its ``address_key``), by the request's kind
+    and local day of arrival, for requests that arrived in [start, end)."""
     counts: Counter[tuple[str, str, Any]] = Counter()
-    for chunk in in_chunks(addresses):
-        for address, kind, received in session.execute(
-                select(Outbox.to_address, Request.kind, Request.received_at)
+    for chunk in in_chunks(keys):
+        for key, kind, received in session.execute(
+                select(Outbox.to_key, Request.kind, Request.received_at)
                 .join(Request, Request.id == Outbox.request_id)
-                .where(Outbox.library_id == library_id, Outbox.to_address.in_(chunk),
+                .where(Outbox.library_id == library_id, Outbox.to_key.in_(chunk),
                        Request.received_at >= start, Request.received_at < end)):
-            counts[(address, kind, received.astimezone(tz).date())] += 1
+            counts[(key, kind, received.astimezone(tz).date())] += 1
     return counts
 
 
@@ -192,14 +204,14 @@ class BatchLookups:
         self.issued = issued_entries(session, library.id, cards, months) if cards else {}
         penalty = {p for m in months for p in penalty_months(library, m)}
         self.unactivated = unactivated_entries(session, library, cards, penalty)
-        lowered = {a.lower() for a in addresses}
-        self.to_address = codes_to_addresses(session, library.id, lowered, months) \
-            if lowered else Counter()
+        keys = {key for key in map(address_key, addresses) if key}
+        self.to_address = codes_to_addresses(session, library.id, keys, months) \
+            if keys else Counter()
         self.replies: Counter[tuple[str, str, Any]] = Counter()
-        if library.replies_per_sender_per_day > 0 and addresses and received:
+        if library.replies_per_sender_per_day > 0 and keys and received:
             days = [r.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
                     for r in received]
-            self.replies = replies_by_day(session, library.id, addresses, tz, min(days),
+            self.replies = replies_by_day(session, library.id, keys, tz, min(days),
                                           max(days) + timedelta(days=1))
         self.codes: dict[tuple[str, str], deque[Any]] = {
             (service, month): deque(free_code_rows(session, library_id=library.id,
@@ -227,10 +239,11 @@ class BatchLookups:
                             if (card, m) in self.unactivated))
 
     def codes_to_address(self, address: str | None, month: str) -> int:
-        return self.to_address[(address.lower(), month)] if address else 0
+        return self.to_address[(address_key(address), month)] if address else 0
 
     def replies_today(self, address: str, kind: str, received_at: datetime) -> int:
-        return self.replies[(address, kind, received_at.astimezone(self.tz).date())]
+        return self.replies[(address_key(address), kind,
+                             received_at.astimezone(self.tz).date())]
 
     def mailbox(self, mailbox_id: int) -> Mailbox:
         if mailbox_id not in self.mailboxes:
@@ -286,8 +299,12 @@ class BatchLookups:
         if decisions and self.codes_issued:
             session.execute(_CODE_ISSUED, [_by_key(row) for row in self.codes_issued])
         if decisions and self.ledger:
+            for row in self.ledger:
+                row["email_key"] = address_key(row["email"])
             insert_rows(session, LedgerEntry.__table__, self.ledger)
         if outbox and self.outbox:
+            for row in self.outbox:
+                row["to_key"] = address_key(row["to_address"])
             insert_rows(session, Outbox.__table__, self.outbox)
 
     def code_issued(self, *, card: str, month: str, service: str, email: str | None,
@@ -295,10 +312,10 @@ class BatchLookups:
         _remember_first(self.issued, card, month, IssuedThisMonth(
             service=service, code=code, email=email, issued_at=issued_at))
         if email:
-            self.to_address[(email.lower(), month)] += 1
+            self.to_address[(address_key(email), month)] += 1
 
     def reply_written(self, address: str, kind: str, received_at: datetime) -> None:
-        self.replies[(address, kind, received_at.astimezone(self.tz).date())] += 1
+        self.replies[(address_key(address), kind, received_at.astimezone(self.tz).date())] += 1
 
 
 

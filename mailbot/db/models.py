@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    inspect,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -187,10 +188,30 @@ class Request(Base):
                                              uselist=False)
 
 
+def address_key(address: str | None) -> str | None:
+    """The mailbox an address reaches, for counting what one sender got (the caps).
+
+    ``Collector+15@x`` and ``collector@x`` reach one mailbox wherever subaddressing works
+    (Gmail, Outlook, Fastmail, Postfix and most servers), so a ``+tag`` is dropped for
+    every domain, and case everywhere; at gmail.com (and its old name googlemail.com)
+    dots are not part of the name either, so they go too. Other tricks (``-tag`` on some
+    servers, dots elsewhere) are left: there they name different people's mailboxes. The
+    address itself is kept as written: replies go where the patron wrote from."""
+    if not address:
+        return None
+    local, at, domain = address.strip().lower().rpartition("@")
+    if not at:
+        return domain or None
+    local = local.split("+", 1)[0] or local
+    if domain in ("gmail.com", "googlemail.com"):
+        local, domain = local.replace(".", "") or local, "gmail.com"
+    return f"{local}@{domain}"
+
+
 class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_state", "state", "due_at"),
-                      Index("ix_outbox_to", "library_id", "to_address"))
+                      Index("ix_outbox_to_key", "library_id", "to_key"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # "reply" (to a request) or "reminder" (of an unactivated code)
@@ -200,6 +221,8 @@ class Outbox(Base):
     library_id: Mapped[str] = mapped_column(ForeignKey("libraries.id"))
     mail_from: Mapped[str] = mapped_column(String(320))
     to_address: Mapped[str] = mapped_column(String(320))
+    # address_key(to_address): the daily reply cap counts replies by it.
+    to_key: Mapped[str | None] = mapped_column(String(320))
     message_id: Mapped[str] = mapped_column(String(300), unique=True)
     outcome: Mapped[str] = mapped_column(String(32))
     message: Mapped[bytes] = mapped_column(LargeBinary)
@@ -221,7 +244,7 @@ class LedgerEntry(Base):
     # Every decision asks "what did this card get this month?" and "how many codes went
     # to this address?": without these, each decision scans the whole ledger.
     __table_args__ = (Index("ix_ledger_card_month", "library_id", "card_number", "month"),
-                      Index("ix_ledger_email_month", "library_id", "month", "email"))
+                      Index("ix_ledger_email_key_month", "library_id", "month", "email_key"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code_id: Mapped[int] = mapped_column(ForeignKey("codes.id"), unique=True)
@@ -230,6 +253,8 @@ class LedgerEntry(Base):
     month: Mapped[str] = mapped_column(String(7))
     card_number: Mapped[str] = mapped_column(String(64))
     email: Mapped[str | None] = mapped_column(String(320))
+    # address_key(email): the codes-per-address cap counts codes by it.
+    email_key: Mapped[str | None] = mapped_column(String(320))
     request_id: Mapped[int | None] = mapped_column(Integer)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     channel: Mapped[str] = mapped_column(String(16), default="email")
@@ -256,6 +281,28 @@ class ActivationReport(Base):
     library_id: Mapped[str] = mapped_column(ForeignKey("libraries.id"))
     month: Mapped[str] = mapped_column(String(7))
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def _keep_key(source: str, key: str) -> tuple[Any, Any]:
+    """Rows written through the ORM (desk, override, reminders, erasure) keep ``key`` in
+    step with ``source``; the decide batch's bulk inserts set it themselves
+    (lookups.BatchLookups.write)."""
+
+    def on_insert(_mapper: Any, _conn: Any, row: Any) -> None:
+        setattr(row, key, address_key(getattr(row, source)))
+
+    def on_update(_mapper: Any, _conn: Any, row: Any) -> None:
+        if inspect(row).attrs[source].history.has_changes():
+            setattr(row, key, address_key(getattr(row, source)))
+
+    return on_insert, on_update
+
+
+for _model, _source, _key in ((LedgerEntry, "email", "email_key"),
+                              (Outbox, "to_address", "to_key")):
+    _on_insert, _on_update = _keep_key(_source, _key)
+    event.listen(_model, "before_insert", _on_insert)
+    event.listen(_model, "before_update", _on_update)
 
 
 @event.listens_for(Session, "before_flush")
