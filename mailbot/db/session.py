@@ -18,8 +18,35 @@ SQLITE_TIMEOUT = 30.0
 READ_ONLY = "mailbot_read_only"
 
 
+def private_sqlite_file(url: str) -> None:
+    """Creates the SQLite file of ``url`` readable by its owner only (0600), and takes
+    the world's access to an existing one away: it holds patrons' data and the codes.
+
+    SQLite gives the -wal and -shm files it creates the main file's permissions, so they
+    follow. An in-memory database or a ``file:`` URI is left to whoever wrote it."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        for name in (path, f"{path}-wal", f"{path}-shm"):
+            try:
+                mode = os.stat(name).st_mode & 0o777
+                if mode & 0o007:
+                    os.chmod(name, mode & ~0o007)
+            except OSError:
+                pass  # not there (-wal, -shm), or not ours to change: SQLite will say
+        return
+    except OSError:
+        return  # no such folder and the like: SQLite's own error says it best
+    # The umask may have taken bits away, never added any: 0600 or less, as meant.
+    os.close(fd)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
+        private_sqlite_file(url)
         # hide_parameters: a failed statement's message must never carry a code.
         engine = create_engine(url, connect_args={"timeout": SQLITE_TIMEOUT},
                                hide_parameters=True, **kwargs)
