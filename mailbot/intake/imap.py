@@ -44,6 +44,10 @@ from mailbot.intake.store import (
 log = logging.getLogger(__name__)
 
 FETCH_CHUNK = 200
+# A burst's first chunk is at most this big and is stored as soon as it is read (parsed
+# here: the workers are still starting), so a start stores mail within a second of the
+# poll beginning, however often the process is killed (a crash loop, cron with a timeout).
+FIRST_CHUNK = 50
 DATES_CHUNK = 2000  # UIDs a FETCH of arrival times names (under Dovecot's 64 KB line)
 
 
@@ -261,15 +265,16 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
                                           uidvalidity, moved_ids=moved_ids)
 
         try:
-            # In a burst, each chunk is parsed by worker processes while the next one is
-            # fetched, and stored after that.
+            # In a burst, each chunk but the first is parsed by worker processes while the
+            # next one is fetched, and stored after that; the first (FIRST_CHUNK) is
+            # stored at once.
             waiting: tuple[list[int], list[tuple[int, datetime, bytes]],
                            ParsedAhead | None] | None = None
             card_pattern = settings.library(mb.library).card_pattern
-            for chunk in chunks(uids, FETCH_CHUNK):
+            for n, chunk in enumerate(poll_chunks(uids)):
                 messages = _fetch(client, chunk, settings.max_message_bytes, arrived)
                 mails = [(uid, *messages[uid]) for uid in chunk if uid in messages]
-                if mover is None:
+                if mover is None or n == 0:
                     store(chunk, mails, None)
                     continue
                 ahead = ParsedAhead(mails, settings.max_message_bytes, card_pattern)
@@ -460,6 +465,14 @@ def _arrivals(client: IMAPClient, uids: list[int]) -> dict[int, datetime]:
             if b"INTERNALDATE" in data}
 
 
+def poll_chunks(uids: list[int]) -> list[list[int]]:
+    """The chunks a poll fetches and stores, in order (a burst's first one small)."""
+    if len(uids) <= FETCH_CHUNK:
+        return [uids] if uids else []
+    first = min(FIRST_CHUNK, FETCH_CHUNK)
+    return [uids[:first], *chunks(uids[first:], FETCH_CHUNK)]
+
+
 def _unread_from(dates: dict[int, datetime], uids: list[int]) -> dict[int, datetime]:
     """For each chunk's last UID: the earliest arrival among the UIDs after it, i.e. what
     is still unread once the poll has stored up to that chunk. Mail without a date (gone
@@ -469,7 +482,7 @@ def _unread_from(dates: dict[int, datetime], uids: list[int]) -> dict[int, datet
         return {}
     out: dict[int, datetime] = {}
     earliest: datetime | None = None
-    for chunk in reversed(list(chunks(uids, FETCH_CHUNK))):
+    for chunk in reversed(poll_chunks(uids)):
         if earliest is not None:
             out[chunk[-1]] = earliest
         for uid in chunk:
