@@ -8,6 +8,7 @@ is scoped to a list of libraries; an admin sees the whole consortium.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import re
 import secrets
@@ -192,13 +193,37 @@ def address_paused_until(session: Session, remote: str, now: datetime, *, attemp
     return _last_failure_until(session, stmt, now, window, attempts)
 
 
+def is_proxy(address: str | None, forwarded_allow_ips: str) -> bool:
+    """Whether ``address`` is one of the proxies named in ``web.forwarded_allow_ips``
+    (addresses or networks; "*" names no one in particular). A request that still comes
+    from a proxy carried no X-Forwarded-For: its address is everybody's."""
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for item in forwarded_allow_ips.split(","):
+        item = item.strip()
+        if not item or item == "*":
+            continue
+        try:
+            if ip in ipaddress.ip_network(item, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 def _paused(session: Session, settings: Settings, name: str, remote: str,
-            now: datetime) -> tuple[datetime | None, str | None]:
+            now: datetime, per_address: bool = True) -> tuple[datetime | None, str | None]:
     web = settings.web
-    until = address_paused_until(session, remote, now, attempts=web.login_address_attempts,
-                                 minutes=web.lockout_minutes)
-    if until is not None:
-        return until, "address"
+    if per_address:
+        until = address_paused_until(session, remote, now,
+                                     attempts=web.login_address_attempts,
+                                     minutes=web.lockout_minutes)
+        if until is not None:
+            return until, "address"
     until = locked_until(session, name, now, attempts=web.lockout_attempts,
                          minutes=web.lockout_minutes, remote=remote)
     return (until, "name") if until is not None else (None, None)
@@ -219,16 +244,18 @@ def _verify(password_hash: str | None, password: str) -> bool:
 
 
 def authenticate(sessions: sessionmaker[Session], settings: Settings, *, name: str,
-                 password: str, now: datetime, remote: str | None) -> LoginResult:
+                 password: str, now: datetime, remote: str | None,
+                 per_address: bool = True) -> LoginResult:
     """Checks a login. The slow password verification runs outside any transaction: on
     SQLite a login flood must never hold the one write lock the bot needs for intake and
     sending. The try is recorded as a failure before it is verified (in one short
     transaction with the check that logins are not paused), so concurrent guesses cannot
-    exceed the limits; a success then marks it."""
+    exceed the limits; a success then marks it. ``per_address=False``: ``remote`` is not
+    one client's (a proxy's), so only its names are paused, never the whole address."""
     name = name.strip()[:100]
     remote = (remote or "")[:100]
     with sessions.begin() as session:
-        until, reason = _paused(session, settings, name, remote, now)
+        until, reason = _paused(session, settings, name, remote, now, per_address)
         if until is not None:
             # Paused: the password is not even checked, and the try is not recorded.
             return LoginResult(None, until, reason)
@@ -255,7 +282,7 @@ def authenticate(sessions: sessionmaker[Session], settings: Settings, *, name: s
                 return LoginResult(view_of(user))
         # The password was changed, or the user removed, while it was being checked.
     with reading(sessions) as session:
-        until, reason = _paused(session, settings, name, remote, now)
+        until, reason = _paused(session, settings, name, remote, now, per_address)
     return LoginResult(None, until, reason)
 
 

@@ -4,6 +4,7 @@ them is answered 404 (direct URLs and forms alike)."""
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from datetime import timedelta
@@ -25,8 +26,11 @@ from mailbot.db.models import AuditLog, Mailbox, Request
 from mailbot.errors import BadInput, SourceUnavailable
 from mailbot.web import actions, charts, queries
 from mailbot.web.app import Ctx, page
-from mailbot.web.auth import authenticate, end_sessions, new_csrf_token
+from mailbot.web.auth import authenticate, end_sessions, is_proxy, new_csrf_token
 from mailbot.web.mailhtml import inert_html
+
+log = logging.getLogger(__name__)
+_warned: set[str | None] = set()  # proxies already named in the log
 
 # -- login -----------------------------------------------------------------------------------
 
@@ -47,9 +51,17 @@ def login(ctx: Ctx) -> Response:
     name = ctx.field("name")
     password = ctx.form.get("password") if ctx.form else ""
     client = ctx.request.client
+    remote = client.host if client else None
+    # Behind a proxy that does not say whose request it passes on, every login comes from
+    # the proxy: pausing that address would pause everybody's, so only names are paused.
+    per_address = not is_proxy(remote, ctx.settings.web.forwarded_allow_ips)
+    if not per_address and "x-forwarded-proto" in ctx.request.headers and remote not in _warned:
+        _warned.add(remote)
+        log.warning("dashboard: logins arrive from the proxy %s without X-Forwarded-For: "
+                    "failed logins are counted per name only; set it in the proxy", remote)
     result = authenticate(ctx.sessions, ctx.settings, name=name,
                           password=password if isinstance(password, str) else "",
-                          now=ctx.now(), remote=client.host if client else None)
+                          now=ctx.now(), remote=remote, per_address=per_address)
     if result.user is None:
         if result.locked_until is not None:
             until = result.locked_until.astimezone(ZoneInfo(ctx.settings.timezone))

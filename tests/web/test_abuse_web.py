@@ -111,7 +111,8 @@ body {{ background: url('{origin}/bg.png'); font-family: x; }}</style>
 <img src="{origin}/img.png" alt="x">
 <img src="relative.png" alt="via base">
 <img srcset="{origin}/srcset.png 1x, {origin}/srcset2.png 2x" alt="y">
-<picture><source srcset="{origin}/source.png"><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" alt="z"></picture>
+<picture><source srcset="{origin}/source.png">
+<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" alt="z"></picture>
 <video src="{origin}/video.mp4" poster="{origin}/poster.png" autoplay></video>
 <audio src="{origin}/audio.mp3" autoplay></audio>
 <video><source src="{origin}/source.mp4"><track src="{origin}/track.vtt"></video>
@@ -169,6 +170,28 @@ def test_mail_html_makes_the_staff_browser_connect_nowhere(site, served):
         assert listener.connections == 0, listener.seen
     finally:
         listener.close()
+
+
+def test_a_mails_html_keeps_its_words_and_names_nothing_to_fetch():
+    # Made inert, the same mail keeps the patron's words and layout, and nothing in it
+    # names the sender's host but a link's tooltip (shown, never followed).
+    from selectolax.lexbor import LexborHTMLParser
+
+    from mailbot.web.mailhtml import inert_html
+
+    out = LexborHTMLParser(inert_html(hostile_html("http://evil.test:8000")))
+    assert "Anna Nowak, karta 1000001" in out.body.text()
+    assert "styled" in out.body.text() and out.css_first("table") is not None
+    for node in out.root.traverse(include_text=False):
+        assert node.tag not in ("iframe", "img") or not node.attributes.get("src"), node.html
+        for name, value in node.attributes.items():
+            assert "evil.test" not in (value or "") or (node.tag, name) == ("a", "title"), \
+                node.html
+    assert "evil.test" not in out.html.replace('title="http://evil.test:8000/link"', "")
+    kept = inert_html('<p style="color: red">a</p><img src="data:image/png;base64,iVBO" '
+                      'alt="logo"><p style="background: url(x)">b</p>')
+    assert 'style="color: red"' in kept and 'src="data:image/png;base64,iVBO"' in kept
+    assert "url(" not in kept
 
 
 def _requests_of(site, address):
