@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import holidays
+if TYPE_CHECKING:
+    import holidays
 
 
 def utcnow() -> datetime:
@@ -68,6 +70,11 @@ def last_day(year: int, month: int) -> date:
 
 @lru_cache(maxsize=64)
 def _polish_holidays(year: int) -> holidays.HolidayBase:
+    # Imported on first use: every command imports this module, few need the calendar,
+    # and importing it costs ~50 ms of each start (a restarted daemon must store its
+    # first mail within a second).
+    import holidays
+
     return holidays.country_holidays("PL", years=year)
 
 

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imapclient import IMAPClient
 from sqlalchemy import Engine
@@ -38,13 +38,19 @@ from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db import notify
 from mailbot.db.session import reading
-from mailbot.decide import decide_pending, waiting_on
 from mailbot.intake.imap import connect, poll_mailbox
 from mailbot.intake.maildir import poll_all_maildirs
 from mailbot.intake.store import record_mailbox_error
-from mailbot.jobs import Jobs
 from mailbot.readers import close_sources, make_sources
-from mailbot.respond.send import SendReport, next_due, send_due, transport_for
+
+if TYPE_CHECKING:
+    from mailbot.jobs import Jobs
+    from mailbot.respond.send import SendReport
+
+# The deciding, sending and scheduling code (templates, SMTP, APScheduler: ~0.4 s of
+# imports) is imported by the threads that use it, after the mailbox watchers have
+# started: a daemon restarted in the middle of a burst stores its first mail within a
+# second of starting, however often it is killed.
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +89,7 @@ class Daemon:
         self._poll_now = {mb.key: self._maildirs_now if mb.type == "maildir"
                           else threading.Event() for mb in settings.mailboxes}
         self.sources: dict[str, Any] = {}
-        self.jobs = Jobs(sessions, settings, wake=self._send.set)
+        self.jobs: Jobs | None = None  # started after the watchers (see the imports)
         self.web: Any = None  # mailbot.web.server.WebServer, when the dashboard runs
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -99,6 +105,9 @@ class Daemon:
         self._spawn("sender", self._sender)
         if notify.shared(self.engine):
             self._spawn("listener", self._listen)
+        from mailbot.jobs import Jobs
+
+        self.jobs = Jobs(self.sessions, self.settings, wake=self._send.set)
         self.jobs.start()
         self._start_web()
         self._decide.set()
@@ -146,7 +155,8 @@ class Daemon:
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.1, deadline - time.monotonic()))
-        self.jobs.shutdown()
+        if self.jobs is not None:
+            self.jobs.shutdown()
         if self.web is not None:
             self.web.join(max(0.1, deadline - time.monotonic()))
         close_sources(self.sources)
@@ -295,6 +305,8 @@ class Daemon:
     # -- decide and respond ------------------------------------------------------------
 
     def _decider(self) -> None:
+        from mailbot.decide import decide_pending, waiting_on
+
         while not self.stopping.is_set():
             self._decide.wait(DECIDE_EVERY)
             self._decide.clear()
@@ -320,6 +332,8 @@ class Daemon:
         aio.run(self._send_loop())
 
     async def _send_loop(self) -> None:
+        from mailbot.respond.send import next_due, send_due, transport_for
+
         d = self.settings.daemon
         backoff = 1.0
         async with transport_for(self.settings.smtp) as transport:

@@ -14,8 +14,6 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import utcnow
@@ -34,7 +32,10 @@ def _record(sessions: sessionmaker[Session], name: str, *, ran: datetime | None 
     with sessions.begin() as session:
         # Several daemons may start at once on one PostgreSQL database: the row is created
         # by whichever comes first (ON CONFLICT DO NOTHING), then updated.
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        if session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:  # imported here: the other dialect's module costs ~0.1 s of each start
+            from sqlalchemy.dialects.sqlite import insert
         session.execute(insert(JobRun).values(name=name)
                         .on_conflict_do_nothing(index_elements=["name"]))
         session.execute(update(JobRun).where(JobRun.name == name).values(**values))

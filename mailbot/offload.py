@@ -25,8 +25,6 @@ import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
-from mailbot.respond.compose import compose_reply
-
 log = logging.getLogger(__name__)
 
 PARENT_CHECK = 1.0  # seconds between a child's looks at whether its parent is still there
@@ -108,6 +106,10 @@ class ComposeFailed(Exception):
 
 def compose_messages(jobs: list[dict[str, Any]]) -> list[bytes | str]:
     """In a worker: each job's message, or the traceback of its failure."""
+    # Imported here (the fork server preloads it for the workers): intake imports this
+    # module, and a restarted daemon's first stored mail must not wait for the templates.
+    from mailbot.respond.compose import compose_reply
+
     out: list[bytes | str] = []
     for job in jobs:
         try:
