@@ -1185,7 +1185,7 @@ _LOOKALIKES = str.maketrans(
 )  # fmt: skip
 _SUBJECT_PREFIX = re.compile(
     r"\s*(?:(?:re|odp|odpowied[zź]|fwd?|pd|wg|aw|sv|vs|tr|rif|antw|res|enc|doorst|wtd)"
-    r"\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*:|\[[^\]]*\]|\([^)]*\))\s*",
+    r"\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*:|\[([^\]]*)\]|\(([^)]*)\))\s*",
     re.IGNORECASE,
 )
 _NOT_ALNUM = re.compile(r"[\W_]+")
@@ -1193,6 +1193,37 @@ _SERVICES = {"legimi": "legimi", "empikgo": "empik_go"}
 
 
 _MAX_SUBJECT = 1000  # no request subject is longer; longer ones are not read at all
+
+
+# Auto-reply and bounce phrases as subject tags, folded (lowercase, no accents): "[Auto-
+# Reply]", "(Automatic reply)", "[Out of Office]", "[Automatyczna odpowiedź]", "Automatic
+# reply:", "Odpowiedź automatyczna:", "Undeliverable:", "(delivery failed)". Only as a tag:
+# a word in a person's sentence is not one.
+_SEP = r"[\s_.\-]*"
+_AUTO_PHRASE = (
+    r"(?:auto(?:matic(?:ally)?|mated|matische[rn]?|matisch|matyczn[aey]|matique|matica|matico"
+    r"|maattinen)?" + _SEP
+    + r"(?:repl(?:y|ies|ied)|respon[sd]\w*|answer|antwort|antwoord|odpowiedz\w*|reponse"
+    r"|risposta|respuesta|resposta|svar|vastaus|message|wiadomosc|mail|notice)"
+    r"|(?:odpowiedz|wiadomosc|reponse|risposta|respuesta|resposta|antwort|antwoord|svar"
+    r"|vastaus|odpoved)" + _SEP + r"automat\w*"
+    r"|out" + _SEP + r"of" + _SEP + r"(?:the" + _SEP + r")?office|abwesen\w*"
+    r"|poza" + _SEP + r"biurem|nieobecn\w*|vacation|vacances|ferie"
+    r"|undeliver\w*|non" + _SEP + r"remis|niedostarcz\w*|unzustellbar|non" + _SEP
+    + r"recapitabile|delivery" + _SEP + r"(?:has" + _SEP + r")?(?:failed|failure|status"
+    r"|notification)|returned" + _SEP + r"mail|failure" + _SEP + r"notice"
+    r"|mail" + _SEP + r"delivery" + _SEP + r"failed)"
+)
+_AUTO_TAG = re.compile(r"\s*" + _AUTO_PHRASE + r"\b")  # the inside of "[...]" or "(...)"
+# A tag at the head, after the "Re:"s an auto-responder puts before it ("Re: [Auto-Reply]
+# ..."), in brackets or followed by a colon; or one in brackets at the very end.
+_AUTO_SUBJECT_HEAD = re.compile(
+    r"(?:\s*(?:re|odp|odpowiedz|aw|sv|vs|antw|res|rif)\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*:)*\s*"
+    r"(?:[\[(]\s*" + _AUTO_PHRASE + r"\b[^\[\]()]{0,80}[\])]|" + _AUTO_PHRASE + r"\s*:)"
+)
+_AUTO_SUBJECT_TAIL = re.compile(r"[\[(]\s*" + _AUTO_PHRASE + r"\b[^\[\]()]{0,80}[\])]\s*\Z")
+# Someone forwarding an auto-reply to us wrote that mail themselves.
+_FORWARD_HEAD = re.compile(r"\s*(?:fwd?|pd|wg|tr|doorst|enc|wtd|rv)\s*:")
 
 
 def _subject_key(subject: str) -> str:
@@ -1205,6 +1236,9 @@ def _subject_key(subject: str) -> str:
         match = _SUBJECT_PREFIX.match(text)
         if not match or not text[match.end() :].strip():
             break  # a lone "[LEGIMI]" is the subject itself, not a tag
+        tag = match.group(1) or match.group(2)
+        if tag and _AUTO_TAG.match(tag):
+            return ""  # "[Auto-Reply] Re: LEGIMI" is an answering machine's, never a request
         text = text[match.end() :]
     return _NOT_ALNUM.sub("", text)
 
@@ -1218,6 +1252,20 @@ def match_test_service(subject: str) -> str | None:
     """The service of a "TEST LEGIMI" / "TEST EMPIK GO" subject, same tolerance."""
     key = _subject_key(subject or "")
     return _SERVICES.get(key[4:]) if key.startswith("test") else None
+
+
+def auto_subject(subject: str) -> bool:
+    """The subject carries an auto-reply or bounce tag of its own software ("[Automatyczna
+    odpowiedź] Re: LEGIMI", "Automatic reply: Re: LEGIMI", "Re: LEGIMI (Automatic
+    Response)", Lotus Notes' "AUTO: …"), and is not someone's forward of such a mail."""
+    if not subject or len(subject) > _MAX_SUBJECT:
+        return False
+    if subject.startswith("AUTO:"):  # Lotus Notes, always in capitals
+        return True
+    text = fold(subject.translate(_INVISIBLE))
+    if _FORWARD_HEAD.match(text):
+        return False
+    return bool(_AUTO_SUBJECT_HEAD.match(text) or _AUTO_SUBJECT_TAIL.search(text))
 
 
 # --------------------------------------------------------------------------- names
@@ -1585,10 +1633,29 @@ def find_cards(source: ParsedMail | str, *, pattern: str = DEFAULT_CARD_PATTERN)
 
 _LOOP_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply", "auto-reply"})
 _LOOP_HEADERS = ("x-autoreply", "x-autorespond", "x-auto-response-suppress")
-_DAEMON_LOCAL_PARTS = frozenset({"mailer-daemon", "mailer_daemon", "mailerdaemon", "postmaster"})
-_NO_REPLY_LOCAL_PARTS = frozenset(
-    {"noreply", "no-reply", "no_reply", "donotreply", "do-not-reply", "do_not_reply"}
-)
+# Fields only software writes, each its own reason: list managers (RFC 2369 and older
+# ones: ezmlm, fml, Mailman), MTAs' bounce and loop markers, challenge-response systems,
+# issue trackers, Hotmail's complaint reports. No mail client puts any of them on a
+# person's mail. (Looked up as one set intersection: a burst asks for every mail.)
+_MACHINE_HEADERS = frozenset({
+    "list-subscribe", "list-help", "list-post", "list-owner", "mailing-list", "x-mlserver",
+    "x-ml-name", "x-mailman-version", "x-list-administrivia", "x-beenthere", "x-loop",
+    "x-failed-recipients", "x-bluebottle-request", "x-jira-fingerprint", "x-github-reason",
+    "x-gitlab-project", "x-redmine-host", "x-bugzilla-reason", "x-hmxmroriginalrecipient",
+})
+_APPLE_AUTO = frozenset({"vacation", "autoreply", "auto-reply", "autorespond"})
+_REPORT_TYPES = frozenset({
+    "multipart/report", "message/delivery-status", "message/global-delivery-status",
+    "message/feedback-report", "message/disposition-notification",
+})
+_SEPARATORS = str.maketrans("", "", "-_.+")
+_DAEMON_LOCAL_PARTS = frozenset({"mailerdaemon", "maildaemon", "postmaster"})  # "-_." dropped
+_NO_REPLY = re.compile(r"noreply|donotreply|donotrespond|nieodpowiadaj|nieodpisuj")
+# Accounts of programs, not people: cron and database jobs mail as these.
+_SYSTEM_LOCAL_PARTS = frozenset({
+    "root", "cron", "daemon", "nobody", "wwwdata", "wwwrun", "apache", "nginx", "httpd",
+    "oracle", "postgres", "mysql", "nagios", "icinga", "zabbix", "jenkins", "logwatch",
+})
 
 
 def _local_part(address: str | None) -> str:
@@ -1609,16 +1676,22 @@ def loop_reason(
     """Why this mail must get no automatic reply (RFC 3834 and common practice), or None.
 
     Reasons: "auto-submitted", "precedence:<value>", "x-autoreply", "x-autorespond",
-    "x-auto-response-suppress", "list-id", "list-unsubscribe", "empty-return-path",
-    "mailer-daemon" (also postmaster), "delivery-report", "no-reply-address",
-    "own-address" (From, Reply-To or Sender is one of ours), "own-message-id",
-    "reply-to-own-message".
+    "x-auto-response-suppress", "list-id", "list-unsubscribe", the name of a field only
+    software writes (``_MACHINE_HEADERS``: "list-subscribe", "mailing-list", "x-mlserver",
+    "x-loop", "x-failed-recipients", "x-jira-fingerprint" …), "x-apple-action" (iCloud's
+    vacation reply), "empty-return-path", "mailer-daemon" (also postmaster, post_master),
+    "delivery-report" (any report type: DSN, ARF complaint, read receipt),
+    "no-reply-address" (noreply, gmail-noreply, do-not-reply …), "auto-reply-subject"
+    (``auto_subject``), "own-address" (From, Reply-To or Sender is one of ours),
+    "own-message-id", "reply-to-own-message".
 
     Replies *to* our own messages (In-Reply-To one of ours) are patrons answering us
     ("here is my card number") and are let through unless ``replies_to_own_are_loops``:
     an auto-responder that answers us is caught by its own headers and by the per-sender
     daily cap. Return-Path is not compared with our addresses: mail redirected between
-    the library's own mailboxes carries one of them there.
+    the library's own mailboxes carries one of them there. A report nested deeper in the
+    MIME tree is found in the raw mail (``bounce.report_reason``); what only the body
+    gives away is ``looks_automatic``'s (weaker: for staff).
     """
     headers = parsed.headers
     auto = headers.get("auto-submitted")
@@ -1634,15 +1707,22 @@ def loop_reason(
         return "list-id"
     if "list-unsubscribe" in headers:
         return "list-unsubscribe"
+    if not _MACHINE_HEADERS.isdisjoint(headers):
+        return next(name for name in headers if name in _MACHINE_HEADERS)
+    if "x-apple-action" in headers and _first_token(headers["x-apple-action"]) in _APPLE_AUTO:
+        return "x-apple-action"  # (``in`` first: a missing field's .get raises inside)
     if parsed.return_path == "":
         return "empty-return-path"
-    senders = (parsed.from_address, parsed.return_path)
-    if any(_local_part(a) in _DAEMON_LOCAL_PARTS for a in senders):
+    senders = [_local_part(a).translate(_SEPARATORS) for a in
+               (parsed.from_address, parsed.return_path) if a]
+    if any(local in _DAEMON_LOCAL_PARTS for local in senders):
         return "mailer-daemon"
-    if parsed.content_type in ("multipart/report", "message/delivery-status"):
+    if parsed.content_type in _REPORT_TYPES:
         return "delivery-report"
-    if any(_local_part(a) in _NO_REPLY_LOCAL_PARTS for a in senders):
+    if any(_NO_REPLY.search(local) for local in senders):
         return "no-reply-address"
+    if auto_subject(parsed.subject):
+        return "auto-reply-subject"
     own = _own(frozenset(own_addresses))  # a frozenset is passed through as it is
     sender_header = _parse_address(headers.get("sender"))
     addresses = (parsed.from_address, parsed.reply_to, sender_header[1] if sender_header else None)
@@ -1653,6 +1733,77 @@ def loop_reason(
         return "own-message-id"
     if replies_to_own_are_loops and (parsed.in_reply_to or "").lower().startswith(prefix):
         return "reply-to-own-message"
+    return None
+
+
+# What programs write in a body: bounces of gateways that send plain text, out-of-office
+# notes, challenge-response, notifications. Weaker evidence than a header (a patron may
+# paste a bounce they got, or write that they are out of the office), so a request that
+# reads like this is left for staff: never answered, never silenced. Our own replies
+# ("This is an automatic reply to your request", "Wiadomość wysłana automatycznie…")
+# match none of it: patrons answer them with the card below.
+_BOUNCE_TEXT = re.compile(
+    r"(?:could ?n[o']?t|can ?not|was ?n[o']?t|has not been|will not) be delivered"
+    r"|undeliverable|delivery (?:to the following recipients? )?(?:has )?failed"
+    r"|permanent(?:ly)? (?:fatal )?error|failed recipients?|returned mail"
+    r"|delivery status notification|mail delivery (?:failed|subsystem|system)"
+    r"|user unknown|mailbox (?:unavailable|is full|not found)"
+)
+_MACHINE_TEXT = re.compile(
+    r"automat\w* (?:response|reply|answer) to your (?:message|e-?mail|mail|letter)"
+    r"|(?:i am|i'm|i will be) (?:currently )?(?:out of (?:the )?office|away from)"
+    r"|only notification you will receive"
+    r"|jestem (?:obecnie )?(?:poza biurem|nieobecn|na urlopie)"
+    r"|(?:odpowied[zź]|wiadomo[sś][cć]) (?:automatyczn|wygenerowan\w* automatycznie)"
+    r"|automatyczn\w+ odpowied[zź]|wygenerowan\w+ automatycznie"
+    r"|please do not reply|do not reply to this|nie odpowiadaj na t"
+    r"|(?:allowed|approved|white) ?list|unsubscribe|wypisa[cć] si[eę]"
+    r"|^<\?xml\b",  # a program's data, not a letter
+    re.MULTILINE,
+)
+# Each phrase above holds one of these words: a text without any (nearly every request)
+# is not searched at all. A big alternation costs ~50 us a mail; these tests ~2.
+_BOUNCE_WORDS = ("deliver", "permanent", "recipient", "returned mail", "user unknown",
+                 "mailbox")
+_MACHINE_WORDS = ("automat", "wygenerowan", "out of", "away from", "only notification",
+                  "jestem", "not reply", "odpowiadaj", "allowed", "approved", "white",
+                  "unsubscribe", "wypisa", "<?xml")  # not "list": Polish "listopad"
+_MACHINE_TEXT_REACH = 4000  # programs say it at the top; a long mail is not read further
+# The receiving spam filter's verdict: spam, or a sender address the mail's own route
+# does not back (a web form or a spammer writing in someone's name). Answering either
+# sends mail to someone who did not write (backscatter).
+_FORGED = re.compile(r"\bFORGED_[A-Z0-9_]+")
+
+
+def looks_automatic(parsed: ParsedMail) -> str | None:
+    """Why this mail reads as a program's although no header says so, or None.
+
+    A system account as sender (root, cron, oracle …: scripts and cron jobs); a spam
+    filter's "spam" or "forged sender" verdict; an auto-reply or notification phrase in
+    what the sender wrote (``unquoted``); a delivery failure phrase in the text outside
+    "> " quotes (plain-text bounces put the report under a dashed rule, which reads as a
+    quote; a patron's reply quoting a bounce with "> " is the patron's)."""
+    if _local_part(parsed.from_address).translate(_SEPARATORS) in _SYSTEM_LOCAL_PARTS:
+        return "system account"
+    headers = parsed.headers
+    if "x-spam-flag" in headers and _first_token(headers["x-spam-flag"]) == "yes":
+        return "spam filter: spam"
+    if "x-spam-status" in headers:
+        status = headers["x-spam-status"]
+        if _first_token(status).rstrip(",") == "yes":
+            return "spam filter: spam"
+        if _FORGED.search(status):
+            return "spam filter: forged sender"
+    own = parsed.unquoted[:_MACHINE_TEXT_REACH].lower()
+    if any(word in own for word in _MACHINE_WORDS):
+        match = _MACHINE_TEXT.search(own)
+        if match:
+            return " ".join(match.group().split())
+    text = parsed.text[:_MACHINE_TEXT_REACH].lower()
+    if any(word in text for word in _BOUNCE_WORDS):
+        for match in _BOUNCE_TEXT.finditer(text):
+            if text[text.rfind("\n", 0, match.start()) + 1 : match.start() + 1][:1] != ">":
+                return " ".join(match.group().split())
     return None
 
 

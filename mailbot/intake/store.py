@@ -26,9 +26,10 @@ from mailbot.addresses import usable_address
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db.batches import in_chunks
 from mailbot.db.models import Mailbox, Outbox, Request
-from mailbot.intake.bounce import Bounce, find_bounce
+from mailbot.intake.bounce import Bounce, find_bounce, report_reason
 from mailbot.intake.parse import (
     ParsedMail,
+    looks_automatic,
     loop_reason,
     match_service,
     match_test_service,
@@ -116,7 +117,10 @@ def ingest(
         "state": "new", "outcome": None, "decided_at": None, "trail": [],
         "pending_move": None,
     }
-    reason = loop_reason(parsed, own_addresses=settings.own_addresses)
+    # A report nested below the top level (a gateway's DSN, an ARF complaint) is found
+    # in the raw bytes; loop_reason sees the top level.
+    reason = (loop_reason(parsed, own_addresses=settings.own_addresses)
+              or report_reason(parsed, raw))
     bounce = find_bounce(parsed, raw)
     if bounce is not None:
         reason = f"bounce of our reply: {_mark_bounced(session, bounce, now)}"
@@ -137,6 +141,10 @@ def ingest(
     elif service is None:
         settle("manual", "not_a_request", "subject",
                "subject names no service; left for staff", mb.manual_folder)
+    elif (machine := looks_automatic(parsed)) is not None:
+        # Only the body says "a program wrote this": too weak to silence, so staff decide.
+        settle("manual", "not_a_request", "loop",
+               f"reads like an automatic mail ({machine!r}); left for staff", mb.manual_folder)
     elif values["from_address"] is None:
         # No address to answer: nothing may be issued to nobody; staff look at it.
         settle("manual", "not_a_request", "sender",
