@@ -1208,7 +1208,7 @@ _AUTO_PHRASE = (
     r"|(?:odpowiedz|wiadomosc|reponse|risposta|respuesta|resposta|antwort|antwoord|svar"
     r"|vastaus|odpoved)" + _SEP + r"automat\w*"
     r"|out" + _SEP + r"of" + _SEP + r"(?:the" + _SEP + r")?office|abwesen\w*"
-    r"|poza" + _SEP + r"biurem|nieobecn\w*|vacation|vacances|ferie"
+    r"|poza" + _SEP + r"biurem|nieobecn\w*|vacation|vacances"  # not "ferie": Polish holidays
     r"|undeliver\w*|non" + _SEP + r"remis|niedostarcz\w*|unzustellbar|non" + _SEP
     + r"recapitabile|delivery" + _SEP + r"(?:has" + _SEP + r")?(?:failed|failure|status"
     r"|notification)|returned" + _SEP + r"mail|failure" + _SEP + r"notice"

@@ -191,7 +191,8 @@ def test_a_patrons_reply_and_forward_prefixes_still_match(subject, service):
 
 @pytest.mark.parametrize("subject", [
     "Auto: sprzedam", "Automatyczne przedłużenie wypożyczeń", "Odpowiedź na pytanie",
-    "Kod na urlop", "Re: Moja wiadomość nie została dostarczona?",
+    "Kod na urlop", "Re: Moja wiadomość nie została dostarczona?", "LEGIMI (ferie)",
+    "LEGIMI (automatycznie przedłużone?)",
 ])
 def test_words_in_a_persons_subject_are_no_tags(subject):
     # "auto" is a car in Polish; only a tag ("[…]", "(…)", "…:" in front) counts.
