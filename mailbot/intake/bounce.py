@@ -35,6 +35,9 @@ _MESSAGE_PART = re.compile(
 )
 # Hotmail's complaint reports (JMRP) enclose the mail complained of with this field added.
 _HOTMAIL_COMPLAINT = re.compile(rb"^x-hmxmroriginalrecipient:", re.IGNORECASE | re.MULTILINE)
+# A report is a part of a mixed (or report) multipart, never one of the alternatives or
+# related parts of a single text: those are a typical patron's mail, not scanned at all.
+_ONE_TEXT = frozenset({"multipart/alternative", "multipart/related"})
 _REPORT_REACH = 256 * 1024  # reports come first; the returned original may be large
 _REPORT_REASONS = {
     b"delivery-status": "delivery-report", b"global-delivery-status": "delivery-report",
@@ -52,8 +55,9 @@ class Bounce:
 def report_reason(parsed: ParsedMail, raw: bytes) -> str | None:
     """"delivery-report", "feedback-report" or "read-receipt" when the mail carries such a
     part below its top level (not inside a forwarded message), else None."""
-    if not parsed.content_type.startswith("multipart/"):
-        return None  # nothing below the top level
+    ctype = parsed.content_type
+    if not ctype.startswith("multipart/") or ctype in _ONE_TEXT:
+        return None  # nothing below the top level, or the forms of one text (most requests)
     # Plain substring tests first (no copy, no regex): nearly every request has neither.
     if raw.find(b"essage/", 0, _REPORT_REACH) < 0 and raw.find(b"ESSAGE/", 0, _REPORT_REACH) < 0:
         return _hotmail_complaint(raw)

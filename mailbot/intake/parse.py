@@ -1262,7 +1262,9 @@ def auto_subject(subject: str) -> bool:
         return False
     if subject.startswith("AUTO:"):  # Lotus Notes, always in capitals
         return True
-    text = fold(subject.translate(_INVISIBLE))
+    if "[" not in subject and "(" not in subject and ":" not in subject:
+        return False  # no tag can be there ("LEGIMI"): asked of every mail, so say so fast
+    text = fold(subject if subject.isascii() else subject.translate(_INVISIBLE))
     if _FORWARD_HEAD.match(text):
         return False
     return bool(_AUTO_SUBJECT_HEAD.match(text) or _AUTO_SUBJECT_TAIL.search(text))
@@ -1648,13 +1650,18 @@ _REPORT_TYPES = frozenset({
     "multipart/report", "message/delivery-status", "message/global-delivery-status",
     "message/feedback-report", "message/disposition-notification",
 })
-_SEPARATORS = str.maketrans("", "", "-_.+")
-_DAEMON_LOCAL_PARTS = frozenset({"mailerdaemon", "maildaemon", "postmaster"})  # "-_." dropped
-_NO_REPLY = re.compile(r"noreply|donotreply|donotrespond|nieodpowiadaj|nieodpisuj")
+# Spelled with or without "-", "_" or ".": post_master, mailer_daemon, no.reply ...
+_SEP_CHAR = r"[-_.]?"
+_DAEMON_LOCAL_PART = re.compile(
+    rf"(?:mailer{_SEP_CHAR}daemon|mail{_SEP_CHAR}daemon|post{_SEP_CHAR}master)\Z")
+_NO_REPLY = re.compile(
+    rf"no{_SEP_CHAR}reply|do{_SEP_CHAR}not{_SEP_CHAR}(?:reply|respond)"
+    rf"|nie{_SEP_CHAR}odpowiadaj|nie{_SEP_CHAR}odpisuj")
 # Accounts of programs, not people: cron and database jobs mail as these.
 _SYSTEM_LOCAL_PARTS = frozenset({
-    "root", "cron", "daemon", "nobody", "wwwdata", "wwwrun", "apache", "nginx", "httpd",
-    "oracle", "postgres", "mysql", "nagios", "icinga", "zabbix", "jenkins", "logwatch",
+    "root", "cron", "daemon", "nobody", "www-data", "www_data", "wwwrun", "apache", "nginx",
+    "httpd", "oracle", "postgres", "mysql", "nagios", "icinga", "zabbix", "jenkins",
+    "logwatch",
 })
 
 
@@ -1713,9 +1720,8 @@ def loop_reason(
         return "x-apple-action"  # (``in`` first: a missing field's .get raises inside)
     if parsed.return_path == "":
         return "empty-return-path"
-    senders = [_local_part(a).translate(_SEPARATORS) for a in
-               (parsed.from_address, parsed.return_path) if a]
-    if any(local in _DAEMON_LOCAL_PARTS for local in senders):
+    senders = (_local_part(parsed.from_address), _local_part(parsed.return_path))
+    if any(_DAEMON_LOCAL_PART.match(local) for local in senders):
         return "mailer-daemon"
     if parsed.content_type in _REPORT_TYPES:
         return "delivery-report"
@@ -1783,7 +1789,7 @@ def looks_automatic(parsed: ParsedMail) -> str | None:
     what the sender wrote (``unquoted``); a delivery failure phrase in the text outside
     "> " quotes (plain-text bounces put the report under a dashed rule, which reads as a
     quote; a patron's reply quoting a bounce with "> " is the patron's)."""
-    if _local_part(parsed.from_address).translate(_SEPARATORS) in _SYSTEM_LOCAL_PARTS:
+    if _local_part(parsed.from_address) in _SYSTEM_LOCAL_PARTS:
         return "system account"
     headers = parsed.headers
     if "x-spam-flag" in headers and _first_token(headers["x-spam-flag"]) == "yes":
