@@ -17,6 +17,7 @@ refusing anybody.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from collections import Counter
@@ -69,6 +70,11 @@ NO_REPLY = frozenset({"ignored_loop", "not_a_request", "rate_limited", "ignored_
 # Requests decided in one transaction (see batch_size).
 BATCH_SIZE = 200
 REMOTE_BATCH_SIZE = 10
+# A process's first batch is at most this big: right after a start nothing is cached (each
+# mail is parsed again, the reply workers are still starting), and a daemon restarted in
+# the middle of a burst must commit decisions within a second, however often it is killed.
+FIRST_BATCH = 50
+_first_batch_done = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,7 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
                     should_stop: Callable[[], bool], burst: bool = False, *,
                     source_was_down: bool) -> list[Decision]:
     decisions: list[Decision] = []
-    size = batch_size(source)
+    full = batch_size(source)
     # SQLite has one write lock for the whole file: a batch is read and decided on a
     # snapshot without it and written under it (see _write_checked), so the sender's
     # marks and intake's chunks are not held up for a whole batch. PostgreSQL locks rows
@@ -249,6 +255,7 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
 
     while not should_stop():
         now = fixed_now or utcnow()
+        size = full if _first_batch_done.is_set() else min(full, FIRST_BATCH)
         try:
             if snapshot:
                 with reading(sessions) as session:
@@ -282,6 +289,7 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
                       exc.request_id, exc.trace)
             _set_aside(sessions, exc.request_id, exc.trace)
             continue
+        _first_batch_done.set()
         if source_was_down:
             _record_source(sessions, library.id, None, now)
             source_was_down = False
@@ -344,8 +352,10 @@ def _decide_batch(session: Session, batch: list[QueuedRequest], *, settings: Set
         addresses={p.req.from_address for p in prepared if p.req.from_address},
         months={p.month for p in prepared},
         received=[p.req.received_at for p in prepared], codes_needed=needed)
-    if (burst or len(batch) >= offload.OFFLOAD_MIN) and (executor := offload.pool()) is not None:
-        look.composer = Composer(executor)  # a burst: replies composed on other cores
+    if burst or len(batch) >= offload.OFFLOAD_MIN:
+        # A burst: replies composed on other cores (in place until the workers are up).
+        if (executor := offload.ready_pool()) is not None:
+            look.composer = Composer(executor)
     done: list[tuple[Decision, float]] = []
     for item in prepared:
         if done and should_stop():

@@ -33,6 +33,8 @@ OFFLOAD_MIN = 200  # a batch this big is a burst (decide.BATCH_SIZE)
 
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
+_started = threading.Event()  # the workers are up (start())
+_starting: threading.Thread | None = None
 
 
 def workers() -> int:
@@ -77,8 +79,8 @@ def end_with(parent: int, then: Any = None) -> None:
 
 
 def submit(fn: Any, *args: Any) -> Future[Any] | None:
-    """``fn(*args)`` on a worker; None without workers (or when they are gone)."""
-    executor = pool()
+    """``fn(*args)`` on a worker; None without workers (not started yet, or gone)."""
+    executor = ready_pool()
     if executor is None:
         return None
     try:
@@ -88,9 +90,57 @@ def submit(fn: Any, *args: Any) -> Future[Any] | None:
         return None
 
 
+def start(*, wait: bool) -> bool:
+    """Starts the workers (once): in the background, or waiting until they are up with
+    ``wait``. True when they are up."""
+    global _starting
+    with _pool_lock:
+        begin = not _started.is_set() and _starting is None
+        if begin:
+            _starting = threading.Thread(target=_start_workers, name="workers-start",
+                                         daemon=True)
+            _starting.start()
+        starting = _starting
+    if wait and starting is not None:
+        starting.join()
+    return _started.is_set()
+
+
+def _start_workers() -> None:
+    global _starting
+    try:
+        executor = pool()
+        if executor is not None:
+            # Each submit starts a worker (from the fork server, which is started first
+            # and imports the preloaded modules): ~0.3 s in all, waited for here.
+            for started in [executor.submit(os.getpid) for _ in range(workers())]:
+                started.result()
+            _started.set()
+    except Exception as exc:  # no workers: the work is done in place
+        log.warning("worker processes could not be started (%s)", exc)
+    finally:
+        with _pool_lock:
+            _starting = None
+
+
+def ready_pool() -> ProcessPoolExecutor | None:
+    """The pool once its workers are up; until then None (the caller does the work in
+    place) and they are started in the background. A start does not wait for them: a
+    daemon restarted in a burst decides and stores its first mail meanwhile."""
+    if _started.is_set():
+        return _pool
+    start(wait=False)
+    return None
+
+
 def shutdown() -> None:
     global _pool
     with _pool_lock:
+        starting = _starting
+    if starting is not None:
+        starting.join()
+    with _pool_lock:
+        _started.clear()
         if _pool is not None:
             _pool.shutdown(wait=True, cancel_futures=True)
             _pool = None

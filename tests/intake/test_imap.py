@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -178,10 +177,7 @@ def _burst_bot(tmp_path, imap_user, smtp_sink, n: int):
 def _start_workers_and_watch_chunks(monkeypatch) -> list[int]:
     """Starts the parsing workers; the list returned fills with the UIDs of each chunk
     that no worker had taken up when it was to be stored (parsed in this process)."""
-    executor = offload.pool()
-    assert executor is not None, "one CPU: the parsing workers cannot be tested here"
-    for started in [executor.submit(os.getpid) for _ in range(offload.workers())]:
-        started.result(timeout=60)
+    assert offload.start(wait=True), "one CPU: the parsing workers cannot be tested here"
     left_here: list[int] = []
     real_result = imap_intake.ParsedAhead.result
 
@@ -306,7 +302,8 @@ def test_in_a_burst_the_workers_also_find_the_card_and_name_for_the_librarys_pat
         ("issued", f"AB{i:06d}", f"Ala {surnames[i]}") for i in range(8)]
     # Only the mails of the first chunk and of a chunk no worker had taken up (see above)
     # are searched here.
-    assert sorted(searched_here) == sorted(f"AB{uid - 1:06d}" for uid in [1, 2, 3] + left_here)
+    assert sorted(searched_here) == sorted(f"AB{uid - 1:06d}"
+                                           for uid in [1, 2, 3] + left_here)
     assert len(left_here) < 5  # the workers did read the others
 
 
