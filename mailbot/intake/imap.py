@@ -235,11 +235,13 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
             else None
         # Until the last chunk is stored, a later arrival already stored could take the
         # code of an earlier one not yet read: each chunk's commit says up to when the
-        # library may be decided. In a burst the arrival times of the whole poll are asked
-        # for first, so that is the earliest arrival still unread (deciding goes on while
-        # the rest is read); without them, nothing (MID_POLL) until the poll is complete.
-        arrived = _arrivals(client, uids) if mover is not None else {}
-        unread_from = _unread_from(arrived, uids)
+        # library may be decided. In a burst the arrival times of the rest of the poll are
+        # asked for once the first chunk is stored, so each later chunk says the earliest
+        # arrival still unread (deciding goes on while the rest is read); without them
+        # (and for the first chunk: storing it must not wait for them), nothing (MID_POLL)
+        # until the poll is complete.
+        arrived: dict[int, datetime] = {}
+        unread_from: dict[int, datetime] = {}
         moved_ids: list[int] = []
 
         def store(chunk: list[int], mails: list[tuple[int, datetime, bytes]],
@@ -271,7 +273,11 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
             waiting: tuple[list[int], list[tuple[int, datetime, bytes]],
                            ParsedAhead | None] | None = None
             card_pattern = settings.library(mb.library).card_pattern
-            for n, chunk in enumerate(poll_chunks(uids)):
+            planned = poll_chunks(uids)
+            for n, chunk in enumerate(planned):
+                if n == 1:  # a burst, its first chunk stored: the rest's arrival times
+                    arrived = _arrivals(client, uids[len(planned[0]):])
+                    unread_from = _unread_from(arrived, uids)
                 messages = _fetch(client, chunk, settings.max_message_bytes, arrived)
                 mails = [(uid, *messages[uid]) for uid in chunk if uid in messages]
                 if mover is None or n == 0:

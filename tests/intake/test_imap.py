@@ -232,9 +232,10 @@ def test_a_burst_of_several_chunks_is_moved_on_a_second_connection_while_reading
 
 
 def test_a_burst_asks_for_each_arrival_time_once(tmp_path, imap_user, smtp_sink, monkeypatch):
-    # The arrival times of the whole burst are asked for first (to decide while reading);
-    # the chunks' FETCHes then ask only for the mail, and each request keeps its own
-    # INTERNALDATE.
+    # The first chunk is fetched with its arrival times and stored at once; then the
+    # arrival times of the rest of the burst are asked for (to decide while reading), and
+    # the later chunks' FETCHes ask only for the mail. Each arrival time is asked for
+    # once, for the UIDs it concerns, and each request keeps its own INTERNALDATE.
     from imapclient import IMAPClient
 
     monkeypatch.setattr(imap_intake, "FETCH_CHUNK", 3)
@@ -243,12 +244,14 @@ def test_a_burst_asks_for_each_arrival_time_once(tmp_path, imap_user, smtp_sink,
     real_fetch = IMAPClient.fetch
 
     def fetch(self, messages, data, *args, **kwargs):
-        asked.append([str(item).split("<")[0] for item in data])
+        asked.append([str(item).split("<")[0] for item in data] + [sorted(messages)])
         return real_fetch(self, messages, data, *args, **kwargs)
 
     monkeypatch.setattr(IMAPClient, "fetch", fetch)
     assert bot.run_once() == 0
-    assert asked == [["INTERNALDATE"]] + [["BODY.PEEK[]"]] * 3
+    assert asked == [["INTERNALDATE", "BODY.PEEK[]", [1, 2, 3]],
+                     ["INTERNALDATE", [4, 5, 6, 7, 8]],
+                     ["BODY.PEEK[]", [4, 5, 6]], ["BODY.PEEK[]", [7, 8]]]
     assert [r.received_at for r in bot.requests()] == [w + timedelta(seconds=i)
                                                       for i in range(8)]
     assert len(smtp_sink.messages) == 8
