@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import resource
 import sys
 import zipfile
 from pathlib import Path
@@ -141,11 +142,17 @@ def test_a_file_name_of_dots_is_an_error_or_imported_never_a_500(site):
         assert s.scalar(select(func.count(Code.id)).where(Code.code.like("DOTS-CODE-%"))) == 5
 
 
+AS_LIMIT = 1536 * 1024 * 1024
+
+
 def _run_measured(args: list[str]) -> tuple[int, str, int]:
     """Runs ``mailbot ARGS`` in a child process: its exit code, stderr and peak RSS (KiB)."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: becomes the mailbot process, its stderr into the pipe
+        # A hard ceiling besides the measurement: a run gone wrong (as before the bounds:
+        # 5 GB for the CSV below) fails in seconds instead of swamping the machine.
+        resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
         os.close(read)
         os.dup2(write, 2)
         devnull = os.open(os.devnull, os.O_WRONLY)
