@@ -160,7 +160,8 @@ def cmd_import_readers(settings: Settings, args: argparse.Namespace) -> int:
     if args.remove_missing:
         from mailbot.imports.load import remove_missing_readers
 
-        gone = remove_missing_readers(sessions, path=args.file, library_id=args.library)
+        gone = remove_missing_readers(sessions, path=args.file, library_id=args.library,
+                                      limits=settings.imports)
         removed = f", {gone} removed (not in the file)"
     print(f"{args.file}: {result.created} readers added, {result.updated} updated, "
           f"{result.unchanged} unchanged{removed}")

@@ -32,6 +32,7 @@ def test_the_example_documents_every_key():
 
     from mailbot.config import (
         DaemonSettings,
+        ImportSettings,
         WebSettings,
         LibrarySettings,
         MailboxSettings,
@@ -43,10 +44,10 @@ def test_the_example_documents_every_key():
 
     text = (ROOT / "config.example.toml").read_text()
     for cls in (Settings, SmtpSettings, LibrarySettings, MailboxSettings, SqlSourceSettings,
-                Sip2SourceSettings, DaemonSettings, WebSettings):
+                Sip2SourceSettings, DaemonSettings, WebSettings, ImportSettings):
         for f in dataclasses.fields(cls):
             if f.name in ("source", "smtp", "libraries", "mailboxes", "sql", "sip2", "daemon",
-                          "web"):
+                          "web", "imports"):
                 continue
             assert f"{f.name} =" in text or f"# {f.name} =" in text, f"{cls.__name__}.{f.name}"
 

@@ -455,7 +455,8 @@ def imports(ctx: Ctx) -> Response:
                                        updated=r.updated, unchanged=r.unchanged)
                         if ctx.field("remove_missing"):
                             gone = remove_missing_readers(ctx.sessions, path=path,
-                                                          library_id=lib)
+                                                          library_id=lib,
+                                                          limits=ctx.settings.imports)
                             result += " " + ctx.t("done_readers_removed", n=gone)
                     elif kind == "codes":
                         r = import_codes(ctx.sessions, ctx.settings, path=path, library_id=lib,
