@@ -29,6 +29,12 @@ READER_HEADER = ("numer_karty;imie;nazwisko;email;wazna_do;zadluzenie;przetrzyma
                  "aktualizacja_danych;ostatnie_wypozyczenie")
 
 
+def valid_reader(year: int) -> str:
+    """The fields after a reader row's e-mail for a reader with nothing against them in
+    ``year`` (card valid, no debt or overdue items, data updated, a loan this year)."""
+    return f"{year + 1}-12-31;0;0;{year}-01-15;{year}-02-01"
+
+
 def request_mail(sender: str, subject: str, body: str, *, date: datetime | None = None,
                  headers: dict[str, str] | None = None, html: bool = False) -> tuple[bytes, str]:
     """A patron's mail; returns (raw bytes, its Message-ID)."""

@@ -22,6 +22,20 @@ from pathlib import Path
 from typing import Any
 
 
+# Config tables for a daemon that is killed and restarted again and again: it reconnects
+# and retries within a second, and no dashboard is started (not under test there, and its
+# fixed port would clash between runs).
+KILLABLE_DAEMON = """
+[daemon]
+poll_interval = 600.0
+reconnect_max = 1.0
+send_backoff_max = 1.0
+
+[web]
+enabled = false
+"""
+
+
 @dataclass(frozen=True)
 class Counts:
     """How far the three stages have got, as the database says."""

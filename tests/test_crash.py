@@ -38,8 +38,9 @@ from sqlalchemy.orm import selectinload
 
 from mailbot.db.models import Code, LedgerEntry, Outbox, Request
 from mailbot.db.session import open_database
-from tests.botenv import make_bot, request_mail
-from tests.chaos import Counts, DaemonProcess, db_counts, multiappend, wait_until
+from tests.botenv import make_bot, request_mail, valid_reader
+from tests.chaos import (KILLABLE_DAEMON, Counts, DaemonProcess, db_counts, multiappend,
+                         wait_until)
 
 SEED = int(os.environ.get("MAILBOT_CRASH_SEED", "20261121"))
 PATRONS = 600          # distinct readers, one request each ...
@@ -52,15 +53,6 @@ SMALL_BATCHES = 3      # the rest arrives in batches while the bot is down or st
 KILLS = 24
 FINAL_TIMEOUT = 120.0
 
-FAST = """
-[daemon]
-poll_interval = 600.0
-reconnect_max = 1.0
-send_backoff_max = 1.0
-
-[web]
-enabled = false
-"""  # the dashboard is not under test here, and its fixed port would clash between runs
 POLICY = "reminder_days = 0\n"  # no activation reminders mixed into the replies, any date
 CODE_RE = re.compile(r"CRS-\d{6}")
 
@@ -102,9 +94,6 @@ class Kill:
         how = self.trigger + ("" if self.fired else " (timed out)")
         return f"kill {self.number:2d} at {self.uptime:5.2f}s on {how:<32} [{self.stage}]: {d}"
 
-
-def _ok(year: int) -> str:
-    return f"{year + 1}-12-31;0;0;{year}-01-15;{year}-02-01"
 
 
 def _mails(rng: random.Random) -> list[Mail]:
@@ -148,9 +137,11 @@ def test_kill_9_at_random_moments_loses_nothing_and_gives_nothing_twice(
     started = time.monotonic()
     rng = random.Random(SEED)
     print(f"\nseed {SEED} (set MAILBOT_CRASH_SEED to repeat or vary)")
-    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], tables=FAST, policy=POLICY)
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], tables=KILLABLE_DAEMON,
+                   policy=POLICY)
     w = bot.window()
-    assert bot.import_readers([f"08{i:05d};Ala;Crash{i};c{i}@patron.test;{_ok(w.year)}"
+    assert bot.import_readers([f"08{i:05d};Ala;Crash{i};c{i}@patron.test;"
+                               f"{valid_reader(w.year)}"
                                for i in range(1, PATRONS + 1)]) == 0
     assert bot.import_codes([f"CRS-{i:06d}" for i in range(1, CODES + 1)]) == 0
     db = tmp_path / "mailbot.db"

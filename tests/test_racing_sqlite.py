@@ -22,24 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.botenv import make_bot, request_mail
-from tests.chaos import db_counts, multiappend, wait_until
+from tests.botenv import make_bot, request_mail, valid_reader
+from tests.chaos import KILLABLE_DAEMON, db_counts, multiappend, wait_until
 
-FAST = """
-[daemon]
-poll_interval = 600.0
-reconnect_max = 1.0
-send_backoff_max = 1.0
-
-[web]
-enabled = false
-"""
 POLICY = "reminder_days = 0\n"
 CODE_RE = re.compile(r"RACE-\d{6}")
 
-
-def _ok(year: int) -> str:
-    return f"{year + 1}-12-31;0;0;{year}-01-15;{year}-02-01"
 
 
 def _burst(tmp_path: Path, imap_user, smtp_sink, *, patrons: int, codes: int,
@@ -47,10 +35,11 @@ def _burst(tmp_path: Path, imap_user, smtp_sink, *, patrons: int, codes: int,
     """A bot with ``patrons`` readers and ``codes`` codes; the mailbox holds the requests
     of the first ``first`` of them (all by default). Returns it and a function that
     appends the requests of the next n patrons."""
-    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], tables=FAST,
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], tables=KILLABLE_DAEMON,
                    policy=POLICY)
     w = bot.window()
-    assert bot.import_readers([f"07{i:05d};Ola;Race{i};r{i}@patron.test;{_ok(w.year)}"
+    assert bot.import_readers([f"07{i:05d};Ola;Race{i};r{i}@patron.test;"
+                               f"{valid_reader(w.year)}"
                                for i in range(1, patrons + 1)]) == 0
     assert bot.import_codes([f"RACE-{i:06d}" for i in range(1, codes + 1)]) == 0
     start = w + timedelta(seconds=30)
@@ -75,12 +64,16 @@ def _mailbot(config: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+def _codes_in(mail) -> set[str]:
+    return set(CODE_RE.findall(mail.raw.decode("utf-8", "replace")))
+
+
 def _one_reply_each(smtp_sink, patrons: int, codes: int) -> None:
     per_request = Counter(m.message["In-Reply-To"] for m in smtp_sink.messages)
     twice = {mid: n for mid, n in per_request.items() if n > 1}
     assert not twice, f"{len(twice)} patrons got more than one reply"
     assert len(per_request) == patrons
-    issued = [c for m in smtp_sink.messages for c in set(CODE_RE.findall(m.raw.decode("utf-8", "replace")))]
+    issued = [c for m in smtp_sink.messages for c in _codes_in(m)]
     assert len(issued) == len(set(issued)) == min(codes, patrons)
 
 
@@ -148,5 +141,5 @@ def test_run_once_killed_in_a_burst_again_and_again_sends_at_most_one_duplicate_
     print(f"\n{kills} kills, {duplicates} duplicate replies")
     assert len(per_request) == patrons
     assert duplicates <= kills
-    issued = [c for m in smtp_sink.messages for c in set(CODE_RE.findall(m.raw.decode("utf-8", "replace")))]
+    issued = [c for m in smtp_sink.messages for c in _codes_in(m)]
     assert len(set(issued)) == codes

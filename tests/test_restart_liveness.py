@@ -21,37 +21,26 @@ import time
 from collections import Counter
 from datetime import timedelta
 
-from tests.botenv import make_bot, request_mail
-from tests.chaos import DaemonProcess, db_counts, multiappend, wait_until
+from tests.botenv import make_bot, request_mail, valid_reader
+from tests.chaos import KILLABLE_DAEMON, DaemonProcess, db_counts, multiappend, wait_until
 
 SEED = int(os.environ.get("MAILBOT_CRASH_SEED", "20261201"))
 PATRONS = 600
 CODES = 400
 STARTS = 40
 CODE_RE = re.compile(r"LIVE-\d{6}")
-FAST = """
-[daemon]
-poll_interval = 600.0
-reconnect_max = 1.0
-send_backoff_max = 1.0
 
-[web]
-enabled = false
-"""
-
-
-def _ok(year: int) -> str:
-    return f"{year + 1}-12-31;0;0;{year}-01-15;{year}-02-01"
 
 
 def test_a_daemon_killed_every_few_hundred_milliseconds_still_finishes_the_burst(
         tmp_path, imap_user, smtp_sink):
     rng = random.Random(SEED)
     print(f"\nseed {SEED} (set MAILBOT_CRASH_SEED to repeat or vary)")
-    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], tables=FAST,
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], tables=KILLABLE_DAEMON,
                    policy="reminder_days = 0\n")
     w = bot.window()
-    assert bot.import_readers([f"06{i:05d};Ewa;Live{i};l{i}@patron.test;{_ok(w.year)}"
+    assert bot.import_readers([f"06{i:05d};Ewa;Live{i};l{i}@patron.test;"
+                               f"{valid_reader(w.year)}"
                                for i in range(1, PATRONS + 1)]) == 0
     assert bot.import_codes([f"LIVE-{i:06d}" for i in range(1, CODES + 1)]) == 0
     # Arrival order is not UID order: the mail is appended in a random order, many in
