@@ -353,8 +353,9 @@ def _decide_batch(session: Session, batch: list[QueuedRequest], *, settings: Set
         months={p.month for p in prepared},
         received=[p.req.received_at for p in prepared], codes_needed=needed)
     if burst or len(batch) >= offload.OFFLOAD_MIN:
-        # A burst: replies composed on other cores (in place until the workers are up).
-        if (executor := offload.ready_pool()) is not None:
+        # A burst: replies composed on other cores; a process's first batch does not wait
+        # for them to start (it is composed in place meanwhile).
+        if (executor := offload.started_pool(wait=_first_batch_done.is_set())) is not None:
             look.composer = Composer(executor)
     done: list[tuple[Decision, float]] = []
     for item in prepared:

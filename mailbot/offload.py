@@ -79,8 +79,8 @@ def end_with(parent: int, then: Any = None) -> None:
 
 
 def submit(fn: Any, *args: Any) -> Future[Any] | None:
-    """``fn(*args)`` on a worker; None without workers (not started yet, or gone)."""
-    executor = ready_pool()
+    """``fn(*args)`` on a worker (waiting for them to start); None without workers."""
+    executor = started_pool(wait=True)
     if executor is None:
         return None
     try:
@@ -123,14 +123,14 @@ def _start_workers() -> None:
             _starting = None
 
 
-def ready_pool() -> ProcessPoolExecutor | None:
-    """The pool once its workers are up; until then None (the caller does the work in
-    place) and they are started in the background. A start does not wait for them: a
-    daemon restarted in a burst decides and stores its first mail meanwhile."""
-    if _started.is_set():
-        return _pool
-    start(wait=False)
-    return None
+def started_pool(*, wait: bool) -> ProcessPoolExecutor | None:
+    """The pool once its workers are up. Until then, with ``wait`` the caller waits for
+    them (~0.3 s, once); without, None (the caller does the work in place) while they are
+    started in the background: a daemon restarted in a burst stores and decides its first
+    mail meanwhile."""
+    if not _started.is_set():
+        start(wait=wait)
+    return _pool if _started.is_set() else None
 
 
 def shutdown() -> None:
