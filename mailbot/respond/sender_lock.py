@@ -71,12 +71,8 @@ class SenderLock:
             os.close(self._fd)
             self._fd = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def holder(self) -> str:
-        """Who last took the lock: ``replies are being sent by process 1234 (since …)``."""
+        """Who last took the lock, for log lines: ``process 1234 (since …) is sending …``."""
         try:
             pid, _, since = self.path.read_text(encoding="ascii").strip().partition(" ")
         except (OSError, UnicodeDecodeError):
@@ -84,9 +80,3 @@ class SenderLock:
         if not pid.isdigit():
             return f"another process is sending from this database's outbox ({self.path})"
         return f"process {pid} (since {since}) is sending from this database's outbox"
-
-    def __enter__(self) -> SenderLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
