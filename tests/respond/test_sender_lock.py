@@ -13,6 +13,7 @@ from mailbot.respond.sender_lock import SenderLock, lock_path
 
 HOLD = """
 import sys, time
+from pathlib import Path
 from mailbot.respond.sender_lock import SenderLock
 lock = SenderLock(Path(sys.argv[1]))
 assert lock.try_acquire()
