@@ -164,10 +164,23 @@ def ingest(
     return Stored(req.id, req.pending_move)
 
 
+# A Message-ID longer than this (in UTF-8) is stored as its hash: the index on it takes at
+# most ~2,700 bytes a row on PostgreSQL (a 900-character CJK id is 3,000), and a refusal
+# there looks like the database being busy, which would hold the whole mailbox. Real ids
+# are ASCII and under 100 characters; the same id always gives the same hash, so
+# duplicates are still recognised.
+MAX_MESSAGE_ID_BYTES = 500
+
+
 def message_id_of(raw: bytes, parsed_id: str | None) -> str:
-    """The Message-ID a request is stored under (a hash of the mail when it has none)."""
-    message_id = parsed_id or "<%s@mailbot.no-message-id>" % hashlib.sha256(raw).hexdigest()[:32]
-    return message_id[:998]
+    """The Message-ID a request is stored under (a hash of the mail when it has none, of
+    the id when it is implausibly long)."""
+    if not parsed_id:
+        return "<%s@mailbot.no-message-id>" % hashlib.sha256(raw).hexdigest()[:32]
+    encoded = parsed_id.encode("utf-8", "surrogatepass")
+    if len(encoded) > MAX_MESSAGE_ID_BYTES:
+        return "<%s@mailbot.long-message-id>" % hashlib.sha256(encoded).hexdigest()[:32]
+    return parsed_id
 
 
 def known_message_ids(session: Session, library_id: str,

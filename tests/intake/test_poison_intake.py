@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import mailbox
 import os
+import random
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -378,3 +379,30 @@ def test_mail_the_database_refuses_over_imap_is_set_aside_not_left_unseen(
     sessions = open_database(bot.settings().database_url)
     with sessions() as s:
         assert s.scalars(select(Mailbox.last_error)).one() is None
+
+
+def test_an_implausibly_long_message_id_neither_stops_the_mailbox_nor_is_answered_twice(
+        tmp_path, smtp_sink, database_url):
+    # A Message-ID of 900 CJK characters (3,000 bytes) is longer than PostgreSQL's index
+    # takes; its refusal looked like the database being busy and held the Maildir for
+    # ever. It is stored as its hash: the mail is answered, a copy of it is a duplicate,
+    # and the requests after it are read and answered.
+    bot, root, w = _maildir_bot(tmp_path, smtp_sink, database_url, patrons=3)
+    raw, mid = request_mail("p1@patron.test", "LEGIMI", "Ala Truta1 091001")
+    # Random characters: a repeated one would be compressed below the index's limit.
+    rng = random.Random(15)
+    long_id = "<" + "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(900)) + \
+        "@patron.test>"
+    raw = raw.replace(mid.encode(), long_id.encode("utf-8"))
+    _deliver(root, raw, w + timedelta(seconds=1))
+    _deliver(root, raw, w + timedelta(seconds=2))  # the same mail delivered twice
+    _deliver(root, request_mail("p2@patron.test", "LEGIMI", "Ala Truta2 091002")[0],
+             w + timedelta(seconds=3))
+    assert bot.run_once() == 0
+    assert _codes_in_arrival_order(bot) == [("p1@patron.test", "POISON-01"),
+                                            ("p2@patron.test", "POISON-02")]
+    assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == [
+        "p1@patron.test", "p2@patron.test"]
+    assert [r.message_id.endswith("@mailbot.long-message-id>") for r in bot.requests()] \
+        == [True, False]
+    assert _files(root) == []
