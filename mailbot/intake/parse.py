@@ -976,6 +976,11 @@ def _reply_header_at(lines: list[str], i: int) -> int | None:
     return found if found is not None else _attribution_at(lines, i)
 
 
+# Reply headers are looked for only in a mail's first 64 KB of text: each line looked at
+# reads the few lines after it, which made 2 MB of crafted header-like lines cost seconds.
+QUOTE_SEARCH_CHARS = 65_536
+
+
 def split_quotes(text: str) -> tuple[str, str]:
     """(what the sender wrote, what they quoted).
 
@@ -986,7 +991,11 @@ def split_quotes(text: str) -> tuple[str, str]:
     """
     lines = text.split("\n")
     cut = len(lines)
+    budget = QUOTE_SEARCH_CHARS
     for i, line in enumerate(lines):
+        budget -= len(line) + 1
+        if budget < 0:
+            break  # nobody writes this much above a quote: a hostile mail's lines
         stripped = line.lstrip()
         if not stripped or stripped[0] == ">":
             continue

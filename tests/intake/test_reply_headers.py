@@ -289,3 +289,19 @@ def test_outlook_web_html_reply_in_polish():
     cards = read_mail(parsed).cards
     assert (cards.card, cards.candidates, cards.from_quote) == ("0012345", ("0012345",), False)
     assert parsed.quoted.startswith("Od: Biblioteka Miejska")
+
+
+def test_reply_headers_are_looked_for_only_in_the_first_64_kb(monkeypatch):
+    # A hostile mail of 2 MB of header-like lines: each line looked at reads the lines
+    # after it, so only the first 64 KB of text is searched (a patron writes far less
+    # above a quote); the rest costs one pass over the lines.
+    from mailbot.intake import parse
+
+    looked_at: list[int] = []
+    real = parse._reply_header_at
+    monkeypatch.setattr(parse, "_reply_header_at",
+                        lambda lines, i: looked_at.append(i) or real(lines, i))
+    line = "Od: x a: a: a: a: a: a: a: a:"
+    unquoted, quoted = parse.split_quotes("\n".join([line] * (2_000_000 // len(line))))
+    assert 0 < len(looked_at) <= parse.QUOTE_SEARCH_CHARS // len(line)
+    assert unquoted.startswith(line) and quoted == ""
