@@ -38,7 +38,9 @@ def lock_path(engine: Engine) -> Path | None:
     database = engine.url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return Path(database).resolve().with_name(Path(database).name + ".sending")
+    # Resolved whole (a symlinked file too): every spelling of one database, one lock.
+    resolved = Path(database).resolve()
+    return resolved.with_name(resolved.name + ".sending")
 
 
 class SenderLock:
@@ -51,7 +53,12 @@ class SenderLock:
     def try_acquire(self) -> bool:
         """Takes the lock if nobody holds it; False if another sender does."""
         assert self._fd is None, "already held"
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except PermissionError:
+            # Made by another user (root running a command by hand): a read-only
+            # descriptor locks as well; only who holds it goes unrecorded.
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -60,8 +67,12 @@ class SenderLock:
                 return False
             raise
         # Who holds it, for the others' messages (written after taking it: never torn).
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {datetime.now().astimezone().isoformat()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {datetime.now().astimezone().isoformat()}\n".encode(),
+                      0)
+        except OSError:  # a read-only descriptor (above)
+            pass
         self._fd = fd
         return True
 

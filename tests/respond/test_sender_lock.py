@@ -27,6 +27,10 @@ def test_the_lock_file_sits_beside_a_sqlite_file_only(tmp_path):
     db = tmp_path / "mailbot.db"
     assert lock_path(make_engine(f"sqlite:///{db}")) == db.with_name("mailbot.db.sending")
     assert lock_path(make_engine("sqlite://")) is None
+    # Another spelling of the same file (a symlink to it) finds the same lock.
+    (tmp_path / "current.db").symlink_to(db)
+    assert lock_path(make_engine(f"sqlite:///{tmp_path}/current.db")) == \
+        db.with_name("mailbot.db.sending")
     assert lock_path(make_engine("postgresql+psycopg://u@127.0.0.1/test")) is None
 
 
