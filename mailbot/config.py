@@ -87,10 +87,14 @@ class WebSettings:
     # Failed logins: this many for one name from one client address within
     # lockout_minutes pause that name's logins from that address (HTTP 429) until
     # lockout_minutes after the last; the owner elsewhere can still log in. And this many
-    # from one address, whatever the names, pause every login from it as long.
+    # from one address, whatever the names, pause every login from it as long. And this
+    # many for one name from all addresses together (a guesser with many addresses) pause
+    # that name from every address it has not logged in from within a month: the owner's
+    # own desks stay open.
     lockout_attempts: int = 5
     lockout_minutes: float = 15.0
     login_address_attempts: int = 20
+    login_name_attempts: int = 50
     # The largest request body accepted (an import upload); larger ones get HTTP 413
     # before they are read. Other forms are capped at 1 MiB.
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -446,7 +450,8 @@ def _validate_web(web: WebSettings, src: str) -> None:
     for name in ("session_hours", "lockout_minutes", "live_refresh_seconds"):
         if getattr(web, name) <= 0:
             raise ConfigError("must be positive", file=src, column=f"web.{name}")
-    for name in ("lockout_attempts", "login_address_attempts", "max_upload_bytes"):
+    for name in ("lockout_attempts", "login_address_attempts", "login_name_attempts",
+                 "max_upload_bytes"):
         if getattr(web, name) < 1:
             raise ConfigError("must be at least 1", file=src, column=f"web.{name}")
     if web.enabled and web.secret_key_env and not os.environ.get(web.secret_key_env):

@@ -193,6 +193,24 @@ def address_paused_until(session: Session, remote: str, now: datetime, *, attemp
     return _last_failure_until(session, stmt, now, window, attempts)
 
 
+def name_paused_elsewhere_until(session: Session, name: str, remote: str, now: datetime, *,
+                                attempts: int, minutes: float) -> datetime | None:
+    """When logins of ``name`` resume from ``remote``, if ``attempts`` of them failed within
+    ``minutes`` from all addresses together: a guesser spread over many addresses gets no
+    more than that. An address the name logged in from successfully in the last month (the
+    owner's own desk) is not paused, so such a guesser cannot lock her out either."""
+    known = session.scalar(select(LoginAttempt.id).where(
+        LoginAttempt.name == name, LoginAttempt.remote == remote,
+        LoginAttempt.ok.is_(True), LoginAttempt.at > now - ATTEMPTS_KEPT).limit(1))
+    if known is not None:
+        return None
+    window = timedelta(minutes=minutes)
+    stmt = select(LoginAttempt.at).where(LoginAttempt.name == name,
+                                         LoginAttempt.ok.is_(False),
+                                         LoginAttempt.at > now - window)
+    return _last_failure_until(session, stmt, now, window, attempts)
+
+
 def is_proxy(address: str | None, forwarded_allow_ips: str) -> bool:
     """Whether ``address`` is one of the proxies named in ``web.forwarded_allow_ips``
     (addresses or networks; "*" names no one in particular). A request that still comes
@@ -226,6 +244,10 @@ def _paused(session: Session, settings: Settings, name: str, remote: str,
             return until, "address"
     until = locked_until(session, name, now, attempts=web.lockout_attempts,
                          minutes=web.lockout_minutes, remote=remote)
+    if until is None:
+        until = name_paused_elsewhere_until(session, name, remote, now,
+                                            attempts=web.login_name_attempts,
+                                            minutes=web.lockout_minutes)
     return (until, "name") if until is not None else (None, None)
 
 

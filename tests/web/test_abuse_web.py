@@ -6,6 +6,7 @@ make the staff's browser (real headless Chromium) connect anywhere."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -481,3 +482,27 @@ def test_logout_revokes_the_session_cookie(site, served):
         assert r.status_code == 303 and r.headers["location"].startswith("/login")
         assert thief.get("/requests").status_code == 303
     assert logged_in(web_login(served.url, "north-staff", PASSWORD))
+
+
+def test_a_guesser_with_many_addresses_is_paused_for_a_name_but_not_at_the_owners_desk(site):
+    # Guesses at one name spread over many addresses (an IPv6 /64, a botnet) stop after
+    # web.login_name_attempts in all, from every address the name has not logged in from
+    # within a month: the guesser gets no more, and the owner at her usual desk still
+    # logs in.
+    from mailbot.web.auth import authenticate
+
+    settings = dataclasses.replace(site.settings, web=dataclasses.replace(
+        site.settings.web, login_name_attempts=6))  # 50 by default
+    sessions = site.sessions
+    now = utcnow()
+
+    def attempt(password: str, remote: str):
+        return authenticate(sessions, settings, name="north-staff", password=password,
+                            now=now, remote=remote)
+
+    assert attempt(PASSWORD, "192.0.2.10").user is not None  # her desk, yesterday
+    results = [attempt(f"guess {i}", f"2001:db8::{i:x}") for i in range(10)]
+    assert [r.locked_until is not None for r in results] == [False] * 5 + [True] * 5
+    assert results[-1].reason == "name"
+    assert attempt(PASSWORD, "2001:db8::ff").user is None  # a new address: paused
+    assert attempt(PASSWORD, "192.0.2.10").user is not None  # her desk: open
