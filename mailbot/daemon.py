@@ -56,8 +56,9 @@ log = logging.getLogger(__name__)
 
 DECIDE_EVERY = 30.0  # seconds: retry requests waiting on a reader source that was down
 SEND_CHECK_EVERY = 30.0
-# Replies another process is sending (PostgreSQL) are looked at again this often, so that
-# if it dies its replies are taken over within about a second, without spinning meanwhile.
+# Replies another process is sending (PostgreSQL: its row locks; SQLite: the outbox's
+# sender lock) are looked at again this often, so that if it dies its replies are taken
+# over within about a second, without spinning meanwhile.
 HELD_RECHECK = 1.0
 # PostgreSQL: processes sharing a database wake each other with NOTIFY on this channel
 # ("decide": mail was stored; "send": replies were queued), so work one process leaves

@@ -13,18 +13,15 @@ import sqlalchemy as sa
 
 from mailbot.db.migrate import upgrade
 from mailbot.db.session import make_engine
-from tests.botenv import make_bot, request_mail
+from tests.botenv import make_bot, request_mail, valid_reader
 
-
-def _ok(year: int) -> str:
-    return f"{year + 1}-12-31;0;0;{year}-01-15;{year}-02-01"
 
 
 def _bot(tmp_path, imap_user, smtp_sink, n, policy, database_url):
     bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], policy=policy,
                    database_url=database_url)
     w = bot.window()
-    bot.import_readers([f"08000{i};Ala;Zly{i};z{i}@patron.test;{_ok(w.year)}"
+    bot.import_readers([f"08000{i};Ala;Zly{i};z{i}@patron.test;{valid_reader(w.year)}"
                         for i in range(1, n + 1)])
     bot.import_codes([f"CAP-CODE-{i:02d}" for i in range(1, n + 1)])
     return bot, w

@@ -112,7 +112,7 @@ def ingest(
         "library_id": mailbox.library_id, "mailbox_id": mailbox.id,
         "uidvalidity": uidvalidity, "uid": uid, "received_at": received_at,
         "fetched_at": now, "message_id": message_id, "raw": raw, "raw_size": len(raw),
-        "date_header": parsed.date, "from_address": _valid_address(parsed.from_address),
+        "date_header": parsed.date, "from_address": usable_address(parsed.from_address),
         "subject": parsed.subject[:2000], "kind": "request", "service": None,
         "state": "new", "outcome": None, "decided_at": None, "trail": [],
         "pending_move": None,
@@ -214,14 +214,6 @@ def _sender_blocked(settings: Settings, address: str | None) -> bool:
                                  for pattern in settings.blocked_senders)
 
 
-def _valid_address(address: str | None) -> str | None:
-    """An addr-spec a relay can take (mailbot.addresses): a bare local name, a comma or
-    group mess, control characters, an undecoded RFC 2047 word or a domain that is no
-    host name gives None, and the mail is left for staff. Non-ASCII (EAI) addresses are
-    valid; the sender needs SMTPUTF8 for them."""
-    return usable_address(address)
-
-
 def _set_aside(session: Session, *, mailbox: Mailbox, mb: MailboxSettings, uidvalidity: int,
                uid: int, received_at: datetime, raw: bytes, now: datetime, error: str,
                bare: bool = False, subject: str = "", from_address: str | None = None
@@ -263,7 +255,7 @@ def _headers_quietly(raw: bytes) -> tuple[str, str | None]:
     try:
         # (raw is at most max_message_bytes already: the intakes read no more)
         parsed = parse_mail(raw, max_bytes=max(len(raw), 1))
-        return parsed.subject, _valid_address(parsed.from_address)
+        return parsed.subject, usable_address(parsed.from_address)
     except Exception:  # noqa: BLE001 - the row is stored without them
         return "", None
 

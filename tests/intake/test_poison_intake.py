@@ -20,16 +20,13 @@ from sqlalchemy import create_engine, select, text
 from mailbot.db.models import Mailbox, Request
 from mailbot.db.session import open_database
 from mailbot.intake.parse import parse_mail
-from tests.botenv import Bot, make_bot, request_mail
+from tests.botenv import Bot, make_bot, request_mail, valid_reader
 
 MANUAL = ".mailbot.manual"
 PROCESSED = ".mailbot.processed"
 REFUSE_MARK = b"X-Refused-By-The-Database: yes"
 UNSTORABLE_SIZE = 54_321  # the test database refuses every row of a mail this long
 
-
-def _ok(year: int) -> str:
-    return f"{year + 1}-12-31;0;0;{year}-01-15;{year}-02-01"
 
 
 def _maildir_bot(tmp_path: Path, smtp_sink, database_url: str | None = None,
@@ -48,7 +45,8 @@ path = "{root}"
 secret_key_file = "{tmp_path}/web.key"
 """)
     w = bot.window()
-    assert bot.import_readers([f"09100{i};Ala;Truta{i};p{i}@patron.test;{_ok(w.year)}"
+    assert bot.import_readers([f"09100{i};Ala;Truta{i};p{i}@patron.test;"
+                               f"{valid_reader(w.year)}"
                                for i in range(1, patrons + 1)]) == 0
     assert bot.import_codes([f"POISON-{i:02d}" for i in range(1, patrons + 1)]) == 0
     return bot, root, w
@@ -292,7 +290,8 @@ def test_a_maildir_mail_over_max_message_bytes_is_read_only_up_to_it(tmp_path, s
 def _imap_bot(tmp_path, imap_user, smtp_sink, patrons: int) -> tuple[Bot, datetime]:
     bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
     w = bot.window()
-    assert bot.import_readers([f"09100{i};Ala;Truta{i};p{i}@patron.test;{_ok(w.year)}"
+    assert bot.import_readers([f"09100{i};Ala;Truta{i};p{i}@patron.test;"
+                               f"{valid_reader(w.year)}"
                                for i in range(1, patrons + 1)]) == 0
     assert bot.import_codes([f"POISON-{i:02d}" for i in range(1, patrons + 1)]) == 0
     return bot, w

@@ -19,16 +19,13 @@ from mailbot.daemon import Daemon
 from mailbot.db.models import Outbox
 from mailbot.db.session import open_database
 from mailbot.intake.parse import parse_mail
-from mailbot.intake.store import _valid_address
-from tests.botenv import make_bot, request_mail
+from mailbot.addresses import usable_address
+from tests.botenv import make_bot, request_mail, valid_reader
 from tests.servers import SmtpSink
 
 POISON = "żółw@example.net"
 NO_SMTPUTF8 = "the relay does not offer SMTPUTF8 for a non-ASCII address"
 
-
-def _ok(year: int) -> str:
-    return f"{year + 1}-12-31;0;0;{year}-01-15;{year}-02-01"
 
 
 @pytest.fixture(params=["smtputf8", "ascii-only"])
@@ -61,7 +58,8 @@ def _bot(tmp_path, imap_user, sink, n: int = 3, tables: str = ""):
     assert smtp in text
     bot.config.write_text(text.replace(smtp, smtp + "connections = 1\n"), encoding="utf-8")
     w = bot.window()
-    assert bot.import_readers([f"07{i:05d};Ala;Truc{i};p{i}@patron.test;{_ok(w.year)}"
+    assert bot.import_readers([f"07{i:05d};Ala;Truc{i};p{i}@patron.test;"
+                               f"{valid_reader(w.year)}"
                                for i in range(1, n + 1)]) == 0
     assert bot.import_codes([f"POISON-{i:04d}" for i in range(1, n + 1)]) == 0
     return bot, w
@@ -210,11 +208,11 @@ def test_sender_addresses_a_relay_cannot_take_are_refused_and_encoded_ones_decod
         b"a@b@example.net": None,
         b"a" * 65 + b"@example.net": None,
     }
-    got = {header: _valid_address(parse_mail(_with_from(header)).from_address)
+    got = {header: usable_address(parse_mail(_with_from(header)).from_address)
            for header in cases}
     assert got == cases
-    assert _valid_address("\udccc\udcbcw@example.net") is None  # bytes Python escaped
-    assert _valid_address("a\u200db@example.net") is None  # a zero-width joiner
+    assert usable_address("\udccc\udcbcw@example.net") is None  # bytes Python escaped
+    assert usable_address("a\u200db@example.net") is None  # a zero-width joiner
 
 
 def test_an_unexpected_error_in_one_reply_fails_that_reply_only(tmp_path, imap_user, smtp_sink):
