@@ -55,6 +55,7 @@ from mailbot.lookups import (
     unactivated_entries,
 )
 from mailbot import offload
+from mailbot.outcomes import NO_REPLY_OUTCOMES
 from mailbot.offload import ComposeFailed, Composer
 from mailbot.respond.compose import compose_reply, reply_message_id_for
 from mailbot.respond.i18n import service_name
@@ -64,7 +65,7 @@ from mailbot.rules.window import next_send_time, next_window, window_opens
 
 log = logging.getLogger(__name__)
 
-NO_REPLY = frozenset({"ignored_loop", "not_a_request", "rate_limited", "ignored_sender"})
+NO_REPLY = frozenset(NO_REPLY_OUTCOMES)
 
 
 # Requests decided in one transaction (see batch_size).

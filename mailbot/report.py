@@ -21,6 +21,7 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailbot import outcomes
 from mailbot.clock import month_end, month_start, parse_month
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request
@@ -28,10 +29,7 @@ from mailbot.db.session import reading
 from mailbot.errors import BadInput
 
 # The refusals a patron hears about, in the order the rules ask (columns of the report).
-REFUSALS = ("too_early", "no_card", "ambiguous_card", "unknown_card", "name_mismatch",
-            "sender_mismatch", "already_received", "address_limit", "inactive_account",
-            "age_restricted", "debt", "overdue", "data_not_updated", "no_loans_this_year",
-            "blocked", "pool_exhausted", "rate_limited")
+REFUSALS = outcomes.REFUSALS
 
 DESK = "desk"
 TOTAL = "total"

@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, UndefinedError, meta
 from markupsafe import Markup, escape
 
+from mailbot import outcomes
 from mailbot.respond import i18n
 
 __all__ = [
@@ -67,33 +68,13 @@ __all__ = [
 
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
-REPLY_OUTCOMES: tuple[str, ...] = (
-    "issued",
-    "already_received",
-    "too_early",
-    "no_card",
-    "ambiguous_card",
-    "unknown_card",
-    "name_mismatch",
-    "sender_mismatch",
-    "inactive_account",
-    "debt",
-    "overdue",
-    "data_not_updated",
-    "no_loans_this_year",
-    "blocked",
-    "pool_exhausted",
-    "age_restricted",
-    "eligibility_test",
-    "address_limit",
-)
-NO_REPLY_OUTCOMES: tuple[str, ...] = ("ignored_loop", "not_a_request", "rate_limited",
-                                      "ignored_sender")
+REPLY_OUTCOMES = outcomes.REPLY_OUTCOMES
+NO_REPLY_OUTCOMES = outcomes.NO_REPLY_OUTCOMES
 # Mail that is not a reply to a request: the activation reminder (SPEC 2.11).
-NOTICES: tuple[str, ...] = ("reminder",)
+NOTICES: tuple[str, ...] = tuple(outcomes.Notice)
 
 # The only outcomes whose templates may show a code.
-CODE_OUTCOMES: frozenset[str] = frozenset({"issued", "already_received", "reminder"})
+CODE_OUTCOMES: frozenset[str] = outcomes.CODE_OUTCOMES | {outcomes.Notice.REMINDER}
 
 
 class _Vars(NamedTuple):

@@ -9,44 +9,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailbot.outcomes import Outcome
+
 LANGUAGES = ("pl", "en")
 
 SERVICES = {"legimi": "Legimi", "empik_go": "Empik Go"}
 
-OUTCOMES: dict[str, dict[str, str]] = {
+# Outcome labels come from the catalogue; these are the other words the outcome column
+# and filters show (a request's states, the rule names of a trail, the reminder notice).
+_NOT_OUTCOMES: dict[str, dict[str, str]] = {
     "pl": {
-        "issued": "wydano kod", "already_received": "kod już otrzymany",
-        "too_early": "za wcześnie", "no_card": "brak numeru karty",
-        "ambiguous_card": "kilka numerów karty", "unknown_card": "nieznana karta",
-        "name_mismatch": "nazwisko nie pasuje", "sender_mismatch": "inny adres nadawcy",
-        "inactive_account": "konto nieważne", "debt": "zadłużenie",
-        "overdue": "przetrzymane książki", "data_not_updated": "dane nieaktualne",
-        "no_loans_this_year": "brak wypożyczeń w tym roku",
-        "blocked": "blokada (nieaktywowany kod)", "pool_exhausted": "brak kodów w puli",
-        "ignored_loop": "poczta automatyczna", "not_a_request": "nie jest prośbą o kod",
-        "rate_limited": "limit odpowiedzi", "address_limit": "limit kodów na adres",
-        "age_restricted": "ograniczenie wiekowe", "ignored_sender": "nadawca zablokowany",
-        "eligibility_test": "test uprawnień", "eligible": "uprawniony",
-        "waiting": "oczekuje", "set_aside": "odłożone (błąd)", "rate_limit": "limit odpowiedzi",
-        "pool": "pula kodów", "staff_override": "decyzja pracownika",
-        "reminder": "przypomnienie",
+        "eligible": "uprawniony", "waiting": "oczekuje", "set_aside": "odłożone (błąd)",
+        "rate_limit": "limit odpowiedzi", "pool": "pula kodów",
+        "staff_override": "decyzja pracownika", "reminder": "przypomnienie",
     },
     "en": {
-        "issued": "code issued", "already_received": "code already received",
-        "too_early": "too early", "no_card": "no card number",
-        "ambiguous_card": "several card numbers", "unknown_card": "unknown card",
-        "name_mismatch": "name does not match", "sender_mismatch": "other sender address",
-        "inactive_account": "account not valid", "debt": "money owed",
-        "overdue": "overdue loans", "data_not_updated": "data not updated",
-        "no_loans_this_year": "no loans this year",
-        "blocked": "blocked (unactivated code)", "pool_exhausted": "no codes left",
-        "ignored_loop": "automatic mail", "not_a_request": "not a code request",
-        "rate_limited": "reply limit", "address_limit": "codes-per-address limit",
-        "age_restricted": "age limit", "ignored_sender": "blocked sender",
-        "eligibility_test": "eligibility test", "eligible": "eligible",
-        "waiting": "waiting", "set_aside": "set aside (error)", "rate_limit": "reply limit",
-        "pool": "code pool", "staff_override": "staff decision", "reminder": "reminder",
+        "eligible": "eligible", "waiting": "waiting", "set_aside": "set aside (error)",
+        "rate_limit": "reply limit", "pool": "code pool", "staff_override": "staff decision",
+        "reminder": "reminder",
     },
+}
+OUTCOMES: dict[str, dict[str, str]] = {
+    lang: {**{str(o): o.label(lang) for o in Outcome}, **_NOT_OUTCOMES[lang]}
+    for lang in LANGUAGES
 }
 
 # The rule trail names each check by what it asks (a passed "debt" check means none owed).

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from mailbot import outcomes
 from mailbot.clock import month_end, month_key, month_of, month_start, parse_month
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import (
@@ -29,7 +30,7 @@ from mailbot.rules.window import window_opens
 
 # Outcomes a member of staff may override ("issue anyway"): every refusal that got or
 # would get a reply, and mail the bot set aside or did not recognise.
-NOT_OVERRIDABLE = frozenset({"issued", "eligibility_test", "ignored_loop"})
+NOT_OVERRIDABLE = outcomes.NOT_OVERRIDABLE
 
 
 def handled_clause() -> Any:

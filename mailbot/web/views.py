@@ -24,6 +24,7 @@ from mailbot.clock import month_end, month_key, month_of, parse_month
 from mailbot.config import SERVICES
 from mailbot.db.models import AuditLog, Mailbox, Request
 from mailbot.errors import BadInput, SourceUnavailable
+from mailbot.outcomes import Outcome
 from mailbot.web import actions, charts, queries
 from mailbot.web.app import Ctx, page
 from mailbot.web.auth import authenticate, end_sessions, is_proxy, new_csrf_token
@@ -181,10 +182,8 @@ def _reply_states(session: Any, ids: list[int]) -> dict[int, str]:
 
 
 def _outcome_choices() -> list[str]:
-    from mailbot.report import REFUSALS
-
-    return ["waiting", "set_aside", "issued", *REFUSALS, "eligibility_test", "ignored_loop",
-            "ignored_sender", "not_a_request"]
+    # Every outcome, in catalogue order, after the two states a request waits in.
+    return ["waiting", "set_aside", *Outcome]
 
 
 def _load_request(ctx: Ctx, session: Any, request_id: int) -> Request:
