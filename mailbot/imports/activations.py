@@ -12,8 +12,9 @@ from datetime import date
 
 from mailbot.errors import BadInput
 from mailbot.imports.codes import code_column, parse_codes
-from mailbot.imports.readers import parse_date
-from mailbot.imports.tables import Problems, Table, header_key
+from mailbot.imports.problems import Problems
+from mailbot.imports.tables import Table, header_key
+from mailbot.values import parse_date
 
 DATE_HEADERS = ("data_aktywacji", "data_aktywowania", "aktywacja", "aktywowano",
                 "activated_at", "activation_date", "activated_on", "date_activated",

@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass
 
 from mailbot.errors import BadInput
-from mailbot.imports.tables import Problems, Row, Table, column_letter, header_key
+from mailbot.imports.problems import Problems
+from mailbot.imports.tables import Row, Table, column_letter, header_key
 
 __all__ = ["CODE_HEADERS", "CodeRow", "code_column", "is_code_like", "parse_codes"]
 

@@ -7,27 +7,28 @@ the result all or nothing.
 Headers are matched case-, accent- and separator-insensitively, in English or Polish
 (SPEC §4 "Reader file"). A header we do not know is an error rather than a column silently
 ignored: a typo such as "zadluzneie" would otherwise import every patron as owing nothing.
+Dates and amounts are read by ``mailbot.values``, as the SQL and SIP2 sources read them.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Callable
 
 from mailbot.errors import BadInput
-from mailbot.imports.tables import Problems, Row, Table, header_key
+from mailbot.imports.problems import Problems
+from mailbot.imports.tables import Row, Table, header_key
 from mailbot.rules.base import ReaderFacts
+from mailbot.values import parse_amount, parse_date
 
 __all__ = [
     "COLUMN_NAMES",
     "REQUIRED_COLUMNS",
     "ReaderRow",
-    "parse_amount",
+    "parse_balance_due",
     "parse_count",
-    "parse_date",
     "parse_email",
     "parse_readers",
 ]
@@ -57,13 +58,7 @@ REQUIRED_COLUMNS = ("card_number", "last_name")
 
 _FIELD_BY_KEY = {header_key(name): field for field, names in COLUMN_NAMES.items() for name in names}
 
-_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
-_POLISH_DATE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?:,?\s+\d{1,2}:\d{2}(?::\d{2})?)?")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.][^@\s]*\.[^@\s.]+")
-_CURRENCY = re.compile(r"\s*(zł|zl|pln)\.?$", re.IGNORECASE)
-# Spaces of any width and apostrophes group thousands in hand-typed amounts.
-_GROUPING = re.compile(r"[\s\u00a0\u202f']")
-_GROUPED_NUMBER = re.compile(r"\d{1,3}([.,]\d{3})+|\d+")
 # What Excel makes of a long card number in a CSV: 1.23457E+11. The digits are gone.
 _SCIENTIFIC = re.compile(r"\d+([.,]\d+)?[eE][+-]?\d+")
 
@@ -186,48 +181,14 @@ def parse_email(text: str) -> str | None:
     return address
 
 
-def parse_date(text: str) -> date | None:
-    """ISO ``YYYY-MM-DD`` or Polish ``DD.MM.YYYY``; a time after the date is ignored."""
-    if not text:
-        return None
-    if found := _ISO_DATE.fullmatch(text):
-        year, month, day = found.groups()
-    elif found := _POLISH_DATE.fullmatch(text):
-        day, month, year = found.groups()
-    else:
-        raise ValueError(f"{text!r} is not a date (expected YYYY-MM-DD or DD.MM.YYYY)")
-    try:
-        return date(int(year), int(month), int(day))
-    except ValueError:
-        raise ValueError(f"{text!r} is not a day of the calendar") from None
-
-
-def parse_amount(text: str) -> Decimal:
-    """``12.50``, ``12,50``, ``1 234,50``, ``12,50 zł``; empty means nothing owed."""
-    if not text:
-        return Decimal(0)
-    plain = _GROUPING.sub("", _CURRENCY.sub("", text))
-    if plain.startswith(("-", "\u2212", "(")):
+def parse_balance_due(text: str) -> Decimal:
+    """Money owed, read as ``mailbot.values.parse_amount`` reads it; it cannot be negative."""
+    if text.startswith(("-", "\u2212", "(")):
         raise ValueError(f"{text!r}: the balance due cannot be negative")
-    whole, fraction = plain, ""
-    separators = [c for c in plain if c in ",."]
-    # One separator is the decimal one ("12,50", "12.5"); with several, the last is decimal
-    # only if it differs from the others ("1.234,50"), else they all group ("1.234.567").
-    if len(separators) == 1 or separators and separators[-1] not in separators[:-1]:
-        cut = max(plain.rfind(","), plain.rfind("."))
-        whole, fraction = plain[:cut], plain[cut + 1 :]
-        if not fraction.isdigit():
-            raise ValueError(_not_an_amount(text))
-    if not _GROUPED_NUMBER.fullmatch(whole):
-        raise ValueError(_not_an_amount(text))
-    try:
-        return Decimal(re.sub(r"[.,]", "", whole) + ("." + fraction if fraction else ""))
-    except InvalidOperation:
-        raise ValueError(_not_an_amount(text)) from None
-
-
-def _not_an_amount(text: str) -> str:
-    return f"{text!r} is not an amount (expected e.g. 12.50, 12,50 or 1 234,50 zł)"
+    amount = parse_amount(text)
+    if amount < 0:  # "zł -5": the sign after the currency
+        raise ValueError(f"{text!r}: the balance due cannot be negative")
+    return amount
 
 
 def parse_count(text: str) -> int:
@@ -246,7 +207,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "last_name": parse_last_name,
     "email": parse_email,
     "valid_until": parse_date,
-    "balance_due": parse_amount,
+    "balance_due": parse_balance_due,
     "overdue_items": parse_count,
     "data_updated_on": parse_date,
     "last_loan_on": parse_date,

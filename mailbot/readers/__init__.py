@@ -14,11 +14,11 @@ from mailbot.config import LibrarySettings, Settings
 
 def make_source(library: LibrarySettings) -> Any:
     if library.reader_source == "sql":
-        from mailbot.readers.sql import SqlReaders
+        from mailbot.readers.sql.source import SqlReaders
 
         return SqlReaders(library.sql)
     if library.reader_source == "sip2":
-        from mailbot.readers.sip2 import Sip2Readers
+        from mailbot.readers.sip2.client import Sip2Readers
 
         return Sip2Readers(library.sip2)
     from mailbot.readers.local import LocalReaders

@@ -13,12 +13,12 @@ import pytest
 from mailbot.errors import BadInput
 from mailbot.imports.readers import (
     ReaderRow,
-    parse_amount,
-    parse_date,
+    parse_balance_due,
     parse_email,
     parse_readers,
 )
 from mailbot.imports.tables import Table, read_table
+from mailbot.values import parse_date
 
 DATA = Path(__file__).parent / "data"
 
@@ -193,7 +193,7 @@ def test_dates_are_iso_or_polish(text: str, expected: date | None) -> None:
 )
 def test_amounts_are_read_with_dot_or_comma(text: str, expected: str) -> None:
     # Decimal comma, thousands spaces and a currency suffix are all usual.
-    assert parse_amount(text) == Decimal(expected)
+    assert parse_balance_due(text) == Decimal(expected)
 
 
 def test_emails_are_lowercased() -> None:
@@ -245,6 +245,11 @@ def test_a_legacy_xls_reader_file_is_read() -> None:
         ("zadluzenie", "dużo", "'dużo' is not an amount (expected e.g. 12.50, 12,50 or 1 234,50 zł)"),
         ("zadluzenie", "12,", "'12,' is not an amount (expected e.g. 12.50, 12,50 or 1 234,50 zł)"),
         ("zadluzenie", "-5,00", "'-5,00': the balance due cannot be negative"),
+        ("zadluzenie", "PLN -5", "'PLN -5': the balance due cannot be negative"),
+        ("zadluzenie", "1.234", "'1.234' is ambiguous: 1234 or 1.234? "
+                                "(write 1234 or 1 234 if thousands are meant)"),
+        ("zadluzenie", "12 50", "'12 50' is not an amount (expected e.g. 12.50, 12,50 or 1 234,50 zł)"),
+        ("wazna_do", "05/01/2025", "'05/01/2025' is not a date (expected YYYY-MM-DD or DD.MM.YYYY)"),
         ("przetrzymania", "-1", "'-1': the number of overdue items cannot be negative"),
         ("przetrzymania", "dwa", "'dwa' is not a whole number of items"),
         ("email", "jan@", "'jan@' is not an e-mail address"),

@@ -10,7 +10,8 @@ import openpyxl
 import pytest
 
 from mailbot.errors import BadInput
-from mailbot.imports.tables import Problems, Row, column_letter, header_key, read_table
+from mailbot.imports.problems import Problems
+from mailbot.imports.tables import Row, column_letter, header_key, read_table
 
 DATA = Path(__file__).parent / "data"
 

@@ -20,16 +20,14 @@ from pysip2 import LoginRequest, PatronInformationRequest
 
 from mailbot.config import Sip2SourceSettings
 from mailbot.errors import SourceUnavailable
-from mailbot.readers.sip2 import (
-    Sip2Readers,
-    decode,
-    encode,
+from mailbot.readers.sip2.client import Sip2Readers
+from mailbot.readers.sip2.patron import (
+    extension_date,
     facts_from_patron_information,
-    parse_amount,
-    parse_date,
-    redact,
+    fee_amount,
     split_name,
 )
+from mailbot.readers.sip2.wire import decode, encode, redact
 from tests.readers.sip2server import Patron, Pki, Sip2TestServer, make_test_pki
 
 PASSWORD = "Tajne-Haslo-42"
@@ -360,11 +358,12 @@ def test_personal_names_are_split_sensibly(personal_name: str, first: str, last:
 @pytest.mark.parametrize(
     ("text", "amount"),
     [("12.50", "12.50"), ("12,50", "12.50"), ("1 234,50 zł", "1234.50"), ("1,234.50", "1234.50"),
-     ("$3.00", "3.00"), ("", "0"), (None, "0"), ("-4.00", "-4.00")],
+     ("$3.00", "3.00"), ("", "0"), (None, "0"), ("-4.00", "-4.00"),
+     ("1.234.567", "1234567"), ("(3.00)", "-3.00")],
 )
 def test_fee_amounts_are_read_with_either_decimal_separator(text: str | None, amount: str) -> None:
     # A fee written with "." or "," (and thousands or a currency) is read exactly.
-    assert parse_amount(text) == Decimal(amount)
+    assert fee_amount(text) == Decimal(amount)
 
 
 @pytest.mark.parametrize(
@@ -375,7 +374,7 @@ def test_fee_amounts_are_read_with_either_decimal_separator(text: str | None, am
 )
 def test_extension_dates_in_known_formats(text: str, expected: date | None) -> None:
     # Expiry/birth dates in the formats ILSs send; anything else is no date.
-    assert parse_date(text) == expected
+    assert extension_date(text) == expected
 
 
 def test_a_credit_is_no_debt_and_an_unreadable_fee_is_garbled() -> None:
@@ -387,6 +386,10 @@ def test_a_credit_is_no_debt_and_an_unreadable_fee_is_garbled() -> None:
     garbled = decode(encode(fixed + "AO|AA1|AEAnna Nowak|BLY|BVabc|", 1))
     with pytest.raises(Exception, match="fee amount"):
         facts_from_patron_information(garbled, card="1", today=TODAY)
+    # "1.234" may be 1234 or 1.234 (it was read as 1.234): garbled too, never a guess.
+    ambiguous = decode(encode(fixed + "AO|AA1|AEAnna Nowak|BLY|BV1.234|", 1))
+    with pytest.raises(Exception, match="fee amount '1.234'"):
+        facts_from_patron_information(ambiguous, card="1", today=TODAY)
 
 
 def test_polaris_expiry_fields_are_understood() -> None:

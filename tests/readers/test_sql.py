@@ -27,7 +27,8 @@ import pytest
 
 from mailbot.config import SqlSourceSettings
 from mailbot.errors import ConfigError, SourceUnavailable
-from mailbot.readers.sql import KOHA_QUERY, SqlReaders
+from mailbot.readers.sql.presets import KOHA_QUERY
+from mailbot.readers.sql.source import SqlReaders
 from mailbot.rules.base import ReaderFacts
 
 HOST = "127.0.0.1"
@@ -376,6 +377,23 @@ def test_a_column_that_is_no_date_keeps_the_patron_waiting(koha: KohaDb) -> None
     query = ("SELECT surname AS last_name, 'soon' AS valid_until FROM borrowers "
              "WHERE cardnumber = :card")
     with pytest.raises(SourceUnavailable, match="column valid_until"):
+        _lookup(_source(koha.ro_url, query), "0012345")
+
+
+def test_an_amount_as_text_is_read_as_the_reader_file_reads_it(koha: KohaDb) -> None:
+    # "12,50 zł" and "1.234,56" in a text column are amounts (they raised before).
+    for written, amount in (("12,50 zł", "12.50"), ("1.234,56", "1234.56"), ("PLN 5", "5.00")):
+        query = (f"SELECT surname AS last_name, '{written}' AS balance_due FROM borrowers "
+                 "WHERE cardnumber = :card")
+        facts = _lookup(_source(koha.ro_url, query), "0012345")
+        assert facts is not None and facts.balance_due == Decimal(amount)
+
+
+def test_an_ambiguous_amount_keeps_the_patron_waiting_naming_the_column(koha: KohaDb) -> None:
+    # "1.234" may be 1234 or 1.234: never a guess (it was 1.23), the request waits.
+    query = ("SELECT surname AS last_name, '1.234' AS balance_due FROM borrowers "
+             "WHERE cardnumber = :card")
+    with pytest.raises(SourceUnavailable, match="column balance_due: cannot read '1.234'"):
         _lookup(_source(koha.ro_url, query), "0012345")
 
 
