@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from mailbot.clock import add_months, last_day
 
-from mailbot.intake.parse import surname_matches
 from mailbot.rules.base import Facts, Hit
+from mailbot.text import surname_matches
 
 
 class UnknownCard:

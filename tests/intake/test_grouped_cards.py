@@ -9,7 +9,9 @@ from datetime import timedelta
 
 import pytest
 
-from mailbot.intake.parse import find_cards, parse_mail, read_mail
+from mailbot.intake.cards import find_cards
+from mailbot.intake.parse import parse_mail
+from mailbot.intake.reading import read_mail
 from tests.botenv import make_bot, request_mail
 
 

@@ -22,17 +22,15 @@ import pytest
 
 from mailbot.config import Settings, settings_from_dict
 from mailbot.db.batches import insert_rows
+from mailbot.db.mailboxes import mailbox_row
 from mailbot.db.models import Request
 from mailbot.db.session import open_database, sync_config
 from mailbot.intake.bounce import find_bounce
-from mailbot.intake.parse import (
-    ParsedMail,
-    find_cards,
-    loop_reason,
-    match_service,
-    parse_mail,
-)
-from mailbot.intake.store import ingest, mailbox_row
+from mailbot.intake.cards import find_cards
+from mailbot.intake.loops import loop_reason
+from mailbot.intake.parse import ParsedMail, parse_mail
+from mailbot.intake.store import ingest
+from mailbot.intake.subjects import match_service
 from tests.botenv import make_bot
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "loop-corpus"

@@ -9,14 +9,9 @@ from pathlib import Path
 import pytest
 
 from mailbot.intake.bounce import find_bounce, report_reason
-from mailbot.intake.parse import (
-    auto_subject,
-    looks_automatic,
-    loop_reason,
-    match_service,
-    match_test_service,
-    parse_mail,
-)
+from mailbot.intake.loops import looks_automatic, loop_reason
+from mailbot.intake.parse import parse_mail
+from mailbot.intake.subjects import auto_subject, match_service, match_test_service
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -269,7 +264,8 @@ def _ingest(tmp_path: Path, raw: bytes) -> tuple[str, str, str]:
     from mailbot.config import settings_from_dict
     from mailbot.db.models import Request
     from mailbot.db.session import open_database, sync_config
-    from mailbot.intake.store import ingest, mailbox_row
+    from mailbot.db.mailboxes import mailbox_row
+    from mailbot.intake.store import ingest
 
     settings = settings_from_dict({
         "database_url": f"sqlite:///{tmp_path}/signals.db",

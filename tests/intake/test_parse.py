@@ -1,4 +1,5 @@
-"""Tests for mailbot.intake.parse: real-looking mails in, plain values out."""
+"""Tests for parsing a mail (mailbot.intake.parse and what it puts together, and what
+intake reads out of it): real-looking mails in, plain values out."""
 
 from __future__ import annotations
 
@@ -6,20 +7,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from mailbot.intake.parse import (
-    CardSearch,
-    decode_bytes,
-    extract_name,
-    find_cards,
-    fold,
-    html_to_text,
-    loop_reason,
-    match_service,
-    match_test_service,
-    parse_mail,
-    split_quotes,
-    surname_matches,
-)
+from mailbot.intake.cards import CardSearch, find_cards
+from mailbot.intake.loops import loop_reason
+from mailbot.intake.mail.charset import decode_bytes
+from mailbot.intake.mail.html import html_to_text
+from mailbot.intake.mail.quotes import split_quotes
+from mailbot.intake.parse import parse_mail
+from mailbot.intake.reading import extract_name
+from mailbot.intake.subjects import match_service, match_test_service
+from mailbot.text import fold, surname_matches
 
 # --------------------------------------------------------------------------- sample mails
 

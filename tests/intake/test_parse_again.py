@@ -1,10 +1,11 @@
 """Intake keeps its parse of a request for the decide stage of the same process
-(parse.RECENT): what decide takes must be exactly the parse of the same bytes."""
+(parse_cache.RECENT): what decide takes must be exactly the parse of the same bytes."""
 
 from __future__ import annotations
 
-from mailbot.intake import parse
-from mailbot.intake.parse import _Recent, parse_mail, parse_mail_again, remember_parse
+from mailbot.intake import parse_cache
+from mailbot.intake.parse import ParsedMail, parse_mail
+from mailbot.intake.parse_cache import RecentParses, parse_mail_again, remember_parse
 from tests.botenv import request_mail
 
 
@@ -13,7 +14,7 @@ def _raw(i: int) -> bytes:
 
 
 def test_a_kept_parse_is_taken_once_and_only_for_the_same_bytes_and_limit() -> None:
-    parse.RECENT.clear()
+    parse_cache.RECENT.clear()
     raw = _raw(1)
     kept = parse_mail(raw, max_bytes=5000)
     remember_parse(raw, kept, max_bytes=5000)
@@ -25,7 +26,7 @@ def test_a_kept_parse_is_taken_once_and_only_for_the_same_bytes_and_limit() -> N
 
 
 def test_the_oldest_parses_go_first_when_the_limit_is_reached() -> None:
-    recent = _Recent(limit=3)
+    recent = RecentParses(limit=3)
     raws = [_raw(i) for i in range(5)]
     for raw in raws:
         recent.keep(raw, 100, parse_mail(raw, max_bytes=100))
@@ -39,15 +40,15 @@ def test_run_once_parses_each_request_once(tmp_path, imap_user, smtp_sink, monke
     from tests.botenv import make_bot
 
     calls: list[int] = []
-    real = parse.parse_mail
+    real = parse_mail
 
-    def counting(raw: bytes, **kw: object) -> parse.ParsedMail:
+    def counting(raw: bytes, **kw: object) -> ParsedMail:
         calls.append(len(raw))
         return real(raw, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(parse, "parse_mail", counting)
-    monkeypatch.setattr("mailbot.intake.imap.parse_mail", counting)
+    # Intake parses with its own name for parse_mail; deciding asks the parse cache.
     monkeypatch.setattr("mailbot.intake.store.parse_mail", counting)
+    monkeypatch.setattr("mailbot.intake.parse_cache.parse_mail", counting)
     bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
     w = bot.window()
     ok = f"{w.year + 1}-12-31;0;0;{w.year}-01-15;{w.year}-02-01"
@@ -62,7 +63,9 @@ def test_run_once_parses_each_request_once(tmp_path, imap_user, smtp_sink, monke
 
 
 def test_a_workers_parse_carries_the_card_and_name_for_the_pattern_it_was_given() -> None:
-    from mailbot.intake.parse import DEFAULT_CARD_PATTERN, parse_messages, read_mail
+    from mailbot.intake.parse import DEFAULT_CARD_PATTERN
+    from mailbot.intake.parse_cache import parse_messages
+    from mailbot.intake.reading import read_mail
 
     raw = request_mail("p@patron.test", "LEGIMI", "Proszę o kod.\nNr karty: AB123456\n"
                                                    "Anna Kowalska\n\nTel. 601 234 567")[0]

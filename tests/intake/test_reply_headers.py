@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import pytest
 
-from mailbot.intake.parse import parse_mail, read_mail, split_quotes
+from mailbot.intake.mail.quotes import split_quotes
+from mailbot.intake.parse import parse_mail
+from mailbot.intake.reading import read_mail
 
 LIB = "Biblioteka Miejska <legimi@biblioteka.pl>"
 
@@ -295,13 +297,13 @@ def test_reply_headers_are_looked_for_only_in_the_first_64_kb(monkeypatch):
     # A hostile mail of 2 MB of header-like lines: each line looked at reads the lines
     # after it, so only the first 64 KB of text is searched (a patron writes far less
     # above a quote); the rest costs one pass over the lines.
-    from mailbot.intake import parse
+    from mailbot.intake.mail import quotes
 
     looked_at: list[int] = []
-    real = parse._reply_header_at
-    monkeypatch.setattr(parse, "_reply_header_at",
+    real = quotes.reply_header_at
+    monkeypatch.setattr(quotes, "reply_header_at",
                         lambda lines, i: looked_at.append(i) or real(lines, i))
     line = "Od: x a: a: a: a: a: a: a: a:"
-    unquoted, quoted = parse.split_quotes("\n".join([line] * (2_000_000 // len(line))))
-    assert 0 < len(looked_at) <= parse.QUOTE_SEARCH_CHARS // len(line)
+    unquoted, quoted = quotes.split_quotes("\n".join([line] * (2_000_000 // len(line))))
+    assert 0 < len(looked_at) <= quotes.QUOTE_SEARCH_CHARS // len(line)
     assert unquoted.startswith(line) and quoted == ""
