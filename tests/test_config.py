@@ -115,3 +115,103 @@ def test_a_mistyped_secret_is_not_echoed():
     assert "98765432" not in str(err.value) and "password" in str(err.value)
     s = settings_from_dict({**MINIMAL, "database_url": "postgresql://bot:pw123@db/mailbot"})
     assert "pw123" not in repr(s)
+
+
+def test_a_wrong_type_inside_a_mailbox_is_named_with_its_path():
+    # A string where a mailbox's port belongs names mailboxes[0].port and the value.
+    data = {**MINIMAL, "mailboxes": [{**MINIMAL["mailboxes"][0], "port": "993"}]}
+    with pytest.raises(ConfigError, match=r"mailboxes\[0\]\.port'?: must be an integer, not '993'"):
+        settings_from_dict(data)
+
+
+def test_unknown_keys_are_named_at_every_level_with_the_known_ones():
+    # A typo at the top, in a section and in a library's sub-table names its full path.
+    cases = (({**MINIMAL, "timezon": "UTC"}, r"'timezon'", "timezone"),
+             ({**MINIMAL, "smtp": {"hots": "relay"}}, r"smtp\.hots", "host"),
+             ({**MINIMAL, "libraries": [{"id": "a", "name": "A", "sql": {"uri": "x"}}]},
+              r"libraries\[0\]\.sql\.uri", "url_env"),
+             ({**MINIMAL, "source": "x"}, r"'source'", "timezone"))
+    for data, key, known in cases:
+        with pytest.raises(ConfigError, match=key) as err:
+            settings_from_dict(data)
+        assert "unknown key (known keys:" in str(err.value) and known in str(err.value)
+
+
+def test_a_missing_required_key_is_named():
+    # A library without a name, a mailbox without an address: "is required", with the path.
+    for data, key in (({**MINIMAL, "libraries": [{"id": "a"}]}, r"libraries\[0\]\.name"),
+                      ({**MINIMAL, "mailboxes": [{"library": "a", "username": "u"}]},
+                       r"mailboxes\[0\]\.address")):
+        with pytest.raises(ConfigError, match=key + r"'?: is required"):
+            settings_from_dict(data)
+
+
+def test_wrong_shapes_and_choices_are_named():
+    # A choice outside its list, a string for a list, a table for an array of tables, a value
+    # for a table: each names the key and what was expected.
+    lib = {"id": "a", "name": "A"}
+    cases = (({**MINIMAL, "mailboxes": [{**MINIMAL["mailboxes"][0], "type": "pop3"}]},
+              r"mailboxes\[0\]\.type'?: must be one of 'imap', 'maildir', not 'pop3'"),
+             ({**MINIMAL, "libraries": [{**lib, "languages": "pl"}]},
+              r"libraries\[0\]\.languages'?: must be a list, not str"),
+             ({**MINIMAL, "libraries": [{**lib, "languages": ["pl", 1]}]},
+              r"libraries\[0\]\.languages\[1\]'?: must be a string, not 1"),
+             ({**MINIMAL, "libraries": lib}, r"libraries'?: must be an array of tables"),
+             ({**MINIMAL, "web": "on"}, r"'web'?: must be a table, not str"),
+             ({**MINIMAL, "web": {"enabled": 1}}, r"web\.enabled'?: must be true or false, not 1"),
+             ({**MINIMAL, "daemon": {"poll_interval": "60"}},
+              r"daemon\.poll_interval'?: must be a number, not '60'"))
+    for data, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            settings_from_dict(data)
+
+
+def test_value_rules_name_the_key_and_the_rule():
+    # Each key's own rule refuses with its own words, at the key's path.
+    lib = {"id": "a", "name": "A"}
+    cases = (({"libraries": [{**lib, "penalty_months": -1}]},
+              r"libraries\[0\]\.penalty_months'?: must not be negative"),
+             ({"libraries": [{**lib, "languages": ["pl", "de"]}]},
+              r"libraries\[0\]\.languages'?: unsupported language 'de'"),
+             ({"libraries": [{**lib, "max_balance_due": "1,5"}]},
+              r"libraries\[0\]\.max_balance_due'?: not an amount: '1,5'"),
+             ({"libraries": [{**lib, "send_window": "16:00-10:00"}]},
+              r"libraries\[0\]\.send_window'?: the window must end after it starts"),
+             ({"smtp": {"connections": 9}}, r"smtp\.connections'?: must be between 1 and 8"),
+             ({"web": {"port": 70000}}, r"web\.port'?: must be a TCP port"),
+             ({"web": {"session_hours": 0}}, r"web\.session_hours'?: must be positive"),
+             ({"imports": {"max_rows": 0}}, r"imports\.max_rows'?: must be at least 1"),
+             ({"daemon": {"retention_time": "3:3"}},
+              r"daemon\.retention_time'?: must be HH:MM, not '3:3'"))
+    for changes, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            settings_from_dict({**MINIMAL, **changes})
+
+
+def test_loaded_settings_are_frozen_hashable_picklable_and_equal_when_loaded_again(
+        monkeypatch: pytest.MonkeyPatch):
+    # Worker processes get the settings pickled; caches key on them: both must keep working.
+    import dataclasses
+    import pickle
+
+    monkeypatch.setenv("MAILBOT_IMAP_PASSWORD", "x")
+    settings = load_settings(ROOT / "config.example.toml")
+    again = load_settings(ROOT / "config.example.toml")
+    assert settings == again and hash(settings) == hash(again)
+    assert hash(settings.libraries[0]) == hash(again.libraries[0])
+    copy = pickle.loads(pickle.dumps(settings))
+    assert copy == settings and copy.own_addresses == settings.own_addresses
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.timezone = "UTC"  # type: ignore[misc]
+    assert settings.libraries[0].languages == ("pl", "en")  # TOML arrays become tuples
+    assert settings.mailboxes[0].key == "imap://ebooki@biblioteka.example.org@imap.example.org:993/INBOX"
+
+
+def test_settings_made_in_code_are_not_checked():
+    # Only a config file is checked: tests and dataclasses.replace build settings freely.
+    import dataclasses
+
+    from mailbot.config import LibrarySettings
+
+    lib = LibrarySettings(id="a", name="A")
+    assert dataclasses.replace(lib, window_day=31).window_day == 31

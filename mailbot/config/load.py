@@ -1,0 +1,206 @@
+"""Reading the config file: TOML, checked by pydantic against the settings classes, then the
+rules between keys, then the secrets from the environment.
+
+Every mistake is one ``ConfigError`` (exit code 2) naming the file, the key's path
+(``libraries[0].penalty_months``) and what is wrong, in mailbot's words: pydantic's own
+messages are not shown (they echo values, and a value may be a password). When the file
+has several mistakes, the first is named.
+
+Secrets may stay out of the file: ``password_env = "NAME"`` (``url_env`` for a SQL reader
+source) reads the value from that environment variable, and ``MAILBOT_SMTP_PASSWORD`` /
+``MAILBOT_DATABASE_URL`` override the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from mailbot.config.sections import LibrarySettings, Settings
+from mailbot.errors import ConfigError
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("config file not found", file=str(p)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=str(p)) from None
+    return settings_from_dict(data, source=str(p))
+
+
+def settings_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Settings:
+    """Builds validated settings from parsed TOML (used by tests and the demo)."""
+    from pydantic import ValidationError
+
+    if "source" in data:  # a field of Settings, but not a key of the file
+        raise ConfigError(_unknown_key(Settings), file=source, column="source")
+    try:
+        settings = _reader().validate_python({**data, "source": source})
+    except ValidationError as exc:
+        raise _config_error(exc.errors(include_url=False)[0], source) from None
+    _check_combinations(settings)
+    return _resolve_secrets(settings)
+
+
+@cache
+def _reader() -> Any:
+    # Built on the first config read, not at import (pydantic's import and the schema
+    # build are most of a config read's time; see mailbot/config/__init__.py).
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Settings)
+
+
+def _config_error(error: Any, source: str) -> ConfigError:
+    """pydantic's first error, in mailbot's words."""
+    loc, kind, value = error["loc"], error["type"], error.get("input")
+    key = _key_path(loc)
+    shown = _shown(value, key)
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        message = _unknown_key(_type_at(loc[:-1]))
+    elif kind in ("missing", "missing_argument"):
+        message = "is required"
+    elif kind == "value_error":  # a rule of mailbot.config.checks
+        message = str(error["ctx"]["error"])
+    elif kind == "literal_error":
+        allowed = ", ".join(map(repr, typing.get_args(_type_at(loc))))
+        message = f"must be one of {allowed}, not {shown}"
+    elif kind == "tuple_type" and loc in (("libraries",), ("mailboxes",)):
+        message = f"must be an array of tables ([[{loc[0]}]])"
+    elif kind == "tuple_type":
+        message = f"must be a list, not {type(value).__name__}"
+    elif kind == "dataclass_type":
+        message = f"must be a table, not {type(value).__name__}"
+    elif kind in _TYPE_NAMES:
+        message = f"must be {_TYPE_NAMES[kind]}, not {shown}"
+    else:
+        message = error["msg"]  # pydantic's messages name types and bounds, not values
+    return ConfigError(message, file=source, column=key)
+
+
+_TYPE_NAMES = {"int_type": "an integer", "float_type": "a number", "string_type": "a string",
+               "bool_type": "true or false"}
+
+
+def _key_path(loc: tuple[str | int, ...]) -> str:
+    """``("libraries", 0, "sql", "url")`` -> ``libraries[0].sql.url``"""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def _type_at(loc: tuple[str | int, ...]) -> Any:
+    """The annotated type of the key at ``loc`` (a settings class for a table)."""
+    typ: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            typ = typing.get_args(typ)[0]  # an array of tables: tuple[Section, ...]
+        else:
+            typ = typing.get_type_hints(typ)[part]
+    return typ
+
+
+def _unknown_key(section: type) -> str:
+    known = sorted(f.name for f in dataclasses.fields(section) if f.name != "source")
+    return f"unknown key (known keys: {', '.join(known)})"
+
+
+def _shown(value: Any, key: str) -> str:
+    """A value for an error message; secrets are never echoed."""
+    last = key.rpartition(".")[2]
+    if "password" in last or last in ("url", "database_url"):
+        return "(hidden)"
+    return repr(value)
+
+
+def _check_combinations(settings: Settings) -> None:
+    """The rules between keys (a key's own rule is beside it, in mailbot.config.sections)."""
+    src = settings.source
+    ids: set[str] = set()
+    for i, lib in enumerate(settings.libraries):
+        key = f"libraries[{i}]"
+        if lib.id in ids:
+            raise ConfigError(f"duplicate library id {lib.id!r}", file=src, column=f"{key}.id")
+        ids.add(lib.id)
+        if lib.reader_source == "sip2":
+            # SIP2 patron information carries no loan history and no data-update date.
+            for name in ("check_loans_this_year", "active_loan_months", "check_data_updated"):
+                if getattr(lib, name):
+                    raise ConfigError("cannot be answered by a sip2 reader source", file=src,
+                                      column=f"{key}.{name}")
+    keys: set[str] = set()
+    for i, mb in enumerate(settings.mailboxes):
+        key = f"mailboxes[{i}]"
+        if mb.library not in ids:
+            raise ConfigError(f"no library with id {mb.library!r}", file=src, column=f"{key}.library")
+        if mb.type == "maildir" and not mb.path:
+            raise ConfigError("is required for a maildir mailbox", file=src, column=f"{key}.path")
+        if mb.ssl and mb.starttls:
+            raise ConfigError("ssl and starttls exclude each other (ssl is on by default: set "
+                              "ssl = false to use STARTTLS)", file=src, column=f"{key}.starttls")
+        if mb.type == "imap" and not mb.username:
+            raise ConfigError("is required for an IMAP mailbox", file=src, column=f"{key}.username")
+        if mb.key in keys:
+            raise ConfigError("the same mailbox and folder is configured twice", file=src, column=key)
+        keys.add(mb.key)
+    if settings.smtp.ssl and settings.smtp.starttls:
+        raise ConfigError("ssl and starttls exclude each other", file=src, column="smtp.starttls")
+
+
+def _resolve_secrets(settings: Settings) -> Settings:
+    """The settings with every ``*_env`` secret read from the environment."""
+    src = settings.source
+    web = settings.web
+    if web.enabled and web.secret_key_env and not os.environ.get(web.secret_key_env):
+        raise ConfigError(f"environment variable {web.secret_key_env} is not set", file=src,
+                          column="web.secret_key_env")
+    libraries = tuple(_library_secrets(lib, f"libraries[{i}]", src)
+                      for i, lib in enumerate(settings.libraries))
+    mailboxes = tuple(
+        dataclasses.replace(mb, password=_secret(mb.password, mb.password_env,
+                                                 f"mailboxes[{i}].password_env", src))
+        for i, mb in enumerate(settings.mailboxes))
+    smtp = settings.smtp
+    smtp_password = os.environ.get("MAILBOT_SMTP_PASSWORD") or _secret(
+        smtp.password, smtp.password_env, "smtp.password_env", src)
+    return dataclasses.replace(
+        settings,
+        libraries=libraries,
+        mailboxes=mailboxes,
+        smtp=dataclasses.replace(smtp, password=smtp_password),
+        database_url=os.environ.get("MAILBOT_DATABASE_URL") or settings.database_url,
+    )
+
+
+def _library_secrets(lib: LibrarySettings, key: str, src: str) -> LibrarySettings:
+    if lib.reader_source == "sql":
+        url = _secret(lib.sql.url, lib.sql.url_env, f"{key}.sql.url_env", src)
+        if not url:
+            raise ConfigError("is required for reader_source = \"sql\"", file=src,
+                              column=f"{key}.sql.url")
+        lib = dataclasses.replace(lib, sql=dataclasses.replace(lib.sql, url=url))
+    if lib.reader_source == "sip2":
+        pw = _secret(lib.sip2.password, lib.sip2.password_env, f"{key}.sip2.password_env", src)
+        lib = dataclasses.replace(lib, sip2=dataclasses.replace(lib.sip2, password=pw))
+    return lib
+
+
+def _secret(explicit: str | None, env_name: str | None, key: str, source: str) -> str | None:
+    if env_name:
+        value = os.environ.get(env_name)
+        if value is None:
+            raise ConfigError(f"environment variable {env_name} is not set", file=source, column=key)
+        return value
+    return explicit

@@ -1,0 +1,311 @@
+"""The settings: one frozen dataclass per table of the TOML file, each field with its type,
+its default and its own rule (``mailbot.config.checks``).
+
+They are plain dataclasses that pydantic fills from the file (``mailbot.config.load``):
+made in code they cost what a dataclass costs, ``dataclasses.replace`` works, and they are
+hashable (``lru_cache`` keys, e.g. ``decide._month_context``), comparable and picklable
+(sent to worker processes) as before. Every key is documented in ``config.example.toml``
+(a test checks it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from mailbot.config.checks import (
+    CLOSED,
+    HHMM,
+    Address,
+    Amount,
+    AtLeastOne,
+    Bool,
+    Connections,
+    Day,
+    Float,
+    Int,
+    Languages,
+    NoneIfEmpty,
+    NotBlank,
+    NotNegative,
+    Positive,
+    Regex,
+    Str,
+    TcpPort,
+    TimeZone,
+    TimeZoneOrEmpty,
+    Window,
+)
+from mailbot.errors import ConfigError
+
+SERVICES = ("legimi", "empik_go")
+Service = Literal["legimi", "empik_go"]
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: Str = "localhost"
+    port: Int = 25
+    ssl: Bool = False
+    starttls: Bool = False
+    username: Str | None = None
+    # MAILBOT_SMTP_PASSWORD, when set, wins over both (mailbot.config.load).
+    password: Str | None = field(default=None, repr=False)
+    password_env: Str | None = None
+    # TLS certificates are always verified: against the system's CAs, or this CA file
+    # (a library's own CA, or a self-signed relay certificate exported as PEM).
+    ca_file: Str | None = None
+    timeout: Float = 30.0
+    # Connections to the relay. While one hands a reply over, the others prepare the next
+    # (MAIL FROM, RCPT TO); the relay still takes one reply at a time, each recorded before
+    # the next, so a crash can repeat at most one reply whatever the number.
+    connections: Connections = 2
+    # When set, replies are written as .eml files into this folder instead of being sent
+    # (the demo's "file outbox"; also handy for a dry run of a new installation).
+    file_outbox: Str | None = None
+
+    __pydantic_config__ = CLOSED
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """``mailbot run``: the long-running process."""
+
+    # IMAP servers drop an IDLE after 30 minutes (RFC 2177 allows 29): re-issue before.
+    idle_refresh: Float = 1500.0
+    # Mailboxes whose server has no IDLE (and Maildirs) are polled this often, seconds.
+    poll_interval: Float = 60.0
+    # After a network or server error, reconnect after 1, 2, 4 … seconds, at most this.
+    reconnect_max: Float = 300.0
+    # Temporary SMTP failures are retried with growing pauses (at most send_backoff_max
+    # seconds apart) for this long, then the reply is marked failed for staff.
+    send_retry_for: Float = 172800.0
+    send_backoff_max: Float = 1800.0
+    # Scheduled jobs, library time zone.
+    month_close_time: HHMM = "00:05"
+    retention_time: HHMM = "03:30"
+
+    __pydantic_config__ = CLOSED
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The staff dashboard, served by ``mailbot run`` (and ``mailbot demo``)."""
+
+    enabled: Bool = True
+    # Loopback by default: put a TLS-terminating proxy (nginx, Caddy) in front for the
+    # branches; cookies are marked Secure whenever the request came over https.
+    host: NotBlank = "127.0.0.1"
+    port: TcpPort = 8080
+    # Sessions are signed with a secret key: read from this environment variable, or else
+    # from secret_key_file, which is generated (mode 0600) on first start. Default file:
+    # web-secret.key in the SQLite database's folder (else beside the config file).
+    secret_key_env: Str | None = None
+    secret_key_file: Str | None = None
+    session_hours: Positive = 12.0  # a login lasts this long
+    # Failed logins: this many for one name from one client address within
+    # lockout_minutes pause that name's logins from that address (HTTP 429) until
+    # lockout_minutes after the last; the owner elsewhere can still log in. And this many
+    # from one address, whatever the names, pause every login from it as long. And this
+    # many for one name from all addresses together (a guesser with many addresses) pause
+    # that name from every address it has not logged in from within a month: the owner's
+    # own desks stay open.
+    lockout_attempts: AtLeastOne = 5
+    lockout_minutes: Positive = 15.0
+    login_address_attempts: AtLeastOne = 20
+    login_name_attempts: AtLeastOne = 50
+    # The largest request body accepted (an import upload); larger ones get HTTP 413
+    # before they are read. Other forms are capped at 1 MiB.
+    max_upload_bytes: AtLeastOne = 20 * 1024 * 1024
+    # Proxies whose X-Forwarded-Proto/For headers are believed (comma-separated IPs).
+    forwarded_allow_ips: Str = "127.0.0.1"
+    live_refresh_seconds: Positive = 5.0  # how often the queue page refreshes itself
+
+    __pydantic_config__ = CLOSED
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    """Bounds on one imported file (CLI and dashboard): a hostile or mistaken file is
+    refused with an error naming the bound, before it can fill the daemon's memory."""
+
+    # Rows below the header. A big city library's reader export (~200,000 patrons) and a
+    # month's code pool (thousands) fit well within it.
+    max_rows: AtLeastOne = 500_000
+    # The file's size, and the size of an XLSX's parts once unpacked: a 200,000-reader
+    # export is ~25 MB as CSV and ~100 MiB as unpacked XLSX.
+    max_bytes: AtLeastOne = 256 * 1024 * 1024
+
+    __pydantic_config__ = CLOSED
+
+
+@dataclass(frozen=True)
+class SqlSourceSettings:
+    """``reader_source = "sql"``: read-only access to the library system's database."""
+
+    url: Str | None = field(default=None, repr=False)  # SQLAlchemy URL (may hold a password)
+    url_env: Str | None = None  # or: read the URL from this environment variable
+    # A query with a bound :card parameter returning the reader's columns (see
+    # mailbot/readers/sql.py), or a preset name: "koha".
+    query: Str = "koha"
+    timeout: Float = 10.0
+
+    __pydantic_config__ = CLOSED
+
+
+@dataclass(frozen=True)
+class Sip2SourceSettings:
+    """``reader_source = "sip2"``: the library system's SIP2 server."""
+
+    host: Str = "localhost"
+    port: Int = 6001
+    tls: Bool = False
+    ca_file: Str | None = None  # verify the server against this CA (default: system CAs)
+    username: Str | None = None  # SIP2 login (93); none: no login message
+    password: Str | None = field(default=None, repr=False)
+    password_env: Str | None = None
+    location_code: Str = ""
+    institution_id: Str = ""
+    terminal_password: Str | None = field(default=None, repr=False)
+    timeout: Float = 10.0
+    retries: Int = 2
+
+    __pydantic_config__ = CLOSED
+
+
+@dataclass(frozen=True)
+class LibrarySettings:
+    id: Str  # unique among the libraries
+    name: Str
+    timezone: TimeZoneOrEmpty | None = None  # defaults to the top-level timezone
+    # The month's window opens on this day at this time (library time zone); with
+    # window_working_day, on the first working day (no weekend, no Polish public holiday)
+    # on or after that day.
+    window_day: Day = 1
+    window_time: HHMM = "00:00"
+    window_working_day: Bool = False
+    # Replies go out only inside this daily window ("HH:MM-HH:MM"), optionally on working
+    # days only; order and allocation are still decided on arrival.
+    send_window: Window | None = None
+    send_working_days_only: Bool = False
+    card_pattern: Regex = r"[0-9]{5,14}"
+    # Verification strictness (SPEC 2.5). Cards are not secrets: the policy decides.
+    # A sip2 reader source cannot answer the loan and data-update checks: SIP2 patron
+    # information carries no loan history and no data-update date (mailbot.config.load).
+    check_name: Bool = True
+    check_sender: Bool = False
+    check_data_updated: Bool = False
+    check_loans_this_year: Bool = False
+    active_loan_months: NotNegative = 0  # a loan within the last N months (0 = not asked)
+    max_balance_due: Amount = "0"  # refuse as `debt` when the balance is above this (PLN)
+    max_overdue_items: NotNegative = 0
+    penalty_months: NotNegative = 3
+    min_age_legimi: NotNegative = 0  # 0 = no age limit
+    min_age_empik_go: NotNegative = 0
+    one_code_per_month: Literal["across", "per_service"] = "across"
+    eligibility_test: Bool = False  # answer TEST LEGIMI / TEST EMPIK GO with a verdict
+    # SPEC 2.11: this many days before the month ends, remind holders of unactivated codes
+    # (0 = no reminders), at this time of day.
+    reminder_days: NotNegative = 3
+    reminder_time: HHMM = "10:00"
+    replies_per_sender_per_day: NotNegative = 5
+    # One address cannot collect codes for many cards: at most this many codes a month go
+    # to one sender address (0 = no limit). A parent writing for children needs a few.
+    max_codes_per_address_per_month: NotNegative = 3
+    languages: Languages = ("pl", "en")
+    contact: Str | None = None
+    activation_url_legimi: Str | None = "https://www.legimi.pl/"
+    activation_url_empik_go: Str | None = "https://www.empikgo.com/"
+    # Repeat an issued code to a patron who asks again from the address it went to.
+    repeat_code_to_same_address: Bool = True
+    reader_source: Literal["local", "sql", "sip2"] = "local"
+    sql: SqlSourceSettings = field(default_factory=SqlSourceSettings)
+    sip2: Sip2SourceSettings = field(default_factory=Sip2SourceSettings)
+
+    __pydantic_config__ = CLOSED
+
+    def min_age(self, service: str) -> int:
+        return self.min_age_legimi if service == "legimi" else self.min_age_empik_go
+
+
+@dataclass(frozen=True)
+class MailboxSettings:
+    # Also checked against the rest (mailbot.config.load): the library exists; an IMAP
+    # mailbox has a username, a Maildir a path; ssl and starttls exclude each other; no
+    # mailbox and folder is configured twice.
+    library: Str
+    address: Address
+    type: Literal["imap", "maildir"] = "imap"
+    host: Str = "localhost"
+    port: Int = 993
+    ssl: Bool = True
+    starttls: Bool = False
+    username: Str | None = None
+    password: Str | None = field(default=None, repr=False)
+    password_env: Str | None = None
+    ca_file: Str | None = None  # verify the server against this CA (default: system CAs)
+    folder: Str = "INBOX"
+    manual_folder: Str = "mailbot/manual"
+    processed_folder: NoneIfEmpty | None = "mailbot/processed"  # None: leave mail in place
+    path: Str | None = None  # for type = "maildir": the Maildir directory
+    timeout: Float = 60.0
+
+    __pydantic_config__ = CLOSED
+
+    @property
+    def key(self) -> str:
+        """Identifies the mailbox across restarts (its database row)."""
+        if self.type == "maildir":
+            return f"maildir:{self.path}"
+        return f"imap://{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    timezone: TimeZone = "Europe/Warsaw"
+    # MAILBOT_DATABASE_URL, when set, wins (mailbot.config.load).
+    database_url: Str = field(default="sqlite:///mailbot.db", repr=False)
+    templates_dir: Str | None = None
+    max_message_bytes: Int = 2_000_000
+    # SPEC 2.12: raw mail and sent reply bodies are kept this many days; the ledger stays.
+    retention_days: AtLeastOne = 30
+    # Mail from these addresses is never answered ("*@spam.example" patterns allowed).
+    blocked_senders: tuple[Str, ...] = ()
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    imports: ImportSettings = field(default_factory=ImportSettings)
+    libraries: tuple[LibrarySettings, ...] = ()
+    mailboxes: tuple[MailboxSettings, ...] = ()
+    # The file the settings were read from (not a key of it).
+    source: str = field(default="<defaults>", compare=False)
+
+    __pydantic_config__ = CLOSED
+
+    def library(self, library_id: str) -> LibrarySettings:
+        for lib in self.libraries:
+            if lib.id == library_id:
+                return lib
+        known = ", ".join(lib.id for lib in self.libraries) or "none configured"
+        raise ConfigError(f"unknown library {library_id!r} (known: {known})", file=self.source)
+
+    def library_tz(self, library_id: str) -> ZoneInfo:
+        return ZoneInfo(self.library(library_id).timezone or self.timezone)
+
+    def mailboxes_of(self, library_id: str) -> list[MailboxSettings]:
+        return list(self._mailboxes_by_library.get(library_id, ()))
+
+    # Asked per mail and per library: a consortium has hundreds of mailboxes, so both are
+    # worked out once (the settings never change).
+    @cached_property
+    def _mailboxes_by_library(self) -> dict[str, tuple[MailboxSettings, ...]]:
+        found: dict[str, list[MailboxSettings]] = {}
+        for m in self.mailboxes:
+            found.setdefault(m.library, []).append(m)
+        return {library: tuple(boxes) for library, boxes in found.items()}
+
+    @cached_property
+    def own_addresses(self) -> frozenset[str]:
+        return frozenset(m.address.strip().lower() for m in self.mailboxes)
