@@ -1,9 +1,10 @@
 """The walk-in desk: the verdict the bot would give a patron standing at the counter, and a
 code from the same pool — never one owed to an e-mail request that arrived earlier.
 
-Pure decisions come from the same rule chain as e-mail; only what cannot apply at a
-counter is left out (the sender address, the per-address cap). The window still applies:
-a month's codes are not handed out before it opens.
+Pure decisions come from the desk chain (mailbot.rules.chains.DESK): the e-mail rules but
+what cannot apply at a counter (the card search, the sender address, the per-address cap),
+then the desk's pool, which leaves alone the codes owed to e-mail requests waiting. The
+window still applies: a month's codes are not handed out before it opens.
 """
 
 from __future__ import annotations
@@ -18,20 +19,13 @@ from sqlalchemy.orm import Session
 
 from mailbot.clock import month_key, month_of
 from mailbot.config import LibrarySettings, Settings
-from mailbot.db.models import Code, LedgerEntry, Request
-from mailbot.decide import (
-    ReaderSource,
-    allocate_code,
-    issued_this_month_of,
-    unactivated_months_of,
-)
-from mailbot.lookups import codes_left
+from mailbot.db.models import Code, Request
+from mailbot.decide.batch import ReaderSource, issued_this_month_of, unactivated_months_of
+from mailbot.ledger import Channel, InSession, codes_left, issue_code
+from mailbot.outcomes import Outcome, RequestState
 from mailbot.readers.local import LocalReaders
-from mailbot.rules import RULES, evaluate
-from mailbot.rules.base import Facts
-
-DESK_RULES = tuple(r for r in RULES if r.name not in ("sender_mismatch", "address_limit",
-                                                      "no_card", "ambiguous_card"))
+from mailbot.rules import DESK, run
+from mailbot.rules.base import ELIGIBLE, Facts
 
 
 @dataclass(frozen=True)
@@ -51,8 +45,8 @@ def owed_to_email(session: Session, library_id: str, service: str, now: datetime
     """Undecided e-mail requests for this service that arrived before now: their codes are
     not for the desk (nor for a staff override)."""
     stmt = select(func.count(Request.id)).where(
-        Request.library_id == library_id, Request.state == "new", Request.kind == "request",
-        Request.service == service, Request.received_at <= now)
+        Request.library_id == library_id, Request.state == RequestState.NEW,
+        Request.kind == "request", Request.service == service, Request.received_at <= now)
     if except_id is not None:
         stmt = stmt.where(Request.id != except_id)
     return session.scalar(stmt) or 0
@@ -69,6 +63,8 @@ def desk_check(session: Session, settings: Settings, *, library_id: str, card: s
     reader = (source or LocalReaders()).lookup(session, library_id=library_id, card=card)
     # The staff see the patron: the name check applies only if a name was typed.
     policy = library if name.strip() else dataclasses.replace(library, check_name=False)
+    left = codes_left(session, library_id=library_id, service=service, month=month)
+    owed = owed_to_email(session, library_id, service, now)
     facts = Facts(
         library=policy, tz=tz, month=(year, mon), service=service, received_at=now,
         date_header=None, from_address=reader.email if reader else None,
@@ -77,20 +73,14 @@ def desk_check(session: Session, settings: Settings, *, library_id: str, card: s
             session, library_id, card, month,
             service=service if library.one_code_per_month == "per_service" else None),
         unactivated_months=unactivated_months_of(session, library, card, month),
+        decided_at=now, codes_left=left, owed_to_email=owed,
     )
-    hit, trail = evaluate(facts, DESK_RULES)
-    left = codes_left(session, library_id=library_id, service=service, month=month)
-    owed = owed_to_email(session, library_id, service, now)
+    hit, trail = run(DESK, facts)
+    assert hit is not None  # the desk's pool has the last word
     patron = f"{reader.first_name} {reader.last_name}".strip() if reader else None
     email = reader.email if reader else None
-    if hit is not None:
-        return DeskVerdict(hit.outcome, hit.note, dict(hit.context), trail, left, owed, patron,
-                           email)
-    if left - owed <= 0:
-        note = (f"{left} code(s) left, {owed} owed to earlier e-mail requests" if owed
-                else "no code left this month")
-        return DeskVerdict("pool_exhausted", note, {}, trail, left, owed, patron, email)
-    return DeskVerdict("eligible", "all rules passed", {}, trail, left, owed, patron, email)
+    return DeskVerdict(hit.outcome, hit.note, dict(hit.context), trail, left, owed, patron,
+                       email)
 
 
 def desk_issue(session: Session, settings: Settings, *, library_id: str, card: str,
@@ -100,17 +90,16 @@ def desk_issue(session: Session, settings: Settings, *, library_id: str, card: s
     caller records who did it in its audit log)."""
     verdict = desk_check(session, settings, library_id=library_id, card=card, name=name,
                          service=service, now=now, source=source)
-    if verdict.outcome != "eligible":
+    if verdict.outcome != ELIGIBLE:
         return verdict, None
     library: LibrarySettings = settings.library(library_id)
     month = month_key(*month_of(now, settings.library_tz(library_id)))
-    code = allocate_code(session, library_id=library.id, service=service, month=month)
+    book = InSession(session, library.id)
+    code = issue_code(book, book, library_id=library.id, service=service, month=month,
+                      card=card.strip(), email=verdict.email, request_id=None, now=now,
+                      channel=Channel.DESK)
     if code is None:  # taken meanwhile by the bot
-        return dataclasses.replace(verdict, outcome="pool_exhausted",
+        return dataclasses.replace(verdict, outcome=Outcome.POOL_EXHAUSTED,
                                    note="the last code was just issued"), None
-    code.issued_at = now
-    session.add(LedgerEntry(code_id=code.id, library_id=library.id, service=service,
-                            month=month, card_number=card.strip(),
-                            email=(verdict.email or "").lower() or None, request_id=None,
-                            issued_at=now, channel="desk"))
+    assert isinstance(code, Code)
     return verdict, code

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 PARENT_CHECK = 1.0  # seconds between a child's looks at whether its parent is still there
 CHUNK = 16  # replies a worker composes per task: the hand-over costs less than composing
-OFFLOAD_MIN = 200  # a batch this big is a burst (decide.BATCH_SIZE)
+OFFLOAD_MIN = 200  # a batch this big is a burst (mailbot.decide.BATCH_SIZE)
 
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -144,6 +144,16 @@ def shutdown() -> None:
         if _pool is not None:
             _pool.shutdown(wait=True, cancel_futures=True)
             _pool = None
+
+
+def composer(*, replies: int, burst: bool, wait: bool) -> Composer | None:
+    """A Composer for a decide batch of ``replies`` requests, if the workers are worth it
+    (a burst, or a batch as big as a burst's) and up; None: compose in place. ``wait``:
+    wait for the workers to start (~0.3 s, once) rather than compose in place meanwhile."""
+    if not burst and replies < OFFLOAD_MIN:
+        return None
+    executor = started_pool(wait=wait)
+    return Composer(executor) if executor is not None else None
 
 
 class ComposeFailed(Exception):

@@ -8,6 +8,8 @@ from datetime import timedelta
 from sqlalchemy import select
 
 import mailbot.decide as decide
+import mailbot.decide.context as context
+import mailbot.decide.writes as writes
 from mailbot.db.models import Code, LedgerEntry
 from mailbot.db.session import open_database
 from tests.botenv import make_bot, request_mail
@@ -30,14 +32,14 @@ def test_a_mail_that_crashes_the_decision_is_set_aside_and_the_rest_go_on(
     # Rendering the reply for the second request blows up after its code was allocated:
     # that request is set aside for staff, its code stays free, the others are answered.
     bot = _setup(tmp_path, imap_user, smtp_sink, 3)
-    real = decide.compose_reply
+    real = writes.compose_reply
 
     def flaky(**kw):
         if kw["to"] == "b2@patron.test":
             raise RuntimeError("template exploded")
         return real(**kw)
 
-    monkeypatch.setattr(decide, "compose_reply", flaky)
+    monkeypatch.setattr(writes, "compose_reply", flaky)
     assert bot.run_once() == 0
     reqs = {r.card_number or r.from_address: r for r in bot.requests()}
     states = [(r.from_address, r.state, r.outcome) for r in bot.requests()]
@@ -98,10 +100,10 @@ def test_while_reading_a_library_that_could_not_be_decided_is_not_tried_again_an
     import time
     from datetime import UTC, datetime
 
-    import mailbot.intake.imap as imap
-    from mailbot.cli import run_once
+    import mailbot.intake.poll as imap
     from mailbot.db.models import Mailbox, Request
     from mailbot.db.session import sync_config
+    from mailbot.runonce import run_once
 
     bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
     settings = bot.settings()
@@ -160,10 +162,10 @@ def test_the_part_of_a_reply_shared_by_a_month_is_worked_out_once(
     # reply of a month, so not worked out again for each of a burst's thousands.
     bot = _setup(tmp_path, imap_user, smtp_sink, 3)
     asked: list[tuple[int, int]] = []
-    real = decide.next_window
-    monkeypatch.setattr(decide, "next_window",
+    real = context.next_window
+    monkeypatch.setattr(context, "next_window",
                         lambda library, tz, y, m: asked.append((y, m)) or real(library, tz, y, m))
-    decide._month_context.cache_clear()
+    context.month_context.cache_clear()
     assert bot.run_once() == 0
     assert [r.outcome for r in bot.requests()] == ["issued"] * 3
     assert len(smtp_sink.messages) == 3

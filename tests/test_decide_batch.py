@@ -1,6 +1,6 @@
 """Deciding in batches gives exactly what deciding one request at a time gives.
 
-mailbot.lookups reads what the rules need once per batch and keeps it current in memory;
+mailbot.decide.batch reads what the rules need once per batch and keeps it current in memory;
 a mistake there would show only when two requests of one batch touch the same card,
 address or pool. The same mail is decided once with batches of one request and once with
 one batch for everything, on SQLite and PostgreSQL, and every outcome, code and reply
@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 import mailbot.decide as decide
+import mailbot.decide.runner as runner
 from mailbot.clock import utcnow
 from mailbot.db.models import LedgerEntry, Outbox
 from mailbot.db.session import open_database
@@ -86,7 +87,7 @@ def test_one_batch_decides_exactly_as_one_request_at_a_time(
     # Both runs decide at one instant: a reply quotes when the card's code was issued
     # ("data wydania: … 01:47"), which would differ when the runs fall in two minutes.
     decided_at = utcnow()
-    monkeypatch.setattr(decide, "utcnow", lambda: decided_at)
+    monkeypatch.setattr(runner, "utcnow", lambda: decided_at)
     one = tmp_path / "one"
     one.mkdir()
     single = _decide_all(one, imap_user_factory(), smtp_sink, database_url, 1, monkeypatch)

@@ -17,6 +17,8 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 import mailbot.decide as decide
+import mailbot.decide.policies as policies
+import mailbot.decide.runner as runner
 from mailbot.clock import utcnow
 from mailbot.db.models import Code, LedgerEntry, Outbox, Request
 from mailbot.db.session import open_database
@@ -55,7 +57,7 @@ def test_a_batch_is_decided_without_the_write_lock(tmp_path, imap_user, smtp_sin
                                                    monkeypatch):
     bot = _bot(tmp_path, imap_user, smtp_sink)
     took_lock: list[bool] = []
-    real = decide.decide_one
+    real = runner.decide
 
     def watched(*args, **kwargs):
         # Another connection asks for the write lock, not waiting at all: it must get it
@@ -71,7 +73,7 @@ def test_a_batch_is_decided_without_the_write_lock(tmp_path, imap_user, smtp_sin
             other.close()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(decide, "decide_one", watched)
+    monkeypatch.setattr(runner, "decide", watched)
     assert bot.run_once() == 0
     assert took_lock == [True] * 4
     requests, issued, ledger, replies = _state(bot)
@@ -83,10 +85,10 @@ def test_a_batch_is_decided_without_the_write_lock(tmp_path, imap_user, smtp_sin
 def test_requests_another_process_decided_meanwhile_are_not_decided_twice(
         tmp_path, imap_user, smtp_sink, monkeypatch, caplog):
     bot = _bot(tmp_path, imap_user, smtp_sink)
-    real = decide._write_checked
+    real = policies.write_checked
     raced: list[int] = []
 
-    def racing(session, look):
+    def racing(session, batch, library_id):
         if not raced:
             # Between this batch's snapshot and its write, another process (its own
             # engine and connections) decides every waiting request.
@@ -94,9 +96,9 @@ def test_requests_another_process_decided_meanwhile_are_not_decided_twice(
             other = open_database(bot.settings().database_url)
             raced[0] = len(decide.decide_pending(other, bot.settings()))
             other.kw["bind"].dispose()
-        return real(session, look)
+        return real(session, batch, library_id)
 
-    monkeypatch.setattr(decide, "_write_checked", racing)
+    monkeypatch.setattr(policies, "write_checked", racing)
     with caplog.at_level(logging.INFO, logger="mailbot.decide"):
         assert bot.run_once() == 0
     assert raced == [4]
@@ -113,10 +115,10 @@ def test_requests_another_process_decided_meanwhile_are_not_decided_twice(
 def test_a_code_withdrawn_meanwhile_is_not_issued(tmp_path, imap_user, smtp_sink,
                                                    monkeypatch):
     bot = _bot(tmp_path, imap_user, smtp_sink, n=3, codes=4)
-    real = decide._write_checked
+    real = policies.write_checked
     withdrawn: list[str] = []
 
-    def withdrawing(session, look):
+    def withdrawing(session, batch, library_id):
         if not withdrawn:
             # Staff take the pool's first code out (expired) after the batch chose it.
             other = open_database(bot.settings().database_url)
@@ -125,9 +127,9 @@ def test_a_code_withdrawn_meanwhile_is_not_issued(tmp_path, imap_user, smtp_sink
                 s.execute(update(Code).where(Code.id == first.id).values(expired_at=utcnow()))
                 withdrawn.append(first.code)
             other.kw["bind"].dispose()
-        return real(session, look)
+        return real(session, batch, library_id)
 
-    monkeypatch.setattr(decide, "_write_checked", withdrawing)
+    monkeypatch.setattr(policies, "write_checked", withdrawing)
     assert bot.run_once() == 0
     assert withdrawn == ["SNAP-0001"]
     requests, issued, ledger, replies = _state(bot)

@@ -6,7 +6,7 @@ import email
 import email.policy
 
 from mailbot.cli import main
-from mailbot.decide import NO_REPLY
+from mailbot.decide.decision import NO_REPLY
 from mailbot.respond.render import REPLY_OUTCOMES
 
 SPEC_OUTCOMES = {"issued", "already_received", "too_early", "no_card", "ambiguous_card",

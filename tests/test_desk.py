@@ -31,7 +31,7 @@ def test_the_desk_gives_the_bots_verdict_and_respects_earlier_email(
     imap_user.append(raw, internaldate=w + timedelta(seconds=1))
     # Intake only: the e-mail request is stored, not yet decided.
     from mailbot.db.session import sync_config
-    from mailbot.intake.imap import poll_all
+    from mailbot.intake.poll import poll_all
 
     settings = bot.settings()
     sessions = open_database(settings.database_url)
@@ -42,16 +42,27 @@ def test_the_desk_gives_the_bots_verdict_and_respects_earlier_email(
         v = desk_check(s, settings, library_id="lib", card="0990003", name="Jan Dlug",
                        service="legimi", now=now)
         assert v.outcome == "debt" and v.context["balance_due"]
+        # The desk's chain: no card search, no sender address, no per-address cap.
+        assert v.trail == [*({"rule": rule, "result": "passed"} for rule in (
+            "too_early", "unknown_card", "name_mismatch", "already_received",
+            "inactive_account", "age_restricted")),
+            {"rule": "debt", "result": "refused", "note": "balance due 9.99"}]
         v = desk_check(s, settings, library_id="lib", card="0990001", name="Ala Wrongname",
                        service="legimi", now=now)
         assert v.outcome == "name_mismatch"
         v, code = desk_issue(s, settings, library_id="lib", card="0990001", name="Ala Lada",
                              service="legimi", now=now)
         assert v.outcome == "eligible" and code is not None and code.code == "DESK-0001"
+        assert v.note == "all rules passed" and [step["rule"] for step in v.trail] == [
+            "too_early", "unknown_card", "name_mismatch", "already_received",
+            "inactive_account", "age_restricted", "debt", "overdue", "data_not_updated",
+            "no_loans_this_year", "blocked"]
     with sessions.begin() as s:
         v, code = desk_issue(s, settings, library_id="lib", card="0990004", name="",
                              service="legimi", now=now)
         assert code is None and v.outcome == "pool_exhausted" and v.owed_to_email == 1
+        assert v.note == "1 code(s) left, 1 owed to earlier e-mail requests"
+        assert len(v.trail) == 11 and v.trail[-1] == {"rule": "blocked", "result": "passed"}
         v = desk_check(s, settings, library_id="lib", card="0990001", name="",
                        service="empik_go", now=now)
         assert v.outcome == "already_received"

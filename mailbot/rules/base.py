@@ -1,7 +1,10 @@
 """What a rule sees and what it says.
 
-A rule is a small pure object: ``name`` (its outcome, which is also its template name),
-``description`` and ``check(facts) -> Hit | None``. It decides; it never sends or writes.
+A rule is a small pure object: ``name`` (its outcome, which is also its template name; the
+rate limit is the one gate named for what it checks), ``description`` and
+``check(facts) -> Hit | None``. It decides; it never sends or writes. A chain's last word
+(``Verdict``: the pool, a test's verdict, the desk's pool) concludes from the facts and
+the refusal, if any (mailbot.rules.chains).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from mailbot.config import LibrarySettings
+
+# A verdict, not an outcome: every rule passed (a TEST mail's, the desk's).
+ELIGIBLE = "eligible"
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,15 @@ class IssuedThisMonth:
     issued_at: datetime
 
 
+class FreeCode(Protocol):
+    """A code of the pool that may be handed out (a row or an ORM object)."""
+
+    id: int
+    code: str
+    pool_id: int
+    service: str
+
+
 @dataclass(frozen=True)
 class Facts:
     library: LibrarySettings
@@ -61,6 +76,15 @@ class Facts:
     unactivated_months: tuple[str, ...] = ()
     # Codes already sent to this sender address this month, over all cards.
     codes_to_address: int = 0
+    # The counters, as they stand when this request is decided (a batch keeps them
+    # current as it goes): replies already written to this sender today (of this kind);
+    # the pool's next free code for the request's service and month; the pool's codes not
+    # issued yet and those owed to e-mail requests waiting ahead (the desk).
+    decided_at: datetime | None = None
+    replies_today: int = 0
+    next_code: FreeCode | None = None
+    codes_left: int = 0
+    owed_to_email: int = 0
 
     @property
     def local_received(self) -> datetime:
@@ -69,11 +93,15 @@ class Facts:
 
 @dataclass(frozen=True)
 class Hit:
-    """A rule refused: its outcome, a note for staff and values for the reply template."""
+    """A rule decided: its outcome, a note for staff and values for the reply template.
+
+    ``result`` is what the trail says of it: a refusal, or (for a chain's last word) the
+    code issued or a test's verdict."""
 
     outcome: str
     note: str
     context: dict[str, Any] = field(default_factory=dict)
+    result: str = "refused"
 
 
 class Rule(Protocol):
@@ -81,3 +109,16 @@ class Rule(Protocol):
     description: str
 
     def check(self, facts: Facts) -> Hit | None: ...
+
+
+class Verdict(Protocol):
+    """A chain's last word, asked once its rules are through.
+
+    ``conclude`` gets the refusal (None: every rule passed) and returns the outcome, or
+    None to let the refusal stand. ``recorded``: its conclusion is a line of the trail."""
+
+    name: str
+    description: str
+    recorded: bool
+
+    def conclude(self, facts: Facts, refusal: Hit | None) -> Hit | None: ...

@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from mailbot.clock import month_end, month_key, month_of, parse_month
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import AuditLog, Code, LedgerEntry, Mailbox, Outbox, Request
-from mailbot.decide import allocate_code, reply_context
-from mailbot.lookups import codes_left
+from mailbot.decide import reply_context
 from mailbot.desk import owed_to_email
+from mailbot.ledger import Channel, InSession, codes_left, issue_code
+from mailbot.outcomes import OutboxState, Outcome, RequestState
 from mailbot.respond.compose import compose_reply
 from mailbot.rules.window import next_send_time
 from mailbot.web.queries import NOT_OVERRIDABLE
@@ -46,13 +47,13 @@ def resend(session: Session, *, outbox_id: int, request: Request, user: str,
         raise ActionRefused("err_no_such_reply")
     if not row.message:
         raise ActionRefused("err_reply_purged")
-    if row.state == "pending":
+    if row.state == OutboxState.PENDING:
         raise ActionRefused("err_reply_pending")
     before = f"{row.state}, {row.attempts} attempt(s)" + (
         f", last error: {row.last_error}" if row.last_error else "")
     # The daemon gives up on a reply retry_for seconds after created_at: a resend starts
     # that clock again.
-    row.state, row.due_at, row.created_at = "pending", now, now
+    row.state, row.due_at, row.created_at = OutboxState.PENDING, now, now
     row.retry_at, row.last_error, row.sent_at, row.attempts = None, None, None, 0
     audit(session, user=user, action="resend", library_id=request.library_id, now=now,
           request_id=request.id, detail=f"reply #{row.id} to {row.to_address} (was {before})")
@@ -79,7 +80,8 @@ def override(session: Session, settings: Settings, *, request: Request, service:
     card = card.strip()
     if not reason:
         raise ActionRefused("err_reason_required")
-    if request.outcome in NOT_OVERRIDABLE or request.state not in ("decided", "manual", "error"):
+    if request.outcome in NOT_OVERRIDABLE or request.state not in (
+            RequestState.DECIDED, RequestState.MANUAL, RequestState.ERROR):
         raise ActionRefused("err_not_overridable")
     if request.code is not None:
         raise ActionRefused("err_has_code")
@@ -97,19 +99,19 @@ def override(session: Session, settings: Settings, *, request: Request, service:
     owed = owed_to_email(session, library.id, service, now)
     if left - owed <= 0:
         raise ActionRefused("err_pool_empty", left=left, owed=owed)
-    code = allocate_code(session, library_id=library.id, service=service, month=month)
+    book = InSession(session, library.id)
+    code = issue_code(book, book, library_id=library.id, service=service, month=month,
+                      card=card, email=request.from_address, request_id=request.id, now=now,
+                      channel=Channel.OVERRIDE)
     if code is None:
         raise ActionRefused("err_pool_empty", left=0, owed=owed)
-    code.request_id, code.issued_at = request.id, now
-    session.add(LedgerEntry(code_id=code.id, library_id=library.id, service=service,
-                            month=month, card_number=card,
-                            email=request.from_address.lower(), request_id=request.id,
-                            issued_at=now, channel="override"))
+    assert isinstance(code, Code)
     previous = request.outcome or request.state
     request.trail = [*(request.trail or []), {
         "rule": "staff_override", "result": "issued",
         "note": f"by {user}: {reason} (was {previous})"}]
-    request.outcome, request.state, request.decided_at = "issued", "decided", now
+    request.outcome, request.state = Outcome.ISSUED, RequestState.DECIDED
+    request.decided_at = now
     request.service = service
     request.card_number = card
     request.month = month
@@ -120,7 +122,7 @@ def override(session: Session, settings: Settings, *, request: Request, service:
                         patron_name=request.patron_name)
     ctx["code"] = code.code
     reply = compose_reply(
-        outcome="issued", context=ctx, languages=library.languages,
+        outcome=Outcome.ISSUED, context=ctx, languages=library.languages,
         library_name=library.name, mailbox_address=mailbox.address,
         to=request.from_address, original_subject=request.subject,
         original_message_id=request.message_id, original_references=(),
@@ -128,7 +130,7 @@ def override(session: Session, settings: Settings, *, request: Request, service:
         request_key=f"{mailbox.key}|{request.uidvalidity}|{request.uid}|"
                     f"{request.message_id}|override", now=now)
     pending = session.scalar(select(Outbox).where(Outbox.request_id == request.id,
-                                                  Outbox.state == "pending"))
+                                                  Outbox.state == OutboxState.PENDING))
     withdrawn = ""
     if pending is not None:
         # The refusal has not gone out yet: the patron gets the code instead of it.
@@ -136,8 +138,8 @@ def override(session: Session, settings: Settings, *, request: Request, service:
         session.delete(pending)
     row = Outbox(kind="override", request_id=None, code_id=code.id, library_id=library.id,
                  mail_from=reply.mail_from, to_address=reply.to, message_id=reply.message_id,
-                 outcome="issued", message=reply.message, state="pending", created_at=now,
-                 due_at=next_send_time(library, tz, now), attempts=0)
+                 outcome=Outcome.ISSUED, message=reply.message, state=OutboxState.PENDING,
+                 created_at=now, due_at=next_send_time(library, tz, now), attempts=0)
     session.add(row)
     session.flush()
     audit(session, user=user, action="override", library_id=library.id, now=now,

@@ -1,4 +1,5 @@
-"""What deciding needs from the database, read for a whole batch of requests at once.
+"""What a decide batch reads: its requests, their mail, and what the rules ask of the
+database, each question asked once for the whole batch.
 
 Deciding a request asks the database about half a dozen things (the card's reader, the
 card's code this month, unactivated codes in the penalty period, codes and replies already
@@ -18,34 +19,78 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
-from mailbot.clock import add_months, month_key, parse_month
-from mailbot.config import LibrarySettings
-from mailbot.db.batches import in_chunks, insert_rows, many_writes
-from mailbot.db.models import (
-    ActivationReport,
-    Code,
-    LedgerEntry,
-    Mailbox,
-    Outbox,
-    Request,
-    address_key,
-)
-from mailbot.rules.base import IssuedThisMonth, ReaderFacts
+from mailbot.clock import add_months, month_key, month_of, parse_month
+from mailbot.config import LibrarySettings, Settings
+from mailbot.db.batches import in_chunks
+from mailbot.db.models import ActivationReport, Code, LedgerEntry, Mailbox, Outbox, Request, \
+    address_key
+from mailbot.intake.parse import parse_mail_again, read_mail
+from mailbot.ledger import codes_left, free_code_rows
+from mailbot.outcomes import RequestState
+from mailbot.rules.base import Facts, FreeCode, IssuedThisMonth, ReaderFacts
 
-if TYPE_CHECKING:
-    from mailbot.offload import Composer
 
 class ReaderSource(Protocol):
     name: str
 
     def lookup(self, session: Session, *, library_id: str, card: str) -> ReaderFacts | None: ...
+
+
+# What deciding reads of a waiting request. Plain rows, not ORM objects: a burst loads
+# thousands, and nothing is written back through them (the decisions are bulk UPDATEs).
+_QUEUED = (Request.id, Request.mailbox_id, Request.uidvalidity, Request.uid,
+           Request.message_id, Request.received_at, Request.date_header, Request.raw,
+           Request.from_address, Request.subject, Request.service, Request.kind)
+QueuedRequest = Row[Any]  # with the attributes named in _QUEUED
+
+
+def next_requests(session: Session, library_id: str, horizon: datetime | None,
+                  limit: int) -> list[QueuedRequest]:
+    """The library's earliest waiting requests (arrival order) before ``horizon``."""
+    stmt = (
+        select(*_QUEUED)
+        .where(Request.library_id == library_id, Request.state == RequestState.NEW)
+        .order_by(Request.received_at, Request.uid, Request.mailbox_id, Request.id)
+        .limit(limit)
+    )
+    if horizon is not None:
+        stmt = stmt.where(Request.received_at < horizon)
+    return list(session.execute(stmt))
+
+
+@dataclass
+class Prepared:
+    """A request with what its mail says, parsed once for the batch."""
+
+    req: QueuedRequest
+    year: int
+    mon: int
+    month: str
+    cards: Any
+    name_text: str
+    references: tuple[str, ...]
+    patron_name: str | None
+
+
+def prepare(req: QueuedRequest, settings: Settings, library: LibrarySettings, tz: Any,
+            now: datetime) -> Prepared:
+    # The pool served is the month of the decision (see Facts.month); a clock running
+    # behind the mail server must not move a request back a month.
+    year, mon = month_of(max(now, req.received_at), tz)
+    parsed = parse_mail_again(req.raw or b"", max_bytes=settings.max_message_bytes)
+    found = read_mail(parsed, library.card_pattern)  # (in a burst: by the workers)
+    cards = found.cards
+    return Prepared(req, year, mon, month_key(year, mon), cards,
+                    parsed.quoted if cards.from_quote else parsed.unquoted,
+                    parsed.references, (found.name or "")[:300] or None)
 
 
 def penalty_months(library: LibrarySettings, month: str) -> tuple[str, ...]:
@@ -133,45 +178,6 @@ def replies_by_day(session: Session, library_id: str, keys: Collection[str], tz:
     return counts
 
 
-# A code that may be handed out: never issued, activated or expired.
-_FREE = (Code.issued_at.is_(None), Code.activated_at.is_(None), Code.expired_at.is_(None))
-
-
-def _free_codes(*columns: Any, library_id: str, service: str, month: str) -> Any:
-    """The pool's next free codes in issue order, locked (skipping codes another
-    transaction holds): a code is never handed out twice, even by racing processes."""
-    return (
-        select(*columns)
-        .where(Code.library_id == library_id, Code.service == service, Code.month == month,
-               *_FREE)
-        .order_by(Code.id)
-        .with_for_update(skip_locked=True)
-    )
-
-
-def free_codes(session: Session, *, library_id: str, service: str, month: str,
-               limit: int) -> list[Code]:
-    """The next ``limit`` free codes (ORM objects; see _free_codes)."""
-    return list(session.scalars(_free_codes(Code, library_id=library_id, service=service,
-                                            month=month).limit(limit)))
-
-
-def free_code_rows(session: Session, *, library_id: str, service: str, month: str,
-                   limit: int) -> list[Any]:
-    """The next ``limit`` free codes as plain rows (id, code, pool_id, service)."""
-    return list(session.execute(_free_codes(Code.id, Code.code, Code.pool_id, Code.service,
-                                            library_id=library_id, service=service,
-                                            month=month).limit(limit)))
-
-
-def codes_left(session: Session, *, library_id: str, service: str, month: str) -> int:
-    """The pool's codes not issued yet."""
-    return session.scalar(
-        select(func.count(Code.id)).where(Code.library_id == library_id, Code.service == service,
-                                          Code.month == month, Code.issued_at.is_(None))
-    ) or 0
-
-
 def readers_of(session: Session, source: ReaderSource, library_id: str,
                cards: Collection[str]) -> dict[str, ReaderFacts | None]:
     """Every card's reader: in one query where the source can (``lookup_many``)."""
@@ -183,23 +189,37 @@ def readers_of(session: Session, source: ReaderSource, library_id: str,
     return {card: source.lookup(session, library_id=library_id, card=card) for card in cards}
 
 
-class BatchLookups:
-    """The answers for one batch, loaded once and kept current as the batch is decided.
+def issued_this_month_of(session: Session, library_id: str, card: str, month: str, *,
+                         service: str | None = None) -> IssuedThisMonth | None:
+    """One card's code of this month (the desk): any service, or one service if the policy
+    says so."""
+    return issued_entries(session, library_id, [card], [month]).get((card, month, service))
 
-    ``cards``, ``addresses``, ``months`` and ``received`` are those of the batch's
-    requests; ``codes_needed`` bounds how many codes each (service, month) could take in
-    this batch.
-    """
+
+def unactivated_months_of(session: Session, library: LibrarySettings, card: str,
+                          month: str) -> tuple[str, ...]:
+    """One card's penalty months with an unactivated code (the desk)."""
+    months = penalty_months(library, month)
+    found = unactivated_entries(session, library, [card], months)
+    return tuple(sorted(m for m in months if (card, m) in found))
+
+
+class BatchReads:
+    """The answers for one batch of ``prepared`` requests, loaded once and kept current as
+    the batch is decided (``code_issued``, ``reply_written``)."""
 
     def __init__(self, session: Session, library: LibrarySettings, tz: Any,
-                 source: ReaderSource, *, cards: set[str], addresses: set[str],
-                 months: set[str], received: list[datetime],
-                 codes_needed: Counter[tuple[str, str]]) -> None:
+                 source: ReaderSource, prepared: list[Prepared]) -> None:
         self.session = session
         self.library = library
         self.tz = tz
-        # Set for a burst: the batch's replies are composed by worker processes.
-        self.composer: Composer | None = None
+        cards = {p.cards.card for p in prepared if p.cards.card}
+        addresses = {p.req.from_address for p in prepared if p.req.from_address}
+        months = {p.month for p in prepared}
+        received = [p.req.received_at for p in prepared]
+        # How many codes each (service, month) could take in this batch at most.
+        needed: Counter[tuple[str, str]] = Counter(
+            (p.req.service or "", p.month) for p in prepared if p.req.kind != "test")
         self.readers = readers_of(session, source, library.id, cards)
         self.issued = issued_entries(session, library.id, cards, months) if cards else {}
         penalty = {p for m in months for p in penalty_months(library, m)}
@@ -216,21 +236,35 @@ class BatchLookups:
         self.codes: dict[tuple[str, str], deque[Any]] = {
             (service, month): deque(free_code_rows(session, library_id=library.id,
                                                    service=service, month=month, limit=n))
-            for (service, month), n in codes_needed.items()}
+            for (service, month), n in needed.items()}
         self.taken: Counter[tuple[str, str]] = Counter()
+        self.left: dict[tuple[str, str], int] = {}  # codes_left, as first asked
         self.mailboxes: dict[int, Mailbox] = {}
-        # What the batch writes, all at once at its end (bulk statements, not the ORM's
-        # unit of work): the decided requests, the codes handed out, ledger and outbox.
-        self.requests: list[dict[str, Any]] = []
-        self.codes_issued: list[dict[str, Any]] = []
-        self.ledger: list[dict[str, Any]] = []
-        self.outbox: list[dict[str, Any]] = []
+
+    def facts(self, item: Prepared, now: datetime) -> Facts:
+        """What the rules need to decide ``item`` now, as the batch stands."""
+        req, cards, month, library = item.req, item.cards, item.month, self.library
+        card, test = cards.card, req.kind == "test"
+        return Facts(
+            library=library, tz=self.tz, month=(item.year, item.mon),
+            service=req.service or "legimi", received_at=req.received_at,
+            date_header=req.date_header, from_address=req.from_address,
+            card_candidates=cards.candidates, card=card, name_text=item.name_text,
+            reader=self.readers.get(card) if card else None,
+            issued_this_month=self.issued.get((
+                card, month,
+                req.service if library.one_code_per_month == "per_service" else None))
+            if card else None,
+            unactivated_months=self.unactivated_months(card, month) if card else (),
+            codes_to_address=self.codes_to_address(req.from_address, month),
+            decided_at=now,
+            replies_today=self.replies_today(req.from_address, req.kind, req.received_at)
+            if library.replies_per_sender_per_day > 0 and req.from_address else 0,
+            next_code=None if test else self.next_code(req.service or "", month),
+            codes_left=self.codes_left(req.service or "legimi", month) if test else 0,
+        )
 
     # -- questions ------------------------------------------------------------------------
-
-    def issued_this_month(self, card: str, month: str,
-                          service: str | None) -> IssuedThisMonth | None:
-        return self.issued.get((card, month, service))
 
     def unactivated_months(self, card: str, month: str) -> tuple[str, ...]:
         if not self.unactivated:  # as in most batches: nobody has a penalty
@@ -245,6 +279,18 @@ class BatchLookups:
         return self.replies[(address_key(address), kind,
                              received_at.astimezone(self.tz).date())]
 
+    def next_code(self, service: str, month: str) -> FreeCode | None:
+        """The pool's next free code (a row: id, code, pool_id, service), or None."""
+        queue = self.codes.get((service, month))
+        return queue[0] if queue else None
+
+    def codes_left(self, service: str, month: str) -> int:
+        """The pool's codes not issued yet, counting those this batch handed out."""
+        if (service, month) not in self.left:
+            self.left[(service, month)] = codes_left(
+                self.session, library_id=self.library.id, service=service, month=month)
+        return self.left[(service, month)] - self.taken[(service, month)]
+
     def mailbox(self, mailbox_id: int) -> Mailbox:
         if mailbox_id not in self.mailboxes:
             row = self.session.get(Mailbox, mailbox_id)
@@ -254,58 +300,13 @@ class BatchLookups:
 
     # -- what the batch changed -----------------------------------------------------------
 
-    def codes_left(self, service: str, month: str) -> int:
-        """The pool's codes not issued yet, counting those this batch handed out."""
-        return codes_left(self.session, library_id=self.library.id, service=service,
-                          month=month) - self.taken[(service, month)]
-
-    def take_code(self, service: str, month: str) -> Any | None:
-        """The next free code (a row: id, code, pool_id, service), or None."""
+    def take(self, service: str, month: str) -> FreeCode | None:
+        """Takes the next free code (mailbot.ledger.Codes), or None."""
         queue = self.codes.get((service, month))
         if not queue:
             return None
         self.taken[(service, month)] += 1
         return queue.popleft()
-
-    def still_valid(self, session: Session) -> bool:
-        """Whether, in ``session``, the requests this batch decided all still wait and the
-        codes it took are all still free (for a batch decided on a snapshot)."""
-        for chunk in in_chunks([row["id"] for row in self.requests]):
-            if session.scalar(select(func.count(Request.id)).where(
-                    Request.id.in_(chunk), Request.state == "new")) != len(chunk):
-                return False
-        taken = [row["id"] for row in self.codes_issued]
-        for chunk in in_chunks(taken):
-            if session.scalar(select(func.count(Code.id)).where(
-                    Code.id.in_(chunk), *_FREE)) != len(chunk):
-                return False
-        return True
-
-    def write(self, *, decisions: bool = True, outbox: bool = True,
-              session: Session | None = None) -> None:
-        """Writes what the batch decided, in four bulk statements (the decisions and the
-        replies may be written separately, in the same transaction), in its own session
-        or ``session``."""
-        # Core statements on the tables: the batch's requests were read as rows (there
-        # are no ORM objects to keep in step), and the ORM's bulk forms would only add
-        # their own bookkeeping.
-        session = session or self.session
-        if decisions:
-            # The decisions are always a transaction's first write (the replies may follow
-            # separately): once per transaction is enough.
-            many_writes(session)
-        if decisions and self.requests:
-            session.execute(_DECIDED, [_by_key(row) for row in self.requests])
-        if decisions and self.codes_issued:
-            session.execute(_CODE_ISSUED, [_by_key(row) for row in self.codes_issued])
-        if decisions and self.ledger:
-            for row in self.ledger:
-                row["email_key"] = address_key(row["email"])
-            insert_rows(session, LedgerEntry.__table__, self.ledger)
-        if outbox and self.outbox:
-            for row in self.outbox:
-                row["to_key"] = address_key(row["to_address"])
-            insert_rows(session, Outbox.__table__, self.outbox)
 
     def code_issued(self, *, card: str, month: str, service: str, email: str | None,
                     code: str, issued_at: datetime) -> None:
@@ -316,16 +317,3 @@ class BatchLookups:
 
     def reply_written(self, address: str, kind: str, received_at: datetime) -> None:
         self.replies[(address_key(address), kind, received_at.astimezone(self.tz).date())] += 1
-
-
-
-# UPDATE … WHERE id = :key for a list of rows given as {"id": …, column: value, …}; the SET
-# clause comes from the first row's other keys (every row of a batch has the same ones).
-_DECIDED = update(Request.__table__).where(Request.__table__.c.id == bindparam("key"))
-_CODE_ISSUED = update(Code.__table__).where(Code.__table__.c.id == bindparam("key"))
-
-
-def _by_key(row: dict[str, Any]) -> dict[str, Any]:
-    values = dict(row)
-    values["key"] = values.pop("id")
-    return values
