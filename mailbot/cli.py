@@ -6,47 +6,20 @@ import argparse
 import logging
 import os
 import sys
-import threading
-import time
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot import aio
-from mailbot.clock import month_key, month_of, utcnow
+from mailbot.clock import utcnow
 from mailbot.config import SERVICES, Settings, load_settings
-from mailbot.db.models import Code, JobRun, Library, Mailbox, Outbox, Request
-from mailbot.db.session import open_database, reading, sync_config
+from mailbot.db.session import open_database, sync_config
 from mailbot.errors import BadInput, MailbotError
+from mailbot.logs import configure_logging
 
 log = logging.getLogger("mailbot")
 
 DEFAULT_CONFIG = "mailbot.toml"
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever sys.stderr is now (it is replaced under test runners)."""
-
-    @property  # type: ignore[override]
-    def stream(self):  # noqa: ANN201
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: object) -> None:
-        pass
-
-
-def _logging(level: int) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=[_StderrHandler()])
-    # The format shows none of these, and a burst logs two lines a request: the logging
-    # HOWTO's "Optimization" settings skip collecting them (caller frame, thread, process).
-    logging._srcfile = None  # type: ignore[attr-defined]
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -127,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     quiet = args.command == "demo"  # the demo's output is its table
-    _logging(logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO)
+    configure_logging(logging.DEBUG if args.verbose else
+                      logging.WARNING if quiet else logging.INFO)
     try:
         if args.command == "demo":
             from mailbot.demo import run_demo
@@ -195,167 +169,14 @@ def cmd_import_activations(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_once(sessions: sessionmaker[Session], settings: Settings, *,
-             now: datetime | None = None) -> dict[str, Any]:
-    """One full pass: every mailbox read, requests decided in arrival order, replies sent.
-
-    The three overlap: the mailboxes are read in a thread while this one decides what may
-    already be decided (each stored chunk of a burst says up to which arrival its library
-    is complete), and replies are sent as they are decided. A burst (a full decide batch
-    waiting) is sent by a second process, which works on another CPU and keeps the
-    deciding process's database round trips from queueing behind the sender for the
-    interpreter lock; a few requests by a thread."""
-    from mailbot.decide import BATCH_SIZE, decide_pending, waiting
-    from mailbot.intake.imap import poll_all
-    from mailbot.intake.maildir import poll_all_maildirs
-    from mailbot.readers import close_sources, make_sources
-
-    sources = make_sources(settings)  # a misconfigured source stops us before any work
-    started = time.perf_counter()
-    read: dict[str, Any] = {}
-
-    def reader() -> None:
-        try:
-            read["polls"] = poll_all(sessions, settings) + poll_all_maildirs(sessions, settings)
-        except BaseException as exc:  # re-raised below, once deciding and sending are done
-            read["error"] = exc
-        finally:
-            read["end"] = time.perf_counter()
-
-    read_thread = threading.Thread(target=reader, name="reader", daemon=True)
-    read_thread.start()
-    decisions: list[Any] = []
-    sender: _SenderThread | _SenderProcess | None = None
-    sent = None
-    burst = False
-    tried: dict[str, Any] = {}  # by library: what it was ready with when last decided
-    try:
-        while True:
-            still_reading = read_thread.is_alive()
-            now_waiting = waiting(sessions, settings)
-            # While reading, only the libraries where something may be decided already
-            # (every mailbox of theirs read past a waiting request: a consortium has
-            # hundreds, most still waiting for a mailbox), and not again as they were
-            # when last tried (a reader source down leaves them so); once reading is
-            # done, all of them.
-            todo = {lib for lib, state in now_waiting.ready.items() if tried.get(lib) != state}
-            if still_reading and not todo:
-                read_thread.join(0.05)
-                continue
-            if sender is None:
-                if sum(now_waiting.by_library.values()) >= BATCH_SIZE:
-                    sender = _SenderProcess(settings, now)
-                    burst = True
-                elif not still_reading:
-                    sender = _SenderThread(sessions, settings, now)
-            decisions += decide_pending(sessions, settings, now=now, sources=sources,
-                                        only=todo if still_reading else None, burst=burst)
-            if not still_reading:
-                break  # this pass began after the last mail was stored
-            tried.update((lib, now_waiting.ready[lib]) for lib in todo)
-    finally:
-        close_sources(sources)
-        read_thread.join()
-        decided = time.perf_counter()
-        if sender is not None:
-            sent = sender.finish()
-    if "error" in read:
-        raise read["error"]
-    end = time.perf_counter()
-    return {"polls": read["polls"], "decisions": decisions, "sent": sent, "seconds": {
-        "read (deciding and sending meanwhile)": read["end"] - started,
-        "decide (rest)": decided - read["end"], "send (rest)": end - decided}}
-
-
-class _SenderThread:
-    """send_while in a thread of this process."""
-
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings,
-                 now: datetime | None) -> None:
-        from mailbot.respond.send import send_while
-
-        self.deciding = threading.Event()
-        self.deciding.set()
-        self.outcome: dict[str, Any] = {}
-
-        def sender() -> None:
-            try:
-                self.outcome["sent"] = aio.run(send_while(sessions, settings.smtp,
-                                                          self.deciding, now=now))
-            except BaseException as exc:  # re-raised in the main thread by finish()
-                self.outcome["error"] = exc
-
-        self.thread = threading.Thread(target=sender, name="sender", daemon=True)
-        self.thread.start()
-
-    def finish(self) -> Any:
-        self.deciding.clear()
-        self.thread.join()
-        if "error" in self.outcome:
-            raise self.outcome["error"]
-        return self.outcome["sent"]
-
-
-class _SenderProcess:
-    """send_while in a child process with its own database connection (on PostgreSQL
-    several processes may send from one outbox: each row is claimed with an advisory
-    lock; on SQLite it is the run's only sender)."""
-
-    def __init__(self, settings: Settings, now: datetime | None) -> None:
-        import multiprocessing
-
-        context = multiprocessing.get_context("forkserver")
-        self.deciding = context.Event()
-        self.deciding.set()
-        self.result, child_end = context.Pipe(duplex=False)
-        self.process = context.Process(
-            target=_send_in_child, name="mailbot-sender", daemon=True,
-            args=(settings, self.deciding, child_end, now, logging.getLogger().level,
-                  os.getpid()))
-        self.process.start()
-        child_end.close()
-
-    def finish(self) -> Any:
-        self.deciding.clear()
-        try:
-            kind, value = self.result.recv()
-        except EOFError:
-            kind, value = "error", MailbotError(
-                f"the sending process ended without a report (exit code "
-                f"{self.process.exitcode}); unsent replies stay pending for the next run")
-        self.process.join()
-        if kind == "error":
-            raise value
-        return value
-
-
-def _send_in_child(settings: Settings, deciding: Any, report: Any, now: datetime | None,
-                   level: int, parent: int) -> None:
-    from mailbot import offload
-
-    _logging(level)
-    # Should the run be killed, what it decided is still sent (one last round, as at the
-    # end of a run), then this process ends instead of waiting for ever.
-    offload.end_with(parent, then=deciding.clear)
-    try:
-        from mailbot.db.session import open_database
-        from mailbot.respond.send import send_while
-
-        sessions = open_database(settings.database_url)
-        report.send(("sent", aio.run(send_while(sessions, settings.smtp, deciding, now=now))))
-    except BaseException as exc:
-        try:
-            report.send(("error", exc))
-        except Exception:  # not picklable: its text is enough
-            report.send(("error", MailbotError(f"sending failed: {type(exc).__name__}: {exc}")))
-
-
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     sessions = _open(settings)
     if not args.once:
         from mailbot.daemon import Daemon
 
         return Daemon(settings, sessions).run_forever()
+    from mailbot.runonce import run_once
+
     result = run_once(sessions, settings)
     failed = [p for p in result["polls"] if p.errors]
     stored = sum(p.stored for p in result["polls"])
@@ -427,59 +248,9 @@ def cmd_patron(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def status_lines(sessions: sessionmaker[Session], settings: Settings) -> list[str]:
-    now = utcnow()
-    lines = []
-    with reading(sessions) as session:
-        for lib in settings.libraries:
-            month = month_key(*month_of(now, settings.library_tz(lib.id)))
-            lines.append(f"library {lib.id} ({lib.name}), month {month}")
-            row = session.get(Library, lib.id)
-            if row is not None and row.source_error:
-                since = row.source_down_since.astimezone(settings.library_tz(lib.id)).strftime(
-                    "%Y-%m-%d %H:%M %Z") if row.source_down_since else "?"
-                lines.append(f"  reader source {lib.reader_source}: DOWN since {since} "
-                             f"({row.source_error}); requests wait")
-            else:
-                lines.append(f"  reader source {lib.reader_source}: ok")
-            for service in SERVICES:
-                total, left = session.execute(
-                    select(func.count(Code.id),
-                           func.count(Code.id).filter(Code.issued_at.is_(None)))
-                    .where(Code.library_id == lib.id, Code.service == service,
-                           Code.month == month)
-                ).one()
-                lines.append(f"  pool {service:9} {left:6} left of {total}")
-            queue = dict(session.execute(
-                select(Request.state, func.count(Request.id))
-                .where(Request.library_id == lib.id).group_by(Request.state)).all())
-            lines.append(f"  queue: {queue.get('new', 0)} waiting, {queue.get('error', 0)} "
-                         f"set aside for staff, {queue.get('manual', 0)} in manual folder")
-            outbox = dict(session.execute(
-                select(Outbox.state, func.count(Outbox.id))
-                .where(Outbox.library_id == lib.id).group_by(Outbox.state)).all())
-            lines.append(f"  outbox: {outbox.get('pending', 0)} pending, "
-                         f"{outbox.get('failed', 0)} failed, {outbox.get('sent', 0)} sent")
-            for mb in session.scalars(select(Mailbox).where(Mailbox.library_id == lib.id)
-                                      .order_by(Mailbox.id)):
-                when = mb.last_poll_at.astimezone(settings.library_tz(lib.id)).strftime(
-                    "%Y-%m-%d %H:%M:%S %Z") if mb.last_poll_at else "never"
-                health = f"  ERROR: {mb.last_error}" if mb.last_error else ""
-                lines.append(f"  mailbox {mb.address} last poll {when}{health}")
-        jobs = session.scalars(select(JobRun).order_by(JobRun.name)).all()
-        if jobs:
-            tz = ZoneInfo(settings.timezone)
-            lines.append("jobs")
-            fmt = "%Y-%m-%d %H:%M %Z"
-        for job in jobs:
-            last = job.last_run_at.astimezone(tz).strftime(fmt) if job.last_run_at else "never"
-            nxt = job.next_run_at.astimezone(tz).strftime(fmt) if job.next_run_at else "-"
-            lines.append(f"  {job.name}: next {nxt}, last {last}"
-                         + (f" ({job.last_result})" if job.last_result else ""))
-    return lines
-
-
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.status import status_lines
+
     sessions = _open(settings)
     print("\n".join(status_lines(sessions, settings)))
     return 0

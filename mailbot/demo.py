@@ -199,7 +199,7 @@ def serve_dashboard(sessions, settings, *, port: int, password: str) -> None:  #
     demo Maildir is fetched, decided and answered every few seconds, as the daemon would."""
     import threading
 
-    from mailbot.cli import run_once
+    from mailbot.runonce import run_once
     from mailbot.web.app import create_app
     from mailbot.web.server import WebServer
 
@@ -235,9 +235,9 @@ def run_demo(directory: str, *, now: datetime | None = None, serve: bool = False
              port: int = 8080) -> int:
     from zoneinfo import ZoneInfo
 
-    from mailbot.cli import run_once
     from mailbot.imports.load import import_codes, import_readers
     from mailbot.rules.window import window_opens
+    from mailbot.runonce import run_once
 
     now = now or utcnow()
     root = prepare(directory)

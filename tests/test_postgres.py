@@ -90,7 +90,7 @@ def _sending(conn) -> set[int]:
     make_engine names each connection after its process), seen on ``conn``."""
     from sqlalchemy import text
 
-    from mailbot.respond.send import _OUTBOX_LOCKS
+    from mailbot.respond.outbox import OUTBOX_LOCKS as _OUTBOX_LOCKS
 
     names = conn.scalars(text(
         "SELECT DISTINCT a.application_name FROM pg_locks l "
@@ -167,17 +167,17 @@ def test_a_burst_on_postgresql_is_sent_by_a_second_process_while_deciding(
         tmp_path, imap_user, smtp_sink, pg_url, monkeypatch):
     # A full decide batch waiting is a burst: a child process sends (its own connection,
     # advisory-lock claims) while this one decides. The outcome is the one-process one.
-    from mailbot import cli, decide
+    from mailbot import decide, runonce
 
     monkeypatch.setattr(decide, "BATCH_SIZE", 40)
     started = []
-    real = cli._SenderProcess.__init__
+    real = runonce.SenderProcess.__init__
 
     def spy(self, *args, **kwargs):
         real(self, *args, **kwargs)
         started.append(self.process.pid)
 
-    monkeypatch.setattr(cli._SenderProcess, "__init__", spy)
+    monkeypatch.setattr(runonce.SenderProcess, "__init__", spy)
     bot = _burst(tmp_path, imap_user, smtp_sink, pg_url)
     assert bot.run_once() == 0
     assert len(started) == 1 and started[0] != os.getpid()
@@ -186,18 +186,18 @@ def test_a_burst_on_postgresql_is_sent_by_a_second_process_while_deciding(
 
 def test_a_sending_process_that_dies_is_reported_and_leaves_its_replies_pending(
         tmp_path, imap_user, smtp_sink, pg_url):
-    from mailbot import cli
+    from mailbot import runonce
     from mailbot.errors import MailbotError
 
     bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], database_url=pg_url)
-    sender = cli._SenderProcess(bot.settings(), None)
+    sender = runonce.SenderProcess(bot.settings(), None)
     os.kill(sender.process.pid, signal.SIGKILL)
     with pytest.raises(MailbotError, match="ended without a report"):
         sender.finish()
     # An error inside the child comes back as that error.
     broken = bot.settings()
     object.__setattr__(broken, "database_url", pg_url.rsplit("/", 1)[0] + "/no_such_db")
-    sender = cli._SenderProcess(broken, None)
+    sender = runonce.SenderProcess(broken, None)
     with pytest.raises(Exception, match="no_such_db"):
         sender.finish()
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
+from mailbot.db.readonly import read_only
 from mailbot.errors import MailbotError
 
 if TYPE_CHECKING:
@@ -80,8 +81,6 @@ def ensure_schema(engine: Engine) -> None:
 
 def _stamped(engine: Engine) -> str | None:
     """The revision Alembic recorded, read directly; None if there is none (yet)."""
-    from mailbot.db.session import read_only
-
     try:  # without SQLite's write lock: a command started mid-burst does not wait for it
         with read_only(engine).connect() as conn:
             rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()

@@ -10,7 +10,8 @@ from sqlalchemy.exc import OperationalError
 
 import mailbot.db.session as db_session
 from mailbot.db.models import Library
-from mailbot.db.session import open_database, read_only, reading
+from mailbot.db.readonly import read_only
+from mailbot.db.session import open_database, reading
 from sqlalchemy.orm import sessionmaker
 
 
@@ -42,7 +43,7 @@ def test_a_reader_neither_waits_for_a_writer_nor_sees_what_it_has_not_committed(
 def test_many_writes_lets_postgresql_reuse_plans_for_the_rest_of_the_transaction_only():
     from sqlalchemy import text
 
-    from mailbot.db.batches import many_writes
+    from mailbot.db.tuning import many_writes
     from tests.databases import fresh_postgres
 
     with fresh_postgres() as url:

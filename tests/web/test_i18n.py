@@ -21,7 +21,7 @@ def test_both_languages_have_the_same_keys_and_placeholders():
 
 def test_every_key_the_templates_and_views_use_exists():
     used = set()
-    for path in [*TEMPLATES.glob("*.j2"), *WEB.glob("*.py")]:
+    for path in [*TEMPLATES.glob("*.j2"), *WEB.rglob("*.py")]:
         text = path.read_text(encoding="utf-8")
         used |= set(re.findall(r"\bt\(['\"]([a-z0-9_]+)['\"]", text))
         used |= set(re.findall(r"ActionRefused\(\"([a-z_]+)\"", text))

@@ -1,0 +1,38 @@
+"""The audit log: what staff did (resends, overrides, desk issues, imports), newest
+first."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from sqlalchemy import select
+from starlette.responses import Response
+
+from mailbot.db.models import AuditLog
+from mailbot.web.context import Ctx, page
+
+# The actions staff can filter by, in the order the page offers them.
+ACTIONS = ("resend", "override", "handled", "desk_issue", "import_readers", "import_codes",
+           "import_activations")
+
+
+@page
+def audit_log(ctx: Ctx) -> Response:
+    per_page = 100
+    page_no = ctx.query("page")
+    n = int(page_no) if page_no.isdigit() and int(page_no) > 0 else 1
+    lib = ctx.query("library")
+    libs = [ctx.require_library(lib)] if lib else ctx.scope
+    action = ctx.query("action")
+    with ctx.reading() as session:
+        stmt = select(AuditLog).where(AuditLog.library_id.in_(libs))
+        if action:
+            stmt = stmt.where(AuditLog.action == action)
+        rows = list(session.scalars(stmt.order_by(AuditLog.at.desc(), AuditLog.id.desc())
+                                    .limit(per_page + 1).offset((n - 1) * per_page)))
+    more = len(rows) > per_page
+    params = {k: v for k, v in (("library", lib), ("action", action)) if v}
+    return ctx.render("audit.html.j2", nav="audit", rows=rows[:per_page], page_no=n, more=more,
+                      sel_library=lib, sel_action=action,
+                      page_url=lambda p: "/audit?" + urlencode({**params, "page": p}),
+                      actions=ACTIONS)
