@@ -83,7 +83,7 @@ def fetch_every_mailbox(dovecot: Dovecot, users: list[tuple[str, str, str]]) -> 
     so that a consortium's floor is not a mailbox-by-mailbox one."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mailbot.intake.store import POLL_WORKERS
+    from mailbot.intake.poll import POLL_WORKERS
 
     with ThreadPoolExecutor(max_workers=min(POLL_WORKERS, len(users))) as pool:
         parts = pool.map(lambda u: imap_fetch_all(dovecot.host, dovecot.port, u[1], u[2]),

@@ -37,10 +37,11 @@ from mailbot import aio, offload
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db import notify
+from mailbot.db.mailboxes import record_mailbox_error
 from mailbot.db.session import reading
-from mailbot.intake.imap import connect, poll_mailbox
+from mailbot.intake.imap import connect
 from mailbot.intake.maildir import poll_all_maildirs
-from mailbot.intake.store import record_mailbox_error
+from mailbot.intake.poll import poll_mailbox
 from mailbot.readers import close_sources, make_sources
 
 if TYPE_CHECKING:

@@ -12,10 +12,10 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy import exc as exc_
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailbot.db.readonly import READ_ONLY, read_only
+
 # Seconds a SQLite connection waits for another's write lock before giving up.
 SQLITE_TIMEOUT = 30.0
-# Execution option of connections that only read (see read_only below).
-READ_ONLY = "mailbot_read_only"
 
 
 def private_sqlite_file(url: str) -> None:
@@ -130,24 +130,6 @@ def sqlite_write(driver: Any, sql: str, params: Sequence[Any] = ()) -> Any:
         driver.execute(f"PRAGMA busy_timeout = {int(SQLITE_TIMEOUT * 1000)}")
 
 
-def read_only(engine: Engine) -> Engine:
-    """The same database for connections and sessions that only read.
-
-    On SQLite every other transaction begins IMMEDIATE, taking the one write lock, so a
-    plain read (the sender's next page of replies, `status`, a dashboard page) would wait
-    for a whole decide batch or stored chunk of a burst, and hold the next one up. These
-    begin DEFERRED instead: a consistent snapshot, no lock. A write through them is a
-    mistake (it could fail once another process has written). Elsewhere: the same engine
-    options, no difference."""
-    if engine.get_execution_options().get(READ_ONLY):
-        return engine
-    reader = engine.__dict__.get("_mailbot_read_only")
-    if reader is None:  # kept on the engine: one per engine, gone with it
-        reader = engine.__dict__["_mailbot_read_only"] = engine.execution_options(
-            **{READ_ONLY: True})
-    return reader
-
-
 class _ReadingSession(Session):
     """A session that only reads: its transaction ends with COMMIT, not ROLLBACK.
 
@@ -171,7 +153,7 @@ class _ReadingSession(Session):
 
 
 def reading(sessions: sessionmaker[Session]) -> Session:
-    """A session of ``sessions`` that only reads (see read_only), for a ``with`` block.
+    """A session of ``sessions`` that only reads (db.readonly), for a ``with`` block.
     What it loads stays readable after the block (nothing is expired)."""
     return _ReadingSession(**{**sessions.kw, "bind": read_only(sessions.kw["bind"]),
                               "expire_on_commit": False})
@@ -194,7 +176,7 @@ def sync_config(sessions: sessionmaker[Session], settings: Any) -> None:
     from sqlalchemy import select
 
     from mailbot.db.models import Library, Mailbox
-    from mailbot.intake.store import mailbox_row
+    from mailbot.db.mailboxes import mailbox_row
 
     with reading(sessions) as session:
         names = {key: name for key, name in session.execute(select(Library.id, Library.name))}

@@ -26,17 +26,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
+from mailbot.db.mailboxes import mailbox_row, record_poll
 from mailbot.db.models import Mailbox, Request
-from mailbot.intake.parse import plausible_date
-from mailbot.intake.store import (
-    SEEN_ONLY,
-    PollReport,
-    Stored,
-    ingest,
-    mailbox_row,
-    poll_each,
-    set_aside_alone,
-)
+from mailbot.intake.mail.dates import plausible_date
+from mailbot.intake.poll import PollReport, poll_each
+from mailbot.intake.store import SEEN_ONLY, Stored, ingest, set_aside_alone
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +137,7 @@ def poll_maildir(sessions: sessionmaker[Session], settings: Settings,
                 session.get(Request, stored.request_id).pending_move = None  # type: ignore[union-attr]
         report.moved += 1
     with sessions.begin() as session:
-        row = session.get(Mailbox, mailbox_id)
-        assert row is not None
-        row.last_poll_at, row.last_error = utcnow(), None
-        row.caught_up_to = poll_started
+        record_poll(session, mailbox_id, caught_up_to=poll_started)
     return report
 
 

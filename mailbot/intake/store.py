@@ -1,58 +1,59 @@
 """Mail -> stored request: the intake stage's one idempotent step, shared by IMAP and Maildir.
 
-Intake only sorts mail: a request for a service (``new``, to be decided in arrival order),
-auto-generated mail (``ignored_loop``, never answered) or anything else (``not_a_request``,
-left for staff in the manual folder). Each row remembers where its mail still has to be
-moved (``pending_move``): mail is moved only after the database has committed the row.
+Intake only sorts mail (the intake chain, mailbot/rules/intake.py): a request for a service
+(``new``, to be decided in arrival order), auto-generated mail (``ignored_loop``, never
+answered) or anything else (``not_a_request``, left for staff in the manual folder). A mail
+already stored (the same Message-ID) is not stored again; one that cannot be parsed or
+stored is set aside for staff (a row in state ``error``) instead of blocking the mailbox.
+
+Each row remembers where its mail still has to be moved (``pending_move``): mail is moved
+only after the database has committed the row, and ``finish_moves`` moves what a crash
+left unmoved. The moving itself is the caller's (the IMAP or Maildir edge): no mail
+server is talked to here.
+
+One concept over some 450 lines: every way a fetched mail becomes rows (a request, a
+duplicate that becomes none, a row set aside for staff, a chunk of them in one commit)
+and the moves those rows still owe.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import logging
 import traceback
-from typing import Any
+from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.addresses import usable_address
+from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
-from mailbot.db.batches import in_chunks
+from mailbot.db.batches import in_chunks, insert_rows
 from mailbot.db.models import Mailbox, Outbox, Request
-from mailbot.intake.bounce import Bounce, find_bounce, report_reason
+from mailbot.db.session import reading
+from mailbot.intake.bounce import Bounce, find_bounce
 from mailbot.intake.parse import (
     ParsedMail,
-    looks_automatic,
-    loop_reason,
     match_service,
     match_test_service,
     parse_mail,
     plausible_date,
     remember_parse,
 )
+from mailbot.outcomes import OutboxState, RequestState
 
 log = logging.getLogger(__name__)
 
 SEEN_ONLY = "=seen"  # no processed folder configured: flag the mail \Seen where it is
 
-
-@dataclass
-class PollReport:
-    """What one poll of one mailbox did."""
-
-    mailbox: str
-    fetched: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    moved: int = 0
-    errors: list[str] = field(default_factory=list)
+# A mail as fetched: its UID, its arrival (INTERNALDATE) and its raw bytes.
+Fetched = tuple[int, datetime, bytes]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,19 @@ class Stored:
     request_id: int | None
     move_to: str
     duplicate: bool = False
+
+
+@dataclass
+class Tally:
+    """What storing a chunk of mail did, for the poll's report; ``to_move`` holds the
+    UIDs of the mail that got no row of its own (duplicates, mail that could not be
+    stored at all) by the folder each must go to."""
+
+    fetched: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    errors: list[str] = field(default_factory=list)
+    to_move: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
 
 def processed_target(mb: MailboxSettings) -> str:
@@ -105,52 +119,41 @@ def ingest(
     if message_id in known:
         log.info("duplicate Message-ID in %s uid=%s; not stored again", mb.key, uid)
         # A copy goes where the original went: staff mail stays with staff.
-        staff = known[message_id] in ("manual", "error")
+        staff = known[message_id] in (RequestState.MANUAL, RequestState.ERROR)
         return Stored(None, mb.manual_folder if staff else processed_target(mb), True)
 
+    sender = usable_address(parsed.from_address)
     values: dict[str, Any] = {
         "library_id": mailbox.library_id, "mailbox_id": mailbox.id,
         "uidvalidity": uidvalidity, "uid": uid, "received_at": received_at,
         "fetched_at": now, "message_id": message_id, "raw": raw, "raw_size": len(raw),
-        "date_header": parsed.date, "from_address": usable_address(parsed.from_address),
+        "date_header": parsed.date, "from_address": sender,
         "subject": parsed.subject[:2000], "kind": "request", "service": None,
-        "state": "new", "outcome": None, "decided_at": None, "trail": [],
+        "state": RequestState.NEW, "outcome": None, "decided_at": None, "trail": [],
         "pending_move": None,
     }
-    # A report nested below the top level (a gateway's DSN, an ARF complaint) is found
-    # in the raw bytes; loop_reason sees the top level.
-    reason = (loop_reason(parsed, own_addresses=settings.own_addresses)
-              or report_reason(parsed, raw))
     bounce = find_bounce(parsed, raw)
-    if bounce is not None:
-        reason = f"bounce of our reply: {_mark_bounced(session, bounce, now)}"
+    bounced = _mark_bounced(session, bounce, now) if bounce is not None else None
     service = match_service(parsed.subject)
     if service is None and settings.library(mailbox.library_id).eligibility_test:
         service = match_test_service(parsed.subject)
         values["kind"] = "test" if service else "request"
 
-    def settle(state: str, outcome: str, rule: str, note: str, move_to: str) -> None:
-        values.update(state=state, outcome=outcome, decided_at=now, pending_move=move_to,
-                      trail=[{"rule": rule, "result": "refused", "note": note}])
+    # The intake chain lives with the other rules, whose package is deciding code: it is
+    # imported at the first mail, not when the daemon starts, so that the mailbox watchers
+    # start before any deciding code is imported (a restart stores mail within a second).
+    from mailbot.rules.intake import GoesTo, IntakeFacts, sort_mail
 
-    if reason is not None:
-        settle("ignored", "ignored_loop", "loop", reason, processed_target(mb))
-    elif _sender_blocked(settings, values["from_address"]):
-        settle("ignored", "ignored_sender", "blocked_senders",
-               "sender on the block list; no reply", processed_target(mb))
-    elif service is None:
-        settle("manual", "not_a_request", "subject",
-               "subject names no service; left for staff", mb.manual_folder)
-    elif (machine := looks_automatic(parsed)) is not None:
-        # Only the body says "a program wrote this": too weak to silence, so staff decide.
-        settle("manual", "not_a_request", "loop",
-               f"reads like an automatic mail ({machine!r}); left for staff", mb.manual_folder)
-    elif values["from_address"] is None:
-        # No address to answer: nothing may be issued to nobody; staff look at it.
-        settle("manual", "not_a_request", "sender",
-               "no usable sender address; left for staff", mb.manual_folder)
+    sorting = sort_mail(IntakeFacts(
+        parsed=parsed, raw=raw, sender=sender, service=service,
+        own_addresses=settings.own_addresses, blocked_senders=settings.blocked_senders,
+        bounced=bounced))
+    move_to = mb.manual_folder if sorting.goes_to is GoesTo.MANUAL else processed_target(mb)
+    if sorting.outcome is not None:
+        values.update(state=sorting.state, outcome=sorting.outcome, decided_at=now,
+                      pending_move=move_to, trail=sorting.trail)
     else:
-        values.update(service=service, pending_move=processed_target(mb))
+        values.update(service=service, pending_move=move_to)
         # Deciding it (soon, in this process) need not parse the same bytes again.
         remember_parse(raw, parsed, max_bytes=settings.max_message_bytes)
     known[message_id] = values["state"]
@@ -200,18 +203,12 @@ def _mark_bounced(session: Session, bounce: Bounce, now: datetime) -> str:
     """Marks the bounced replies failed, for staff; returns a note for the trail."""
     rows = session.scalars(select(Outbox).where(Outbox.message_id.in_(bounce.message_ids))).all()
     for row in rows:
-        row.state = "failed"
+        row.state = OutboxState.FAILED
         row.last_error = f"bounced: {bounce.reason}"[:1000]
     if not rows:
         return "not one of our stored replies"
     log.warning("bounce for outbox %s: %s", ", ".join(str(r.id) for r in rows), bounce.reason)
     return f"outbox {', '.join(str(r.id) for r in rows)} marked failed ({bounce.reason})"
-
-
-def _sender_blocked(settings: Settings, address: str | None) -> bool:
-    """The configured block list: exact addresses or patterns such as ``*@spam.example``."""
-    return bool(address) and any(fnmatch.fnmatchcase(address, pattern.lower())
-                                 for pattern in settings.blocked_senders)
 
 
 def _set_aside(session: Session, *, mailbox: Mailbox, mb: MailboxSettings, uidvalidity: int,
@@ -228,7 +225,7 @@ def _set_aside(session: Session, *, mailbox: Mailbox, mb: MailboxSettings, uidva
         library_id=mailbox.library_id, mailbox_id=mailbox.id, uidvalidity=uidvalidity, uid=uid,
         received_at=received_at, fetched_at=now,
         message_id=set_aside_id(raw, mb, uidvalidity, uid),
-        raw=None if bare else raw, raw_size=len(raw), state="error",
+        raw=None if bare else raw, raw_size=len(raw), state=RequestState.ERROR,
         error=_storable(error)[:2000], trail=[], pending_move=mb.manual_folder,
         subject=_storable(subject)[:2000], from_address=from_address,
     )
@@ -327,53 +324,147 @@ def set_aside_alone(sessions: sessionmaker[Session], mb: MailboxSettings, mailbo
     return Stored(None, mb.manual_folder)
 
 
-def mailbox_row(session: Session, mb: MailboxSettings) -> Mailbox:
-    """The database row of a configured mailbox, created on first sight."""
-    row = session.scalar(select(Mailbox).where(Mailbox.key == mb.key))
-    if row is None:
-        row = Mailbox(key=mb.key, library_id=mb.library, address=mb.address, last_uid=0)
-        session.add(row)
-        session.flush()
-    else:
-        row.address = mb.address
-    return row
+def store_chunk(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSettings,
+                mailbox_id: int, uidvalidity: int, mails: list[Fetched], *, last_uid: int,
+                caught_up_to: datetime | None = None,
+                parsed: dict[int, ParsedMail | None] | None = None) -> Tally:
+    """Stores fetched mails and the mailbox's new last UID in one commit (``parsed``: the
+    mails parsed already, by UID; the others are parsed here).
 
-
-def record_mailbox_error(sessions: sessionmaker[Session], mb: MailboxSettings,
-                         error: str) -> None:
-    """Shows staff (status, dashboard) that a mailbox cannot be read; never raises."""
+    Should the database refuse the batch, each mail is stored on its own, so one mail the
+    database cannot take is set aside for staff (set_aside_alone: a row in state
+    ``error``, or, should even that be refused, nothing stored, an error in the log and the
+    mail moved to the manual folder) instead of blocking the mailbox forever.
+    """
     try:
-        with sessions.begin() as session:
-            mailbox_row(session, mb).last_error = error[:1000]
+        return _store(sessions, settings, mb, mailbox_id, uidvalidity, mails, last_uid,
+                      caught_up_to, parsed)
+    except OperationalError:
+        raise  # the database is busy or gone: not a bad mail; nothing may be skipped
     except Exception:
-        log.exception("could not record the error of %s", mb.key)
-
-
-POLL_WORKERS = 8  # mailboxes read at once by `run --once` (each its own IMAP connection)
-
-
-def poll_each(sessions: sessionmaker[Session], settings: Settings, kind: str,
-              poll: Callable[[sessionmaker[Session], Settings, MailboxSettings], PollReport],
-              *, workers: int = 1) -> list[PollReport]:
-    """Runs ``poll`` on every mailbox of ``kind``; one failing mailbox does not stop the
-    others (its error is logged, recorded for staff and put in its report).
-
-    ``workers`` > 1 reads that many mailboxes at once: reading is mostly waiting for the
-    mail server (a consortium has hundreds of mailboxes), and each mailbox's rows are
-    stored in their own short transactions, so the readers only queue for the commits.
-    Reports come back in configuration order."""
-    mailboxes = [mb for mb in settings.mailboxes if mb.type == kind]
-
-    def one(mb: MailboxSettings) -> PollReport:
+        log.exception("%s: storing %d mail(s) together failed; storing one by one", mb.key,
+                      len(mails))
+    tally = Tally()
+    for mail in mails:
         try:
-            return poll(sessions, settings, mb)
-        except Exception as exc:
-            log.error("%s: poll failed: %s: %s", mb.key, type(exc).__name__, exc)
-            record_mailbox_error(sessions, mb, f"{type(exc).__name__}: {exc}")
-            return PollReport(mb.key, errors=[str(exc)])
+            one = _store(sessions, settings, mb, mailbox_id, uidvalidity, [mail], mail[0])
+        except OperationalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this mail only: set aside for staff
+            uid, received_at, raw = mail
+            aside = set_aside_alone(sessions, mb, mailbox_id, uidvalidity=uidvalidity,
+                                    uid=uid, received_at=received_at, raw=raw,
+                                    now=utcnow(), exc=exc)
+            if aside is None:
+                continue  # another process stored it meanwhile, and moves it
+            tally.fetched += 1
+            if aside.request_id is None:
+                # A copy of a mail already set aside, or nothing at all could be stored:
+                # moved to the manual folder now (a stored row is moved by its
+                # pending_move with the rest).
+                tally.to_move[aside.move_to].append(uid)
+                if aside.duplicate:
+                    tally.duplicates += 1
+                else:
+                    tally.errors.append(f"uid {uid} could not be stored; moved to "
+                                        f"{aside.move_to}")
+            else:
+                tally.stored += 1
+            continue
+        tally.fetched += one.fetched
+        tally.stored += one.stored
+        tally.duplicates += one.duplicates
+        for target, uids in one.to_move.items():
+            tally.to_move[target] += uids
+    with sessions.begin() as session:
+        row = session.get(Mailbox, mailbox_id)
+        assert row is not None
+        row.last_uid = max(row.last_uid, last_uid)
+        if caught_up_to is not None:
+            row.caught_up_to = caught_up_to
+    return tally
 
-    if workers <= 1 or len(mailboxes) <= 1:
-        return [one(mb) for mb in mailboxes]
-    with ThreadPoolExecutor(max_workers=min(workers, len(mailboxes)),
-                            thread_name_prefix="poll") as pool:
-        return list(pool.map(one, mailboxes))
+
+def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSettings,
+           mailbox_id: int, uidvalidity: int, mails: list[Fetched], last_uid: int,
+           caught_up_to: datetime | None = None,
+           parsed: dict[int, ParsedMail | None] | None = None) -> Tally:
+    tally = Tally()
+    with sessions.begin() as session:
+        # Locked: another process reading the same mailbox waits here, then skips what
+        # this one stored (no second request, no unique-constraint failure).
+        row = session.get(Mailbox, mailbox_id, with_for_update=True)
+        assert row is not None
+        now = utcnow()
+        stored_before = row.last_uid
+        fresh = [(uid, internaldate, raw,
+                  parsed[uid] if parsed and parsed.get(uid) is not None
+                  else _parse_or_none(raw, settings))
+                 for uid, internaldate, raw in mails if uid > stored_before]
+        # One query for the chunk's Message-IDs; the inserts go out together at commit.
+        known = known_message_ids(session, row.library_id, [
+            message_id_of(raw, parsed.message_id) for _u, _d, raw, parsed in fresh
+            if parsed is not None])
+        rows: list[dict[str, Any]] = []
+        for uid, internaldate, raw, parsed in fresh:
+            result = ingest(session, settings=settings, mailbox=row, mb=mb,
+                            uidvalidity=uidvalidity, uid=uid, received_at=internaldate,
+                            raw=raw, now=now, known=known, flush=False, parsed=parsed,
+                            rows=None if parsed is None else rows)
+            tally.fetched += 1
+            if result.duplicate:
+                tally.to_move[result.move_to].append(uid)
+                tally.duplicates += 1
+            else:
+                tally.stored += 1
+        if rows:
+            insert_rows(session, Request.__table__, rows)
+        row.last_uid = max(row.last_uid, last_uid)
+        if caught_up_to is not None:
+            row.caught_up_to = caught_up_to
+    return tally
+
+
+def _parse_or_none(raw: bytes, settings: Settings) -> ParsedMail | None:
+    """Parsed once here for the whole chunk; a mail that fails is left to ingest, which
+    sets it aside for staff."""
+    try:
+        return parse_mail(raw, max_bytes=settings.max_message_bytes)
+    except Exception:
+        return None
+
+
+def finish_moves(sessions: sessionmaker[Session], mailbox_id: int, uidvalidity: int,
+                 move: Callable[[list[int], str], None], *,
+                 moved_ids: list[int] | None = None) -> int:
+    """Moves the mailbox's stored mail still to be moved, with ``move(uids, target)`` (the
+    mail server's part); the number moved.
+
+    Each target's rows are marked moved in their own commit, or, with ``moved_ids``,
+    listed there for the caller's next commit (the poll's last: one write fewer; a crash
+    in between only has the next poll move the same UIDs again, which does nothing)."""
+    with reading(sessions) as session:
+        rows = session.execute(
+            select(Request.id, Request.uid, Request.pending_move).where(
+                Request.mailbox_id == mailbox_id, Request.uidvalidity == uidvalidity,
+                Request.pending_move.is_not(None))
+        ).all()
+    by_target: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for rid, uid, target in rows:
+        by_target[target].append((rid, uid))
+    moved = 0
+    for target, items in by_target.items():
+        move([uid for _, uid in items], target)
+        if moved_ids is not None:
+            moved_ids.extend(rid for rid, _ in items)
+        else:
+            with sessions.begin() as session:
+                mark_moved(session, [rid for rid, _ in items])
+        moved += len(items)
+    return moved
+
+
+def mark_moved(session: Session, request_ids: list[int]) -> None:
+    """The rows' mail is where it belongs: nothing left to move."""
+    for ids in in_chunks(request_ids):
+        session.execute(update(Request).where(Request.id.in_(ids)).values(pending_move=None))

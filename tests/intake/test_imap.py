@@ -12,8 +12,7 @@ from sqlalchemy import select
 from mailbot.db.models import Mailbox, Request
 from mailbot.db.session import open_database
 from mailbot import offload
-from mailbot.intake import imap as imap_intake
-from mailbot.intake import parse
+from mailbot.intake import burst, imap, reading, store
 from tests.botenv import make_bot, request_mail
 
 
@@ -72,19 +71,19 @@ def test_mail_is_moved_only_after_the_commit_and_a_failed_move_is_finished_next_
     raw, _ = request_mail("m@patron.test", "LEGIMI", "Ala Ruch 0090001")
     imap_user.append(raw, internaldate=w + timedelta(seconds=1))
 
-    real_move = imap_intake._move
+    real_move = imap.move
 
     def broken_move(*args, **kwargs):
         raise ConnectionResetError("connection lost while moving")
 
-    monkeypatch.setattr(imap_intake, "_move", broken_move)
+    monkeypatch.setattr(imap, "move", broken_move)
     assert bot.run_once() == 1  # the mailbox reports its error...
     assert len(smtp_sink.messages) == 1  # ...but what was stored was decided and answered
     assert len(imap_user.list("INBOX")) == 1
     [req] = bot.requests()
     assert req.pending_move == "mailbot/processed"
 
-    monkeypatch.setattr(imap_intake, "_move", real_move)
+    monkeypatch.setattr(imap, "move", real_move)
     assert bot.run_once() == 0
     assert imap_user.list("INBOX") == []
     assert len(imap_user.list("mailbot/processed")) == 1
@@ -179,7 +178,7 @@ def _start_workers_and_watch_chunks(monkeypatch) -> list[int]:
     that no worker had taken up when it was to be stored (parsed in this process)."""
     assert offload.start(wait=True), "one CPU: the parsing workers cannot be tested here"
     left_here: list[int] = []
-    real_result = imap_intake.ParsedAhead.result
+    real_result = burst.ParsedAhead.result
 
     def result(self):
         got = real_result(self)
@@ -187,7 +186,7 @@ def _start_workers_and_watch_chunks(monkeypatch) -> list[int]:
             left_here.extend(self.uids)
         return got
 
-    monkeypatch.setattr(imap_intake.ParsedAhead, "result", result)
+    monkeypatch.setattr(burst.ParsedAhead, "result", result)
     return left_here
 
 
@@ -196,7 +195,7 @@ def test_a_burst_of_several_chunks_is_moved_on_a_second_connection_while_reading
     # 3 mails a chunk, 11 requests and a repeat of the first: the chunks already stored are
     # moved on a second IMAP connection (a second login), every mail ends where it
     # belongs, the repeat too, and everything is answered once.
-    monkeypatch.setattr(imap_intake, "FETCH_CHUNK", 3)
+    monkeypatch.setattr(burst, "FETCH_CHUNK", 3)
     bot, raws, w = _burst_bot(tmp_path, imap_user, smtp_sink, 11)
     imap_user.append(raws[0], internaldate=w + timedelta(seconds=30))
     logins = len(dovecot.login_lines(imap_user.name))
@@ -210,10 +209,10 @@ def test_a_burst_of_several_chunks_is_moved_on_a_second_connection_while_reading
     # below; here they are started first).
     left_here = _start_workers_and_watch_chunks(monkeypatch)
     parsed_here: list[bytes] = []
-    real_parse = imap_intake.parse_mail
-    monkeypatch.setattr(imap_intake, "parse_mail",
+    real_parse = store.parse_mail
+    monkeypatch.setattr(store, "parse_mail",
                         lambda raw, **kw: parsed_here.append(raw) or real_parse(raw, **kw))
-    monkeypatch.setattr("mailbot.intake.parse.parse_mail",
+    monkeypatch.setattr("mailbot.intake.parse_cache.parse_mail",
                         lambda raw, **kw: parsed_here.append(raw) or real_parse(raw, **kw))
     assert bot.run_once() == 0
     # UIDs 1-11 are f0-f10, UID 12 the repeat of f0.
@@ -240,7 +239,7 @@ def test_a_burst_asks_for_each_arrival_time_once(tmp_path, imap_user, smtp_sink,
     # once, for the UIDs it concerns, and each request keeps its own INTERNALDATE.
     from imapclient import IMAPClient
 
-    monkeypatch.setattr(imap_intake, "FETCH_CHUNK", 3)
+    monkeypatch.setattr(burst, "FETCH_CHUNK", 3)
     bot, _raws, w = _burst_bot(tmp_path, imap_user, smtp_sink, 8)
     asked: list[list[str]] = []
     real_fetch = IMAPClient.fetch
@@ -273,7 +272,7 @@ def test_a_fetch_with_known_arrival_times_keeps_only_the_mails_it_asked_for():
             return {5: {b"BODY[]<0>": b"mail five"}, 6: {b"BODY[]<0>": b"mail six"},
                     9: {b"FLAGS": (b"\\Seen",)}, 7: {b"FLAGS": ()}}
 
-    assert imap_intake._fetch(Client(), [5, 6], 1000, arrived) == {
+    assert imap.fetch(Client(), [5, 6], 1000, arrived) == {
         5: (arrived[5], b"mail five"), 6: (arrived[6], b"mail six")}
 
 
@@ -284,7 +283,7 @@ def test_in_a_burst_the_workers_also_find_the_card_and_name_for_the_librarys_pat
     # parse, so this process does not search the text again (bar the first chunk, parsed
     # here, and the last, which may be, see above), and the name is the one beside the
     # library's card.
-    monkeypatch.setattr(imap_intake, "FETCH_CHUNK", 3)
+    monkeypatch.setattr(burst, "FETCH_CHUNK", 3)
     bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user],
                    policy='card_pattern = "AB[0-9]{6}"')
     w = bot.window()
@@ -299,8 +298,8 @@ def test_in_a_burst_the_workers_also_find_the_card_and_name_for_the_librarys_pat
         imap_user.append(raw, internaldate=w + timedelta(seconds=i))
     left_here = _start_workers_and_watch_chunks(monkeypatch)
     searched_here: list[str] = []
-    real_find = parse.find_cards
-    monkeypatch.setattr(parse, "find_cards", lambda source, **kw: searched_here.extend(
+    real_find = reading.find_cards
+    monkeypatch.setattr(reading, "find_cards", lambda source, **kw: searched_here.extend(
         re.findall(r"AB[0-9]{6}", source.unquoted)) or real_find(source, **kw))
     assert bot.run_once() == 0
     assert [(r.outcome, r.card_number, r.patron_name) for r in bot.requests()] == [
@@ -322,26 +321,26 @@ def test_a_chunk_the_workers_have_not_started_on_is_parsed_here(monkeypatch):
     never_started: Future[object] = Future()
     monkeypatch.setattr(offload, "submit", lambda *_args: never_started)
     raw, _ = request_mail("f1@patron.test", "LEGIMI", "Ala Fala1 0110001")
-    ahead = imap_intake.ParsedAhead([(7, datetime.now(UTC), raw)], max_bytes=1 << 20)
+    ahead = burst.ParsedAhead([(7, datetime.now(UTC), raw)], max_bytes=1 << 20)
     assert ahead.result() == {}
     assert never_started.cancelled()
 
 
 def test_a_move_failing_on_the_second_connection_is_finished_by_the_next_poll(
         tmp_path, imap_user, smtp_sink, monkeypatch):
-    monkeypatch.setattr(imap_intake, "FETCH_CHUNK", 3)
+    monkeypatch.setattr(burst, "FETCH_CHUNK", 3)
     bot, _raws, _w = _burst_bot(tmp_path, imap_user, smtp_sink, 7)
-    real_move = imap_intake._move
+    real_move = imap.move
 
     def failing(*args, **kwargs):
         raise ConnectionResetError("connection lost while moving")
 
-    monkeypatch.setattr(imap_intake, "_move", failing)
+    monkeypatch.setattr(imap, "move", failing)
     assert bot.run_once() == 1  # the mailbox reports the error...
     assert len(smtp_sink.messages) == 7  # ...but everything stored was decided and answered
     assert imap_user.list("INBOX")  # some mail is still there, noted as to be moved
     assert any(r.pending_move for r in bot.requests())
-    monkeypatch.setattr(imap_intake, "_move", real_move)
+    monkeypatch.setattr(imap, "move", real_move)
     assert bot.run_once() == 0
     assert imap_user.list("INBOX") == []
     assert len(smtp_sink.messages) == 7
@@ -356,7 +355,7 @@ def test_a_burst_is_decided_while_it_is_read_yet_strictly_in_arrival_order(
     # arrived first may be decided (the poll knows every arrival time of the burst: the
     # earliest still unread is UID 8's); the others wait for the last chunk. One code
     # short: the mail that arrived last is the one refused.
-    monkeypatch.setattr(imap_intake, "FETCH_CHUNK", 3)
+    monkeypatch.setattr(burst, "FETCH_CHUNK", 3)
     bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], database_url=database_url)
     w = bot.window()
     n = 9
@@ -369,9 +368,9 @@ def test_a_burst_is_decided_while_it_is_read_yet_strictly_in_arrival_order(
         imap_user.append(raw, internaldate=w + timedelta(seconds=arrival[i]))
     sessions = open_database(bot.settings().database_url)
     decided_before_last_chunk: list[int] = []
-    real_store = imap_intake.store_chunk
+    real_store = store.store_chunk
 
-    def store(*args, **kwargs):
+    def watched_store(*args, **kwargs):
         mails = args[5]
         if mails[0][0] == 7:  # the last chunk: give the deciding thread its chance first
             deadline = time.monotonic() + 20
@@ -385,7 +384,7 @@ def test_a_burst_is_decided_while_it_is_read_yet_strictly_in_arrival_order(
             decided_before_last_chunk.extend(decided)
         return real_store(*args, **kwargs)
 
-    monkeypatch.setattr(imap_intake, "store_chunk", store)
+    monkeypatch.setattr(store, "store_chunk", watched_store)
     assert bot.run_once() == 0
     assert decided_before_last_chunk == [1]  # the first arrival, and nothing else yet
     reqs = bot.requests()  # by arrival
@@ -393,3 +392,34 @@ def test_a_burst_is_decided_while_it_is_read_yet_strictly_in_arrival_order(
     assert [r.outcome for r in reqs] == ["issued"] * (n - 1) + ["pool_exhausted"]
     assert [r.code.code for r in reqs[:-1]] == [f"ORDER-{i:04d}" for i in range(n - 1)]
     assert len(smtp_sink.messages) == n
+
+
+def test_a_burst_is_planned_as_a_small_first_chunk_then_full_ones():
+    # One chunk's worth is one chunk; more is a burst whose first chunk is small, so a
+    # start stores mail at once (issue 15), and the rest full chunks.
+    assert burst.poll_chunks([]) == []
+    assert burst.poll_chunks(list(range(1, 201))) == [list(range(1, 201))]
+    assert [len(c) for c in burst.poll_chunks(list(range(1, 452)))] == [50, 200, 200, 1]
+    assert burst.poll_chunks(list(range(1, 12)), 3) == [[1, 2, 3], [4, 5, 6], [7, 8, 9],
+                                                         [10, 11]]
+
+
+def test_a_bursts_first_chunk_is_stored_before_the_rest_is_fetched(monkeypatch):
+    # The order of work of a burst: the first chunk is stored as soon as it is fetched;
+    # each later one is stored after the next fetch (its parse overlapping that fetch),
+    # the last after all fetches. Without workers every chunk is parsed at storing.
+    monkeypatch.setattr(offload, "submit", lambda *_args: None)
+    planned = burst.poll_chunks(list(range(1, 12)), 3)
+    work: list[tuple[str, int]] = []
+
+    def fetch(n, chunk):
+        work.append(("fetch", n))
+        return [(uid, datetime.now(UTC), b"") for uid in chunk]
+
+    for chunk, mails, parsed in burst.fetched_ahead(planned, fetch, max_bytes=1000,
+                                                    card_pattern=None):
+        assert [uid for uid, _d, _r in mails] == chunk
+        assert parsed == (None if chunk is planned[0] else {})
+        work.append(("store", planned.index(chunk)))
+    assert work == [("fetch", 0), ("store", 0), ("fetch", 1), ("fetch", 2), ("store", 1),
+                    ("fetch", 3), ("store", 2), ("store", 3)]

@@ -9,7 +9,7 @@ import time
 from datetime import timedelta
 
 from mailbot.db.session import open_database
-from mailbot.intake import imap
+from mailbot.intake import poll
 from tests.botenv import make_bot, request_mail
 
 
@@ -23,7 +23,7 @@ def test_mailboxes_are_read_at_once_and_a_broken_one_stops_nobody(
     users[2].password = "wrong"  # this mailbox cannot be read
     bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=users)
 
-    real = imap.poll_mailbox
+    real = poll.poll_mailbox
     at_once: list[int] = []
     busy = 0
     lock = threading.Lock()
@@ -40,14 +40,14 @@ def test_mailboxes_are_read_at_once_and_a_broken_one_stops_nobody(
             with lock:
                 busy -= 1
 
-    monkeypatch.setattr(imap, "poll_mailbox", watched)
+    monkeypatch.setattr(poll, "poll_mailbox", watched)
     settings = bot.settings()
     sessions = open_database(settings.database_url)
     from mailbot.db.session import sync_config
 
     sync_config(sessions, settings)
     started = time.perf_counter()
-    reports = imap.poll_all(sessions, settings)
+    reports = poll.poll_all(sessions, settings)
     took = time.perf_counter() - started
     assert max(at_once) == 4 and took < 1.2 * 0.3 + 1.0
     assert [r.mailbox for r in reports] == [mb.key for mb in settings.mailboxes]
