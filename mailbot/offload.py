@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 PARENT_CHECK = 1.0  # seconds between a child's looks at whether its parent is still there
 CHUNK = 16  # replies a worker composes per task: the hand-over costs less than composing
-OFFLOAD_MIN = 200  # a batch this big is a burst (mailbot.decide.BATCH_SIZE)
+OFFLOAD_MIN = 200  # a batch this big is a burst (mailbot.decide.sizes.BATCH_SIZE)
 
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -53,7 +53,7 @@ def pool() -> ProcessPoolExecutor | None:
             # database connections or threads), with the composing code imported once.
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["mailbot.respond.compose",
-                                            "mailbot.intake.parse"])
+                                            "mailbot.intake.parse_cache"])
             _pool = ProcessPoolExecutor(max_workers=workers(), mp_context=context,
                                         initializer=end_with, initargs=(os.getpid(),))
         return _pool

@@ -35,7 +35,7 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
     waiting) is sent by a second process, which works on another CPU and keeps the
     deciding process's database round trips from queueing behind the sender for the
     interpreter lock; a few requests by a thread."""
-    from mailbot.decide import BATCH_SIZE, decide_pending, waiting
+    from mailbot.decide import decide_pending, sizes, waiting
     from mailbot.intake.poll import poll_all
     from mailbot.intake.maildir import poll_all_maildirs
     from mailbot.readers import close_sources, make_sources
@@ -73,7 +73,7 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
                 read_thread.join(0.05)
                 continue
             if sender is None:
-                if sum(now_waiting.by_library.values()) >= BATCH_SIZE:
+                if sum(now_waiting.by_library.values()) >= sizes.BATCH_SIZE:
                     sender = SenderProcess(settings, now)
                     burst = True
                 elif not still_reading:

@@ -17,7 +17,7 @@ from email import message_from_bytes
 import pytest
 from sqlalchemy import select
 
-import mailbot.decide as decide
+import mailbot.decide.sizes as sizes
 import mailbot.decide.runner as runner
 from mailbot.clock import utcnow
 from mailbot.db.models import LedgerEntry, Outbox
@@ -49,7 +49,7 @@ def _mails(year: int) -> list[tuple[str, str, str]]:
 
 
 def _decide_all(tmp_path, user, smtp_sink, database_url, batch: int, monkeypatch):
-    monkeypatch.setattr(decide, "BATCH_SIZE", batch)
+    monkeypatch.setattr(sizes, "BATCH_SIZE", batch)
     bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[user], policy=POLICY,
                    database_url=database_url)
     w = bot.window()

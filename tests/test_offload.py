@@ -120,9 +120,9 @@ def test_in_a_burst_even_a_small_batch_is_composed_by_the_workers(
         tmp_path, imap_user, smtp_sink, monkeypatch, executor) -> None:
     # A consortium's opening: many requests wait in all, a few per library. Batches of
     # 8 here, far below a full batch (OFFLOAD_MIN), but 20 wait: a burst.
-    import mailbot.decide as decide
+    import mailbot.decide.sizes as sizes
 
-    monkeypatch.setattr(decide, "BATCH_SIZE", 8)
+    monkeypatch.setattr(sizes, "BATCH_SIZE", 8)
     composed = _count_composed(monkeypatch)
     bot = _bot(tmp_path, imap_user, smtp_sink, requests=20, codes=20)
     assert bot.run_once() == 0

@@ -167,9 +167,10 @@ def test_a_burst_on_postgresql_is_sent_by_a_second_process_while_deciding(
         tmp_path, imap_user, smtp_sink, pg_url, monkeypatch):
     # A full decide batch waiting is a burst: a child process sends (its own connection,
     # advisory-lock claims) while this one decides. The outcome is the one-process one.
-    from mailbot import decide, runonce
+    from mailbot import runonce
+    from mailbot.decide import sizes
 
-    monkeypatch.setattr(decide, "BATCH_SIZE", 40)
+    monkeypatch.setattr(sizes, "BATCH_SIZE", 40)
     started = []
     real = runonce.SenderProcess.__init__
 

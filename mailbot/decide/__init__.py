@@ -9,6 +9,7 @@ Where each part lives:
   decision.py   deciding one request from its facts: pure (the chains: mailbot.rules)
   writes.py     what a batch writes (decisions, codes and ledger, outbox) in bulk
   context.py    the reply template's context
+  sizes.py      how many requests one transaction decides
 Issuing a code is mailbot.ledger's; composing replies on worker processes mailbot.offload's.
 """
 
@@ -18,11 +19,5 @@ from mailbot.decide.context import reply_context
 from mailbot.decide.horizon import Waiting, arrival_horizon, waiting, waiting_on
 from mailbot.decide.runner import FIRST_BATCH, Decided, decide_pending
 
-# Requests decided in one transaction (runner.batch_size): with the local reader table,
-# and with a remote catalogue, whose lookups would hold the transaction open. run --once
-# takes BATCH_SIZE requests waiting for a burst.
-BATCH_SIZE = 200
-REMOTE_BATCH_SIZE = 10
-
-__all__ = ["BATCH_SIZE", "FIRST_BATCH", "REMOTE_BATCH_SIZE", "Decided", "Waiting",
+__all__ = ["FIRST_BATCH", "Decided", "Waiting",
            "arrival_horizon", "decide_pending", "reply_context", "waiting", "waiting_on"]

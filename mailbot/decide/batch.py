@@ -32,7 +32,8 @@ from mailbot.config import LibrarySettings, Settings
 from mailbot.db.batches import in_chunks
 from mailbot.db.models import ActivationReport, Code, LedgerEntry, Mailbox, Outbox, Request, \
     address_key
-from mailbot.intake.parse import parse_mail_again, read_mail
+from mailbot.intake.parse_cache import parse_mail_again
+from mailbot.intake.reading import read_mail
 from mailbot.ledger import codes_left, free_code_rows
 from mailbot.outcomes import RequestState
 from mailbot.rules.base import Facts, FreeCode, IssuedThisMonth, ReaderFacts

@@ -36,6 +36,7 @@ from mailbot.clock import utcnow
 from mailbot.config import LibrarySettings, Settings
 from mailbot.db.models import Library, Request
 from mailbot.db.session import reading
+from mailbot.decide import sizes
 from mailbot.decide.batch import (
     BatchReads,
     Prepared,
@@ -105,10 +106,6 @@ def decide_pending(
 def batch_size(source: ReaderSource) -> int:
     """Requests decided per transaction: many with the local reader table (one query for
     all), few with a remote catalogue, whose lookups would hold the transaction open."""
-    # The sizes are the package's (run --once tells a burst by BATCH_SIZE too): read here
-    # when asked, so that one setting governs both.
-    from mailbot import decide as sizes
-
     return sizes.BATCH_SIZE if hasattr(source, "lookup_many") else sizes.REMOTE_BATCH_SIZE
 
 

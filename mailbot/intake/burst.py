@@ -33,7 +33,8 @@ from mailbot import offload
 from mailbot.config import MailboxSettings
 from mailbot.db.batches import chunks
 from mailbot.intake import imap, store
-from mailbot.intake.parse import ParsedMail, parse_messages
+from mailbot.intake.parse import ParsedMail
+from mailbot.intake.parse_cache import parse_messages
 from mailbot.intake.store import Fetched
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from imapclient.exceptions import IMAPClientError
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings
 from mailbot.db.batches import chunks
-from mailbot.intake.parse import plausible_date
+from mailbot.intake.mail.dates import plausible_date
 from mailbot.intake.store import SEEN_ONLY
 
 log = logging.getLogger(__name__)

@@ -12,11 +12,10 @@ Pure: nothing here touches a socket, a file or a database, and nothing raises on
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mailbot.intake.mail.dates import parse_date
 from mailbot.intake.mail.headers import Headers, collapse, message_ids
@@ -112,25 +111,3 @@ def _body_text(msg: Message) -> str:
         return "\n\n".join(chunks)
     except (RecursionError, MemoryError):
         return ""
-
-
-# Transitional (issue 16): re-exported for modules being moved in parallel; the lead removes this block.
-# Looked up lazily (PEP 562): these modules import this one.
-_MOVED = {
-    "plausible_date": "mailbot.intake.mail.dates",
-    "match_service": "mailbot.intake.subjects",
-    "match_test_service": "mailbot.intake.subjects",
-    "loop_reason": "mailbot.intake.loops",
-    "looks_automatic": "mailbot.intake.loops",
-    "read_mail": "mailbot.intake.reading",
-    "parse_mail_again": "mailbot.intake.parse_cache",
-    "parse_messages": "mailbot.intake.parse_cache",
-    "remember_parse": "mailbot.intake.parse_cache",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)

@@ -38,14 +38,10 @@ from mailbot.db.batches import in_chunks, insert_rows
 from mailbot.db.models import Mailbox, Outbox, Request
 from mailbot.db.session import reading
 from mailbot.intake.bounce import Bounce, find_bounce
-from mailbot.intake.parse import (
-    ParsedMail,
-    match_service,
-    match_test_service,
-    parse_mail,
-    plausible_date,
-    remember_parse,
-)
+from mailbot.intake.mail.dates import plausible_date
+from mailbot.intake.parse import ParsedMail, parse_mail
+from mailbot.intake.parse_cache import remember_parse
+from mailbot.intake.subjects import match_service, match_test_service
 from mailbot.outcomes import OutboxState, RequestState
 
 log = logging.getLogger(__name__)

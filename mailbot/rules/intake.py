@@ -20,7 +20,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from mailbot.intake.bounce import report_reason
-from mailbot.intake.parse import ParsedMail, looks_automatic, loop_reason
+from mailbot.intake.loops import looks_automatic, loop_reason
+from mailbot.intake.parse import ParsedMail
 from mailbot.outcomes import Outcome, RequestState
 from mailbot.rules.base import Hit
 
