@@ -1,5 +1,5 @@
 """Work of a burst done on the machine's other cores: replies composed while the batch is
-decided, and mail parsed while the next chunk is read (intake/imap.py, ParsedAhead).
+decided, and mail parsed while the next chunk is read (intake/burst.py, ParsedAhead).
 
 Composing a reply (templates, wrapping, MIME) is pure and is the largest single part of
 deciding one request (~0.2 ms). Deciding itself must stay in order in one process (the

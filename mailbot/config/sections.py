@@ -3,7 +3,7 @@ its default and its own rule (``mailbot.config.checks``).
 
 They are plain dataclasses that pydantic fills from the file (``mailbot.config.load``):
 made in code they cost what a dataclass costs, ``dataclasses.replace`` works, and they are
-hashable (``lru_cache`` keys, e.g. ``decide._month_context``), comparable and picklable
+hashable (``lru_cache`` keys, e.g. ``decide.context.month_context``), comparable and picklable
 (sent to worker processes) as before. Every key is documented in ``config.example.toml``
 (a test checks it).
 """
@@ -148,7 +148,7 @@ class SqlSourceSettings:
     url: Str | None = field(default=None, repr=False)  # SQLAlchemy URL (may hold a password)
     url_env: Str | None = None  # or: read the URL from this environment variable
     # A query with a bound :card parameter returning the reader's columns (see
-    # mailbot/readers/sql.py), or a preset name: "koha".
+    # mailbot/readers/sql/presets.py), or a preset name: "koha".
     query: Str = "koha"
     timeout: Float = 10.0
 

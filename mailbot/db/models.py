@@ -286,7 +286,7 @@ class ActivationReport(Base):
 def _keep_key(source: str, key: str) -> tuple[Any, Any]:
     """Rows written through the ORM (desk, override, reminders, erasure) keep ``key`` in
     step with ``source``; the decide batch's bulk inserts set it themselves
-    (lookups.BatchLookups.write)."""
+    (mailbot.decide.writes.BatchWrites.write)."""
 
     def on_insert(_mapper: Any, _conn: Any, row: Any) -> None:
         setattr(row, key, address_key(getattr(row, source)))

@@ -7,7 +7,7 @@ path. It names the reply it is about by quoting its headers; our Message-IDs hav
 shape, so they are found exactly.
 
 ``report_reason`` finds the reports nested below the top level (delivery status, ARF
-complaint, read receipt) in the raw bytes, where ``parse.loop_reason`` sees only the top
+complaint, read receipt) in the raw bytes, where ``loops.loop_reason`` sees only the top
 level. A report inside a forwarded message (``message/rfc822``) is someone's forward, not
 a report to us.
 """

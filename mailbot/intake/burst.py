@@ -91,7 +91,7 @@ class ParsedAhead:
                  card_pattern: str | None = None) -> None:
         self.uids = [uid for uid, _d, _r in mails]
         # With the library's card pattern, the workers also find the card and the name,
-        # which deciding needs (parse.read_mail).
+        # which deciding needs (reading.read_mail).
         self.future = offload.submit(parse_messages, [raw for _u, _d, raw in mails],
                                      max_bytes, card_pattern)
 

@@ -5,6 +5,9 @@ reply cap gets nothing; a gate that passes leaves no line in the trail); then it
 order, each one a line of the trail, the first refusal ending them; then its verdict
 concludes from the facts and that refusal: the pool issues a code, a test states its
 verdict, the desk weighs the codes owed to e-mail. The trail is the record staff read.
+
+The fourth chain, intake's (is this mail a request at all?), is asked before any patron
+data is read and is declared beside its rules in ``mailbot/rules/intake.py``.
 """
 
 from __future__ import annotations

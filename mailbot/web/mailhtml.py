@@ -8,7 +8,7 @@ attributes; anything that can load or run something is removed with its content;
 other element is unwrapped (its text stays). Links keep their text, and their target is
 shown as a tooltip instead of being followable; images stay only as inline ``data:``
 images. CSS is kept only when it cannot refer to anything (no ``url``, ``@import``,
-``image-set``, escapes). The frame's own Content-Security-Policy (views.mail_html) still
+``image-set``, escapes). The frame's own Content-Security-Policy (views.requests.mail_html) still
 forbids every fetch: this is the second wall, and the one that also stops preconnects.
 """
 
