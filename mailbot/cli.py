@@ -191,7 +191,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
     from mailbot.housekeeping import queue_reminders
-    from mailbot.respond.send import send_due
+    from mailbot.respond.outbox import send_due
 
     sessions = _open(settings)
     items = queue_reminders(sessions, settings, utcnow(), dry_run=args.dry_run)

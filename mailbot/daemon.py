@@ -46,7 +46,7 @@ from mailbot.readers import close_sources, make_sources
 
 if TYPE_CHECKING:
     from mailbot.jobs import Jobs
-    from mailbot.respond.send import SendReport
+    from mailbot.respond.outbox import SendReport
 
 # The deciding, sending and scheduling code (templates, SMTP, APScheduler: ~0.4 s of
 # imports) is imported by the threads that use it, after the mailbox watchers have
@@ -334,7 +334,8 @@ class Daemon:
         aio.run(self._send_loop())
 
     async def _send_loop(self) -> None:
-        from mailbot.respond.send import next_due, send_due, transport_for
+        from mailbot.respond.outbox import next_due, send_due
+        from mailbot.respond.smtp import transport_for
 
         d = self.settings.daemon
         backoff = 1.0

@@ -103,7 +103,7 @@ class SenderThread:
 
     def __init__(self, sessions: sessionmaker[Session], settings: Settings,
                  now: datetime | None) -> None:
-        from mailbot.respond.send import send_while
+        from mailbot.respond.outbox import send_while
 
         self.deciding = threading.Event()
         self.deciding.set()
@@ -172,7 +172,7 @@ def _send_in_child(settings: Settings, deciding: Any, report: Any, now: datetime
     offload.end_with(parent, then=deciding.clear)
     try:
         from mailbot.db.session import open_database
-        from mailbot.respond.send import send_while
+        from mailbot.respond.outbox import send_while
 
         sessions = open_database(settings.database_url)
         report.send(("sent", aio.run(send_while(sessions, settings.smtp, deciding, now=now))))

@@ -226,7 +226,7 @@ def test_the_sender_sleeps_until_the_next_reply_is_due_and_rechecks_held_ones_so
     from datetime import UTC, datetime
 
     from mailbot.daemon import HELD_RECHECK, SEND_CHECK_EVERY, send_pause
-    from mailbot.respond.send import SendReport
+    from mailbot.respond.outbox import SendReport
 
     now = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert send_pause(SendReport(), None, now) == SEND_CHECK_EVERY

@@ -1,5 +1,7 @@
-"""Many keys or rows in SQL: ``column IN (...)`` a few hundred values at a time; many
-single-row writes in one transaction."""
+"""Many keys or rows in SQL: ``column IN (...)`` a few hundred values at a time, and many
+rows inserted at once (by COPY on PostgreSQL).
+
+How PostgreSQL plans a batch's single-row writes is db/tuning.py's (many_writes)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, Dialect, Table, insert, text
+from sqlalchemy import Column, Dialect, Table, insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -26,19 +28,6 @@ def chunks(items: list[T], size: int) -> Iterator[list[T]]:
 def in_chunks(values: Iterable[T]) -> Iterator[list[T]]:
     """The distinct ``values``, sorted, in lists of at most IN_CHUNK (one IN list each)."""
     return chunks(sorted(set(values)), IN_CHUNK)  # type: ignore[type-var]
-
-
-def many_writes(session: Session) -> None:
-    """Tells PostgreSQL that the rest of ``session``'s transaction is many single-row
-    writes of one shape (executemany: a decide batch's updates of its requests and codes;
-    its inserts go by COPY, see insert_rows): they may use a generic plan once prepared.
-
-    Connections run with plan_cache_mode = force_custom_plan (see make_engine), which
-    the batch lookups need, and which would plan each of those writes again: 200 updates
-    by key took ~20 ms of the server's time per batch, ~14 ms without. Nothing elsewhere.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL plan_cache_mode = auto"))
 
 
 # COPY … (FORMAT BINARY) sends each value in its type's binary form: the column types a

@@ -6,35 +6,10 @@ first by default, the next language under a divider. Environments (one per templ
 directory and language, so the ``date``/``month``/... filters speak that language) and
 compiled templates are cached: only the first reply pays for parsing.
 
-Context variables (the compose code passes these; a *required* one that is missing is a
-bug and raises ``jinja2.UndefinedError`` naming it, an *optional* one may be missing or
-``None``):
-
-always, required
-    ``library_name`` (str), ``service`` ("legimi" | "empik_go"), ``service_name`` (str),
-    ``subject`` (the patron's subject, decoded), ``received_at`` (aware datetime, library
-    tz), ``month`` (date: first day of the request's month), ``next_window`` (aware
-    datetime: when next month's requests open), ``window_opens`` (aware datetime: when
-    this month's requests start to count).
-always, optional
-    ``card_number`` (str), ``patron_name`` (str), ``library_contact`` (str, may span
-    lines: phone, e-mail, opening hours).
-issued
-    ``code``, ``deadline`` (date: last day to activate), ``penalty_months`` (int, 0 = no
-    penalty); optional ``activation_url``.
-already_received
-    ``previous_service_name`` (str), ``previous_issued_at`` (aware datetime), ``deadline``
-    (date); optional ``code`` (only when the code may be repeated to this sender),
-    ``activation_url``, ``previous_service`` (key; derived from the name when absent).
-debt: ``balance_due`` (Decimal). overdue: ``overdue_items`` (int).
-inactive_account: optional ``valid_until`` (date). blocked: ``blocked_until`` (date: first
-day a code can be asked for again), ``penalty_months`` (int). ambiguous_card:
-``candidates`` (list[str]). age_restricted: ``min_age`` (int). data_not_updated,
-no_loans_this_year: ``year`` (int); no_loans_this_year also ``since`` (date|None:
-the policy's "a loan within N months" variant).
-
-``code`` is removed from the context of every outcome except ``issued`` and
-``already_received``, so a refusal can never show one, whatever the caller passes.
+What each outcome's templates may use, and the check of a context against it:
+variables.py. The text sections are wrapped by wrap.py. In a burst most replies come from
+the shape cache (shapes.py), which renders these templates once per reply shape and is
+held to give exactly what rendering them for the one reply gives (``render_plainly``).
 """
 
 from __future__ import annotations
@@ -46,24 +21,27 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, UndefinedError, meta
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, meta
 from markupsafe import Markup, escape
 
 from mailbot import outcomes
-from mailbot.respond import i18n
+from mailbot.respond import i18n, shapes
+from mailbot.respond.variables import prepare_context
+from mailbot.respond.wrap import tidy_text
 
 __all__ = [
-    "CODE_OUTCOMES",
-    "CONTEXT_VARIABLES",
     "DEFAULT_TEMPLATES_DIR",
+    "NOTICES",
     "NO_REPLY_OUTCOMES",
     "REPLY_OUTCOMES",
     "RenderedReply",
     "Section",
     "TemplateNames",
     "environment",
+    "render_plainly",
     "render_reply",
     "template_names",
+    "variables_used",
 ]
 
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
@@ -73,68 +51,8 @@ NO_REPLY_OUTCOMES = outcomes.NO_REPLY_OUTCOMES
 # Mail that is not a reply to a request: the activation reminder (SPEC 2.11).
 NOTICES: tuple[str, ...] = tuple(outcomes.Notice)
 
-# The only outcomes whose templates may show a code.
-CODE_OUTCOMES: frozenset[str] = outcomes.CODE_OUTCOMES | {outcomes.Notice.REMINDER}
-
-
-class _Vars(NamedTuple):
-    required: frozenset[str]
-    optional: frozenset[str]
-
-
-_COMMON_REQUIRED = frozenset(
-    {
-        "library_name",
-        "service",
-        "service_name",
-        "subject",
-        "received_at",
-        "month",
-        "next_window",
-        "window_opens",
-    }
-)
-_COMMON_OPTIONAL = frozenset({"card_number", "patron_name", "library_contact"})
-
-
-def _vars(required: Sequence[str] = (), optional: Sequence[str] = ()) -> _Vars:
-    return _Vars(_COMMON_REQUIRED | set(required), _COMMON_OPTIONAL | set(optional))
-
-
-# outcome -> the variables its templates may use (tests hold the templates to this).
-CONTEXT_VARIABLES: Mapping[str, _Vars] = {
-    "issued": _vars(["code", "deadline", "penalty_months"], ["activation_url"]),
-    "already_received": _vars(
-        ["previous_service_name", "previous_issued_at", "deadline"],
-        ["code", "activation_url", "previous_service"],
-    ),
-    "too_early": _vars(),
-    "no_card": _vars(),
-    "ambiguous_card": _vars(["candidates"]),
-    "unknown_card": _vars(),
-    "name_mismatch": _vars(),
-    "sender_mismatch": _vars(),
-    "inactive_account": _vars([], ["valid_until"]),
-    "debt": _vars(["balance_due"]),
-    "overdue": _vars(["overdue_items"]),
-    "data_not_updated": _vars(["year"]),
-    "no_loans_this_year": _vars(["year"], ["since"]),
-    "blocked": _vars(["blocked_until", "penalty_months"]),
-    "pool_exhausted": _vars(),
-    "age_restricted": _vars(["min_age"]),
-    # The verdict of a TEST LEGIMI / TEST EMPIK GO mail: "eligible" or a refusal outcome,
-    # with that refusal's own variables when it has them.
-    "eligibility_test": _vars(["verdict"], [
-        "before_window", "candidates", "valid_until", "min_age", "balance_due",
-        "overdue_items", "year", "since", "blocked_until", "penalty_months",
-        "previous_service_name", "max_codes"]),
-    "reminder": _vars(["code", "deadline", "penalty_months"], ["activation_url"]),
-    "address_limit": _vars(["max_codes"]),
-}
-
 LAYOUT_TEXT = "email/layout.txt.j2"
 LAYOUT_HTML = "email/layout.html.j2"
-TEXT_WIDTH = 78
 
 
 @dataclass(frozen=True)
@@ -181,123 +99,85 @@ def render_reply(
     templates_dir: Path | None = None,
 ) -> RenderedReply:
     """Render the reply for ``outcome``: one section per language, in the order given."""
+    templates = _templates(outcome, languages, templates_dir)
+    text, html = shapes.render(templates, prepare_context(outcome, context))
+    return RenderedReply(text=text, html=html)
+
+
+def render_plainly(
+    outcome: str,
+    context: Mapping[str, Any],
+    *,
+    languages: Sequence[str] = ("pl", "en"),
+    templates_dir: Path | None = None,
+) -> RenderedReply:
+    """render_reply without the shape cache: the templates rendered for this reply alone,
+    which the cache must match byte for byte (tests/respond/test_render_cache.py)."""
+    templates = _templates(outcome, languages, templates_dir)
+    text, html = templates.render(prepare_context(outcome, context))
+    return RenderedReply(text=text, html=html)
+
+
+def variables_used(outcome: str, languages: Sequence[str] = ("pl", "en"),
+                   templates_dir: Path | None = None) -> frozenset[str]:
+    """The context variables the reply's templates and the layouts refer to; every
+    variable when one of them includes another template that sees the whole context."""
+    return _templates(outcome, languages, templates_dir).variables()
+
+
+class _Templates(NamedTuple):
+    """One reply's templates, rendered by Jinja (shapes.Templates)."""
+
+    root: Path
+    outcome: str
+    languages: tuple[str, ...]
+
+    def variables(self) -> frozenset[str]:
+        return _referenced(self.root, self.outcome, self.languages)
+
+    def render(self, ctx: dict[str, Any]) -> tuple[str, str]:
+        texts, htmls = self.sections(ctx)
+        text, html = self.layouts(
+            ctx, [tidy_text(text, lang) for lang, text in zip(self.languages, texts)], htmls)
+        # Sections are already wrapped; this only tidies the blank lines around dividers.
+        return tidy_text(text), html.strip() + "\n"
+
+    def sections(self, ctx: dict[str, Any]) -> tuple[list[str], list[str]]:
+        texts: list[str] = []
+        htmls: list[str] = []
+        for lang in self.languages:
+            env = _environment(self.root, lang)
+            names = template_names(self.outcome, lang)
+            texts.append(env.get_template(names.text).render(ctx))
+            htmls.append(env.get_template(names.html).render(ctx).strip())
+        return texts, htmls
+
+    def layouts(self, ctx: dict[str, Any], texts: list[str],
+                htmls: list[str]) -> tuple[str, str]:
+        layout_env = _environment(self.root, self.languages[0])
+        return (layout_env.get_template(LAYOUT_TEXT).render(
+                    ctx, sections=[Section(lang, text)
+                                   for lang, text in zip(self.languages, texts)]),
+                layout_env.get_template(LAYOUT_HTML).render(
+                    # Already escaped by autoescape: marked so the layout does not escape
+                    # it again.
+                    ctx, sections=[Section(lang, Markup(html))
+                                   for lang, html in zip(self.languages, htmls)]))
+
+
+def _templates(outcome: str, languages: Sequence[str],
+               templates_dir: Path | None) -> _Templates:
     _check_outcome(outcome)
     if isinstance(languages, str) or not languages:
         raise ValueError(f"languages must be a non-empty sequence of codes, got {languages!r}")
     for lang in languages:
         _check_lang(lang)
     root = DEFAULT_TEMPLATES_DIR if templates_dir is None else _resolve(Path(templates_dir))
-    ctx = _prepare_context(outcome, context)
-    key = _cache_key(root, outcome, tuple(languages), ctx)
-    if key is None:
-        return _render(root, outcome, languages, ctx)
-    marked = _MARKED.get(key)
-    if marked is None:
-        if len(_MARKED) >= _MARKED_MAX:
-            _MARKED.clear()
-            _SEEN.clear()
-        if key not in _SEEN:  # a shape is built when it comes a second time
-            _SEEN.add(key)
-            return _render(root, outcome, languages, ctx)
-        slow = _render(root, outcome, languages, ctx)
-        marked = _render_marked(root, outcome, languages, ctx)
-        # The shape must give this very reply exactly, both ways of filling it in, or it
-        # is never used.
-        if marked is not _UNCACHEABLE and (_fill_marked(marked, ctx) != slow or (
-                marked.plan is not None and _fill_planned(marked.plan, ctx) != slow)):
-            marked = _UNCACHEABLE
-        _MARKED[key] = marked
-        return slow
-    if marked is _UNCACHEABLE:
-        return _render(root, outcome, languages, ctx)
-    if marked.plan is not None:
-        planned = _fill_planned(marked.plan, ctx)
-        if planned is not None:
-            return planned
-    return _fill_marked(marked, ctx)
-
-
-def _render(root: Path, outcome: str, languages: Sequence[str],
-            ctx: dict[str, Any]) -> RenderedReply:
-    texts, htmls = _sections(root, outcome, languages, ctx)
-    text, html = _layouts(
-        root, languages, ctx,
-        [Section(lang, _tidy_text(text, lang)) for lang, text in zip(languages, texts)],
-        # Already escaped by autoescape: mark it so the layout does not escape it again.
-        [Section(lang, Markup(html)) for lang, html in zip(languages, htmls)])
-    return _finished(text, html)
-
-
-def _sections(root: Path, outcome: str, languages: Sequence[str],
-              ctx: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """Each language's text (not wrapped yet) and HTML (stripped), in order."""
-    texts: list[str] = []
-    htmls: list[str] = []
-    for lang in languages:
-        env = _environment(root, lang)
-        names = template_names(outcome, lang)
-        texts.append(env.get_template(names.text).render(ctx))
-        htmls.append(env.get_template(names.html).render(ctx).strip())
-    return texts, htmls
-
-
-def _layouts(root: Path, languages: Sequence[str], ctx: Mapping[str, Any],
-             text_sections: list[Section], html_sections: list[Section]) -> tuple[str, str]:
-    layout_env = _environment(root, languages[0])
-    return (layout_env.get_template(LAYOUT_TEXT).render(ctx, sections=text_sections),
-            layout_env.get_template(LAYOUT_HTML).render(ctx, sections=html_sections))
-
-
-def _finished(text: str, html: str) -> RenderedReply:
-    # Sections are already wrapped; this only tidies the blank lines around dividers.
-    return RenderedReply(text=_tidy_text(text), html=html.strip() + "\n")
-
-
-# -- Rendering once per reply shape ---------------------------------------------------------
-#
-# In a burst thousands of replies differ only in a few per-patron strings. The templates
-# only print these or test them for truth, so each reply shape (outcome, languages, every
-# other value, which of these are set) is rendered once with private-use markers in their
-# place, and each reply fills the markers in: raw in the text (then wrapped, as always),
-# escaped in the HTML. The layouts get marked section bodies the same way. A template that
-# does anything else with a value (a filter, a slice) is caught by the checks in
-# _render_marked and render_reply; such a shape is never cached and renders the slow way.
-# tests/respond/test_render_cache.py compares the two ways for every outcome.
-_FILLED = ("code", "patron_name", "patron_first_name", "card_number", "subject")
-_VALUE = re.compile("\ue100(\\d)\ue101")
-_SECTION = re.compile("\ue102(\\d)\ue103")
-_MARKERS = re.compile("[\ue100-\ue103]")
-_MARKED_MAX = 512
-
-
-class _Plan(NamedTuple):
-    """A shape's finished text and HTML, cut where the per-patron values go.
-
-    ``text`` alternates finished text and slots: a slot is one marked template line
-    (with its section's language), which is filled, then wrapped as _tidy_text would
-    (in its section, then in the whole reply). ``html`` alternates escaped HTML and the
-    index of a value."""
-
-    text: tuple[str | tuple[str, str], ...]
-    html: tuple[str | int, ...]
-
-
-class _Marked(NamedTuple):
-    text_sections: tuple[tuple[str, str], ...]   # (lang, marked text before wrapping)
-    html_sections: tuple[str, ...]               # marked, escaped HTML
-    text_layout: str                             # marked with section markers
-    html_layout: str
-    plan: _Plan | None = None
-
-
-_UNCACHEABLE = _Marked((), (), "", "")
-_MARKED: dict[tuple[Any, ...], _Marked] = {}
-_SEEN: set[tuple[Any, ...]] = set()
+    return _Templates(root, outcome, tuple(languages))
 
 
 @lru_cache(maxsize=256)
 def _referenced(root: Path, outcome: str, languages: tuple[str, ...]) -> frozenset[str]:
-    """The context variables the reply's templates (and the layouts) refer to."""
     names: set[str] = set()
     for lang in languages:
         env = _environment(root, lang)
@@ -320,147 +200,6 @@ class _Everything(frozenset[str]):
 _EVERYTHING = _Everything()
 
 
-def _frozen(value: Any) -> Any:
-    if isinstance(value, list | tuple):
-        return tuple(_frozen(v) for v in value)
-    hash(value)  # TypeError (not cached) for anything else unhashable
-    return value
-
-
-def _cache_key(root: Path, outcome: str, languages: tuple[str, ...],
-               ctx: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    used = _referenced(root, outcome, languages)
-    try:
-        others = tuple(sorted((k, type(v).__name__, _frozen(v)) for k, v in ctx.items()
-                              if k not in _FILLED and k in used))
-    except TypeError:
-        return None
-    filled = tuple((k, ctx[k] if not ctx[k] else True) for k in _FILLED if k in ctx)
-    if any(v is True and not isinstance(ctx[k], str) for k, v in filled):
-        return None  # only strings are filled in
-    return (root, outcome, languages, others, filled)
-
-
-def _render_with(root: Path, outcome: str, languages: Sequence[str], ctx: dict[str, Any],
-                 mark: Any) -> _Marked:
-    marked = dict(ctx)
-    for i, k in enumerate(_FILLED):
-        if ctx.get(k):
-            marked[k] = mark(i)
-    texts, htmls = _sections(root, outcome, languages, marked)
-    text_layout, html_layout = _layouts(
-        root, languages, marked,
-        [Section(lang, f"\ue102{i}\ue103") for i, lang in enumerate(languages)],
-        [Section(lang, Markup(f"\ue102{i}\ue103")) for i, lang in enumerate(languages)])
-    return _Marked(tuple(zip(languages, texts)), tuple(htmls), text_layout, html_layout)
-
-
-def _render_marked(root: Path, outcome: str, languages: Sequence[str],
-                   ctx: dict[str, Any]) -> _Marked:
-    """The shape with markers, or _UNCACHEABLE if a template does more than print them.
-
-    Rendered a second time with different, longer markers: if swapping the markers in the
-    first rendering does not give the second exactly, some template looked inside a value
-    (its length, a slice, its case) and only the slow render is right. The caller also
-    checks the shape against the slow render of the reply that created it (which catches
-    what treats every marker alike, such as ``|int``)."""
-    shape = _render_with(root, outcome, languages, ctx, lambda i: f"\ue100{i}\ue101")
-    check = _render_with(root, outcome, languages, ctx, lambda i: f"\ue100{i}aZ ~\ue101")
-    parts = [t for _l, t in shape.text_sections] + list(shape.html_sections)
-    intact = all(len(_MARKERS.findall(t)) == 2 * len(_VALUE.findall(t)) for t in parts) and \
-        all(len(_MARKERS.findall(t)) == 2 * len(_SECTION.findall(t))
-            for t in (shape.text_layout, shape.html_layout))
-    if not intact or any(_SECTION.search(t) for t in parts) or \
-            _VALUE.search(shape.text_layout) or _VALUE.search(shape.html_layout):
-        return _UNCACHEABLE
-    swap = lambda t: _VALUE.sub(lambda m: f"\ue100{m.group(1)}aZ ~\ue101", t)  # noqa: E731
-    swapped = _Marked(tuple((lang, swap(t)) for lang, t in shape.text_sections),
-                      tuple(swap(h) for h in shape.html_sections),
-                      shape.text_layout, shape.html_layout)
-    return shape._replace(plan=_plan(shape)) if swapped == check else _UNCACHEABLE
-
-
-_SLOT = re.compile("\ue104(\\d+)\ue105")
-
-
-def _plan(marked: _Marked) -> _Plan | None:
-    """Cuts the finished shape where values go (see _Plan); None if the layout does
-    anything but put each section on lines of its own.
-
-    Each marked line of a section is stood in for by a short placeholder line while the
-    rest is tidied exactly as _render does (wrapped in its section, then in the whole
-    text). Tidying is line by line but for collapsing blank lines, and a filled line is
-    never blank (_fill_planned checks), so the placeholders end up where the filled lines
-    belong."""
-    slots: list[tuple[str, str]] = []
-
-    def stand_in(line: str, lang: str) -> str:
-        if not _VALUE.search(line):
-            return line
-        slots.append((line, lang))
-        return f"\ue104{len(slots) - 1}\ue105"
-
-    texts = [_tidy_text("\n".join(stand_in(line, lang) for line in text.splitlines()), lang)
-             for lang, text in marked.text_sections]
-    layout_lines = marked.text_layout.splitlines()
-    for i in range(len(texts)):
-        marker = f"\ue102{i}\ue103"
-        if marked.text_layout.count(marker) != 1 or marker not in layout_lines:
-            return None
-    if _MARKERS.search(_SECTION.sub("", marked.text_layout)):
-        return None
-    finished = _tidy_text(_SECTION.sub(lambda m: texts[int(m.group(1))], marked.text_layout))
-    if len(_SLOT.findall(finished)) != len(slots):
-        return None
-    cut = _SLOT.split(finished)
-    text: list[str | tuple[str, str]] = [
-        part if n % 2 == 0 else slots[int(part)] for n, part in enumerate(cut)]
-    html_doc = (_SECTION.sub(lambda m: marked.html_sections[int(m.group(1))].strip(),
-                             marked.html_layout).strip() + "\n")
-    pieces = _VALUE.split(html_doc)
-    html: list[str | int] = [part if n % 2 == 0 else int(part) for n, part in enumerate(pieces)]
-    return _Plan(tuple(text), tuple(html))
-
-
-def _fill_planned(plan: _Plan, ctx: Mapping[str, Any]) -> RenderedReply | None:
-    """The reply from its shape's plan, or None when a value could change how the text
-    around it is tidied (blank, spaces at its ends, a line break inside): the caller then
-    fills the shape the general way."""
-    raw = [str(ctx.get(k) or "") for k in _FILLED]
-    for value in raw:
-        if value and (value != value.strip() or len(value.splitlines()) != 1):
-            return None
-    out: list[str] = []
-    for part in plan.text:
-        if isinstance(part, str):
-            out.append(part)
-            continue
-        template, lang = part
-        line = _VALUE.sub(lambda m: raw[int(m.group(1))], template).rstrip()
-        if not line:
-            return None
-        wrapped = (line,) if len(line) <= TEXT_WIDTH else _fill.__wrapped__(line, lang)
-        finished: list[str] = []
-        for piece in wrapped:  # tidied again with the whole text, as _finished does
-            piece = piece.rstrip()
-            finished.extend((piece,) if len(piece) <= TEXT_WIDTH
-                            else _fill.__wrapped__(piece, None))
-        out.append("\n".join(finished))
-    escaped = [str(escape(v)) for v in raw]
-    html = "".join(part if isinstance(part, str) else escaped[part] for part in plan.html)
-    return RenderedReply(text="".join(out), html=html)
-
-
-def _fill_marked(marked: _Marked, ctx: Mapping[str, Any]) -> RenderedReply:
-    raw = {str(i): str(ctx.get(k) or "") for i, k in enumerate(_FILLED)}
-    escaped = {i: str(escape(v)) for i, v in raw.items()}
-    texts = [_tidy_text(_VALUE.sub(lambda m: raw[m.group(1)], t), lang)
-             for lang, t in marked.text_sections]
-    htmls = [_VALUE.sub(lambda m: escaped[m.group(1)], h).strip() for h in marked.html_sections]
-    return _finished(_SECTION.sub(lambda m: texts[int(m.group(1))], marked.text_layout),
-                     _SECTION.sub(lambda m: htmls[int(m.group(1))], marked.html_layout))
-
-
 def _check_outcome(outcome: str) -> None:
     if outcome not in REPLY_OUTCOMES and outcome not in NOTICES:
         if outcome in NO_REPLY_OUTCOMES:
@@ -471,23 +210,6 @@ def _check_outcome(outcome: str) -> None:
 def _check_lang(lang: str) -> None:
     if lang not in i18n.LANGUAGES:
         raise ValueError(f"unsupported language {lang!r}; expected one of {i18n.LANGUAGES}")
-
-
-def _prepare_context(outcome: str, context: Mapping[str, Any]) -> dict[str, Any]:
-    spec = CONTEXT_VARIABLES[outcome]
-    missing = sorted(name for name in spec.required if name not in context)
-    if missing:
-        raise UndefinedError(
-            f"render_reply({outcome!r}): missing context variable(s): {', '.join(missing)}"
-        )
-    ctx = dict(context)
-    if outcome not in CODE_OUTCOMES:
-        ctx.pop("code", None)
-    for name in spec.optional:
-        ctx.setdefault(name, None)
-    if outcome == "already_received" and not ctx.get("previous_service"):
-        ctx["previous_service"] = i18n.service_key(str(ctx["previous_service_name"]))
-    return ctx
 
 
 @lru_cache(maxsize=64)
@@ -528,63 +250,3 @@ def _environment(root: Path, lang: str) -> Environment:
     )
     env.globals["lang"] = lang
     return env
-
-
-_LIST_MARKER = re.compile(r"^(\s*)((?:\d+[.)]|[-*•–])\s+)?")
-_BLANK_RUN = re.compile(r"\n{3,}")
-# A private-use character glues words together while wrapping; it never reaches output.
-_GLUE = "\ue000"
-# Never split a date ("1 grudnia 2026"), "nr 0012345", "godz. 10:00" or "Empik Go".
-_KEEP_TOGETHER = r"\b\d{1,2} \w+ \d{4}\b|\b(?:nr|no\.|godz\.) (?=\S)|\bEmpik Go\b"
-# Polish typesetting keeps one-letter words (w, z, i, a, o, u) off the end of a line.
-_PL_ORPHAN = r"(?<![^\s(„])[aiouwzAIOUWZ] (?=\S)"
-_GLUED = {
-    "pl": re.compile(f"{_KEEP_TOGETHER}|{_PL_ORPHAN}"),
-    None: re.compile(_KEEP_TOGETHER),
-}
-
-
-def _glue(match: re.Match[str]) -> str:
-    return match.group(0).replace(" ", _GLUE)
-
-
-def _tidy_text(text: str, lang: str | None = None) -> str:
-    """Strip trailing spaces, collapse blank runs that guards leave, and wrap long lines.
-
-    Text templates write a paragraph or list item as one line; here each line over
-    TEXT_WIDTH is filled, with a hanging indent under list items. Words such as URLs and
-    codes are never broken.
-    """
-    out: list[str] = []
-    for line in text.splitlines():
-        line = line.rstrip()
-        if len(line) <= TEXT_WIDTH:
-            out.append(line)
-        else:
-            out.extend(_fill(line, lang))
-    return _BLANK_RUN.sub("\n\n", "\n".join(out)).strip("\n") + "\n"
-
-
-@lru_cache(maxsize=8192)
-def _fill(line: str, lang: str | None) -> tuple[str, ...]:
-    """Greedy fill of one long line (textwrap is several times slower here).
-
-    Cached: most long lines of a reply are the same for every patron, and a burst wraps
-    them thousands of times."""
-    marker = _LIST_MARKER.match(line)
-    prefix = marker.group(0) if marker else ""  # indent and list marker, if any
-    hang = " " * len(prefix)
-    # No line should start with a dash: keep it with the word before.
-    glued = line[len(prefix) :].replace(" – ", _GLUE + "– ").replace(" - ", _GLUE + "- ")
-    glued = _GLUED.get(lang, _GLUED[None]).sub(_glue, glued)
-    words = glued.split()
-    lines: list[str] = []
-    current = prefix + words[0]
-    for word in words[1:]:
-        if len(current) + 1 + len(word) <= TEXT_WIDTH:
-            current += " " + word
-        else:
-            lines.append(current)
-            current = hang + word
-    lines.append(current)
-    return tuple(part.replace(_GLUE, " ") for part in lines)

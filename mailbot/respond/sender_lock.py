@@ -1,6 +1,6 @@
 """One sending process at a time for a SQLite outbox.
 
-On PostgreSQL each reply is claimed with an advisory lock (send.py). SQLite has nothing of
+On PostgreSQL each reply is claimed with an advisory lock (respond/outbox.py). SQLite has nothing of
 the kind, and its outbox could be sent from two processes at once: two ``mailbot run
 --once`` started together by cron (or staff running one by hand while cron fires), a
 daemon and a ``run --once``, or the sending process a killed ``run --once`` leaves behind

@@ -1,4 +1,4 @@
-"""Rendering once per reply shape (render._render_marked) gives exactly the slow render.
+"""Rendering once per reply shape (respond/shapes.py) gives exactly the plain render.
 
 A burst renders each outcome once with markers for the per-patron strings and fills them
 in per reply; every outcome, language set and kind of value must come out byte-identical to
@@ -13,8 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailbot.respond import render
-from mailbot.respond.render import NOTICES, REPLY_OUTCOMES, render_reply
+from mailbot.respond import shapes
+from mailbot.respond.render import (DEFAULT_TEMPLATES_DIR, NOTICES, REPLY_OUTCOMES,
+                                    render_plainly, render_reply, variables_used)
+from mailbot.respond.shapes import Fill
 
 from tests.respond.test_templates import full_context
 
@@ -39,21 +41,18 @@ PATRONS: dict[str, dict[str, Any]] = {
 def test_cached_render_is_the_slow_render(outcome: str, patron: str,
                                           languages: tuple[str, ...]) -> None:
     context = full_context(**PATRONS[patron])
-    ctx = render._prepare_context(outcome, context)
-    slow = render._render(render.DEFAULT_TEMPLATES_DIR, outcome, languages, ctx)
+    slow = render_plainly(outcome, context, languages=languages)
     # Twice: the first call renders the shape, the second fills the cached one in.
     assert render_reply(outcome, context, languages=languages) == slow
     assert render_reply(outcome, context, languages=languages) == slow
 
 
 def test_a_burst_of_issued_replies_renders_the_templates_once() -> None:
-    render._MARKED.clear()
+    shapes.clear()
     for i in range(50):
         render_reply("issued", full_context(code=f"CODE-{i:04d}", patron_name=f"Ala Kot{i}",
                                             card_number=f"{i:07d}", subject=f"LEGIMI {i}"))
-    assert len(render._MARKED) == 1
-    (shape,) = render._MARKED.values()
-    assert shape is not render._UNCACHEABLE
+    assert shapes.cached() == [Fill.PLANNED]
 
 
 @pytest.mark.parametrize(("expression", "shown"), [
@@ -70,16 +69,16 @@ def test_a_value_a_template_looks_into_is_not_cached(tmp_path, expression: str,
     # fall back to the slow render (and so still be right).
     import shutil
 
-    shutil.copytree(render.DEFAULT_TEMPLATES_DIR, tmp_path / "t")
+    shutil.copytree(DEFAULT_TEMPLATES_DIR, tmp_path / "t")
     issued = tmp_path / "t" / "email" / "pl" / "issued.txt.j2"
     issued.write_text(issued.read_text(encoding="utf-8") + f"\nX: {{{{ {expression} }}}} :X\n",
                       encoding="utf-8")
-    render._MARKED.clear()
+    shapes.clear()
     context = full_context(subject="LEGIMI prośba")
     for _ in range(2):
         reply = render_reply("issued", context, templates_dir=tmp_path / "t")
         assert f"X: {shown} :X" in reply.text
-    assert list(render._MARKED.values()) == [render._UNCACHEABLE]
+    assert shapes.cached() == [Fill.NONE]
 
 
 def test_values_that_differ_per_patron_outside_the_filled_strings_stay_right() -> None:
@@ -88,28 +87,24 @@ def test_values_that_differ_per_patron_outside_the_filled_strings_stay_right() -
     from datetime import datetime, timedelta
     from decimal import Decimal
 
-    render._MARKED.clear()
-    render._SEEN.clear()
+    shapes.clear()
     base = datetime(2026, 11, 1, 10, 5, tzinfo=full_context()["received_at"].tzinfo)
     for i in range(6):
         for outcome, extra in (("already_received", {"previous_issued_at": base + timedelta(hours=i)}),
                                ("debt", {"balance_due": Decimal(f"{i}.50")})):
             context = full_context(patron_name=f"Ala Kot{i % 2}", **extra)
-            ctx = render._prepare_context(outcome, context)
-            slow = render._render(render.DEFAULT_TEMPLATES_DIR, outcome, ("pl", "en"), ctx)
-            assert render_reply(outcome, context) == slow
+            assert render_reply(outcome, context) == render_plainly(outcome, context)
 
 
 def test_a_template_that_includes_another_is_keyed_on_the_whole_context(tmp_path) -> None:
     import shutil
 
-    shutil.copytree(render.DEFAULT_TEMPLATES_DIR, tmp_path / "t")
+    shutil.copytree(DEFAULT_TEMPLATES_DIR, tmp_path / "t")
     (tmp_path / "t" / "email" / "pl" / "extra.txt.j2").write_text("Otrzymano: {{ received_at }}\n")
     issued = tmp_path / "t" / "email" / "pl" / "issued.txt.j2"
     issued.write_text(issued.read_text(encoding="utf-8") + '\n{% include "email/pl/extra.txt.j2" %}\n',
                       encoding="utf-8")
-    root = (tmp_path / "t").resolve()
-    assert "received_at" in render._referenced(root, "issued", ("pl", "en"))
+    assert "received_at" in variables_used("issued", ("pl", "en"), tmp_path / "t")
     from datetime import timedelta
 
     first = full_context()
@@ -125,15 +120,14 @@ _VALUE_TEXT = st.lists(st.sampled_from(list("aZż ółĄ-–.<&>\"'\n\t") + [
 
 @pytest.mark.parametrize("outcome", REPLY_OUTCOMES + NOTICES)
 def test_every_shape_of_the_default_templates_has_a_plan(outcome: str) -> None:
-    # The planned fill (render._fill_planned) is the fast one; every outcome of our own
-    # templates must have one, or a burst silently takes the slower general fill.
-    render._MARKED.clear()
+    # The planned fill is the fast one; every outcome of our own templates must have one,
+    # or a burst silently takes the slower general fill.
+    shapes.clear()
     for i in range(3):
         render_reply(outcome, full_context(code=f"K-{i}", patron_name=f"Ala Kot{i}",
                                            card_number=f"{i:07d}", subject=f"LEGIMI {i}",
                                            patron_first_name="Ala"))
-    (shape,) = render._MARKED.values()
-    assert shape is not render._UNCACHEABLE and shape.plan is not None
+    assert shapes.cached() == [Fill.PLANNED]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -148,8 +142,7 @@ def test_planned_and_general_fills_give_the_slow_render_for_any_values(
     # at their ends (those take the general fill): always byte-identical to the slow way.
     values = {k: v if v.strip() else "x" + v for k, v in values.items()}  # keep one shape
     context = full_context(**values)
-    ctx = render._prepare_context(outcome, context)
-    slow = render._render(render.DEFAULT_TEMPLATES_DIR, outcome, languages, ctx)
+    slow = render_plainly(outcome, context, languages=languages)
     warm = full_context(code="K-1", patron_name="Ala Kot", card_number="0000001",
                         subject="LEGIMI", patron_first_name="Ala")
     for _ in range(2):

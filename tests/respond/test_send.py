@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 
 from mailbot.db.models import Outbox
 from mailbot.db.session import open_database
-from mailbot.respond.send import next_due
+from mailbot.respond.outbox import next_due
 from tests.botenv import make_bot, request_mail
 
 
@@ -52,7 +52,7 @@ def test_a_temporary_refusal_leaves_the_reply_pending_and_the_next_run_sends_it(
                                                                  "s2@patron.test"]
     box = _outbox(bot)
     assert {o.state for o in box.values()} == {"sent"}
-    # The sent-mark is written straight on the driver (respond/send.py): it must still
+    # The sent-mark is written straight on the driver (respond/outbox.py): it must still
     # read back as an aware time in this run, with the attempts counted.
     assert sorted(o.attempts for o in box.values()) == [1, 2]
     for o in box.values():
@@ -155,7 +155,7 @@ def test_replies_another_process_is_sending_are_reported_as_held_and_left_to_it(
     # Another process holds both rows (its advisory locks): this one sends neither and says
     # so (the daemon then looks again within a second instead of at once, over and over);
     # once that process lets go (or dies), the rows are sent here.
-    from mailbot.respond import send
+    from mailbot.respond.outbox import OUTBOX_LOCKS, send_due
 
     bot, sessions, ids = _pending_pair(tmp_path, imap_user, smtp_sink, database_url)
     smtp = bot.settings().smtp
@@ -163,13 +163,13 @@ def test_replies_another_process_is_sending_are_reported_as_held_and_left_to_it(
     try:
         for oid in ids:
             assert other.execute(text("SELECT pg_try_advisory_lock(:k, :id)"),
-                                 {"k": send._OUTBOX_LOCKS, "id": oid}).scalar()
-        report = asyncio.run(send.send_due(sessions, smtp))
+                                 {"k": OUTBOX_LOCKS, "id": oid}).scalar()
+        report = asyncio.run(send_due(sessions, smtp))
         assert (report.sent, report.held, report.tried) == (0, 2, set())
         assert smtp_sink.messages == []
     finally:
         other.close()  # its locks go with its connection, as with a killed process
-    report = asyncio.run(send.send_due(sessions, smtp))
+    report = asyncio.run(send_due(sessions, smtp))
     assert (report.sent, report.held) == (2, 0)
     assert len(smtp_sink.messages) == 2
 
@@ -180,20 +180,28 @@ def test_the_sent_marks_let_postgresql_keep_a_plan_and_the_connection_is_set_bac
     # Each reply's mark is an UPDATE by primary key: planned once, not for every reply as
     # make_engine's setting (for the batch lookups) would have it. The connection goes
     # back to the pool with that setting restored.
-    from mailbot.respond import send
+    from contextlib import contextmanager
+
+    from mailbot.db import tuning
+    from mailbot.respond.outbox import send_due
 
     bot, sessions, _ids = _pending_pair(tmp_path, imap_user, smtp_sink, database_url)
-    seen: list[tuple[str, object]] = []
-    real = send._sent_marker
+    seen: list[tuple[str, str, object]] = []
+    real = tuning.many_marks
 
+    @contextmanager
     def spy(conn):
-        seen.append((conn.execute(text("SHOW plan_cache_mode")).scalar(),
-                     conn.connection.dbapi_connection))
-        return real(conn)
+        with real(conn):
+            seen.append((conn.execute(text("SHOW plan_cache_mode")).scalar(),
+                         conn.execute(text("SHOW synchronous_commit")).scalar(),
+                         conn.connection.dbapi_connection))
+            yield
 
-    monkeypatch.setattr(send, "_sent_marker", spy)
-    report = asyncio.run(send.send_due(sessions, bot.settings().smtp))
-    assert report.sent == 2 and [mode for mode, _c in seen] == ["auto"]
-    driver = seen[0][1]
+    monkeypatch.setattr(tuning, "many_marks", spy)
+    report = asyncio.run(send_due(sessions, bot.settings().smtp))
+    assert report.sent == 2 and [mode for mode, _s, _c in seen] == ["auto"]
+    assert seen[0][1] == "off"  # nor does each mark wait for its WAL flush
+    driver = seen[0][2]
     assert driver.execute("SHOW plan_cache_mode").fetchone()[0] == "force_custom_plan"
+    assert driver.execute("SHOW synchronous_commit").fetchone()[0] == "on"
     driver.rollback()

@@ -16,8 +16,6 @@ from jinja2 import UndefinedError, meta
 
 from mailbot.respond import i18n
 from mailbot.respond.render import (
-    CODE_OUTCOMES,
-    CONTEXT_VARIABLES,
     DEFAULT_TEMPLATES_DIR,
     NO_REPLY_OUTCOMES,
     REPLY_OUTCOMES,
@@ -26,6 +24,7 @@ from mailbot.respond.render import (
     render_reply,
     template_names,
 )
+from mailbot.respond.variables import CODE_OUTCOMES, CONTEXT_VARIABLES
 
 WARSAW = ZoneInfo("Europe/Warsaw")
 SAMPLE_CODE = "ZQX7-CODE-4242"
@@ -147,7 +146,7 @@ def test_unsupported_language_is_refused() -> None:
 @pytest.mark.parametrize("lang", ["pl", "en"])
 @pytest.mark.parametrize("outcome", REPLY_OUTCOMES)
 def test_templates_use_only_documented_variables(outcome: str, lang: str) -> None:
-    # A template may read only the context variables render.py documents for its outcome.
+    # A template may read only the context variables variables.py lists for its outcome.
     allowed = CONTEXT_VARIABLES[outcome].required | CONTEXT_VARIABLES[outcome].optional
     for name in template_names(outcome, lang):
         assert undeclared(name) <= allowed, name

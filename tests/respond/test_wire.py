@@ -1,4 +1,4 @@
-"""The SMTP lane writes DATA itself (respond/send.py): the bytes must be exactly what
+"""The SMTP lane writes DATA itself (respond/smtp.py): the bytes must be exactly what
 aiosmtplib's own data() would put on the wire, and a real server must get the message whole.
 """
 
@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailbot.config import SmtpSettings
-from mailbot.respond.send import Pending, SmtpTransport, on_the_wire, smtp_path
+from mailbot.respond.outbox import Pending
+from mailbot.respond.smtp import SmtpTransport, on_the_wire, smtp_path
 from tests.servers import SmtpSink
 
 _LINES = st.lists(st.sampled_from([b".", b"..", b".x", b"a.b", b"", b"text", b"\r", b" ."]),

@@ -1,0 +1,126 @@
+"""What each outcome's reply templates may use: the context variables, and the check that
+a reply's context has them.
+
+The compose code passes these; a *required* one that is missing is a bug and raises
+``jinja2.UndefinedError`` naming it, an *optional* one may be missing or ``None``
+(tests/respond/test_templates.py holds every template to this list):
+
+always, required
+    ``library_name`` (str), ``service`` ("legimi" | "empik_go"), ``service_name`` (str),
+    ``subject`` (the patron's subject, decoded), ``received_at`` (aware datetime, library
+    tz), ``month`` (date: first day of the request's month), ``next_window`` (aware
+    datetime: when next month's requests open), ``window_opens`` (aware datetime: when
+    this month's requests start to count).
+always, optional
+    ``card_number`` (str), ``patron_name`` (str), ``library_contact`` (str, may span
+    lines: phone, e-mail, opening hours).
+issued
+    ``code``, ``deadline`` (date: last day to activate), ``penalty_months`` (int, 0 = no
+    penalty); optional ``activation_url``.
+already_received
+    ``previous_service_name`` (str), ``previous_issued_at`` (aware datetime), ``deadline``
+    (date); optional ``code`` (only when the code may be repeated to this sender),
+    ``activation_url``, ``previous_service`` (key; derived from the name when absent).
+debt: ``balance_due`` (Decimal). overdue: ``overdue_items`` (int).
+inactive_account: optional ``valid_until`` (date). blocked: ``blocked_until`` (date: first
+day a code can be asked for again), ``penalty_months`` (int). ambiguous_card:
+``candidates`` (list[str]). age_restricted: ``min_age`` (int). data_not_updated,
+no_loans_this_year: ``year`` (int); no_loans_this_year also ``since`` (date|None:
+the policy's "a loan within N months" variant).
+
+``code`` is removed from the context of every outcome except ``issued`` and
+``already_received`` (and the ``reminder`` notice), so a refusal can never show one,
+whatever the caller passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from jinja2 import UndefinedError
+
+from mailbot import outcomes
+from mailbot.outcomes import Notice, Outcome
+from mailbot.respond import i18n
+
+__all__ = ["CODE_OUTCOMES", "CONTEXT_VARIABLES", "Variables", "prepare_context"]
+
+# The only outcomes whose templates may show a code.
+CODE_OUTCOMES: frozenset[str] = outcomes.CODE_OUTCOMES | {Notice.REMINDER}
+
+
+class Variables(NamedTuple):
+    required: frozenset[str]
+    optional: frozenset[str]
+
+
+_COMMON_REQUIRED = frozenset(
+    {
+        "library_name",
+        "service",
+        "service_name",
+        "subject",
+        "received_at",
+        "month",
+        "next_window",
+        "window_opens",
+    }
+)
+_COMMON_OPTIONAL = frozenset({"card_number", "patron_name", "library_contact"})
+
+
+def _vars(required: Sequence[str] = (), optional: Sequence[str] = ()) -> Variables:
+    return Variables(_COMMON_REQUIRED | set(required), _COMMON_OPTIONAL | set(optional))
+
+
+# outcome -> the variables its templates may use.
+CONTEXT_VARIABLES: Mapping[str, Variables] = {
+    Outcome.ISSUED: _vars(["code", "deadline", "penalty_months"], ["activation_url"]),
+    Outcome.ALREADY_RECEIVED: _vars(
+        ["previous_service_name", "previous_issued_at", "deadline"],
+        ["code", "activation_url", "previous_service"],
+    ),
+    Outcome.TOO_EARLY: _vars(),
+    Outcome.NO_CARD: _vars(),
+    Outcome.AMBIGUOUS_CARD: _vars(["candidates"]),
+    Outcome.UNKNOWN_CARD: _vars(),
+    Outcome.NAME_MISMATCH: _vars(),
+    Outcome.SENDER_MISMATCH: _vars(),
+    Outcome.INACTIVE_ACCOUNT: _vars([], ["valid_until"]),
+    Outcome.DEBT: _vars(["balance_due"]),
+    Outcome.OVERDUE: _vars(["overdue_items"]),
+    Outcome.DATA_NOT_UPDATED: _vars(["year"]),
+    Outcome.NO_LOANS_THIS_YEAR: _vars(["year"], ["since"]),
+    Outcome.BLOCKED: _vars(["blocked_until", "penalty_months"]),
+    Outcome.POOL_EXHAUSTED: _vars(),
+    Outcome.AGE_RESTRICTED: _vars(["min_age"]),
+    # The verdict of a TEST LEGIMI / TEST EMPIK GO mail: "eligible" or a refusal outcome,
+    # with that refusal's own variables when it has them.
+    Outcome.ELIGIBILITY_TEST: _vars(["verdict"], [
+        "before_window", "candidates", "valid_until", "min_age", "balance_due",
+        "overdue_items", "year", "since", "blocked_until", "penalty_months",
+        "previous_service_name", "max_codes"]),
+    Notice.REMINDER: _vars(["code", "deadline", "penalty_months"], ["activation_url"]),
+    Outcome.ADDRESS_LIMIT: _vars(["max_codes"]),
+}
+
+
+def prepare_context(outcome: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The context ``outcome``'s templates are rendered with: every required variable
+    there (else UndefinedError), every optional one at least ``None``, no ``code`` where
+    none may be shown."""
+    spec = CONTEXT_VARIABLES[outcome]
+    missing = sorted(name for name in spec.required if name not in context)
+    if missing:
+        raise UndefinedError(
+            f"render_reply({outcome!r}): missing context variable(s): {', '.join(missing)}"
+        )
+    ctx = dict(context)
+    if outcome not in CODE_OUTCOMES:
+        ctx.pop("code", None)
+    for name in spec.optional:
+        ctx.setdefault(name, None)
+    if outcome == Outcome.ALREADY_RECEIVED and not ctx.get("previous_service"):
+        ctx["previous_service"] = i18n.service_key(str(ctx["previous_service_name"]))
+    return ctx
