@@ -19,6 +19,7 @@ from mailbot.clock import last_day, month_end, month_key, month_of, parse_month
 from mailbot.config import LibrarySettings, Settings
 from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.decide import reply_context
+from mailbot.outcomes import Notice, OutboxState, RequestState
 from mailbot.respond.compose import compose_reply
 from mailbot.respond.i18n import format_date, service_name
 from mailbot.rules.window import next_send_time
@@ -114,8 +115,9 @@ def _queue_one(session: Session, settings: Settings, library: LibrarySettings, c
     )
     session.add(Outbox(kind="reminder", request_id=None, code_id=code.id,
                        library_id=library.id, mail_from=reply.mail_from, to_address=item.email,
-                       message_id=reply.message_id, outcome="reminder", message=reply.message,
-                       state="pending", created_at=now, due_at=next_send_time(library, tz, now),
+                       message_id=reply.message_id, outcome=Notice.REMINDER, message=reply.message,
+                       state=OutboxState.PENDING, created_at=now,
+                       due_at=next_send_time(library, tz, now),
                        attempts=0))
 
 
@@ -144,11 +146,13 @@ def purge_old_mail(sessions: sessionmaker[Session], settings: Settings, now: dat
     with sessions.begin() as session:
         for req in session.scalars(select(Request).where(
                 Request.received_at < cutoff, Request.raw.is_not(None),
-                Request.state.in_(("decided", "manual", "ignored")))):
+                Request.state.in_((RequestState.DECIDED, RequestState.MANUAL,
+                                   RequestState.IGNORED)))):
             req.raw = None
             purged += 1
         for row in session.scalars(select(Outbox).where(
-                Outbox.created_at < cutoff, Outbox.state.in_(("sent", "failed")),
+                Outbox.created_at < cutoff,
+                Outbox.state.in_((OutboxState.SENT, OutboxState.FAILED)),
                 Outbox.message != b"")):
             row.message = b""
             purged += 1

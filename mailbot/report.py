@@ -27,6 +27,7 @@ from mailbot.config import SERVICES, Settings
 from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.db.session import reading
 from mailbot.errors import BadInput
+from mailbot.outcomes import OutboxState
 
 # The refusals a patron hears about, in the order the rules ask (columns of the report).
 REFUSALS = outcomes.REFUSALS
@@ -125,7 +126,7 @@ def build_rows(session: Session, settings: Settings, *, month: str,
                    Request.mailbox_id)
             .join(Request, Request.id == Outbox.request_id)
             .where(Outbox.library_id == lib_id, Outbox.kind == "reply",
-                   Outbox.state == "sent", Request.id.in_([q.id for q in reqs]))).all()
+                   Outbox.state == OutboxState.SENT, Request.id.in_([q.id for q in reqs]))).all()
         for _rid, sent_at, received_at, service, mailbox_id in sent:
             if sent_at is not None:
                 row(addresses.get(mailbox_id, "?"), service).reply_seconds.append(

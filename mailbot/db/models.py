@@ -34,6 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from mailbot.outcomes import OutboxState, RequestState
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores instants in UTC and always returns them aware, whatever the engine."""
@@ -175,7 +177,7 @@ class Request(Base):
     # "request", or "test": a TEST LEGIMI mail asking for a verdict, issuing nothing.
     kind: Mapped[str] = mapped_column(String(8), default="request")
     # new -> decided | manual | ignored ; error = set aside for staff after a crash on it
-    state: Mapped[str] = mapped_column(String(16), default="new")
+    state: Mapped[str] = mapped_column(String(16), default=RequestState.NEW.value)
     outcome: Mapped[str | None] = mapped_column(String(32))
     trail: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -227,7 +229,7 @@ class Outbox(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     message: Mapped[bytes] = mapped_column(LargeBinary)
     # pending -> sent | failed
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -26,6 +26,7 @@ from mailbot.db.models import (
     Request,
 )
 from mailbot.intake.parse import parse_mail
+from mailbot.outcomes import OutboxState, RequestState
 from mailbot.rules.window import window_opens
 
 # Outcomes a member of staff may override ("issue anyway"): every refusal that got or
@@ -83,17 +84,21 @@ def queue_snapshot(session: Session, settings: Settings, libraries: list[str],
         row = session.get(Library, lib_id)
         if row is not None:
             q.source_error, q.source_down_since = row.source_error, row.source_down_since
-        waiting = select(Request).where(Request.library_id == lib_id, Request.state == "new")
+        waiting = select(Request).where(Request.library_id == lib_id,
+                                        Request.state == RequestState.NEW)
         q.waiting = _count(session, waiting)
         q.waiting_rows = list(session.scalars(
             waiting.order_by(Request.received_at, Request.uid).limit(rows)))
         decided = select(Request).where(Request.library_id == lib_id,
                                         Request.decided_at >= now - timedelta(hours=24),
-                                        Request.state.in_(("decided", "manual", "ignored")))
+                                        Request.state.in_((RequestState.DECIDED,
+                                                          RequestState.MANUAL,
+                                                          RequestState.IGNORED)))
         q.decided_24h = _count(session, decided)
         q.decided_rows = list(session.scalars(
             decided.order_by(Request.decided_at.desc(), Request.id.desc()).limit(rows)))
-        pending = select(Outbox).where(Outbox.library_id == lib_id, Outbox.state == "pending")
+        pending = select(Outbox).where(Outbox.library_id == lib_id,
+                                       Outbox.state == OutboxState.PENDING)
         held = pending.where(Outbox.due_at > now)
         q.held = _count(session, held)
         q.held_rows = list(session.scalars(held.order_by(Outbox.due_at).limit(rows)))
@@ -101,12 +106,13 @@ def queue_snapshot(session: Session, settings: Settings, libraries: list[str],
         q.sending = _count(session, sending)
         q.sending_rows = list(session.scalars(sending.order_by(Outbox.due_at).limit(rows)))
         failed = (select(Outbox).outerjoin(Request, Request.id == Outbox.request_id)
-                  .where(Outbox.library_id == lib_id, Outbox.state == "failed",
+                  .where(Outbox.library_id == lib_id, Outbox.state == OutboxState.FAILED,
                          or_(Outbox.request_id.is_(None), ~handled_clause())))
         q.failed = _count(session, failed)
         q.failed_rows = list(session.scalars(failed.order_by(Outbox.id.desc()).limit(rows)))
         aside = select(Request).where(Request.library_id == lib_id,
-                                      Request.state.in_(("error", "manual")), ~handled_clause())
+                                      Request.state.in_((RequestState.ERROR, RequestState.MANUAL)),
+                                      ~handled_clause())
         q.set_aside = _count(session, aside)
         q.set_aside_rows = list(session.scalars(
             aside.order_by(Request.received_at.desc()).limit(rows)))
@@ -155,9 +161,9 @@ def request_list(session: Session, settings: Settings, libraries: list[str],
         stmt = stmt.where(Request.service == f.service)
     if f.outcome:
         if f.outcome == "waiting":
-            stmt = stmt.where(Request.state == "new")
+            stmt = stmt.where(Request.state == RequestState.NEW)
         elif f.outcome == "set_aside":
-            stmt = stmt.where(Request.state == "error")
+            stmt = stmt.where(Request.state == RequestState.ERROR)
         else:
             stmt = stmt.where(Request.outcome == f.outcome)
     if f.mailbox:
