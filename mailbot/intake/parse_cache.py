@@ -14,7 +14,8 @@ import hashlib
 import threading
 from dataclasses import replace
 
-from mailbot.intake.parse import DEFAULT_MAX_BYTES, ParsedMail, parse_mail
+import mailbot.intake.parse as parsing
+from mailbot.intake.parse import DEFAULT_MAX_BYTES, ParsedMail
 from mailbot.intake.reading import read_mail
 
 
@@ -64,7 +65,7 @@ def parse_messages(raws: list[bytes], max_bytes: int,
     out: list[ParsedMail | None] = []
     for raw in raws:
         try:
-            parsed = parse_mail(raw, max_bytes=max_bytes)
+            parsed = parsing.parse_mail(raw, max_bytes=max_bytes)
         except Exception:
             out.append(None)
             continue
@@ -85,4 +86,4 @@ def remember_parse(raw: bytes, parsed: ParsedMail, *,
 
 def parse_mail_again(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedMail:
     """parse_mail, or the parse intake kept of these very bytes (taken once)."""
-    return RECENT.take(raw, max_bytes) or parse_mail(raw, max_bytes=max_bytes)
+    return RECENT.take(raw, max_bytes) or parsing.parse_mail(raw, max_bytes=max_bytes)

@@ -39,7 +39,8 @@ from mailbot.db.models import Mailbox, Outbox, Request
 from mailbot.db.session import reading
 from mailbot.intake.bounce import Bounce, find_bounce
 from mailbot.intake.mail.dates import plausible_date
-from mailbot.intake.parse import ParsedMail, parse_mail
+import mailbot.intake.parse as parsing
+from mailbot.intake.parse import ParsedMail
 from mailbot.intake.parse_cache import remember_parse
 from mailbot.intake.subjects import match_service, match_test_service
 from mailbot.outcomes import OutboxState, RequestState
@@ -104,7 +105,7 @@ def ingest(
     request's column values are appended there instead, for the caller to insert the
     chunk in one statement (no ORM objects: a burst stores thousands)."""
     try:
-        parsed = parsed or parse_mail(raw, max_bytes=settings.max_message_bytes)
+        parsed = parsed or parsing.parse_mail(raw, max_bytes=settings.max_message_bytes)
     except Exception as exc:  # parse_mail is meant never to raise; if it does, staff see it
         log.exception("mail uid=%s in %s could not be parsed", uid, mb.key)
         return _set_aside(session, mailbox=mailbox, mb=mb, uidvalidity=uidvalidity, uid=uid,
@@ -247,7 +248,7 @@ def _headers_quietly(raw: bytes) -> tuple[str, str | None]:
     even the guarded parser fails on it."""
     try:
         # (raw is at most max_message_bytes already: the intakes read no more)
-        parsed = parse_mail(raw, max_bytes=max(len(raw), 1))
+        parsed = parsing.parse_mail(raw, max_bytes=max(len(raw), 1))
         return parsed.subject, usable_address(parsed.from_address)
     except Exception:  # noqa: BLE001 - the row is stored without them
         return "", None
@@ -425,7 +426,7 @@ def _parse_or_none(raw: bytes, settings: Settings) -> ParsedMail | None:
     """Parsed once here for the whole chunk; a mail that fails is left to ingest, which
     sets it aside for staff."""
     try:
-        return parse_mail(raw, max_bytes=settings.max_message_bytes)
+        return parsing.parse_mail(raw, max_bytes=settings.max_message_bytes)
     except Exception:
         return None
 

@@ -13,6 +13,7 @@ from mailbot.db.models import Mailbox, Request
 from mailbot.db.session import open_database
 from mailbot import offload
 from mailbot.intake import burst, imap, reading, store
+from mailbot.intake import parse as parsing
 from tests.botenv import make_bot, request_mail
 
 
@@ -209,10 +210,8 @@ def test_a_burst_of_several_chunks_is_moved_on_a_second_connection_while_reading
     # below; here they are started first).
     left_here = _start_workers_and_watch_chunks(monkeypatch)
     parsed_here: list[bytes] = []
-    real_parse = store.parse_mail
-    monkeypatch.setattr(store, "parse_mail",
-                        lambda raw, **kw: parsed_here.append(raw) or real_parse(raw, **kw))
-    monkeypatch.setattr("mailbot.intake.parse_cache.parse_mail",
+    real_parse = parsing.parse_mail
+    monkeypatch.setattr(parsing, "parse_mail",
                         lambda raw, **kw: parsed_here.append(raw) or real_parse(raw, **kw))
     assert bot.run_once() == 0
     # UIDs 1-11 are f0-f10, UID 12 the repeat of f0.

@@ -46,9 +46,8 @@ def test_run_once_parses_each_request_once(tmp_path, imap_user, smtp_sink, monke
         calls.append(len(raw))
         return real(raw, **kw)  # type: ignore[arg-type]
 
-    # Intake parses with its own name for parse_mail; deciding asks the parse cache.
-    monkeypatch.setattr("mailbot.intake.store.parse_mail", counting)
-    monkeypatch.setattr("mailbot.intake.parse_cache.parse_mail", counting)
+    # Every parse, at intake, in the cache or on a worker, goes through this one name.
+    monkeypatch.setattr("mailbot.intake.parse.parse_mail", counting)
     bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
     w = bot.window()
     ok = f"{w.year + 1}-12-31;0;0;{w.year}-01-15;{w.year}-02-01"
