@@ -26,7 +26,14 @@ from mailbot.intake.mail.headers import (
 
 _MAX_ADDRESS_HEADER = 2000  # longer From/Reply-To values are junk; cut before any regex
 _SIMPLE_ADDRESS = re.compile(r"\s*<?\s*([^\s<>\"(),;:@]+@[^\s<>\"(),;:@]+)\s*>?\s*")
-_NAME_ADDRESS = re.compile(r"\s*(?:\"((?:[^\"\\]|\\.)*)\"|([^<>\"]*?))\s*<\s*([^\s<>]*)\s*>\s*")
+# Possessive quantifiers throughout: no part ever has to give back what it took (a name
+# cannot hold "<", an address no space), and without backtracking a From value of many
+# spaces is read in linear time. The lazy form before took 1.8 s for "a", 995 spaces,
+# "<", 995 spaces (under the length cap): one such mail a second would have held intake.
+# The bare name keeps its trailing spaces here; _name_and_address strips them, as the
+# lazy group did.
+_NAME_ADDRESS = re.compile(
+    r"\s*+(?:\"((?:[^\"\\]|\\.)*+)\"|([^<>\"]*+))\s*+<\s*+([^\s<>]*+)\s*+>\s*+")
 
 
 # Outside quoted strings and comments, a group (``Friends: a@b.pl;``) has these.
@@ -66,6 +73,8 @@ def _name_and_address(value: str) -> tuple[str, str] | None:
     match = _NAME_ADDRESS.fullmatch(value)
     if match:
         quoted, bare, address = match.groups()
+        if quoted is None:
+            bare = bare.rstrip()
         if quoted is not None:
             return re.sub(r"\\(.)", r"\1", quoted), address
         # ``a@b.pl, Ola <o@b.pl>``: two mailboxes.
