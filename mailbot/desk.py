@@ -24,7 +24,7 @@ from mailbot.decide.batch import ReaderSource, issued_this_month_of, unactivated
 from mailbot.ledger import Channel, InSession, codes_left, issue_code
 from mailbot.outcomes import Outcome, RequestState
 from mailbot.readers.local import LocalReaders
-from mailbot.rules import DESK, run
+from mailbot.rules.chains import DESK, run
 from mailbot.rules.base import ELIGIBLE, Facts
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailbot.outcomes import NO_REPLY_OUTCOMES, Outcome
-from mailbot.rules import EMAIL, TEST, run
+from mailbot.rules.chains import EMAIL, TEST, run
 from mailbot.rules.base import Facts, FreeCode
 
 NO_REPLY = frozenset(NO_REPLY_OUTCOMES)

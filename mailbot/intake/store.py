@@ -44,6 +44,7 @@ from mailbot.intake.parse import ParsedMail
 from mailbot.intake.parse_cache import remember_parse
 from mailbot.intake.subjects import match_service, match_test_service
 from mailbot.outcomes import OutboxState, RequestState
+from mailbot.rules.intake import GoesTo, IntakeFacts, sort_mail
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +136,6 @@ def ingest(
     if service is None and settings.library(mailbox.library_id).eligibility_test:
         service = match_test_service(parsed.subject)
         values["kind"] = "test" if service else "request"
-
-    # The intake chain lives with the other rules, whose package is deciding code: it is
-    # imported at the first mail, not when the daemon starts, so that the mailbox watchers
-    # start before any deciding code is imported (a restart stores mail within a second).
-    from mailbot.rules.intake import GoesTo, IntakeFacts, sort_mail
 
     sorting = sort_mail(IntakeFacts(
         parsed=parsed, raw=raw, sender=sender, service=service,

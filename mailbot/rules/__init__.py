@@ -1,13 +1,10 @@
 """The rules: one small pure class per check, asked in the order the chains declare.
 
-``RULES`` are the eligibility rules of an e-mail request; ``evaluate`` asks them (or other
-rules) in order, ``run`` a whole chain (mailbot.rules.chains: the e-mail, test and desk
-chains, with the rate limit before and the pool or a verdict after). The first rule that
-refuses decides the outcome; the trail records every rule asked.
+``chains`` declares the e-mail, test and desk chains (``RULES`` are an e-mail request's
+eligibility rules; ``evaluate`` asks rules in order, ``run`` a whole chain, with the rate
+limit before and the pool or a verdict after) and ``intake`` the intake chain. The first
+rule that refuses decides the outcome; the trail records every rule asked.
+
+Nothing is imported here: intake imports its chain when the daemon starts, without the
+deciding code of the other chains (a restarted daemon stores mail within a second).
 """
-
-from __future__ import annotations
-
-from mailbot.rules.chains import DESK, EMAIL, RULES, TEST, Chain, evaluate, run
-
-__all__ = ["DESK", "EMAIL", "RULES", "TEST", "Chain", "evaluate", "run"]

@@ -3,7 +3,7 @@ order, are what the filters over the e-mail chain used to give."""
 
 from __future__ import annotations
 
-from mailbot.rules import DESK, EMAIL, RULES, TEST
+from mailbot.rules.chains import DESK, EMAIL, RULES, TEST
 
 
 def _names(rules) -> list[str]:

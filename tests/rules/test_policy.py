@@ -11,7 +11,7 @@ import pytest
 from mailbot.clock import first_working_day_from, is_working_day
 from mailbot.config import LibrarySettings, settings_from_dict
 from mailbot.errors import ConfigError
-from mailbot.rules import evaluate
+from mailbot.rules.chains import evaluate
 from mailbot.rules.window import next_send_time, window_opens
 from tests.rules.test_rules import READER, facts
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailbot.config import LibrarySettings
-from mailbot.rules import RULES, evaluate
+from mailbot.rules.chains import RULES, evaluate
 from mailbot.rules.base import Facts, IssuedThisMonth, ReaderFacts
 from mailbot.rules.window import next_window, window_opens
 
