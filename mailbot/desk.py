@@ -21,7 +21,7 @@ from mailbot.clock import month_key, month_of
 from mailbot.config import LibrarySettings, Settings
 from mailbot.db.models import Code, Request
 from mailbot.decide.batch import ReaderSource, issued_this_month_of, unactivated_months_of
-from mailbot.ledger import Channel, InSession, codes_left, issue_code
+from mailbot.ledger import Channel, InSession, codes_left
 from mailbot.outcomes import Outcome, RequestState
 from mailbot.readers.local import LocalReaders
 from mailbot.rules.chains import DESK, run
@@ -94,12 +94,10 @@ def desk_issue(session: Session, settings: Settings, *, library_id: str, card: s
         return verdict, None
     library: LibrarySettings = settings.library(library_id)
     month = month_key(*month_of(now, settings.library_tz(library_id)))
-    book = InSession(session, library.id)
-    code = issue_code(book, book, library_id=library.id, service=service, month=month,
-                      card=card.strip(), email=verdict.email, request_id=None, now=now,
-                      channel=Channel.DESK)
+    code = InSession(session, library.id).issue(
+        service=service, month=month, card=card.strip(), email=verdict.email,
+        request_id=None, now=now, channel=Channel.DESK)
     if code is None:  # taken meanwhile by the bot
         return dataclasses.replace(verdict, outcome=Outcome.POOL_EXHAUSTED,
                                    note="the last code was just issued"), None
-    assert isinstance(code, Code)
     return verdict, code

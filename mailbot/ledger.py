@@ -116,3 +116,12 @@ class InSession:
         if entry["request_id"] is not None:
             code.request_id = entry["request_id"]
         self.session.add(LedgerEntry(**entry))
+
+    def issue(self, *, service: str, month: str, card: str, email: str | None,
+              request_id: int | None, now: Any, channel: Channel) -> Code | None:
+        """issue_code from this library's pool into this session; None: none left."""
+        code = issue_code(self, self, library_id=self.library_id, service=service,
+                          month=month, card=card, email=email, request_id=request_id,
+                          now=now, channel=channel)
+        assert code is None or isinstance(code, Code)
+        return code

@@ -29,11 +29,11 @@ from mailbot.outcomes import RequestState
 log = logging.getLogger(__name__)
 
 
-class Decided(Protocol):
+class DecidedBatch(Protocol):
     writes: BatchWrites  # what the decided batch writes
 
 
-B = TypeVar("B", bound=Decided)
+B = TypeVar("B", bound=DecidedBatch)
 
 
 class Stale(Exception):

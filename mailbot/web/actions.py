@@ -15,11 +15,10 @@ from mailbot.config import SERVICES, Settings
 from mailbot.db.models import AuditLog, Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.decide import reply_context
 from mailbot.desk import owed_to_email
-from mailbot.ledger import Channel, InSession, codes_left, issue_code
-from mailbot.outcomes import OutboxState, Outcome, RequestState
+from mailbot.ledger import Channel, InSession, codes_left
+from mailbot.outcomes import NOT_OVERRIDABLE, OutboxState, Outcome, RequestState
 from mailbot.respond.compose import compose_reply
 from mailbot.rules.window import next_send_time
-from mailbot.web.queries import NOT_OVERRIDABLE
 
 
 class ActionRefused(Exception):
@@ -99,13 +98,11 @@ def override(session: Session, settings: Settings, *, request: Request, service:
     owed = owed_to_email(session, library.id, service, now)
     if left - owed <= 0:
         raise ActionRefused("err_pool_empty", left=left, owed=owed)
-    book = InSession(session, library.id)
-    code = issue_code(book, book, library_id=library.id, service=service, month=month,
-                      card=card, email=request.from_address, request_id=request.id, now=now,
-                      channel=Channel.OVERRIDE)
+    code = InSession(session, library.id).issue(
+        service=service, month=month, card=card, email=request.from_address,
+        request_id=request.id, now=now, channel=Channel.OVERRIDE)
     if code is None:
         raise ActionRefused("err_pool_empty", left=0, owed=owed)
-    assert isinstance(code, Code)
     previous = request.outcome or request.state
     request.trail = [*(request.trail or []), {
         "rule": "staff_override", "result": "issued",

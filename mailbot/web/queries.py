@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from mailbot import outcomes
 from mailbot.clock import month_end, month_key, month_of, month_start, parse_month
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import (
@@ -28,10 +27,6 @@ from mailbot.db.models import (
 from mailbot.intake.parse import parse_mail
 from mailbot.outcomes import OutboxState, RequestState
 from mailbot.rules.window import window_opens
-
-# Outcomes a member of staff may override ("issue anyway"): every refusal that got or
-# would get a reply, and mail the bot set aside or did not recognise.
-NOT_OVERRIDABLE = outcomes.NOT_OVERRIDABLE
 
 
 def handled_clause() -> Any:
