@@ -331,7 +331,7 @@ def store_chunk(sessions: sessionmaker[Session], settings: Settings, mb: Mailbox
     """
     try:
         return _store(sessions, settings, mb, mailbox_id, uidvalidity, mails, last_uid,
-                      caught_up_to, parsed)
+                      caught_up_to, parsed_ahead=parsed)
     except OperationalError:
         raise  # the database is busy or gone: not a bad mail; nothing may be skipped
     except Exception:
@@ -381,7 +381,7 @@ def store_chunk(sessions: sessionmaker[Session], settings: Settings, mb: Mailbox
 def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSettings,
            mailbox_id: int, uidvalidity: int, mails: list[Fetched], last_uid: int,
            caught_up_to: datetime | None = None,
-           parsed: dict[int, ParsedMail | None] | None = None) -> Tally:
+           parsed_ahead: dict[int, ParsedMail | None] | None = None) -> Tally:
     tally = Tally()
     with sessions.begin() as session:
         # Locked: another process reading the same mailbox waits here, then skips what
@@ -391,7 +391,7 @@ def _store(sessions: sessionmaker[Session], settings: Settings, mb: MailboxSetti
         now = utcnow()
         stored_before = row.last_uid
         fresh = [(uid, internaldate, raw,
-                  parsed[uid] if parsed and parsed.get(uid) is not None
+                  parsed_ahead[uid] if parsed_ahead and parsed_ahead.get(uid) is not None
                   else _parse_or_none(raw, settings))
                  for uid, internaldate, raw in mails if uid > stored_before]
         # One query for the chunk's Message-IDs; the inserts go out together at commit.

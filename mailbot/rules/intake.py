@@ -63,12 +63,12 @@ class AutomaticMail:
                    "reply, our own address): never answered.")
 
     def check(self, facts: IntakeFacts) -> Hit | None:
+        if facts.bounced is not None:
+            return Hit(Outcome.IGNORED_LOOP, f"bounce of our reply: {facts.bounced}")
         # A report nested below the top level (a gateway's DSN, an ARF complaint) is
         # found in the raw bytes; loop_reason sees the top level.
         reason = (loop_reason(facts.parsed, own_addresses=facts.own_addresses)
                   or report_reason(facts.parsed, facts.raw))
-        if facts.bounced is not None:
-            reason = f"bounce of our reply: {facts.bounced}"
         return Hit(Outcome.IGNORED_LOOP, reason) if reason is not None else None
 
 

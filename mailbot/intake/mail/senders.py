@@ -73,10 +73,9 @@ def _name_and_address(value: str) -> tuple[str, str] | None:
     match = _NAME_ADDRESS.fullmatch(value)
     if match:
         quoted, bare, address = match.groups()
-        if quoted is None:
-            bare = bare.rstrip()
         if quoted is not None:
             return re.sub(r"\\(.)", r"\1", quoted), address
+        bare = bare.rstrip()  # (the pattern leaves the spaces before "<" to it)
         # ``a@b.pl, Ola <o@b.pl>``: two mailboxes.
         return bare, "" if "@" in bare and "," in bare else address
     try:
