@@ -175,6 +175,11 @@ def test_value_rules_name_the_key_and_the_rule():
               r"libraries\[0\]\.languages'?: unsupported language 'de'"),
              ({"libraries": [{**lib, "max_balance_due": "1,5"}]},
               r"libraries\[0\]\.max_balance_due'?: not an amount: '1,5'"),
+             # A Decimal, but a balance compared with it raises on every decision.
+             ({"libraries": [{**lib, "max_balance_due": "NaN"}]},
+              r"libraries\[0\]\.max_balance_due'?: not an amount: 'NaN'"),
+             ({"libraries": [{**lib, "max_balance_due": "Infinity"}]},
+              r"libraries\[0\]\.max_balance_due'?: not an amount: 'Infinity'"),
              ({"libraries": [{**lib, "send_window": "16:00-10:00"}]},
               r"libraries\[0\]\.send_window'?: the window must end after it starts"),
              ({"smtp": {"connections": 9}}, r"smtp\.connections'?: must be between 1 and 8"),

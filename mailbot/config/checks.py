@@ -124,9 +124,13 @@ def _regex(pattern: str) -> str:
 
 def _amount(text: str) -> str:
     try:
-        Decimal(text)
+        # NaN and Infinity are Decimals too, but no amount: comparing a balance with NaN
+        # raises on every decision.
+        finite = Decimal(text).is_finite()
     except InvalidOperation:
-        raise ValueError(f"not an amount: {text!r}") from None
+        finite = False
+    if not finite:
+        raise ValueError(f"not an amount: {text!r}")
     return text
 
 

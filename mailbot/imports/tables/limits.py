@@ -9,12 +9,13 @@ parts unpacked, see ``zipcheck``). ``max_rows`` and ``max_bytes`` are the config
 
 from __future__ import annotations
 
+from mailbot.config.sections import ImportSettings
 from mailbot.errors import BadInput
 
 __all__ = ["MAX_BYTES", "MAX_CELLS", "MAX_ROWS", "Limit", "too_big"]
 
-MAX_ROWS = 500_000
-MAX_BYTES = 256 * 1024 * 1024
+MAX_ROWS = ImportSettings.max_rows
+MAX_BYTES = ImportSettings.max_bytes
 # Rows × columns of the table as read: every row is padded to the widest, so one stray
 # cell far to the right would otherwise multiply the memory of every row. A 200,000-reader
 # export of ten columns is 2,000,000; at the bound a file takes ~350 MB while it is read
