@@ -27,7 +27,7 @@ from markupsafe import Markup, escape
 from mailbot import outcomes
 from mailbot.respond import i18n, shapes
 from mailbot.respond.variables import prepare_context
-from mailbot.respond.wrap import tidy_text
+from mailbot.respond.wrap import finish, tidy_text
 
 __all__ = [
     "DEFAULT_TEMPLATES_DIR",
@@ -139,8 +139,7 @@ class _Templates(NamedTuple):
         texts, htmls = self.sections(ctx)
         text, html = self.layouts(
             ctx, [tidy_text(text, lang) for lang, text in zip(self.languages, texts)], htmls)
-        # Sections are already wrapped; this only tidies the blank lines around dividers.
-        return tidy_text(text), html.strip() + "\n"
+        return finish(text, html)
 
     def sections(self, ctx: dict[str, Any]) -> tuple[list[str], list[str]]:
         texts: list[str] = []

@@ -46,7 +46,7 @@ from typing import Any, NamedTuple, Protocol
 
 from markupsafe import escape
 
-from mailbot.respond.wrap import TEXT_WIDTH, fill_once, tidy_text
+from mailbot.respond.wrap import TEXT_WIDTH, fill_once, finish, tidy_text
 
 __all__ = ["FILLED", "Fill", "Templates", "cached", "clear", "render"]
 
@@ -126,8 +126,7 @@ def render(templates: Templates, ctx: dict[str, Any]) -> tuple[str, str]:
     shape = _SHAPES.get(key)
     if shape is None:
         if len(_SHAPES) >= MAX_SHAPES:
-            _SHAPES.clear()
-            _SEEN.clear()
+            clear()
         if key not in _SEEN:  # a shape is built when it comes a second time
             _SEEN.add(key)
             return templates.render(ctx)
@@ -294,5 +293,4 @@ def _fill_marked(shape: _Shape, ctx: Mapping[str, Any]) -> tuple[str, str]:
     htmls = [_VALUE.sub(lambda m: escaped[m.group(1)], h).strip() for h in shape.html_sections]
     text = _SECTION.sub(lambda m: texts[int(m.group(1))], shape.text_layout)
     html = _SECTION.sub(lambda m: htmls[int(m.group(1))], shape.html_layout)
-    # Finished as the templates' render finishes a reply (render.py).
-    return tidy_text(text), html.strip() + "\n"
+    return finish(text, html)

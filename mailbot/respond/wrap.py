@@ -41,6 +41,13 @@ def tidy_text(text: str, lang: str | None = None) -> str:
     return _BLANK_RUN.sub("\n\n", "\n".join(out)).strip("\n") + "\n"
 
 
+def finish(text: str, html: str) -> tuple[str, str]:
+    """The last step of every reply, however it was made (the templates, a cached shape):
+    the whole text tidied around its dividers (the sections are wrapped already), the HTML
+    ending in one line break. Both ways must give the same bytes, so it is written once."""
+    return tidy_text(text), html.strip() + "\n"
+
+
 def fill_once(line: str, lang: str | None) -> tuple[str, ...]:
     """Greedy fill of one long line, not cached: for a line holding a patron's value,
     which no other reply repeats."""
