@@ -19,7 +19,7 @@ from mailbot.clock import last_day, month_end, month_key, month_of, parse_month
 from mailbot.config import LibrarySettings, Settings
 from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.decide import reply_context
-from mailbot.outcomes import Notice, OutboxState, RequestState
+from mailbot.outcomes import SETTLED, Notice, OutboxState
 from mailbot.respond.compose import compose_reply
 from mailbot.respond.i18n import format_date, service_name
 from mailbot.rules.window import next_send_time
@@ -146,8 +146,7 @@ def purge_old_mail(sessions: sessionmaker[Session], settings: Settings, now: dat
     with sessions.begin() as session:
         for req in session.scalars(select(Request).where(
                 Request.received_at < cutoff, Request.raw.is_not(None),
-                Request.state.in_((RequestState.DECIDED, RequestState.MANUAL,
-                                   RequestState.IGNORED)))):
+                Request.state.in_(SETTLED))):
             req.raw = None
             purged += 1
         for row in session.scalars(select(Outbox).where(

@@ -140,6 +140,11 @@ class RequestState(StrEnum):
     ERROR = "error"
 
 
+# Requests the bot is done with (not waiting, not set aside for staff after a crash).
+SETTLED: tuple[RequestState, ...] = (RequestState.DECIDED, RequestState.MANUAL,
+                                     RequestState.IGNORED)
+
+
 class OutboxState(StrEnum):
     """pending -> sent | failed (a permanent refusal, or staff gave up on it)."""
 

@@ -21,16 +21,13 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailbot import outcomes
 from mailbot.clock import month_end, month_start, parse_month
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.db.session import reading
 from mailbot.errors import BadInput
-from mailbot.outcomes import OutboxState
+from mailbot.outcomes import REFUSALS, OutboxState
 
-# The refusals a patron hears about, in the order the rules ask (columns of the report).
-REFUSALS = outcomes.REFUSALS
 
 DESK = "desk"
 TOTAL = "total"

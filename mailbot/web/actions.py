@@ -71,6 +71,17 @@ class Override:
     outbox: Outbox
 
 
+# Requests staff may still issue a code for ("issue anyway"), unless their outcome is in
+# NOT_OVERRIDABLE, they have a code already or no address to send it to.
+OVERRIDABLE_STATES = (RequestState.DECIDED, RequestState.MANUAL, RequestState.ERROR)
+
+
+def overridable(request: Request) -> bool:
+    """Whether the request page offers "issue anyway": override() refuses all others."""
+    return (request.outcome not in NOT_OVERRIDABLE and request.state in OVERRIDABLE_STATES
+            and request.code is None and bool(request.from_address))
+
+
 def override(session: Session, settings: Settings, *, request: Request, service: str,
              card: str, reason: str, user: str, now: datetime) -> Override:
     """"Issue anyway": a refused request gets a code from this month's pool, a ledger entry
@@ -79,8 +90,7 @@ def override(session: Session, settings: Settings, *, request: Request, service:
     card = card.strip()
     if not reason:
         raise ActionRefused("err_reason_required")
-    if request.outcome in NOT_OVERRIDABLE or request.state not in (
-            RequestState.DECIDED, RequestState.MANUAL, RequestState.ERROR):
+    if request.outcome in NOT_OVERRIDABLE or request.state not in OVERRIDABLE_STATES:
         raise ActionRefused("err_not_overridable")
     if request.code is not None:
         raise ActionRefused("err_has_code")

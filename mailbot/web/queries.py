@@ -25,7 +25,7 @@ from mailbot.db.models import (
     Request,
 )
 from mailbot.intake.parse import parse_mail
-from mailbot.outcomes import OutboxState, RequestState
+from mailbot.outcomes import SETTLED, OutboxState, RequestState
 from mailbot.rules.window import window_opens
 
 
@@ -86,9 +86,7 @@ def queue_snapshot(session: Session, settings: Settings, libraries: list[str],
             waiting.order_by(Request.received_at, Request.uid).limit(rows)))
         decided = select(Request).where(Request.library_id == lib_id,
                                         Request.decided_at >= now - timedelta(hours=24),
-                                        Request.state.in_((RequestState.DECIDED,
-                                                          RequestState.MANUAL,
-                                                          RequestState.IGNORED)))
+                                        Request.state.in_(SETTLED))
         q.decided_24h = _count(session, decided)
         q.decided_rows = list(session.scalars(
             decided.order_by(Request.decided_at.desc(), Request.id.desc()).limit(rows)))

@@ -16,15 +16,10 @@ from starlette.responses import HTMLResponse, Response
 from mailbot.clock import parse_month
 from mailbot.config import SERVICES
 from mailbot.db.models import Mailbox, Outbox, Request
-from mailbot.outcomes import NOT_OVERRIDABLE, Outcome, RequestState
+from mailbot.outcomes import Outcome
 from mailbot.web import actions, queries
 from mailbot.web.context import Ctx, page
 from mailbot.web.mailhtml import inert_html
-
-# Requests staff may still issue a code for ("issue anyway"), unless their outcome is in
-# NOT_OVERRIDABLE or they have a code already.
-_OVERRIDABLE_STATES = (RequestState.DECIDED, RequestState.MANUAL, RequestState.ERROR)
-
 
 def _filter(ctx: Ctx, months: list[str], mailboxes: list[Mailbox]) -> queries.RequestFilter:
     f = queries.RequestFilter()
@@ -105,8 +100,7 @@ def request_detail(ctx: Ctx, request_id: int) -> Response:
         handled = queries.is_handled(session, req.id)
         mailbox = session.get(Mailbox, req.mailbox_id)
         code = req.code
-        overridable = (req.outcome not in NOT_OVERRIDABLE and code is None and
-                       req.state in _OVERRIDABLE_STATES and bool(req.from_address))
+        overridable = actions.overridable(req)
         return ctx.render("request.html.j2", nav="requests", req=req, mail=mail,
                           replies=replies, audit=audit, handled=handled, mailbox=mailbox,
                           code=code, overridable=overridable, services=SERVICES)
