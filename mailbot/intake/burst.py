@@ -71,7 +71,7 @@ def fetched_ahead(planned: list[list[int]],
     waiting: tuple[list[int], list[Fetched], ParsedAhead] | None = None
     for n, chunk in enumerate(planned):
         mails = fetch(n, chunk)
-        if len(planned) == 1 or n == 0:
+        if n == 0:  # (so a single chunk too)
             yield chunk, mails, None
             continue
         ahead = ParsedAhead(mails, max_bytes, card_pattern)
