@@ -39,6 +39,7 @@ from mailbot.config.sections import (
     ImportSettings,
     LibrarySettings,
     MailboxSettings,
+    OAuthSettings,
     Service,
     Settings,
     Sip2SourceSettings,
@@ -48,7 +49,7 @@ from mailbot.config.sections import (
 )
 
 __all__ = [
-    "SERVICES", "DaemonSettings", "ImportSettings", "LibrarySettings", "MailboxSettings",
+    "SERVICES", "DaemonSettings", "ImportSettings", "LibrarySettings", "MailboxSettings", "OAuthSettings",
     "Service", "Settings", "Sip2SourceSettings", "SmtpSettings", "SqlSourceSettings",
     "WebSettings", "load_settings", "parse_hhmm", "parse_window", "settings_from_dict",
 ]

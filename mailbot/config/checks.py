@@ -155,6 +155,7 @@ def _address(address: str) -> str:
 
 NotNegative = Annotated[int, _STRICT, _refuse_if(lambda v: v < 0, "must not be negative")]
 AtLeastOne = Annotated[int, _STRICT, _refuse_if(lambda v: v < 1, "must be at least 1")]
+NotNegativeFloat = Annotated[float, _STRICT, _refuse_if(lambda v: v < 0, "must not be negative")]
 Positive = Annotated[float, _STRICT, _refuse_if(lambda v: v <= 0, "must be positive")]
 Day = Annotated[int, _STRICT, _between(1, 28)]  # every month has it
 Connections = Annotated[int, _STRICT, _between(1, 8)]

@@ -21,7 +21,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from mailbot.config.sections import LibrarySettings, Settings
+from mailbot.config.sections import (
+    LibrarySettings,
+    MailboxSettings,
+    OAuthSettings,
+    Settings,
+    SmtpSettings,
+)
 from mailbot.errors import ConfigError
 
 
@@ -120,7 +126,7 @@ def _unknown_key(section: type) -> str:
 def _shown(value: Any, key: str) -> str:
     """A value for an error message; secrets are never echoed."""
     last = key.rpartition(".")[2]
-    if "password" in last or last in ("url", "database_url"):
+    if "password" in last or "secret" in last or last in ("url", "database_url"):
         return "(hidden)"
     return repr(value)
 
@@ -155,8 +161,91 @@ def _check_combinations(settings: Settings) -> None:
         if mb.key in keys:
             raise ConfigError("the same mailbox and folder is configured twice", file=src, column=key)
         keys.add(mb.key)
-    if settings.smtp.ssl and settings.smtp.starttls:
-        raise ConfigError("ssl and starttls exclude each other", file=src, column="smtp.starttls")
+        if mb.type == "imap":
+            _check_auth(mb.auth, mb.oauth, src, key)
+        if mb.smtp is not None:
+            _check_relay(mb.smtp, src, f"{key}.smtp", fallback=mb.oauth)
+    _check_relay(settings.smtp, src, "smtp", fallback=None)
+    _check_shared_relays(settings)
+
+
+def _check_relay(relay: SmtpSettings, src: str, key: str, *,
+                 fallback: OAuthSettings | None) -> None:
+    if relay.ssl and relay.starttls:
+        raise ConfigError("ssl and starttls exclude each other", file=src, column=f"{key}.starttls")
+    if relay.file_outbox:
+        return
+    _check_auth(relay.auth, relay.oauth or fallback, src, key, own=relay.oauth is not None)
+    if relay.auth != "password" and not relay.username:
+        raise ConfigError(f"is required for auth = {relay.auth!r} (the account the token is "
+                          "for)", file=src, column=f"{key}.username")
+
+
+def _check_auth(auth: str, oauth: OAuthSettings | None, src: str, key: str, *,
+                own: bool = True) -> None:
+    """``auth`` and its ``oauth`` table agree: each provider's keys are there."""
+    if auth == "password":
+        if oauth is not None and own:
+            raise ConfigError('is set, but auth = "password" (set auth = "oauth2-microsoft" '
+                              'or "oauth2-google", or remove the table)', file=src,
+                              column=f"{key}.oauth")
+        return
+    if oauth is None:
+        raise ConfigError(f"is required for auth = {auth!r}", file=src, column=f"{key}.oauth")
+    where = f"{key}.oauth" if own else f"{key}.oauth (or the mailbox's oauth)"
+    if auth == "oauth2-microsoft":
+        for name in ("tenant", "client_id"):
+            if not getattr(oauth, name):
+                raise ConfigError(f"is required for auth = {auth!r}", file=src,
+                                  column=f"{where}.{name}")
+        ways = [oauth.client_secret or oauth.client_secret_env, oauth.client_secret_file,
+                oauth.certificate_file]
+        if sum(1 for w in ways if w) != 1:
+            raise ConfigError("give exactly one of client_secret_env, client_secret_file or "
+                              "certificate_file (with certificate_thumbprint)", file=src,
+                              column=where)
+        if oauth.certificate_file and not oauth.certificate_thumbprint:
+            raise ConfigError("is required with certificate_file", file=src,
+                              column=f"{where}.certificate_thumbprint")
+        for name in ("client_secret_file", "certificate_file"):
+            _readable(getattr(oauth, name), src, f"{where}.{name}")
+    else:
+        if not oauth.service_account_file:
+            raise ConfigError(f"is required for auth = {auth!r}", file=src,
+                              column=f"{where}.service_account_file")
+        _readable(oauth.service_account_file, src, f"{where}.service_account_file")
+    _readable(oauth.ca_file, src, f"{where}.ca_file")
+
+
+def _readable(path: str | None, src: str, key: str) -> None:
+    # Read when a token is fetched (so a renewed secret needs no restart); here only
+    # checked, so that a typo is named at start-up, not at the first login.
+    if path and not os.access(path, os.R_OK):
+        raise ConfigError(f"cannot read {path}", file=src, column=key)
+
+
+def _check_shared_relays(settings: Settings) -> None:
+    """One sending account has one set of limits, and one address one account."""
+    src = settings.source
+    limits: dict[str, tuple[str, tuple[int | None, ...]]] = {}
+    relays = [("smtp", settings.smtp)] + [
+        (f"mailboxes[{i}].smtp", mb.smtp) for i, mb in enumerate(settings.mailboxes)
+        if mb.smtp is not None]
+    for key, relay in relays:
+        these = (relay.max_per_minute, relay.max_per_hour, relay.max_per_day)
+        seen = limits.setdefault(relay.key, (key, these))
+        if seen[1] != these:
+            raise ConfigError(f"the same account as {seen[0]} with other limits "
+                              "(max_per_minute, max_per_hour, max_per_day): one account "
+                              "has one set of limits", file=src, column=key)
+    by_address: dict[tuple[str, str], tuple[int, str]] = {}
+    for i, mb in enumerate(settings.mailboxes):
+        relay = (mb.smtp or settings.smtp).key
+        seen_at = by_address.setdefault((mb.library, mb.address.strip().lower()), (i, relay))
+        if seen_at[1] != relay:
+            raise ConfigError(f"has the address of mailboxes[{seen_at[0]}] but another relay: "
+                              "replies from one address leave through one account", file=src,
+                              column=f"mailboxes[{i}].smtp")
 
 
 def _resolve_secrets(settings: Settings) -> Settings:
@@ -168,20 +257,46 @@ def _resolve_secrets(settings: Settings) -> Settings:
                           column="web.secret_key_env")
     libraries = tuple(_library_secrets(lib, f"libraries[{i}]", src)
                       for i, lib in enumerate(settings.libraries))
-    mailboxes = tuple(
-        dataclasses.replace(mb, password=_secret(mb.password, mb.password_env,
-                                                 f"mailboxes[{i}].password_env", src))
-        for i, mb in enumerate(settings.mailboxes))
-    smtp = settings.smtp
-    smtp_password = os.environ.get("MAILBOT_SMTP_PASSWORD") or _secret(
-        smtp.password, smtp.password_env, "smtp.password_env", src)
+    mailboxes = tuple(_mailbox_secrets(mb, f"mailboxes[{i}]", src)
+                      for i, mb in enumerate(settings.mailboxes))
+    smtp = _relay_secrets(settings.smtp, "smtp", src, fallback=None)
+    if os.environ.get("MAILBOT_SMTP_PASSWORD"):
+        smtp = dataclasses.replace(smtp, password=os.environ["MAILBOT_SMTP_PASSWORD"])
     return dataclasses.replace(
         settings,
         libraries=libraries,
         mailboxes=mailboxes,
-        smtp=dataclasses.replace(smtp, password=smtp_password),
+        smtp=smtp,
         database_url=os.environ.get("MAILBOT_DATABASE_URL") or settings.database_url,
     )
+
+
+def _mailbox_secrets(mb: MailboxSettings, key: str, src: str) -> MailboxSettings:
+    oauth = _oauth_secrets(mb.oauth, f"{key}.oauth", src)
+    relay = None if mb.smtp is None else _relay_secrets(mb.smtp, f"{key}.smtp", src,
+                                                        fallback=oauth)
+    return dataclasses.replace(
+        mb, password=_secret(mb.password, mb.password_env, f"{key}.password_env", src),
+        oauth=oauth, smtp=relay)
+
+
+def _relay_secrets(relay: SmtpSettings, key: str, src: str, *,
+                   fallback: OAuthSettings | None) -> SmtpSettings:
+    """The relay with its password read, and its OAuth2 settings: its own, or (a mailbox's
+    relay with auth = oauth2-… and no table of its own) the mailbox's."""
+    oauth = _oauth_secrets(relay.oauth, f"{key}.oauth", src) if relay.oauth else None
+    if oauth is None and relay.auth != "password":
+        oauth = fallback
+    return dataclasses.replace(
+        relay, password=_secret(relay.password, relay.password_env, f"{key}.password_env", src),
+        oauth=oauth)
+
+
+def _oauth_secrets(oauth: OAuthSettings | None, key: str, src: str) -> OAuthSettings | None:
+    if oauth is None or not oauth.client_secret_env:
+        return oauth
+    return dataclasses.replace(oauth, client_secret=_secret(
+        oauth.client_secret, oauth.client_secret_env, f"{key}.client_secret_env", src))
 
 
 def _library_secrets(lib: LibrarySettings, key: str, src: str) -> LibrarySettings:

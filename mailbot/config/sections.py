@@ -30,6 +30,7 @@ from mailbot.config.checks import (
     NoneIfEmpty,
     NotBlank,
     NotNegative,
+    NotNegativeFloat,
     Positive,
     Regex,
     Str,
@@ -44,8 +45,47 @@ SERVICES = ("legimi", "empik_go")
 Service = Literal["legimi", "empik_go"]
 
 
+Auth = Literal["password", "oauth2-microsoft", "oauth2-google"]
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    """``[mailboxes.oauth]`` / ``[smtp.oauth]``: how an OAuth2 access token is obtained for
+    ``auth = "oauth2-microsoft"`` (msal, client credentials) or ``"oauth2-google"``
+    (google-auth, a service account with domain-wide delegation). Checked against ``auth``
+    in mailbot.config.load; the tokens are fetched by mailbot.login."""
+
+    # Microsoft 365: the directory (tenant) id or domain, and the app registration's
+    # application (client) id.
+    tenant: Str | None = None
+    client_id: Str | None = None
+    # Its secret: from this environment variable, or this file (first line), or, instead
+    # of a secret, a certificate (PEM with the private key) and its SHA-1 thumbprint.
+    client_secret: Str | None = field(default=None, repr=False)
+    client_secret_env: Str | None = None
+    client_secret_file: Str | None = None
+    certificate_file: Str | None = None
+    certificate_thumbprint: Str | None = None
+    # Google Workspace: the service account's JSON key file; the mailbox (the account the
+    # token acts as) is ``subject``, by default the login username.
+    service_account_file: Str | None = None
+    subject: Str | None = None
+    # Rarely changed: the scope (default: https://outlook.office365.com/.default for
+    # Microsoft, https://mail.google.com/ for Google) and Microsoft's authority host
+    # (default https://login.microsoftonline.com; another for national clouds).
+    scope: Str | None = None
+    authority: Str | None = None
+    # Verify the identity endpoint's TLS certificate against this CA (default: system CAs).
+    ca_file: Str | None = None
+    timeout: Float = 30.0
+
+    __pydantic_config__ = CLOSED
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
+    """``[smtp]`` (the default relay) or a mailbox's own ``[mailboxes.smtp]``."""
+
     host: Str = "localhost"
     port: Int = 25
     ssl: Bool = False
@@ -65,8 +105,31 @@ class SmtpSettings:
     # When set, replies are written as .eml files into this folder instead of being sent
     # (the demo's "file outbox"; also handy for a dry run of a new installation).
     file_outbox: Str | None = None
+    # How we log in: with username and password, or with an OAuth2 token (XOAUTH2) for
+    # username. A mailbox's relay without its own [mailboxes.smtp.oauth] uses the
+    # mailbox's [mailboxes.oauth].
+    auth: Auth = "password"
+    oauth: OAuthSettings | None = None
+    # The provider's sending limits for this account (absent = unlimited): replies are
+    # paced to them, in arrival order (README, "Sending limits"). Mailboxes whose relays
+    # are the same account (host, port, username) share one set of limits.
+    max_per_minute: AtLeastOne | None = None
+    max_per_hour: AtLeastOne | None = None
+    max_per_day: AtLeastOne | None = None
 
     __pydantic_config__ = CLOSED
+
+    @property
+    def key(self) -> str:
+        """Identifies the sending account: its limits, its sent count and its health are
+        kept under this key (the outbox's ``relay`` column, the ``relays`` table)."""
+        if self.file_outbox:
+            return f"file:{self.file_outbox}"
+        return f"smtp://{self.username or ''}@{self.host}:{self.port}"
+
+    @property
+    def limited(self) -> bool:
+        return any((self.max_per_minute, self.max_per_hour, self.max_per_day))
 
 
 @dataclass(frozen=True)
@@ -83,6 +146,16 @@ class DaemonSettings:
     # seconds apart) for this long, then the reply is marked failed for staff.
     send_retry_for: Float = 172800.0
     send_backoff_max: Float = 1800.0
+    # A mailbox that cannot be read (wrong password, server down) holds its library's
+    # decisions this long, seconds; after that the library is decided without it, and its
+    # mail, once read, is decided among what is still undecided (README, "A mailbox that
+    # is down"). 0: wait for every mailbox however long it is down.
+    mailbox_grace: NotNegativeFloat = 900.0
+    # After an authentication failure (IMAP or SMTP) the next login waits this long,
+    # seconds, doubling with each failure up to auth_retry_max: providers lock accounts
+    # that keep trying a wrong secret.
+    auth_retry: Positive = 300.0
+    auth_retry_max: Positive = 3600.0
     # Scheduled jobs, library time zone.
     month_close_time: HHMM = "00:05"
     retention_time: HHMM = "03:30"
@@ -251,6 +324,14 @@ class MailboxSettings:
     processed_folder: NoneIfEmpty | None = "mailbot/processed"  # None: leave mail in place
     path: Str | None = None  # for type = "maildir": the Maildir directory
     timeout: Float = 60.0
+    # "password", or OAuth2 (XOAUTH2) with a token for username, obtained as [mailboxes.oauth]
+    # says: Microsoft 365 retired password logins for IMAP, Google Workspace too.
+    auth: Auth = "password"
+    oauth: OAuthSettings | None = None
+    # This mailbox's own outgoing account (the same keys as [smtp]): its replies and
+    # reminders leave through it, so that SPF, DKIM and DMARC of its domain align.
+    # Absent: the global [smtp].
+    smtp: SmtpSettings | None = None
 
     __pydantic_config__ = CLOSED
 
@@ -305,6 +386,33 @@ class Settings:
         for m in self.mailboxes:
             found.setdefault(m.library, []).append(m)
         return {library: tuple(boxes) for library, boxes in found.items()}
+
+    def relay_of(self, mb: MailboxSettings) -> SmtpSettings:
+        """The relay a mailbox's replies leave through: its own, else the global one."""
+        return mb.smtp if mb.smtp is not None else self.smtp
+
+    def relay_for(self, library_id: str, mail_from: str) -> SmtpSettings:
+        """The relay of the reply (or reminder) a library sends from ``mail_from`` (the
+        address of the mailbox its request came in on); the global one for an address no
+        mailbox has (any more)."""
+        mb = self._mailbox_by_address.get((library_id, mail_from.strip().lower()))
+        return self.smtp if mb is None else self.relay_of(mb)
+
+    @cached_property
+    def relays(self) -> dict[str, SmtpSettings]:
+        """Every sending account by its key: the global relay first, then the mailboxes'."""
+        found = {self.smtp.key: self.smtp}
+        for mb in self.mailboxes:
+            relay = self.relay_of(mb)
+            found.setdefault(relay.key, relay)
+        return found
+
+    @cached_property
+    def _mailbox_by_address(self) -> dict[tuple[str, str], MailboxSettings]:
+        found: dict[tuple[str, str], MailboxSettings] = {}
+        for mb in self.mailboxes:
+            found.setdefault((mb.library, mb.address.strip().lower()), mb)
+        return found
 
     @cached_property
     def own_addresses(self) -> frozenset[str]:

@@ -90,6 +90,31 @@ class Mailbox(Base):
     # Every mail the server held at this instant has been stored (a poll's start time).
     caught_up_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Failing since (the first failure after a good poll): after daemon.mailbox_grace the
+    # library is decided without this mailbox (decide/horizon.py). None while it works.
+    down_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Authentication failures in a row, and when the next login may be tried: a wrong
+    # secret is not tried again at full speed, by any process (daemon or run --once).
+    login_failures: Mapped[int] = mapped_column(Integer, default=0)
+    login_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Relay(Base):
+    """One sending account's health, shared by every process that sends through it
+    (respond/relays.py): the last error, and the pauses after an authentication failure
+    or a throttling answer. Its sent replies are the outbox rows with its key."""
+
+    __tablename__ = "relays"
+
+    key: Mapped[str] = mapped_column(String(500), primary_key=True)  # SmtpSettings.key
+    last_error: Mapped[str | None] = mapped_column(Text)
+    down_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Nothing is sent through it before this (after an authentication failure or a
+    # throttling answer); failures in a row of that kind, for the growing pause.
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pause_reason: Mapped[str | None] = mapped_column(String(16))  # "auth" | "throttled"
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Reader(Base):
@@ -213,7 +238,8 @@ def address_key(address: str | None) -> str | None:
 class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_state", "state", "due_at"),
-                      Index("ix_outbox_to_key", "library_id", "to_key"))
+                      Index("ix_outbox_to_key", "library_id", "to_key"),
+                      Index("ix_outbox_relay_sent", "relay", "sent_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # "reply" (to a request) or "reminder" (of an unactivated code)
@@ -237,6 +263,9 @@ class Outbox(Base):
     retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The sending account (SmtpSettings.key) it was handed to, set with sent_at: a relay's
+    # sending limits count its rows sent within the last minute, hour and day.
+    relay: Mapped[str | None] = mapped_column(String(500))
 
 
 class LedgerEntry(Base):

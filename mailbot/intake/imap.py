@@ -21,6 +21,7 @@ from mailbot.config import MailboxSettings
 from mailbot.db.batches import chunks
 from mailbot.intake.mail.dates import plausible_date
 from mailbot.intake.store import SEEN_ONLY
+from mailbot.login.imap import imap_login
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def connect(mb: MailboxSettings) -> IMAPClient:
         if mb.starttls:
             # Raises (before any LOGIN) when the server offers no STARTTLS: no plaintext.
             client.starttls(context)
-        client.login(mb.username or "", mb.password or "")
+        imap_login(client, mb)
     except BaseException:
         # Otherwise the socket stays open until the garbage collector finds it.
         try:

@@ -30,6 +30,8 @@ from aiosmtplib import SMTPStatus
 
 from mailbot.addresses import smtp_form
 from mailbot.config import SmtpSettings
+from mailbot.login.failures import AuthFailure
+from mailbot.login.smtp import smtp_login
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,14 @@ class TransportError(Exception):
     """One reply could not be handed over: ``permanent`` (fail it for staff) or not (try
     again later); ``unreachable`` when no reply of this round could be."""
 
-    def __init__(self, message: str, *, permanent: bool, unreachable: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool, unreachable: bool = False,
+                 auth: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
         # The server could not be reached at all: the rest of the round would fail too.
         self.unreachable = unreachable
+        # The relay (or the identity provider) refused our credentials (login.AuthFailure).
+        self.auth = auth
 
 
 # Plausibly passing by themselves: a retry may succeed.
@@ -138,12 +143,11 @@ class SmtpLane:
                 await client.ehlo()
             except aiosmtplib.SMTPHeloError:
                 await client.helo()
-        if s.username:
-            try:
-                await client.login(s.username, s.password or "")
-            except BaseException:
-                client.close()  # not left open for the garbage collector
-                raise
+        try:
+            await smtp_login(client, s)
+        except BaseException:
+            client.close()  # not left open for the garbage collector
+            raise
         return client
 
     async def prepare(self, row: Outgoing) -> None:
@@ -152,6 +156,10 @@ class SmtpLane:
         if self.client is None or not self.client.is_connected:
             try:
                 self.client = await self._connect()
+            except AuthFailure as exc:
+                self._drop()
+                raise TransportError(str(exc), permanent=False, unreachable=True,
+                                     auth=True) from None
             except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
                 self._drop()
                 raise TransportError(f"cannot reach {self.settings.host}:{self.settings.port}: "

@@ -1,0 +1,4 @@
+"""Logging in to mail servers: IMAP (``login.imap``) and SMTP (``login.smtp``), with a
+password or an OAuth2 access token (SASL XOAUTH2). A login that the server or the identity
+provider refuses is an ``AuthFailure`` (``login.failures``) naming the mailbox or relay,
+the provider's error and what to do about it."""

@@ -1,0 +1,30 @@
+"""A refused login, in words staff and IT can act on.
+
+``AuthFailure`` names who could not log in (a mailbox's or relay's key), the provider's
+error code and text when there is one (``AADSTS7000222``, ``invalid_grant`` …) and what to
+do (``advice``). Its ``str()`` is what the log, ``mailbot status`` and the dashboard show;
+it never holds a password, a secret or a token.
+"""
+
+from __future__ import annotations
+
+
+class AuthFailure(Exception):
+    """The server or the identity provider refused our credentials: trying again at once
+    will not help (the daemon and run --once wait daemon.auth_retry, growing)."""
+
+    def __init__(self, who: str, message: str, *, provider: str = "", code: str = "",
+                 advice: str = "") -> None:
+        self.who = who
+        self.provider = provider
+        self.code = code
+        self.message = message
+        self.advice = advice
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        head = f"{self.who}: login refused"
+        if self.provider:
+            head += f" by {self.provider}"
+        text = f"{head}: {self.code + ' ' if self.code else ''}{self.message}"
+        return f"{text} — {self.advice}" if self.advice else text
