@@ -175,14 +175,15 @@ def _check_relay(relay: SmtpSettings, src: str, key: str, *,
         raise ConfigError("ssl and starttls exclude each other", file=src, column=f"{key}.starttls")
     if relay.file_outbox:
         return
-    _check_auth(relay.auth, relay.oauth or fallback, src, key, own=relay.oauth is not None)
+    _check_auth(relay.auth, relay.oauth or fallback, src, key, own=relay.oauth is not None,
+                inherits=key != "smtp")
     if relay.auth != "password" and not relay.username:
         raise ConfigError(f"is required for auth = {relay.auth!r} (the account the token is "
                           "for)", file=src, column=f"{key}.username")
 
 
 def _check_auth(auth: str, oauth: OAuthSettings | None, src: str, key: str, *,
-                own: bool = True) -> None:
+                own: bool = True, inherits: bool = False) -> None:
     """``auth`` and its ``oauth`` table agree: each provider's keys are there."""
     if auth == "password":
         if oauth is not None and own:
@@ -191,7 +192,9 @@ def _check_auth(auth: str, oauth: OAuthSettings | None, src: str, key: str, *,
                               column=f"{key}.oauth")
         return
     if oauth is None:
-        raise ConfigError(f"is required for auth = {auth!r}", file=src, column=f"{key}.oauth")
+        also = " (or in the mailbox's own oauth table)" if inherits else ""
+        raise ConfigError(f"is required for auth = {auth!r}{also}", file=src,
+                          column=f"{key}.oauth")
     where = f"{key}.oauth" if own else f"{key}.oauth (or the mailbox's oauth)"
     if auth == "oauth2-microsoft":
         for name in ("tenant", "client_id"):

@@ -400,8 +400,11 @@ class Settings:
 
     @cached_property
     def relays(self) -> dict[str, SmtpSettings]:
-        """Every sending account by its key: the global relay first, then the mailboxes'."""
-        found = {self.smtp.key: self.smtp}
+        """Every sending account in use, by its key: the global relay first (unless every
+        mailbox has its own), then the mailboxes' in configuration order."""
+        found: dict[str, SmtpSettings] = {}
+        if not self.mailboxes or any(mb.smtp is None for mb in self.mailboxes):
+            found[self.smtp.key] = self.smtp
         for mb in self.mailboxes:
             relay = self.relay_of(mb)
             found.setdefault(relay.key, relay)
