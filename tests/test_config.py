@@ -36,6 +36,7 @@ def test_the_example_documents_every_key():
         WebSettings,
         LibrarySettings,
         MailboxSettings,
+        OAuthSettings,
         Settings,
         Sip2SourceSettings,
         SmtpSettings,
@@ -44,10 +45,10 @@ def test_the_example_documents_every_key():
 
     text = (ROOT / "config.example.toml").read_text()
     for cls in (Settings, SmtpSettings, LibrarySettings, MailboxSettings, SqlSourceSettings,
-                Sip2SourceSettings, DaemonSettings, WebSettings, ImportSettings):
+                Sip2SourceSettings, DaemonSettings, WebSettings, ImportSettings, OAuthSettings):
         for f in dataclasses.fields(cls):
             if f.name in ("source", "smtp", "libraries", "mailboxes", "sql", "sip2", "daemon",
-                          "web", "imports"):
+                          "web", "imports", "oauth"):
                 continue
             assert f"{f.name} =" in text or f"# {f.name} =" in text, f"{cls.__name__}.{f.name}"
 
@@ -220,3 +221,111 @@ def test_settings_made_in_code_are_not_checked():
 
     lib = LibrarySettings(id="a", name="A")
     assert dataclasses.replace(lib, window_day=31).window_day == 31
+
+
+# -- hosted mailboxes (issue 17): OAuth2, a relay per mailbox, sending limits -------------
+
+M365 = {"tenant": "biblioteka.onmicrosoft.com", "client_id": "00000000-0000-0000-0000-000000000001",
+        "client_secret_env": "M365_SECRET"}
+
+
+def _hosted(mailbox: dict, **top) -> dict:
+    return {"libraries": [{"id": "a", "name": "A"}, {"id": "b", "name": "B"}],
+            "mailboxes": [{"library": "a", "address": "ebooki@a.example.org", "username": "u",
+                           "password": "p", **mailbox}], **top}
+
+
+def test_a_mailbox_with_oauth_needs_its_provider_keys(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("M365_SECRET", "s3cr3t")
+    with pytest.raises(ConfigError, match=r"mailboxes\[0\]\.oauth': is required"):
+        settings_from_dict(_hosted({"auth": "oauth2-microsoft"}))
+    with pytest.raises(ConfigError, match=r"mailboxes\[0\]\.oauth\.client_id"):
+        settings_from_dict(_hosted({"auth": "oauth2-microsoft",
+                                    "oauth": {"tenant": "t", "client_secret_env": "M365_SECRET"}}))
+    with pytest.raises(ConfigError, match="exactly one of client_secret_env"):
+        settings_from_dict(_hosted({"auth": "oauth2-microsoft",
+                                    "oauth": {**M365, "certificate_file": __file__,
+                                              "certificate_thumbprint": "AB"}}))
+    with pytest.raises(ConfigError, match=r"oauth\.service_account_file': is required"):
+        settings_from_dict(_hosted({"auth": "oauth2-google", "oauth": {}}))
+    with pytest.raises(ConfigError, match=r"service_account_file': cannot read /nonexistent"):
+        settings_from_dict(_hosted({"auth": "oauth2-google",
+                                    "oauth": {"service_account_file": "/nonexistent/sa.json"}}))
+    with pytest.raises(ConfigError, match=r"mailboxes\[0\]\.oauth': is set, but auth = \"password\""):
+        settings_from_dict(_hosted({"oauth": M365}))
+    settings = settings_from_dict(_hosted({"auth": "oauth2-microsoft", "oauth": M365}))
+    assert settings.mailboxes[0].oauth.client_secret == "s3cr3t"
+    assert "s3cr3t" not in repr(settings)
+
+
+def test_a_missing_secret_variable_is_named_and_a_secret_is_never_echoed(monkeypatch):
+    monkeypatch.delenv("M365_SECRET", raising=False)
+    with pytest.raises(ConfigError, match=r"oauth\.client_secret_env': environment variable "
+                                          r"M365_SECRET is not set"):
+        settings_from_dict(_hosted({"auth": "oauth2-microsoft", "oauth": M365}))
+    with pytest.raises(ConfigError) as err:
+        settings_from_dict(_hosted({"auth": "oauth2-microsoft",
+                                    "oauth": {**M365, "client_secret": 12345}}))
+    assert "12345" not in str(err.value)
+
+
+def test_a_mailbox_relay_inherits_the_mailbox_oauth_and_replies_route_by_mailbox(monkeypatch):
+    monkeypatch.setenv("M365_SECRET", "s3cr3t")
+    relay = {"host": "smtp.office365.com", "port": 587, "starttls": True, "username": "u",
+             "auth": "oauth2-microsoft", "max_per_minute": 30, "max_per_day": 10000}
+    data = _hosted({"auth": "oauth2-microsoft", "oauth": M365, "smtp": relay},
+                   smtp={"host": "relay.consortium.example", "port": 25})
+    data["mailboxes"].append({"library": "b", "address": "ebooki@b.example.org",
+                              "username": "b", "password": "p"})
+    settings = settings_from_dict(data)
+    own = settings.relay_for("a", "Ebooki@A.example.org")
+    assert own.key == "smtp://u@smtp.office365.com:587" and own.oauth.client_secret == "s3cr3t"
+    assert own.limited and (own.max_per_minute, own.max_per_hour) == (30, None)
+    assert settings.relay_for("b", "ebooki@b.example.org") is settings.smtp
+    assert settings.relay_for("a", "gone@a.example.org") is settings.smtp
+    assert list(settings.relays) == ["smtp://@relay.consortium.example:25",
+                                     "smtp://u@smtp.office365.com:587"]
+
+
+def test_a_relay_with_oauth_needs_it_and_a_username():
+    relay = {"host": "smtp.gmail.com", "port": 465, "ssl": True, "auth": "oauth2-google"}
+    with pytest.raises(ConfigError, match=r"mailboxes\[0\]\.smtp\.oauth': is required for "
+                                          r"auth = 'oauth2-google' \(or in the mailbox's own"):
+        settings_from_dict(_hosted({"smtp": relay}))
+    with pytest.raises(ConfigError, match=r"'smtp\.oauth': is required"):
+        settings_from_dict(_hosted({}, smtp={"auth": "oauth2-microsoft", "username": "x"}))
+    with pytest.raises(ConfigError, match=r"mailboxes\[0\]\.smtp\.starttls': ssl and starttls"):
+        settings_from_dict(_hosted({"smtp": {"ssl": True, "starttls": True}}))
+
+
+def test_one_account_has_one_set_of_limits_and_one_address_one_account():
+    shared = {"host": "smtp.home.pl", "port": 587, "starttls": True, "username": "konsorcjum"}
+    data = _hosted({"smtp": {**shared, "max_per_hour": 100}})
+    data["mailboxes"].append({"library": "b", "address": "ebooki@b.example.org", "username": "b",
+                              "password": "p", "smtp": {**shared, "max_per_hour": 200}})
+    with pytest.raises(ConfigError, match=r"mailboxes\[1\]\.smtp': the same account as "
+                                          r"mailboxes\[0\]\.smtp with other limits"):
+        settings_from_dict(data)
+    data["mailboxes"][1]["smtp"]["max_per_hour"] = 100
+    assert list(settings_from_dict(data).relays) == ["smtp://konsorcjum@smtp.home.pl:587"]
+    twin = _hosted({"smtp": shared})
+    twin["mailboxes"].append({"library": "a", "address": "EBOOKI@a.example.org", "username": "u",
+                              "password": "p", "folder": "Other"})
+    with pytest.raises(ConfigError, match=r"mailboxes\[1\]\.smtp': has the address of "
+                                          r"mailboxes\[0\] but another relay"):
+        settings_from_dict(twin)
+
+
+def test_limits_and_the_grace_are_checked():
+    with pytest.raises(ConfigError, match=r"smtp\.max_per_minute': must be at least 1"):
+        settings_from_dict(_hosted({}, smtp={"max_per_minute": 0}))
+    with pytest.raises(ConfigError, match=r"daemon\.mailbox_grace': must not be negative"):
+        settings_from_dict(_hosted({}, daemon={"mailbox_grace": -1.0}))
+    assert settings_from_dict(_hosted({}, daemon={"mailbox_grace": 0.0})).daemon.mailbox_grace == 0
+
+
+def test_the_global_relay_is_in_use_only_for_mailboxes_without_their_own():
+    own = {"host": "smtp.home.pl", "port": 587, "starttls": True, "username": "a"}
+    settings = settings_from_dict(_hosted({"smtp": own}))
+    assert list(settings.relays) == ["smtp://a@smtp.home.pl:587"]
+    assert list(settings_from_dict(_hosted({})).relays) == ["smtp://@localhost:25"]
