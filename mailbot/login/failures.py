@@ -28,3 +28,11 @@ class AuthFailure(Exception):
             head += f" by {self.provider}"
         text = f"{head}: {self.code + ' ' if self.code else ''}{self.message}"
         return f"{text} — {self.advice}" if self.advice else text
+
+
+class IdentityUnreachable(OSError):
+    """The identity provider could not be asked for a token (network, timeout, a 5xx or
+    an answer that is not OAuth2): nothing was refused, so this is a temporary network
+    error like any other ``OSError`` (intake and the SMTP lanes retry it as such, without
+    the back-off of an ``AuthFailure``). Its text names the provider and the mailbox or
+    relay, never a secret."""

@@ -1,17 +1,26 @@
-"""SMTP login: AUTH with the relay's username and password (``auth = "password"``)."""
+"""SMTP login: AUTH with the relay's username and password (``auth = "password"``), or
+AUTH XOAUTH2 (aiosmtplib's ``auth_xoauth2``) with an OAuth2 access token."""
 
 from __future__ import annotations
+
+import asyncio
 
 import aiosmtplib
 
 from mailbot.config import SmtpSettings
+from mailbot.login import tokens
+from mailbot.login.advice import server_refused
 from mailbot.login.failures import AuthFailure
 
 
 async def smtp_login(client: aiosmtplib.SMTP, relay: SmtpSettings) -> None:
     """Logs ``client`` in to the relay when it has a username; ``AuthFailure`` when the
-    relay refuses the credentials."""
+    relay or the identity provider refuses the credentials, ``IdentityUnreachable`` (an
+    OSError) when the provider cannot be reached."""
     if not relay.username:
+        return
+    if relay.auth != "password":
+        await _token_login(client, relay)
         return
     try:
         await client.login(relay.username, relay.password or "")
@@ -19,3 +28,35 @@ async def smtp_login(client: aiosmtplib.SMTP, relay: SmtpSettings) -> None:
         raise AuthFailure(relay.key, f"{exc.code} {exc.message}",
                           advice="check the relay's username and password (password_env)"
                           ) from None
+
+
+async def _token_login(client: aiosmtplib.SMTP, relay: SmtpSettings) -> None:
+    assert relay.oauth is not None and relay.username  # mailbot.config.load checks both
+    user = relay.username
+    if "xoauth2" not in client.server_auth_methods:
+        raise AuthFailure(relay.key, "the relay does not offer AUTH XOAUTH2 (it offers: "
+                          f"{' '.join(client.server_auth_methods) or 'no AUTH'})",
+                          advice="check host, port and starttls (Microsoft 365: "
+                          "smtp.office365.com port 587 with starttls; Google: "
+                          "smtp.gmail.com port 465 with ssl)")
+    # msal and google-auth block on HTTP: the event loop goes on sending meanwhile.
+    token = await asyncio.to_thread(tokens.access_token, relay.key, relay.auth, relay.oauth,
+                                    user)
+    try:
+        await client.auth_xoauth2(user, token.value)
+        return
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        refused = exc
+    if not token.fresh:
+        # The cached token may have been revoked early: one newly fetched token decides.
+        await asyncio.to_thread(tokens.forget, relay.auth, relay.oauth, user)
+        token = await asyncio.to_thread(tokens.access_token, relay.key, relay.auth,
+                                        relay.oauth, user)
+        try:
+            await client.auth_xoauth2(user, token.value)
+            return
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            refused = exc
+    raise AuthFailure(relay.key, f"the relay refused a fresh {tokens.PROVIDERS[relay.auth]} "
+                      f"token: {refused.code} {refused.message}",
+                      advice=server_refused(relay.auth))
