@@ -57,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="pools left, queue, outbox, last poll per mailbox")
 
+    chk = sub.add_parser("check", help="log in to every mailbox and relay; check folders, "
+                                       "reader sources, the database (exit 1 if any fails)")
+    chk.add_argument("--create-folders", action="store_true",
+                     help="create missing manual and processed folders (and Maildirs)")
+    chk.add_argument("--send-test", metavar="ADDRESS",
+                     help="also send a short test message to ADDRESS through each relay")
+
+
     db = sub.add_parser("db", help="the database schema (Alembic migrations)")
     db.add_argument("action", choices=("upgrade", "current"),
                     help="upgrade: bring the schema to this version; current: show it")
@@ -99,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    quiet = args.command == "demo"  # the demo's output is its table
+    quiet = args.command in ("demo", "check")  # their output is their table / lines
     configure_logging(logging.DEBUG if args.verbose else
                       logging.WARNING if quiet else logging.INFO)
     try:
@@ -256,6 +264,17 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.addresses import usable_address
+    from mailbot.check.run import run_check
+
+    if args.send_test is not None and usable_address(args.send_test) is None:
+        raise BadInput(f"not an e-mail address a relay can take: {args.send_test!r}",
+                       column="--send-test")
+    return run_check(settings, create_folders=args.create_folders,
+                     send_test_to=args.send_test)
+
+
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     from mailbot.report import write_report
 
@@ -323,6 +342,7 @@ COMMANDS = {
     "patron": cmd_patron,
     "db": cmd_db,
     "status": cmd_status,
+    "check": cmd_check,
     "report": cmd_report,
     "user": cmd_user,
 }

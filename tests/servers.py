@@ -894,7 +894,9 @@ class SmtpSink:
             if isinstance(auth_data, LoginPassword) else None
         with self._cond:
             self._logins.append(SmtpLogin(login, ok, _over_tls(server)))
-        return AuthResult(success=ok, auth_data=auth_data if ok else None)
+        # A refusal is left to aiosmtpd to answer (535): with its default handled=True it
+        # would send nothing, and the client would wait for its timeout.
+        return AuthResult(success=ok, auth_data=auth_data if ok else None, handled=ok)
 
     def __repr__(self) -> str:
         tls = "" if self.tls is None else (" smtps" if self.implicit_tls else " starttls")
