@@ -329,3 +329,58 @@ def test_the_global_relay_is_in_use_only_for_mailboxes_without_their_own():
     settings = settings_from_dict(_hosted({"smtp": own}))
     assert list(settings.relays) == ["smtp://a@smtp.home.pl:587"]
     assert list(settings_from_dict(_hosted({})).relays) == ["smtp://@localhost:25"]
+
+
+def test_one_account_configured_two_ways_is_refused():
+    # The second mailbox's relay is the same account with a mistyped password: mailbot
+    # keeps one health and one sent count per account and `check` logs in once, so the
+    # typo would go unseen until its replies fail.
+    shared = {"host": "smtp.home.pl", "port": 587, "starttls": True, "username": "konsorcjum",
+              "password": "dobre"}
+    data = _hosted({"smtp": shared})
+    data["mailboxes"].append({"library": "b", "address": "ebooki@b.example.org", "username": "b",
+                              "password": "p", "smtp": {**shared, "password": "dorbe"}})
+    with pytest.raises(ConfigError, match=r"mailboxes\[1\]\.smtp': the same account "
+                                          r"\(smtp://konsorcjum@smtp\.home\.pl:587\) as "
+                                          r"mailboxes\[0\]\.smtp, configured otherwise "
+                                          r"\(password\)") as err:
+        settings_from_dict(data)
+    assert "dorbe" not in str(err.value)
+    # The global relay counts too.
+    with pytest.raises(ConfigError, match=r"mailboxes\[0\]\.smtp': the same account .* as "
+                                          r"smtp, configured otherwise \(starttls, password\)"):
+        settings_from_dict(_hosted({"smtp": shared},
+                                   smtp={"host": "smtp.home.pl", "port": 587,
+                                         "username": "konsorcjum"}))
+
+
+def test_oauth_values_that_cannot_work_are_named_at_load(tmp_path):
+    cert = tmp_path / "app.pem"
+    cert.write_text("-----BEGIN PRIVATE KEY-----\n")
+    ms = {"tenant": "t", "client_id": "c", "certificate_file": str(cert)}
+    with pytest.raises(ConfigError, match=r"certificate_thumbprint': must be the "
+                                          r"certificate's SHA-1 thumbprint, 40 hexadecimal"):
+        settings_from_dict(_hosted({"auth": "oauth2-microsoft",
+                                    "oauth": {**ms, "certificate_thumbprint": "AB CD"}}))
+    ok = {**ms, "certificate_thumbprint": "ab:" * 19 + "ab"}
+    assert settings_from_dict(_hosted({"auth": "oauth2-microsoft", "oauth": ok}))
+    with pytest.raises(ConfigError, match=r"oauth\.authority': must be an https:// address"):
+        settings_from_dict(_hosted({"auth": "oauth2-microsoft",
+                                    "oauth": {**ok, "authority": "login.microsoftonline.com"}}))
+    with pytest.raises(ConfigError, match=r"oauth\.timeout': must be positive"):
+        settings_from_dict(_hosted({"auth": "oauth2-microsoft", "oauth": {**ok, "timeout": 0.0}}))
+    with pytest.raises(ConfigError, match=r"service_account_file': cannot read .* \(not a "
+                                          r"readable file\)"):
+        settings_from_dict(_hosted({"auth": "oauth2-google",
+                                    "oauth": {"service_account_file": str(tmp_path)}}))
+
+
+def test_a_maildir_has_no_login_and_the_auth_pauses_are_ordered(tmp_path):
+    maildir = {"library": "a", "address": "m@a.example.org", "type": "maildir",
+               "path": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"mailboxes\[0\]\.auth': a maildir mailbox is read "
+                                          r"from disk"):
+        settings_from_dict({**MINIMAL, "mailboxes": [{**maildir, "auth": "oauth2-google"}]})
+    with pytest.raises(ConfigError, match=r"daemon\.auth_retry_max': must not be below "
+                                          r"daemon\.auth_retry"):
+        settings_from_dict({**MINIMAL, "daemon": {"auth_retry": 600.0, "auth_retry_max": 60.0}})

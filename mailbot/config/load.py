@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import typing
 from functools import cache
@@ -163,10 +164,17 @@ def _check_combinations(settings: Settings) -> None:
         keys.add(mb.key)
         if mb.type == "imap":
             _check_auth(mb.auth, mb.oauth, src, key)
+        elif mb.auth != "password" or mb.oauth is not None:
+            raise ConfigError("a maildir mailbox is read from disk: it has no login (remove "
+                              "auth and oauth)", file=src,
+                              column=f"{key}.{'auth' if mb.auth != 'password' else 'oauth'}")
         if mb.smtp is not None:
             _check_relay(mb.smtp, src, f"{key}.smtp", fallback=mb.oauth)
     _check_relay(settings.smtp, src, "smtp", fallback=None)
     _check_shared_relays(settings)
+    if settings.daemon.auth_retry_max < settings.daemon.auth_retry:
+        raise ConfigError("must not be below daemon.auth_retry", file=src,
+                          column="daemon.auth_retry_max")
 
 
 def _check_relay(relay: SmtpSettings, src: str, key: str, *,
@@ -210,6 +218,15 @@ def _check_auth(auth: str, oauth: OAuthSettings | None, src: str, key: str, *,
         if oauth.certificate_file and not oauth.certificate_thumbprint:
             raise ConfigError("is required with certificate_file", file=src,
                               column=f"{where}.certificate_thumbprint")
+        if oauth.certificate_thumbprint and not _THUMBPRINT.fullmatch(
+                re.sub(r"[\s:]", "", oauth.certificate_thumbprint)):
+            raise ConfigError("must be the certificate's SHA-1 thumbprint, 40 hexadecimal "
+                              "digits (Entra admin center: Certificates & secrets, column "
+                              "Thumbprint)", file=src, column=f"{where}.certificate_thumbprint")
+        if oauth.authority and not oauth.authority.startswith("https://"):
+            raise ConfigError("must be an https:// address (default "
+                              "https://login.microsoftonline.com)", file=src,
+                              column=f"{where}.authority")
         for name in ("client_secret_file", "certificate_file"):
             _readable(getattr(oauth, name), src, f"{where}.{name}")
     else:
@@ -223,24 +240,37 @@ def _check_auth(auth: str, oauth: OAuthSettings | None, src: str, key: str, *,
 def _readable(path: str | None, src: str, key: str) -> None:
     # Read when a token is fetched (so a renewed secret needs no restart); here only
     # checked, so that a typo is named at start-up, not at the first login.
-    if path and not os.access(path, os.R_OK):
-        raise ConfigError(f"cannot read {path}", file=src, column=key)
+    if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+        raise ConfigError(f"cannot read {path} (not a readable file)", file=src, column=key)
+
+
+_THUMBPRINT = re.compile(r"[0-9A-Fa-f]{40}")
 
 
 def _check_shared_relays(settings: Settings) -> None:
-    """One sending account has one set of limits, and one address one account."""
+    """One sending account (host, port, username) is configured one way: one set of
+    limits, one password, one way of logging in (its sent count, pauses and health are
+    kept under its key, and ``mailbot check`` logs in with the first of them); and one
+    address leaves through one account."""
     src = settings.source
-    limits: dict[str, tuple[str, tuple[int | None, ...]]] = {}
+    first: dict[str, tuple[str, SmtpSettings]] = {}
     relays = [("smtp", settings.smtp)] + [
         (f"mailboxes[{i}].smtp", mb.smtp) for i, mb in enumerate(settings.mailboxes)
         if mb.smtp is not None]
     for key, relay in relays:
-        these = (relay.max_per_minute, relay.max_per_hour, relay.max_per_day)
-        seen = limits.setdefault(relay.key, (key, these))
-        if seen[1] != these:
-            raise ConfigError(f"the same account as {seen[0]} with other limits "
+        seen_key, seen = first.setdefault(relay.key, (key, relay))
+        if seen == relay:
+            continue
+        limits = ("max_per_minute", "max_per_hour", "max_per_day")
+        other = [f.name for f in dataclasses.fields(SmtpSettings)
+                 if getattr(seen, f.name) != getattr(relay, f.name)]
+        if any(name in limits for name in other):
+            raise ConfigError(f"the same account as {seen_key} with other limits "
                               "(max_per_minute, max_per_hour, max_per_day): one account "
                               "has one set of limits", file=src, column=key)
+        raise ConfigError(f"the same account ({relay.key}) as {seen_key}, configured "
+                          f"otherwise ({', '.join(other)}): give it the same settings",
+                          file=src, column=key)
     by_address: dict[tuple[str, str], tuple[int, str]] = {}
     for i, mb in enumerate(settings.mailboxes):
         relay = (mb.smtp or settings.smtp).key

@@ -17,6 +17,7 @@ from mailbot.config.checks import (
     Float,
     Int,
     NoneIfEmpty,
+    Positive,
     Str,
 )
 
@@ -52,7 +53,7 @@ class OAuthSettings:
     authority: Str | None = None
     # Verify the identity endpoint's TLS certificate against this CA (default: system CAs).
     ca_file: Str | None = None
-    timeout: Float = 30.0
+    timeout: Positive = 30.0
 
     __pydantic_config__ = CLOSED
 

@@ -67,9 +67,16 @@ class MicrosoftApp:
                 raise self._unreachable(who, exc) from None
             except json.JSONDecodeError as exc:  # a token answer that is not OAuth2
                 raise self._unreachable(who, exc) from None
-            except ValueError as exc:  # the private key cannot sign (not a usable key)
-                raise AuthFailure(who, f"cannot use the credential: {str(exc)[:200]}",
-                                  provider=ENTRA, advice=for_entra("AADSTS700027")) from None
+            except AuthFailure:
+                raise
+            except Exception as exc:  # noqa: BLE001 - see below
+                # The private key cannot sign: not a usable key (ValueError), encrypted
+                # (TypeError from cryptography), not RSA (PyJWT's InvalidKeyError) … Each
+                # is the credential's fault, never a reply's: named as the certificate's.
+                raise AuthFailure(who, "cannot sign with certificate_file "
+                                  f"{self.oauth.certificate_file or '?'}: "
+                                  f"{type(exc).__name__}: {str(exc)[:200]}", provider=ENTRA,
+                                  advice=for_entra("AADSTS700027")) from None
         if "access_token" not in result:
             raise self._refused(who, result)
         return Token(result["access_token"], fresh=result.get("token_source") != "cache")
@@ -107,7 +114,7 @@ class MicrosoftApp:
         if found is None:
             raise AuthFailure(who, f"certificate_file {path} holds no PEM private key",
                               provider=ENTRA, advice=for_entra("AADSTS700027"))
-        thumbprint = (o.certificate_thumbprint or "").replace(":", "").strip()
+        thumbprint = re.sub(r"[\s:]", "", o.certificate_thumbprint or "")
         digest = hashlib.sha256(f"{thumbprint}\n{text}".encode()).hexdigest()
         return {"private_key": found.group(0), "thumbprint": thumbprint}, digest
 

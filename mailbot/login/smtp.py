@@ -25,9 +25,23 @@ async def smtp_login(client: aiosmtplib.SMTP, relay: SmtpSettings) -> None:
     try:
         await client.login(relay.username, relay.password or "")
     except aiosmtplib.SMTPAuthenticationError as exc:
+        _unless_temporary(relay, exc)
         raise AuthFailure(relay.key, f"{exc.code} {exc.message}",
                           advice="check the relay's username and password (password_env)"
                           ) from None
+
+
+class AuthUnavailable(ConnectionError):
+    """The relay answered AUTH with a 4xx (RFC 4954: 454 "temporary authentication
+    failure"): it cannot check credentials now. A network-like error, tried again as
+    such; never a refused login (no back-off, the cached token kept)."""
+
+
+def _unless_temporary(relay: SmtpSettings, exc: aiosmtplib.SMTPAuthenticationError) -> None:
+    # aiosmtplib raises SMTPAuthenticationError for every answer but 235.
+    if 400 <= exc.code < 500:
+        raise AuthUnavailable(f"{relay.key}: the relay cannot check logins now: "
+                              f"{exc.code} {exc.message}") from None
 
 
 async def _token_login(client: aiosmtplib.SMTP, relay: SmtpSettings) -> None:
@@ -46,6 +60,7 @@ async def _token_login(client: aiosmtplib.SMTP, relay: SmtpSettings) -> None:
         await client.auth_xoauth2(user, token.value)
         return
     except aiosmtplib.SMTPAuthenticationError as exc:
+        _unless_temporary(relay, exc)
         refused = exc
     if not token.fresh:
         # The cached token may have been revoked early: one newly fetched token decides.
@@ -56,6 +71,7 @@ async def _token_login(client: aiosmtplib.SMTP, relay: SmtpSettings) -> None:
             await client.auth_xoauth2(user, token.value)
             return
         except aiosmtplib.SMTPAuthenticationError as exc:
+            _unless_temporary(relay, exc)
             refused = exc
     raise AuthFailure(relay.key, f"the relay refused a fresh {tokens.PROVIDERS[relay.auth]} "
                       f"token: {refused.code} {refused.message}",

@@ -269,3 +269,31 @@ def test_no_token_and_no_secret_reaches_the_log(idp, tmp_path, caplog):
         assert secret not in caplog.text
     assert "PRIVATE KEY" not in caplog.text and private_key[100:140] not in caplog.text
     assert "eyJ" not in caplog.text  # no signed assertion (a JWT) either
+
+
+def test_a_certificate_that_cannot_sign_is_an_auth_failure_naming_the_file(idp, tmp_path):
+    # An encrypted private key (cryptography raises TypeError) or a key that is not RSA
+    # (PyJWT's InvalidKeyError) is the credential's fault: an AuthFailure naming
+    # certificate_file, never an unexpected error that would fail the replies for good.
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = rsa_key()
+    cert = self_signed(key)
+    idp.add_app("biblioteka", "cert-app", certificate=cert, mailbox=MAILBOX)
+    pem_file = tmp_path / "app.pem"
+    encrypted = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.BestAvailableEncryption(b"haslo")).decode()
+    not_rsa = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+    oauth = OAuthSettings(tenant="biblioteka", client_id="cert-app",
+                          certificate_file=str(pem_file),
+                          certificate_thumbprint=thumbprint(cert), authority=idp.url,
+                          ca_file=str(idp.ca_file), timeout=5.0)
+    for wrong in (encrypted, not_rsa):
+        tokens.clear()
+        pem_file.write_text(cert.public_bytes(serialization.Encoding.PEM).decode() + wrong)
+        with pytest.raises(AuthFailure) as caught:
+            ms_token(oauth)
+        assert f"certificate_file {pem_file}" in str(caught.value)
+        assert caught.value.code == "" and "Certificates & secrets" in caught.value.advice

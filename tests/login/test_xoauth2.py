@@ -286,3 +286,26 @@ def test_a_server_without_xoauth2_is_named_before_any_token_is_fetched(
         imap.connect(settings.mailboxes[0])
     assert "XOAUTH2" in caught.value.message and "outlook.office365.com" in caught.value.advice
     assert idp.count() == 0
+
+
+def test_a_temporary_answer_to_auth_is_a_network_error_not_a_refused_login(tmp_path):
+    # RFC 4954: 454 4.7.0 "temporary authentication failure" — the relay cannot check
+    # credentials now. No AuthFailure (which would pause the relay for minutes and tell IT
+    # to change a password that is right): the round stops as for an unreachable relay.
+    from aiosmtpd.smtp import AuthResult
+
+    from mailbot.config import SmtpSettings
+    from tests.servers import SmtpSink
+
+    class Busy(SmtpSink):
+        def _authenticate(self, *args):  # noqa: ANN002
+            return AuthResult(success=False, handled=False,
+                              message="454 4.7.0 Temporary authentication failure")
+
+    with Busy(auth=("ebooki", "dobre-haslo")) as relay:
+        settings = SmtpSettings(host=relay.host, port=relay.port, username="ebooki",
+                                password="dobre-haslo", timeout=5.0)
+        with pytest.raises(TransportError) as sent:
+            asyncio.run(_send_one(settings))
+    assert sent.value.unreachable and not sent.value.auth and not sent.value.permanent
+    assert "cannot check logins now: 454" in str(sent.value)
