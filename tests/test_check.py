@@ -324,3 +324,29 @@ def test_an_item_that_never_answers_fails_after_its_own_time_limit():
     assert time.monotonic() - started < 3
     assert [(r.state, r.item) for r in results] == [("FAIL", "stuck"), ("OK", "fine")]
     assert results[0].detail == "no answer within 0.3 s"
+
+
+def test_every_address_a_shared_relay_sends_for_is_tried(tmp_path, imap_user_factory,
+                                                         smtp_sink, capsys):
+    # Two libraries share the consortium's [smtp]; it takes mail from one domain only (a
+    # provider's sender-domain rule). Trying the first mailbox's address alone passed; each
+    # address is tried, and the refused one is named.
+    users = [imap_user_factory(), imap_user_factory()]
+    for user in users:
+        user.create_folder("mailbot/manual")
+        user.create_folder("mailbot/processed")
+    config = _config(tmp_path, smtp_port=smtp_sink.port, libraries=_library("a") + _library("b"),
+                     mailboxes=_mailbox("a@lib-a.test", users[0]) + _mailbox("b@lib-b.test",
+                                                                             users[1]))
+    _import_readers(config, "a")
+    _import_readers(config, "b")
+    smtp_sink.fail_with(553, "5.7.1 Sender address rejected: not owned by user", count=1,
+                        stage="MAIL")
+    code, lines = _check(config, capsys)
+    relay = _line(lines, "relay smtp://@")
+    assert code == 1 and relay.startswith("FAIL"), lines
+    assert "MAIL FROM:<a@lib-a.test> is refused: 553" in relay
+    assert "b@lib-b.test" not in relay  # the second address was taken
+    code, lines = _check(config, capsys)
+    assert code == 0 and "takes mail from a@lib-a.test, b@lib-b.test" in _line(
+        lines, "relay smtp://@")

@@ -14,6 +14,7 @@ from imapclient.exceptions import IMAPClientError
 from mailbot.check.items import Failed
 from mailbot.config import MailboxSettings
 from mailbot.intake.imap import Folders, connect
+from mailbot.login.failures import IdentityUnreachable
 
 _HINT = ("(`mailbot check --create-folders` creates missing folders; so does the first mail "
          "moved there)")
@@ -28,6 +29,8 @@ def check_mailbox(mb: MailboxSettings, *, create_folders: bool) -> str:
 def _imap(mb: MailboxSettings, *, create_folders: bool) -> str:
     try:
         client = connect(mb)  # an AuthFailure says it all (deadline.outcome)
+    except IdentityUnreachable as exc:
+        raise Failed(f"cannot get an OAuth2 token: {exc}") from None
     except (OSError, IMAPClientError) as exc:
         raise Failed(f"cannot reach {mb.host}:{mb.port}: {type(exc).__name__}: {exc}") from None
     try:
@@ -43,19 +46,17 @@ def _imap(mb: MailboxSettings, *, create_folders: bool) -> str:
 
 def _folders(client: IMAPClient, mb: MailboxSettings, *, create_folders: bool) -> str:
     folders = Folders(client)
-
-    def server_name(name: str) -> str:
-        return name.replace("/", folders.delimiter)
-
     problems, created, hint = [], [], ""
-    if not client.folder_exists(server_name(mb.folder)):
+    # Named as intake names them: the folder mail is read from as configured
+    # (intake.imap.open_folder), the folders mail goes to in the server's delimiter.
+    if not client.folder_exists(mb.folder):
         problems.append(f"the folder {mb.folder!r} (folder) does not exist")
         count = None
     else:
-        count = int(client.select_folder(server_name(mb.folder), readonly=True)[b"EXISTS"])
+        count = int(client.select_folder(mb.folder, readonly=True)[b"EXISTS"])
     for key, name in (("manual_folder", mb.manual_folder),
                       ("processed_folder", mb.processed_folder)):
-        if name is None or client.folder_exists(server_name(name)):
+        if name is None or client.folder_exists(folders.server_name(name)):
             continue
         if create_folders:
             folders.ensure(name)

@@ -17,15 +17,16 @@ from mailbot.check.items import Failed
 from mailbot.check.testmail import check_message
 from mailbot.clock import utcnow
 from mailbot.config import SmtpSettings
+from mailbot.login.failures import IdentityUnreachable
 from mailbot.respond.smtp import SmtpLane
 
 _NETWORK = (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError)
 
 
-def check_relay(relay: SmtpSettings, sender: str | None) -> str:
+def check_relay(relay: SmtpSettings, senders: list[str]) -> str:
     if relay.file_outbox:
         return _file_outbox(Path(relay.file_outbox))
-    return aio.run(_smtp(relay, sender))
+    return aio.run(_smtp(relay, senders))
 
 
 def _file_outbox(folder: Path) -> str:
@@ -45,26 +46,34 @@ async def _login(relay: SmtpSettings) -> aiosmtplib.SMTP:
     # The sender's own connect, so that the check logs in the way replies will.
     try:
         return await SmtpLane(relay)._connect()
+    except IdentityUnreachable as exc:
+        raise Failed(f"cannot get an OAuth2 token: {exc}") from None
     except _NETWORK as exc:
         raise Failed(f"cannot connect to {relay.host}:{relay.port}: {type(exc).__name__}: {exc}"
                      ) from None
 
 
-async def _smtp(relay: SmtpSettings, sender: str | None) -> str:
+async def _smtp(relay: SmtpSettings, senders: list[str]) -> str:
+    """Logged in, MAIL FROM each address the relay sends for (then RSET). Whether it then
+    relays to the outside world only a real message shows: ``--send-test``."""
     client = await _login(relay)
     try:
         how = "implicit TLS" if relay.ssl else "STARTTLS" if relay.starttls else "no TLS"
         note = (f"logged in as {relay.username} ({relay.auth}, {how})" if relay.username
                 else f"connected, no login configured ({how})")
-        if sender is None:
+        if not senders:
             return note + "; no mailbox sends through it"
-        try:
-            await client.mail(sender)
-        except aiosmtplib.SMTPResponseException as exc:
-            raise Failed(f"{note}, but MAIL FROM:<{sender}> is refused: {exc.code} "
-                         f"{exc.message}") from None
-        await client.rset()
-        return f"{note}; takes mail from {sender}"
+        refused = []
+        for sender in senders:
+            try:
+                await client.mail(sender)
+            except aiosmtplib.SMTPResponseException as exc:
+                refused.append(f"MAIL FROM:<{sender}> is refused: {exc.code} {exc.message}")
+                continue
+            await client.rset()
+        if refused:
+            raise Failed(f"{note}, but " + "; ".join(refused))
+        return f"{note}; takes mail from {', '.join(senders)}"
     finally:
         await _quit(client)
 

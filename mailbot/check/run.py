@@ -35,12 +35,13 @@ def checks(settings: Settings, db: Database, *, create_folders: bool,
     senders = _senders(settings)
     for key, relay in settings.relays.items():
         found.append(Check(f"relay {key}",
-                           lambda r=relay, k=key: check_relay(r, senders.get(k)),
-                           _relay_timeout(relay)))
+                           lambda r=relay, k=key: check_relay(r, senders.get(k, [])),
+                           _relay_timeout(relay, len(senders.get(key, [])))))
     if send_test_to is not None:
         for key, relay in settings.relays.items():
+            first = senders.get(key, [None])[0]
             found.append(Check(f"test message via relay {key}",
-                               lambda r=relay, k=key: _send(r, senders.get(k), send_test_to),
+                               lambda r=relay, s=first: _send(r, s, send_test_to),
                                _relay_timeout(relay)))
     return found
 
@@ -68,11 +69,14 @@ def _send(relay: SmtpSettings, sender: str | None, to: str) -> str:
     return send_test(relay, sender=sender, to=to)
 
 
-def _senders(settings: Settings) -> dict[str, str]:
-    """Per relay key, the address of the first mailbox whose replies leave through it."""
-    found: dict[str, str] = {}
+def _senders(settings: Settings) -> dict[str, list[str]]:
+    """Per relay key, the addresses of the mailboxes whose replies leave through it (in
+    configuration order, each once)."""
+    found: dict[str, list[str]] = {}
     for mb in settings.mailboxes:
-        found.setdefault(settings.relay_of(mb).key, mb.address)
+        these = found.setdefault(settings.relay_of(mb).key, [])
+        if mb.address.lower() not in (a.lower() for a in these):
+            these.append(mb.address)
     return found
 
 
@@ -80,9 +84,10 @@ def _oauth_timeout(oauth: OAuthSettings | None) -> float:
     return oauth.timeout if oauth is not None else 0.0
 
 
-def _relay_timeout(relay: SmtpSettings) -> float:
-    # Connect, greeting, STARTTLS, EHLO, AUTH, MAIL: each within relay.timeout.
-    return 3 * relay.timeout + _oauth_timeout(relay.oauth) + MARGIN
+def _relay_timeout(relay: SmtpSettings, senders: int = 1) -> float:
+    # Connect, greeting, STARTTLS, EHLO, AUTH, then MAIL and RSET per address: each
+    # within relay.timeout.
+    return (3 + max(0, senders - 1)) * relay.timeout + _oauth_timeout(relay.oauth) + MARGIN
 
 
 def _source_timeout(lib: LibrarySettings) -> float:

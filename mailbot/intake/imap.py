@@ -86,8 +86,12 @@ class Folders:
         self.delimiter = delim.decode() if isinstance(delim, bytes) else delim
         self.known: set[str] = set()
 
+    def server_name(self, name: str) -> str:
+        """A configured manual/processed folder's name on this server."""
+        return name.replace("/", self.delimiter)
+
     def ensure(self, name: str) -> str:
-        server_name = name.replace("/", self.delimiter)
+        server_name = self.server_name(name)
         if server_name not in self.known:
             if not self.client.folder_exists(server_name):
                 try:
