@@ -64,7 +64,6 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--send-test", metavar="ADDRESS",
                      help="also send a short test message to ADDRESS through each relay")
 
-
     db = sub.add_parser("db", help="the database schema (Alembic migrations)")
     db.add_argument("action", choices=("upgrade", "current"),
                     help="upgrade: bring the schema to this version; current: show it")
@@ -192,6 +191,12 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     print(f"stored {stored} mail(s), decided {len(result['decisions'])}, sent {sent.sent}, "
           f"deferred {sent.deferred}, failed {sent.failed} "
           f"({', '.join(f'{k} {v:.2f} s' for k, v in result['seconds'].items())})")
+    if sent.paced or sent.paused:
+        # Left pending, in order, untouched: a later run sends them (respond/pacing.py).
+        at = f" (a relay may send again at {sent.wake_at:%Y-%m-%d %H:%M:%S} UTC)" \
+            if sent.wake_at else ""
+        print(f"{sent.paced + sent.paused} repl(ies) wait for a relay's sending limits or "
+              f"pause{at}: a later run sends them")
     for p in failed:
         print(f"mailbox {p.mailbox}: {'; '.join(p.errors)}", file=sys.stderr)
     return 1 if failed else 0
@@ -208,7 +213,7 @@ def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{len(items)} reminder(s) would be sent (dry run: nothing sent or recorded)")
         return 0
-    sent = aio.run(send_due(sessions, settings.smtp))
+    sent = aio.run(send_due(sessions, settings))
     print(f"{len(items)} reminder(s) queued; sent {sent.sent}, deferred {sent.deferred}, "
           f"failed {sent.failed}")
     return 0

@@ -8,8 +8,8 @@ Threads, each restartable from the database alone:
 * one **Maildir poller** for local Maildirs;
 * the **decider**: woken by intake (or every 30 s, for requests waiting on a reader source),
   decides in arrival order;
-* the **sender**: woken by the decider, sends due replies over one reused SMTP connection,
-  waits out temporary failures with growing pauses, sleeps until the next reply is due;
+* the **sender**: woken by the decider, sends due replies through each one's relay (its own
+  connections, paced to its limits), waits out failures and throttling, sleeps till due;
 * the **scheduler** (APScheduler): reminders, month close, retention purge.
 
 SIGTERM/SIGINT sets one flag: every thread finishes the mail it is handling (a stored
@@ -69,9 +69,14 @@ CHANNEL = "mailbot"
 
 def send_pause(report: SendReport, due: datetime | None, now: datetime) -> float:
     """Seconds the sender sleeps (unless woken) after a pass that made ``report``;
-    ``due`` is when the earliest pending reply becomes sendable."""
+    ``due`` is when the earliest pending reply becomes sendable.
+
+    Replies a relay's limits or pause held back are due already: for them the sender
+    sleeps until the relay's next slot opens (``report.wake_at``), not 0 s."""
     if report.held:
         return HELD_RECHECK
+    if report.wake_at is not None:
+        due = report.wake_at if due is None or due <= now else min(due, report.wake_at)
     if due is None:
         return SEND_CHECK_EVERY
     return max(0.0, min(SEND_CHECK_EVERY, (due - now).total_seconds()))
@@ -335,25 +340,24 @@ class Daemon:
 
     async def _send_loop(self) -> None:
         from mailbot.respond.outbox import next_due, send_due
-        from mailbot.respond.smtp import transport_for
+        from mailbot.respond.relays import Transports, Unreachable
 
         d = self.settings.daemon
-        backoff = 1.0
-        async with transport_for(self.settings.smtp) as transport:
+        unreachable = Unreachable(d.reconnect_max)  # each relay its own back-off
+        # One transport (its connections) per relay, for the sender's life.
+        async with Transports() as transports:
             while not self.stopping.is_set():
-                report = await send_due(self.sessions, self.settings.smtp, transport=transport,
+                resting = unreachable.resting(utcnow())
+                report = await send_due(self.sessions, self.settings, transports=transports,
                                         honour_retry=True, retry_for=d.send_retry_for,
                                         backoff_max=d.send_backoff_max,
                                         should_stop=self.stopping.is_set,
                                         # another process sending (SQLite): look again
                                         # in a second instead of waiting for it here
-                                        wait=False)
-                if report.unreachable:
-                    await asyncio.to_thread(self.stopping.wait, backoff)
-                    backoff = min(backoff * 2, d.reconnect_max)
-                    continue
-                backoff = 1.0
-                wait = send_pause(report, next_due(self.sessions), utcnow())
+                                        wait=False, skip_relays=resting)
+                now = utcnow()
+                report.wake(unreachable.after_round(resting, report.down, now))
+                wait = send_pause(report, next_due(self.sessions), now)
                 if wait > 0:
                     await asyncio.to_thread(self._send.wait, wait)
                 self._send.clear()

@@ -111,7 +111,7 @@ class SenderThread:
 
         def sender() -> None:
             try:
-                self.outcome["sent"] = aio.run(send_while(sessions, settings.smtp,
+                self.outcome["sent"] = aio.run(send_while(sessions, settings,
                                                           self.deciding, now=now))
             except BaseException as exc:  # re-raised in the main thread by finish()
                 self.outcome["error"] = exc
@@ -175,7 +175,7 @@ def _send_in_child(settings: Settings, deciding: Any, report: Any, now: datetime
         from mailbot.respond.outbox import send_while
 
         sessions = open_database(settings.database_url)
-        report.send(("sent", aio.run(send_while(sessions, settings.smtp, deciding, now=now))))
+        report.send(("sent", aio.run(send_while(sessions, settings, deciding, now=now))))
     except BaseException as exc:
         try:
             report.send(("error", exc))

@@ -103,9 +103,14 @@ def test_the_imap_server_restarted_mid_run_loses_and_repeats_nothing(
 
 
 def test_smtp_refusing_with_421_and_451_for_a_while_then_accepting(
-        tmp_path, imap_user, smtp_sink, daemon_for):
+        tmp_path, imap_user, smtp_sink, daemon_for, monkeypatch):
     # The relay says 451 six times and 421 (closing) twice: every reply still goes out,
-    # once each, after it recovers.
+    # once each, after it recovers. (Throttling answers pause the relay 1, 2, 4 …
+    # minutes, respond/relays.py; here a second at most, so the test waits seconds.)
+    from mailbot.respond import relays
+
+    monkeypatch.setattr(relays, "THROTTLE_FIRST", 0.25)
+    monkeypatch.setattr(relays, "THROTTLE_MAX", 1.0)
     bot, w = _bot(tmp_path, imap_user, smtp_sink, 6)
     smtp_sink.fail_with(451, "try again later", count=6)
     daemon_for(bot)

@@ -7,6 +7,9 @@ sent. Each stage can therefore restart from the database alone.
 
 The ledger is append-only: a row per issued code, never updated, never deleted (it outlives
 the retention purge of raw mail).
+
+One concept, the schema, in one file: the tables refer to each other, and Alembic's
+autogenerate and the migration tests compare it as a whole.
 """
 
 from __future__ import annotations

@@ -38,16 +38,43 @@ log = logging.getLogger(__name__)
 
 class TransportError(Exception):
     """One reply could not be handed over: ``permanent`` (fail it for staff) or not (try
-    again later); ``unreachable`` when no reply of this round could be."""
+    again later); ``unreachable`` when no reply of this round could be; ``throttled`` when
+    the relay asks us to slow down (its pause is the relay's, the reply is not at fault)."""
 
     def __init__(self, message: str, *, permanent: bool, unreachable: bool = False,
-                 auth: bool = False) -> None:
+                 auth: bool = False, throttled: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
         # The server could not be reached at all: the rest of the round would fail too.
         self.unreachable = unreachable
         # The relay (or the identity provider) refused our credentials (login.AuthFailure).
         self.auth = auth
+        # A throttling answer (throttling()): the relay is paused, no reply fails.
+        self.throttled = throttled
+
+
+# The providers' answers when an account sent too much, whatever their code: Gmail's
+# "550 5.4.5 Daily user sending limit exceeded", Exchange Online's "554 5.2.0 ...
+# SubmissionQuotaExceededException" and "4.4.2 Message submission rate for this client
+# has exceeded the configured limit". (A full recipient mailbox, 552 5.2.2 "quota
+# exceeded", is that reply's own failure and does not match.)
+_QUOTA = re.compile(r"\b5\.4\.5\b|daily user sending (limit|quota)|SubmissionQuotaExceeded"
+                    r"|submission rate for this client", re.IGNORECASE)
+# 4xx answers to MAIL FROM or to the end of DATA that mean "you, not this message: later".
+_SLOW_DOWN = (421, 450, 451, 452)
+
+
+def throttling(code: int, message: str, *, envelope_or_data: bool) -> bool:
+    """Whether an answer asks us to slow down rather than refusing one reply: a 421 anywhere,
+    a provider's quota answer (even a 5xx), and 450/451/452 to MAIL FROM or at the end of
+    DATA (to RCPT TO they are that recipient's greylisting, the reply's own deferral)."""
+    return (code == 421 or bool(_QUOTA.search(message))
+            or (envelope_or_data and code in _SLOW_DOWN))
+
+
+def _throttled(code: int, message: str) -> TransportError:
+    return TransportError(f"relay asks us to slow down: {code} {message}", permanent=False,
+                          unreachable=True, throttled=True)
 
 
 # Plausibly passing by themselves: a retry may succeed.
@@ -115,6 +142,10 @@ class SmtpLane:
         self.client: aiosmtplib.SMTP | None = None
         self.in_data = False  # DATA was accepted (354): the relay now reads a message
 
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and self.client.is_connected
+
     async def close(self) -> None:
         if self.in_data:
             # Mid-DATA, QUIT would be read as message text: drop the connection, and the
@@ -162,6 +193,9 @@ class SmtpLane:
                                      auth=True) from None
             except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
                 self._drop()
+                if (isinstance(exc, aiosmtplib.SMTPResponseException)
+                        and throttling(exc.code, exc.message, envelope_or_data=False)):
+                    raise _throttled(exc.code, exc.message) from None  # e.g. a 421 greeting
                 raise TransportError(f"cannot reach {self.settings.host}:{self.settings.port}: "
                                      f"{type(exc).__name__}: {exc}", permanent=False,
                                      unreachable=True) from None
@@ -175,12 +209,16 @@ class SmtpLane:
                 await self._envelope(row)
         except aiosmtplib.SMTPRecipientRefused as exc:
             self._drop()  # nothing half-done is left on the relay's side
+            if throttling(exc.code, exc.message, envelope_or_data=False):
+                raise _throttled(exc.code, exc.message) from None
             raise TransportError(f"recipient refused: {exc.code} {exc.message}",
                                  permanent=exc.code >= 500) from None
         except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPAuthenticationError) as exc:
             # The relay refuses us, not this reply: no reply is at fault, none may be
             # failed for it. Stop the round; staff see the error on the pending rows.
             self._drop()
+            if throttling(exc.code, exc.message, envelope_or_data=True):
+                raise _throttled(exc.code, exc.message) from None
             raise TransportError(f"relay refused us: {exc.code} {exc.message}",
                                  permanent=False, unreachable=True) from None
         except Exception as exc:
@@ -239,6 +277,9 @@ class SmtpLane:
             self.in_data = False
             response = await protocol.read_response(timeout=self.settings.timeout)
             if response.code != SMTPStatus.completed:
+                if throttling(response.code, response.message, envelope_or_data=True):
+                    self._drop()
+                    raise _throttled(response.code, response.message)
                 raise aiosmtplib.SMTPDataError(response.code, response.message)
         except Exception as exc:
             raise self._failed(exc) from None
@@ -250,7 +291,11 @@ class SmtpLane:
         if isinstance(exc, TransportError):
             return exc
         self._drop()
+        if isinstance(exc, AuthFailure):  # at the reconnect after an idle connection dropped
+            return TransportError(str(exc), permanent=False, unreachable=True, auth=True)
         if isinstance(exc, aiosmtplib.SMTPResponseException):
+            if throttling(exc.code, exc.message, envelope_or_data=False):
+                return _throttled(exc.code, exc.message)
             return TransportError(f"{exc.code} {exc.message}", permanent=exc.code >= 500)
         if isinstance(exc, (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError)):
             return TransportError(f"{type(exc).__name__}: {exc}", permanent=False)

@@ -52,7 +52,7 @@ def test_lanes_prepare_together_but_hand_over_one_at_a_time() -> None:
         recorded.append(row.id)
 
     lanes = [Lane(f"lane{k}", log) for k in range(3)]
-    assert asyncio.run(deliver(Transport(lanes), _rows(12), record, lambda: False)) is False
+    assert asyncio.run(deliver(Transport(lanes), _rows(12), record, lambda: False)) is None
     assert sorted(recorded) == list(range(1, 13))
     # One hand-over at a time, each accepted and recorded before the next begins, while
     # other lanes' envelopes were being prepared.
@@ -96,7 +96,7 @@ def test_a_page_sent_is_logged_as_one_line_with_its_outbox_ids(caplog) -> None:
     def sent_lines(lanes: list[Lane], rows: list[Pending]) -> list[str]:
         caplog.clear()
         assert asyncio.run(deliver(Transport(lanes), rows, lambda r, e: None,
-                                   lambda: False)) is False
+                                   lambda: False)) is None
         return [r.getMessage() for r in caplog.records if r.name == "mailbot.respond.deliver"]
 
     log: list[tuple[str, str, int]] = []
@@ -108,3 +108,25 @@ def test_a_page_sent_is_logged_as_one_line_with_its_outbox_ids(caplog) -> None:
     assert sent_lines([Lane("a", log)], [rows[i] for i in (9, 3, 4, 5, 12, 7)]) == [
         "sent 6 replies (outbox 3-5, 7, 9, 12)"]
     assert sent_lines([Lane("a", log)], [rows[1]]) == ["sent 1 reply (outbox 1)"]
+
+
+def test_replies_are_handed_over_in_the_order_of_the_rows_whichever_lane_is_ready_first(
+) -> None:
+    # Lane 0's envelopes take three times as long as lane 1's (a connection to a slower
+    # front end of the relay): without turns, lane 1 handed rows 2, 3, 4 over before
+    # lane 0's row 1, and replies left out of arrival order.
+    log: list[tuple[str, str, int]] = []
+    recorded: list[int] = []
+
+    class Slow(Lane):
+        async def prepare(self, row: Pending) -> None:
+            await asyncio.sleep(0.02)
+            await super().prepare(row)
+
+    lanes = [Slow("slow", log), Lane("fast", log)]
+    rows = _rows(9)
+    assert asyncio.run(deliver(Transport(lanes), rows, lambda row, error: recorded.append(row.id),
+                               lambda: False)) is None
+    assert [i for step, _, i in log if step == "hand-over"] == list(range(1, 10))
+    assert recorded == list(range(1, 10))
+    assert {lane for step, lane, _ in log if step == "hand-over"} == {"slow", "fast"}
