@@ -4,7 +4,9 @@ Threads, each restartable from the database alone:
 
 * one **watcher** per IMAP mailbox: IMAP IDLE (re-issued every ``idle_refresh`` seconds,
   before servers drop it), or polling where the server has no IDLE; any network or server
-  error → reconnect after 1, 2, 4 … seconds (at most ``reconnect_max``);
+  error → reconnect after 1, 2, 4 … seconds (at most ``reconnect_max``); a refused login
+  → the next one only at the mailbox's ``login_retry_at`` (``auth_retry``, doubling up to
+  ``auth_retry_max``, shared by every process through the database);
 * one **Maildir poller** for local Maildirs;
 * the **decider**: woken by intake (or every 30 s, for requests waiting on a reader source),
   decides in arrival order;
@@ -26,7 +28,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from imapclient import IMAPClient
@@ -37,11 +39,13 @@ from mailbot import aio, offload
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db import notify
-from mailbot.db.mailboxes import record_mailbox_error
+from mailbot.db.mailboxes import mailbox_health, record_login_ok, record_mailbox_error
 from mailbot.db.session import reading
+from mailbot.intake.failures import failure_text
 from mailbot.intake.imap import connect
 from mailbot.intake.maildir import poll_all_maildirs
 from mailbot.intake.poll import poll_mailbox
+from mailbot.login.failures import AuthFailure
 from mailbot.readers import close_sources, make_sources
 
 if TYPE_CHECKING:
@@ -243,9 +247,19 @@ class Daemon:
         d = self.settings.daemon
         backoff = 1.0
         while not self.stopping.is_set():
+            health = mailbox_health(self.sessions, mb)
+            if health.login_retry_at is not None and health.login_retry_at > utcnow():
+                # Its login was refused (by this process or another, or before a restart):
+                # not tried again before then, however often we are restarted.
+                log.info("%s: login refused before; next try at %s", mb.key,
+                         health.login_retry_at.isoformat(timespec="seconds"))
+                self._wait_while_down(health.down_since, health.login_retry_at)
+                continue
             client: IMAPClient | None = None
+            until = None
             try:
                 client = connect(mb)
+                record_login_ok(self.sessions, mb)
                 self._poll(mb, client)
                 backoff = 1.0
                 idle = client.has_capability("IDLE")
@@ -263,11 +277,17 @@ class Daemon:
                     asked = poll_now.is_set()
                     poll_now.clear()
                     self._poll(mb, client, asked=asked)
+            except AuthFailure as exc:
+                text = failure_text(exc, mb)
+                health = record_mailbox_error(self.sessions, mb, text, login_refused=True,
+                                              daemon=d)
+                until = health.login_retry_at or utcnow() + timedelta(seconds=d.auth_retry)
+                log.error("%s; next login at %s", text, until.isoformat(timespec="seconds"))
             except Exception as exc:
-                log.warning("%s: %s: %s; reconnecting in %.0f s", mb.key, type(exc).__name__,
-                            exc, backoff)
-                record_mailbox_error(self.sessions, mb, f"{type(exc).__name__}: {exc}")
-                self.stopping.wait(backoff)
+                text = failure_text(exc, mb)
+                log.warning("%s: %s; reconnecting in %.0f s", mb.key, text, backoff)
+                health = record_mailbox_error(self.sessions, mb, text)
+                until = utcnow() + timedelta(seconds=backoff)
                 backoff = min(backoff * 2, d.reconnect_max)
             finally:
                 if client is not None:
@@ -275,6 +295,22 @@ class Daemon:
                         client.logout()
                     except Exception:
                         pass
+            if until is not None:
+                self._wait_while_down(health.down_since, until)
+
+    def _wait_while_down(self, down_since: datetime | None, until: datetime) -> None:
+        """Sleeps until ``until`` (a reconnect, or the next login after a refused one),
+        waking on stop. Should the mailbox's grace (daemon.mailbox_grace) run out meanwhile,
+        the deciders are woken then: its library is now decided without it."""
+        grace = self.settings.daemon.mailbox_grace
+        if grace > 0 and down_since is not None:
+            ends = down_since + timedelta(seconds=grace)
+            if utcnow() < ends < until:
+                if self.stopping.wait((ends - utcnow()).total_seconds() + 0.01):
+                    return
+                self._decide.set()
+                self._tell_others("decide")
+        self.stopping.wait(max(0.0, (until - utcnow()).total_seconds()))
 
     def _idle_until_news(self, client: IMAPClient, refresh: float,
                          poll_now: threading.Event) -> None:

@@ -1,5 +1,7 @@
 """What ``mailbot status`` reports: per library its reader source, the month's pools, the
-queue, the outbox and each mailbox's last poll; then the scheduled jobs.
+queue, the outbox and each mailbox's last poll and health (a mailbox in error: why, since
+when, whether its library is already decided without it, when its next login is tried);
+then each relay's queue and health, and the scheduled jobs.
 
 Read without SQLite's write lock (db.session.reading): ``status`` answers at once while
 the bot works a burst.
@@ -7,21 +9,27 @@ the bot works a burst.
 
 from __future__ import annotations
 
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailbot.clock import month_key, month_of, utcnow
+from mailbot.clock import as_aware, month_key, month_of, utcnow
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import Code, JobRun, Library, Mailbox, Outbox, Request
 from mailbot.db.session import reading
+from mailbot.decide.horizon import grace_ends
 from mailbot.outcomes import OutboxState, RequestState
+from mailbot.respond.relays import RelayQueue, queue_by_relay
+
+_WHEN = "%Y-%m-%d %H:%M:%S %Z"
 
 
 def status_lines(sessions: sessionmaker[Session], settings: Settings) -> list[str]:
     now = utcnow()
     lines = []
+    relays = queue_by_relay(sessions, settings, now)
     with reading(sessions) as session:
         for lib in settings.libraries:
             month = month_key(*month_of(now, settings.library_tz(lib.id)))
@@ -60,9 +68,14 @@ def status_lines(sessions: sessionmaker[Session], settings: Settings) -> list[st
                     "%Y-%m-%d %H:%M:%S %Z") if mb.last_poll_at else "never"
                 health = f"  ERROR: {mb.last_error}" if mb.last_error else ""
                 lines.append(f"  mailbox {mb.address} last poll {when}{health}")
+                lines += [f"    {line}" for line in mailbox_trouble(
+                    mb, settings.daemon.mailbox_grace, settings.library_tz(lib.id), now)]
+        tz = ZoneInfo(settings.timezone)
+        if relays:
+            lines.append("relays")
+        lines += [f"  {relay_line(q, tz)}" for q in relays]
         jobs = session.scalars(select(JobRun).order_by(JobRun.name)).all()
         if jobs:
-            tz = ZoneInfo(settings.timezone)
             lines.append("jobs")
             fmt = "%Y-%m-%d %H:%M %Z"
         for job in jobs:
@@ -71,3 +84,57 @@ def status_lines(sessions: sessionmaker[Session], settings: Settings) -> list[st
             lines.append(f"  {job.name}: next {nxt}, last {last}"
                          + (f" ({job.last_result})" if job.last_result else ""))
     return lines
+
+
+def _at(when: datetime, tz: ZoneInfo) -> str:
+    return as_aware(when).astimezone(tz).strftime(_WHEN)
+
+
+def mailbox_trouble(mb: Mailbox, grace: float, tz: ZoneInfo, now: datetime) -> list[str]:
+    """What a mailbox in error means for its library: since when it is down, whether its
+    library's requests still wait for it, and when its next login is tried."""
+    lines = []
+    if mb.down_since is not None and mb.last_error is None:
+        lines.append(f"reading again after being down since {_at(mb.down_since, tz)}; the "
+                     "library's requests wait until it is read")
+    elif mb.down_since is not None:
+        since = f"down since {_at(mb.down_since, tz)}"
+        ends = grace_ends(mb.down_since, grace)
+        if ends is None:
+            lines.append(f"{since}; the library's requests wait for it (mailbox_grace = 0)")
+        elif ends <= now:
+            lines.append(f"{since}; the library is decided without it since {_at(ends, tz)}"
+                         " (its mail, once read, is decided among what is still undecided)")
+        else:
+            lines.append(f"{since}; the library's requests wait for it until {_at(ends, tz)},"
+                         " then are decided without it")
+    if mb.login_retry_at is not None and as_aware(mb.login_retry_at) > now:
+        refused = mb.login_failures or 0
+        lines.append(f"next login {_at(mb.login_retry_at, tz)} "
+                     f"(refused {refused} time{'' if refused == 1 else 's'} in a row)")
+    return lines
+
+
+def relay_line(q: RelayQueue, tz: ZoneInfo) -> str:
+    """One relay: replies waiting, when the last will go out, its limits, pause and last
+    error."""
+    parts = [f"relay {q.key}: {q.waiting} waiting"]
+    if q.later:
+        parts[0] += f" (+{q.later} due later)"
+    if q.waiting and q.last_at is not None:
+        parts.append(f"last goes out {_at(q.last_at, tz)}")
+    limits = [f"{n}/{span}" for n, span in ((q.limits.per_minute, "min"),
+                                            (q.limits.per_hour, "h"),
+                                            (q.limits.per_day, "day")) if n is not None]
+    if limits:
+        parts.append(f"limits {' '.join(limits)}, {q.sent_last_day} sent in 24 h")
+    if q.paused_until is not None:
+        why = {"auth": "login refused", "throttled": "the provider asked us to slow down"}
+        parts.append(f"PAUSED until {_at(q.paused_until, tz)} "
+                     f"({why.get(q.pause_reason or '', q.pause_reason or '?')})")
+    if q.last_error:
+        since = f" since {_at(q.down_since, tz)}" if q.down_since else ""
+        parts.append(f"ERROR{since}: {q.last_error}")
+    elif q.paused_until is None:
+        parts.append("ok")
+    return "; ".join(parts)

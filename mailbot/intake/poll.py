@@ -12,6 +12,11 @@ Each chunk's commit also says up to which arrival its library may be decided whi
 rest is read (the mailbox's ``caught_up_to``): the decide stage serves a library only up
 to its mailboxes' oldest such moment, so a later arrival can never take the code of an
 earlier one not read yet.
+
+A mailbox that fails is shown to staff with the reason and since when (db/mailboxes.py;
+intake/failures.py says it plainly). After a refused login the next one waits
+(``daemon.auth_retry``, growing): ``poll_each`` does not even connect before then, so a
+wrong password is not tried again on every run of a cron job.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from mailbot.db.models import MID_POLL
 from mailbot.db.session import reading
 from mailbot.intake import burst, imap, store
 from mailbot.intake.parse import ParsedMail
+from mailbot.intake.failures import failure_text
 from mailbot.intake.store import Fetched, Tally
+from mailbot.login.failures import AuthFailure
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +81,9 @@ def poll_mailbox(sessions: sessionmaker[Session], settings: Settings, mb: Mailbo
     """Stores every new mail of one mailbox folder; moves it once stored."""
     report = PollReport(mb.key)
     own_client = client is None
-    client = client or imap.connect(mb)
+    if client is None:
+        client = imap.connect(mb)
+        mailboxes.record_login_ok(sessions, mb)
     try:
         uidvalidity = imap.open_folder(client, mb.folder)
         folders = imap.Folders(client)
@@ -187,12 +196,24 @@ def poll_each(sessions: sessionmaker[Session], settings: Settings, kind: str,
     boxes = [mb for mb in settings.mailboxes if mb.type == kind]
 
     def one(mb: MailboxSettings) -> PollReport:
+        retry_at = mailboxes.login_deferred(sessions, mb)
+        if retry_at is not None:
+            when = retry_at.astimezone(settings.library_tz(mb.library))
+            text = f"login refused before; next try at {when:%Y-%m-%d %H:%M:%S %Z}"
+            log.warning("%s: %s", mb.key, text)
+            return PollReport(mb.key, errors=[text])
         try:
             return poll(sessions, settings, mb)
         except Exception as exc:
-            log.error("%s: poll failed: %s: %s", mb.key, type(exc).__name__, exc)
-            mailboxes.record_mailbox_error(sessions, mb, f"{type(exc).__name__}: {exc}")
-            return PollReport(mb.key, errors=[str(exc)])
+            text = failure_text(exc, mb)
+            refused = isinstance(exc, AuthFailure)
+            health = mailboxes.record_mailbox_error(sessions, mb, text, login_refused=refused,
+                                                    daemon=settings.daemon)
+            if refused and health.login_retry_at is not None:
+                when = health.login_retry_at.astimezone(settings.library_tz(mb.library))
+                text += f" (next login at {when:%Y-%m-%d %H:%M:%S %Z})"
+            log.error("poll failed: %s", text if refused else f"{mb.key}: {text}")
+            return PollReport(mb.key, errors=[text])
 
     if workers <= 1 or len(boxes) <= 1:
         return [one(mb) for mb in boxes]

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from mailbot.clock import utcnow
+from mailbot.clock import as_aware, utcnow
 from mailbot.config import Settings
 from mailbot.db.session import reading
 from mailbot.web import i18n
@@ -116,13 +116,18 @@ def render(ctx: Ctx, template: str, **data: Any) -> str:
         params["lang"] = code
         return f"{ctx.request.url.path}?{urlencode(params)}"
 
-    def local(dt: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-        return dt.astimezone(tz).strftime(fmt) if dt is not None else "—"
+    def local(dt: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S",
+              zone: str | None = None) -> str:
+        """``dt`` in the installation's time zone, or in ``zone`` (a library's)."""
+        if dt is None:
+            return "—"
+        return as_aware(dt).astimezone(ZoneInfo(zone) if zone else tz).strftime(fmt)
 
     base = {
         "t": ctx.t, "lang": ctx.lang, "user": ctx.user, "csrf": csrf_token(ctx.request),
         "path": ctx.request.url.path, "lang_url": lang_url, "local": local,
         "libraries": libraries, "library_names": dict(libraries), "flash": flash,
+        "tn": lambda key, n, **params: i18n.tn(ctx.lang, key, n, **params),
         "outcome_label": lambda o: i18n.outcome_label(ctx.lang, o),
         "rule_label": lambda r: i18n.rule_label(ctx.lang, r),
         "service_label": i18n.service_label, "refresh": ctx.settings.web.live_refresh_seconds,

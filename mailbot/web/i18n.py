@@ -2,7 +2,11 @@
 
 One flat dictionary per language; ``t(lang, key, **params)`` formats with ``str.format``.
 A key missing in a language is a bug (a test renders every page in both), so ``t`` raises
-rather than showing a key to staff.
+rather than showing a key to staff. A text with a count has three forms, ``key_one``,
+``key_few`` and ``key_many``, and ``tn`` picks one by the language's plural rule (Polish:
+1 odpowiedź, 2–4 odpowiedzi, 5 odpowiedzi; 12–14 take the third, 22–24 the second).
+
+Still one concept over 400 lines: the dashboard's words, in both languages side by side.
 """
 
 from __future__ import annotations
@@ -100,6 +104,25 @@ MESSAGES: dict[str, dict[str, str]] = {
         "health_ok": "działa", "health_error": "błąd", "health_never": "jeszcze nie sprawdzano",
         "health_down": "NIE DZIAŁA", "down_since": "od {since}",
         "source_down_wait": "Zgłoszenia czekają w kolejności i zostaną rozpatrzone, gdy system odpowie.",
+        "mb_down_since": "nie działa od {since}",
+        "mb_decided_without": "Od {since} zgłoszenia biblioteki są rozpatrywane bez tej skrzynki. Jej poczta, gdy uda się ją odczytać, zostanie rozpatrzona w kolejności nadejścia wśród zgłoszeń jeszcze nierozpatrzonych.",
+        "mb_waits_until": "Zgłoszenia biblioteki czekają na tę skrzynkę do {until}; potem będą rozpatrywane bez niej.",
+        "mb_waits_always": "Zgłoszenia biblioteki czekają na tę skrzynkę, dopóki nie zacznie działać (mailbox_grace = 0).",
+        "mb_reading_again": "Znów odczytywana (nie działała od {since}); zgłoszenia czekają, aż zostanie odczytana.",
+        "mb_next_login_one": "Następna próba logowania: {when} (po {n} odrzuconej próbie).",
+        "mb_next_login_few": "Następna próba logowania: {when} (po {n} odrzuconych próbach z rzędu).",
+        "mb_next_login_many": "Następna próba logowania: {when} (po {n} odrzuconych próbach z rzędu).",
+        "times_in": "Godziny w strefie {zone}.",
+        "q_relays": "Wysyłka odpowiedzi", "col_relay": "Konto wysyłki",
+        "col_queue": "Kolejka", "col_last_out": "Ostatnia wyjdzie",
+        "relay_waiting_one": "{n} odpowiedź czeka", "relay_waiting_few": "{n} odpowiedzi czekają",
+        "relay_waiting_many": "{n} odpowiedzi czeka",
+        "relay_later": "+{n} poza godzinami wysyłki",
+        "relay_limits": "limity: {limits}", "relay_sent_day": "wysłane w ciągu 24 h: {n}",
+        "limit_min": "{n} na minutę", "limit_hour": "{n} na godzinę", "limit_day": "{n} na dobę",
+        "relay_paused": "wysyłka wstrzymana do {until}",
+        "pause_auth": "serwer odrzucił logowanie", "pause_throttled": "dostawca poprosił o wolniejszą wysyłkę",
+        "relay_error_since": "błąd od {since}",
         "source_local": "lokalna tabela czytelników", "source_sql": "baza systemu bibliotecznego (SQL)",
         "source_sip2": "serwer SIP2 systemu bibliotecznego",
         "state_error": "odłożone (błąd)", "state_manual": "do ręcznej obsługi",
@@ -256,6 +279,25 @@ MESSAGES: dict[str, dict[str, str]] = {
         "health_ok": "ok", "health_error": "error", "health_never": "not checked yet",
         "health_down": "DOWN", "down_since": "since {since}",
         "source_down_wait": "Requests wait in order and are decided as soon as it answers.",
+        "mb_down_since": "down since {since}",
+        "mb_decided_without": "Since {since} the library's requests are decided without this mailbox. Its mail, once it can be read, is decided in arrival order among the requests still undecided.",
+        "mb_waits_until": "The library's requests wait for this mailbox until {until}; after that they are decided without it.",
+        "mb_waits_always": "The library's requests wait for this mailbox until it works again (mailbox_grace = 0).",
+        "mb_reading_again": "Being read again (down since {since}); requests wait until it has been read.",
+        "mb_next_login_one": "Next login attempt: {when} (after {n} refused attempt).",
+        "mb_next_login_few": "Next login attempt: {when} (after {n} refused attempts in a row).",
+        "mb_next_login_many": "Next login attempt: {when} (after {n} refused attempts in a row).",
+        "times_in": "Times in {zone}.",
+        "q_relays": "Sending replies", "col_relay": "Sending account",
+        "col_queue": "Queue", "col_last_out": "Last goes out",
+        "relay_waiting_one": "{n} reply waiting", "relay_waiting_few": "{n} replies waiting",
+        "relay_waiting_many": "{n} replies waiting",
+        "relay_later": "+{n} outside sending hours",
+        "relay_limits": "limits: {limits}", "relay_sent_day": "sent in the last 24 h: {n}",
+        "limit_min": "{n} a minute", "limit_hour": "{n} an hour", "limit_day": "{n} a day",
+        "relay_paused": "paused until {until}",
+        "pause_auth": "the server refused the login", "pause_throttled": "the provider asked us to send more slowly",
+        "relay_error_since": "error since {since}",
         "source_local": "local reader table", "source_sql": "library system database (SQL)",
         "source_sip2": "library system SIP2 server",
         "state_error": "set aside (error)", "state_manual": "for staff", "state_new": "waiting",
@@ -373,6 +415,21 @@ MESSAGES: dict[str, dict[str, str]] = {
 def t(lang: str, key: str, **params: Any) -> str:
     text = MESSAGES[lang if lang in MESSAGES else "pl"][key]
     return text.format(**params) if params else text
+
+
+def plural_form(lang: str, n: int) -> str:
+    """``one``, ``few`` or ``many``: which form of a counted text ``n`` takes."""
+    if n == 1:
+        return "one"
+    if lang == "pl" and n % 10 in (2, 3, 4) and n % 100 not in (12, 13, 14):
+        return "few"
+    return "many"
+
+
+def tn(lang: str, key: str, n: int, **params: Any) -> str:
+    """The counted text ``key`` for ``n`` (``{n}`` in it is the number)."""
+    lang = lang if lang in MESSAGES else "pl"
+    return t(lang, f"{key}_{plural_form(lang, n)}", n=n, **params)
 
 
 def outcome_label(lang: str, outcome: str | None) -> str:

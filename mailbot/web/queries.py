@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from mailbot.clock import month_end, month_key, month_of, month_start, parse_month
+from mailbot.clock import as_aware, month_end, month_key, month_of, month_start, parse_month
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import (
     AuditLog,
@@ -24,8 +25,10 @@ from mailbot.db.models import (
     Outbox,
     Request,
 )
+from mailbot.decide.horizon import grace_ends
 from mailbot.intake.parse import parse_mail
 from mailbot.outcomes import SETTLED, OutboxState, RequestState
+from mailbot.respond.relays import RelayQueue
 from mailbot.rules.window import window_opens
 
 
@@ -39,9 +42,37 @@ def handled_clause() -> Any:
 
 @dataclass
 class MailboxHealth:
+    """A mailbox as staff see it: its last poll, and when it is failing, why, since when,
+    what that means for its library (waited for until ``waits_until``, or decided without
+    it since ``without_since``) and when its next login is tried."""
+
     address: str
     last_poll_at: datetime | None
     error: str | None
+    down_since: datetime | None = None
+    waits_until: datetime | None = None
+    without_since: datetime | None = None
+    next_login: datetime | None = None
+    refused: int = 0  # logins refused in a row
+
+    @property
+    def reading_again(self) -> bool:
+        """Down until just now: it took our login, its poll is under way."""
+        return self.down_since is not None and self.error is None
+
+
+def mailbox_health(mb: Mailbox, grace: float, now: datetime) -> MailboxHealth:
+    down = as_aware(mb.down_since) if mb.down_since is not None else None
+    health = MailboxHealth(mb.address, mb.last_poll_at, mb.last_error, down_since=down)
+    ends = grace_ends(down, grace) if mb.last_error is not None else None
+    if ends is not None and ends <= now:
+        health.without_since = ends
+    elif ends is not None:
+        health.waits_until = ends
+    retry = as_aware(mb.login_retry_at) if mb.login_retry_at is not None else None
+    if retry is not None and retry > now:
+        health.next_login, health.refused = retry, mb.login_failures or 0
+    return health
 
 
 @dataclass
@@ -49,6 +80,7 @@ class LibraryQueue:
     id: str
     name: str
     month: str
+    tz: str = "UTC"  # the library's time zone: its times are shown in it
     waiting: int = 0
     decided_24h: int = 0
     held: int = 0  # replies waiting for the send window
@@ -60,6 +92,7 @@ class LibraryQueue:
     source_error: str | None = None
     source_down_since: datetime | None = None
     mailboxes: list[MailboxHealth] = field(default_factory=list)
+    relays: list[RelayQueue] = field(default_factory=list)  # its mailboxes' relays
     waiting_rows: list[Request] = field(default_factory=list)
     decided_rows: list[Request] = field(default_factory=list)
     held_rows: list[Outbox] = field(default_factory=list)
@@ -69,13 +102,22 @@ class LibraryQueue:
 
 
 def queue_snapshot(session: Session, settings: Settings, libraries: list[str],
-                   now: datetime, *, rows: int = 8) -> list[LibraryQueue]:
+                   now: datetime, *, rows: int = 8,
+                   relays: Sequence[RelayQueue] = ()) -> list[LibraryQueue]:
+    """Each library's queue; ``relays`` (respond.relays.queue_by_relay) are shown with
+    the libraries whose mailboxes send through them."""
     out = []
+    by_key = {r.key: r for r in relays}
     for lib_id in libraries:
         lib = settings.library(lib_id)
         tz = settings.library_tz(lib_id)
         month = month_key(*month_of(now, tz))
-        q = LibraryQueue(id=lib_id, name=lib.name, month=month, source_name=lib.reader_source)
+        q = LibraryQueue(id=lib_id, name=lib.name, month=month, tz=tz.key,
+                         source_name=lib.reader_source)
+        used = list(dict.fromkeys(settings.relay_of(m).key
+                                  for m in settings.mailboxes_of(lib_id))) \
+            or [settings.smtp.key]
+        q.relays = [by_key[k] for k in used if k in by_key]
         row = session.get(Library, lib_id)
         if row is not None:
             q.source_error, q.source_down_since = row.source_error, row.source_down_since
@@ -116,7 +158,7 @@ def queue_snapshot(session: Session, settings: Settings, libraries: list[str],
         keys = [m.key for m in settings.mailboxes_of(lib_id)]
         for mb in session.scalars(select(Mailbox).where(Mailbox.key.in_(keys))
                                   .order_by(Mailbox.id)):
-            q.mailboxes.append(MailboxHealth(mb.address, mb.last_poll_at, mb.last_error))
+            q.mailboxes.append(mailbox_health(mb, settings.daemon.mailbox_grace, now))
         out.append(q)
     return out
 

@@ -113,9 +113,11 @@ def test_a_mailbox_that_cannot_be_read_holds_its_librarys_queue_and_is_shown(
         tmp_path, imap_user_factory, smtp_sink, capsys):
     # One of two branch mailboxes has a wrong password. An earlier request may be sitting
     # there, so the other branch's request waits (strict arrival order, SPEC 2.2); run exits
-    # 1 and status names the failing mailbox. Fixed, the next run decides it.
+    # 1 and status names the failing mailbox. Fixed, the next run once the login's
+    # back-off is over (daemon.auth_retry) decides it.
     good, bad = imap_user_factory(), imap_user_factory()
-    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[good, bad])
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[good, bad],
+                   tables="[daemon]\nauth_retry = 0.5\n")
     right = bot.config.read_text()
     bot.config.write_text(right.replace(f'password = "{bad.password}"', 'password = "wrong"'))
     w = bot.window()
@@ -138,6 +140,7 @@ def test_a_mailbox_that_cannot_be_read_holds_its_librarys_queue_and_is_shown(
     assert rows["ebooki1@biblioteka.test"].last_error
 
     bot.config.write_text(right)
+    time.sleep(0.6)  # the refused login's back-off
     assert bot.run_once() == 0
     assert [r.outcome for r in bot.requests()] == ["issued"]
     assert len(smtp_sink.messages) == 1
