@@ -384,3 +384,17 @@ def test_a_maildir_has_no_login_and_the_auth_pauses_are_ordered(tmp_path):
     with pytest.raises(ConfigError, match=r"daemon\.auth_retry_max': must not be below "
                                           r"daemon\.auth_retry"):
         settings_from_dict({**MINIMAL, "daemon": {"auth_retry": 600.0, "auth_retry_max": 60.0}})
+
+
+def test_a_relay_inheriting_the_mailbox_oauth_is_the_same_account_as_one_saying_it(monkeypatch):
+    # [smtp] with its own [smtp.oauth] and a mailbox's [mailboxes.smtp] for the same account
+    # that takes the mailbox's [mailboxes.oauth]: one account, configured alike.
+    monkeypatch.setenv("M365_SECRET", "s3cr3t")
+    relay = {"host": "smtp.office365.com", "port": 587, "starttls": True, "username": "u",
+             "auth": "oauth2-microsoft"}
+    data = _hosted({"auth": "oauth2-microsoft", "oauth": M365, "smtp": relay},
+                   smtp={**relay, "oauth": M365})
+    assert list(settings_from_dict(data).relays) == ["smtp://u@smtp.office365.com:587"]
+    data["mailboxes"][0]["oauth"] = {**M365, "client_id": "another-app"}
+    with pytest.raises(ConfigError, match=r"configured otherwise \(oauth\)"):
+        settings_from_dict(data)

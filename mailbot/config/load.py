@@ -247,6 +247,13 @@ def _readable(path: str | None, src: str, key: str) -> None:
 _THUMBPRINT = re.compile(r"[0-9A-Fa-f]{40}")
 
 
+def _effective(relay: SmtpSettings, mailbox_oauth: OAuthSettings | None) -> SmtpSettings:
+    """A mailbox's relay as it will log in: with the mailbox's oauth when it has none."""
+    if relay.oauth is None and relay.auth != "password":
+        return dataclasses.replace(relay, oauth=mailbox_oauth)
+    return relay
+
+
 def _check_shared_relays(settings: Settings) -> None:
     """One sending account (host, port, username) is configured one way: one set of
     limits, one password, one way of logging in (its sent count, pauses and health are
@@ -255,8 +262,8 @@ def _check_shared_relays(settings: Settings) -> None:
     src = settings.source
     first: dict[str, tuple[str, SmtpSettings]] = {}
     relays = [("smtp", settings.smtp)] + [
-        (f"mailboxes[{i}].smtp", mb.smtp) for i, mb in enumerate(settings.mailboxes)
-        if mb.smtp is not None]
+        (f"mailboxes[{i}].smtp", _effective(mb.smtp, mb.oauth))
+        for i, mb in enumerate(settings.mailboxes) if mb.smtp is not None]
     for key, relay in relays:
         seen_key, seen = first.setdefault(relay.key, (key, relay))
         if seen == relay:
