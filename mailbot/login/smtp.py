@@ -53,18 +53,11 @@ async def _token_login(client: aiosmtplib.SMTP, relay: SmtpSettings) -> None:
                           advice="check host, port and starttls (Microsoft 365: "
                           "smtp.office365.com port 587 with starttls; Google: "
                           "smtp.gmail.com port 465 with ssl)")
-    # msal and google-auth block on HTTP: the event loop goes on sending meanwhile.
-    token = await asyncio.to_thread(tokens.access_token, relay.key, relay.auth, relay.oauth,
-                                    user)
-    try:
-        await client.auth_xoauth2(user, token.value)
-        return
-    except aiosmtplib.SMTPAuthenticationError as exc:
-        _unless_temporary(relay, exc)
-        refused = exc
-    if not token.fresh:
-        # The cached token may have been revoked early: one newly fetched token decides.
-        await asyncio.to_thread(tokens.forget, relay.auth, relay.oauth, user)
+    # msal and google-auth block on HTTP: the event loop goes on sending meanwhile. A
+    # cached token may have been revoked early: then one newly fetched token decides.
+    for attempt in range(2):
+        if attempt:
+            await asyncio.to_thread(tokens.forget, relay.auth, relay.oauth, user)
         token = await asyncio.to_thread(tokens.access_token, relay.key, relay.auth,
                                         relay.oauth, user)
         try:
@@ -73,6 +66,8 @@ async def _token_login(client: aiosmtplib.SMTP, relay: SmtpSettings) -> None:
         except aiosmtplib.SMTPAuthenticationError as exc:
             _unless_temporary(relay, exc)
             refused = exc
+        if token.fresh:
+            break
     raise AuthFailure(relay.key, f"the relay refused a fresh {tokens.PROVIDERS[relay.auth]} "
                       f"token: {refused.code} {refused.message}",
                       advice=server_refused(relay.auth))

@@ -52,6 +52,12 @@ _RELAY_LOCK = text(f"SELECT pg_try_advisory_lock({relays.RELAY_LOCKS}, :id)")
 _RELAY_UNLOCK = text(f"SELECT pg_advisory_unlock({relays.RELAY_LOCKS}, :id)")
 # last_ok_at is written at most this often while nothing else changes (not each round).
 _OK_EVERY = timedelta(seconds=60)
+# run --once, while only replies held back by limits or pauses are due: seconds between looks.
+HELD_BACK_LOOK = 0.5
+# Relays sending at the same time in one round: each holds one or two database
+# connections while it waits on its relay, and the pool (5 + 10 overflow) is shared with
+# the decider and the watchers; a consortium may have a relay per library.
+RELAYS_AT_ONCE = 4
 
 
 async def send_due(sessions: sessionmaker[Session], settings: Settings, *,
@@ -105,8 +111,15 @@ async def send_due(sessions: sessionmaker[Session], settings: Settings, *,
         try:
             work = Round(sessions, settings, transports or own, now, clock,  # type: ignore[arg-type]
                          retry_for, backoff_max, should_stop)
+            at_once = asyncio.Semaphore(RELAYS_AT_ONCE)
+
+            async def one_relay(relay: SmtpSettings, ids: list[int],
+                                state: RelayState) -> SendReport:
+                async with at_once:
+                    return await _send_relay(work, relay, ids, state)
+
             parts = await asyncio.gather(*(
-                _send_relay(work, relay, ids, states.get(key, RelayState(key)))
+                one_relay(relay, ids, states.get(key, RelayState(key)))
                 for key, (relay, ids) in groups.items()))
         finally:
             if own is not None:
@@ -265,6 +278,10 @@ async def send_while(sessions: sessionmaker[Session], settings: Settings,
                 # run without this overlap would.
                 while deciding.is_set():
                     await asyncio.sleep(0.05)
+            elif report.sent == 0 and (report.paced or report.paused):
+                # Only what the limits or a pause hold back is due: look again in a
+                # while, not every 50 ms (each look reads the due rows).
+                await asyncio.sleep(HELD_BACK_LOOK)
             elif report.sent == 0:
                 await asyncio.sleep(0.05)  # nothing decided since the last look
 

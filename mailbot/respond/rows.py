@@ -204,12 +204,14 @@ def _record(conn: Connection, row: Pending, error: TransportError,
     Only a row still pending is changed (staff may have cancelled it meanwhile). A
     throttling answer or an authentication failure is the relay's, not the reply's: the
     row is left as it was (the relay is paused: _send_through)."""
-    report.tried.add(row.id)
     if error.throttled or error.auth:
-        report.paused += 1
+        # Not "tried" either: run --once must not skip it for the rest of the run and send
+        # the relay's later replies before it once the pause is over (outbox._send_through
+        # counts it among the paused).
         log.info("outbox=%s request=%s left pending: the relay %s", row.id, row.request_id,
                  "refused our login" if error.auth else "asks us to slow down")
         return
+    report.tried.add(row.id)
     now = utcnow()
     attempts = row.attempts + 1
     last_error = str(error)[:1000]

@@ -23,7 +23,7 @@ import os
 import re
 import ssl
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import aiosmtplib
 from aiosmtplib import SMTPStatus
@@ -60,16 +60,28 @@ class TransportError(Exception):
 # exceeded", is that reply's own failure and does not match.)
 _QUOTA = re.compile(r"\b5\.4\.5\b|daily user sending (limit|quota)|SubmissionQuotaExceeded"
                     r"|submission rate for this client", re.IGNORECASE)
-# 4xx answers to MAIL FROM or to the end of DATA that mean "you, not this message: later".
+# 4xx answers to MAIL FROM that mean "you, not this message: later".
 _SLOW_DOWN = (421, 450, 451, 452)
+# At the end of DATA a 4xx may be about this message (a content filter's "451 4.7.1 try
+# again later", a full mailbox): it slows the relay down only when it says it is about
+# the rate (Exchange's "432 4.3.2 … sender thread limit exceeded", "4.7.0 Rate limit").
+_RATE = re.compile(r"\brate\b|too many|limit|throttl|slow(?:ly)? down|server busy|concurrent",
+                   re.IGNORECASE)
+Stage = Literal["connect", "MAIL", "RCPT", "DATA"]
 
 
-def throttling(code: int, message: str, *, envelope_or_data: bool) -> bool:
+def throttling(code: int, message: str, *, stage: Stage) -> bool:
     """Whether an answer asks us to slow down rather than refusing one reply: a 421 anywhere,
-    a provider's quota answer (even a 5xx), and 450/451/452 to MAIL FROM or at the end of
-    DATA (to RCPT TO they are that recipient's greylisting, the reply's own deferral)."""
-    return (code == 421 or bool(_QUOTA.search(message))
-            or (envelope_or_data and code in _SLOW_DOWN))
+    a provider's quota answer (even a 5xx), 450/451/452 to MAIL FROM, and a 4xx at the end of
+    DATA that speaks of the rate. To RCPT TO a 4xx is that recipient's (greylisting), and
+    another 4xx at the end of DATA that message's: the reply's own deferral."""
+    if code == 421 or _QUOTA.search(message):
+        return True
+    if stage == "MAIL":
+        return code in _SLOW_DOWN
+    if stage == "DATA":
+        return 400 <= code < 500 and bool(_RATE.search(message))
+    return False
 
 
 def _throttled(code: int, message: str) -> TransportError:
@@ -194,7 +206,7 @@ class SmtpLane:
             except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
                 self._drop()
                 if (isinstance(exc, aiosmtplib.SMTPResponseException)
-                        and throttling(exc.code, exc.message, envelope_or_data=False)):
+                        and throttling(exc.code, exc.message, stage="connect")):
                     raise _throttled(exc.code, exc.message) from None  # e.g. a 421 greeting
                 raise TransportError(f"cannot reach {self.settings.host}:{self.settings.port}: "
                                      f"{type(exc).__name__}: {exc}", permanent=False,
@@ -209,7 +221,7 @@ class SmtpLane:
                 await self._envelope(row)
         except aiosmtplib.SMTPRecipientRefused as exc:
             self._drop()  # nothing half-done is left on the relay's side
-            if throttling(exc.code, exc.message, envelope_or_data=False):
+            if throttling(exc.code, exc.message, stage="RCPT"):
                 raise _throttled(exc.code, exc.message) from None
             raise TransportError(f"recipient refused: {exc.code} {exc.message}",
                                  permanent=exc.code >= 500) from None
@@ -217,7 +229,7 @@ class SmtpLane:
             # The relay refuses us, not this reply: no reply is at fault, none may be
             # failed for it. Stop the round; staff see the error on the pending rows.
             self._drop()
-            if throttling(exc.code, exc.message, envelope_or_data=True):
+            if throttling(exc.code, exc.message, stage="MAIL"):
                 raise _throttled(exc.code, exc.message) from None
             raise TransportError(f"relay refused us: {exc.code} {exc.message}",
                                  permanent=False, unreachable=True) from None
@@ -277,7 +289,7 @@ class SmtpLane:
             self.in_data = False
             response = await protocol.read_response(timeout=self.settings.timeout)
             if response.code != SMTPStatus.completed:
-                if throttling(response.code, response.message, envelope_or_data=True):
+                if throttling(response.code, response.message, stage="DATA"):
                     self._drop()
                     raise _throttled(response.code, response.message)
                 raise aiosmtplib.SMTPDataError(response.code, response.message)
@@ -294,7 +306,8 @@ class SmtpLane:
         if isinstance(exc, AuthFailure):  # at the reconnect after an idle connection dropped
             return TransportError(str(exc), permanent=False, unreachable=True, auth=True)
         if isinstance(exc, aiosmtplib.SMTPResponseException):
-            if throttling(exc.code, exc.message, envelope_or_data=False):
+            # The DATA command itself (before 354), or a dropped envelope: as at the end.
+            if throttling(exc.code, exc.message, stage="DATA"):
                 return _throttled(exc.code, exc.message)
             return TransportError(f"{exc.code} {exc.message}", permanent=exc.code >= 500)
         if isinstance(exc, (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError)):
