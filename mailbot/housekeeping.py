@@ -95,10 +95,7 @@ def _queue_one(session: Session, settings: Settings, library: LibrarySettings, c
     tz = settings.library_tz(library.id)
     year, month = parse_month(code.month)
     request = session.get(Request, code.request_id) if code.request_id else None
-    mailbox = session.get(Mailbox, request.mailbox_id) if request else session.scalar(
-        select(Mailbox).where(Mailbox.library_id == library.id).order_by(Mailbox.id).limit(1))
-    if mailbox is None:
-        raise RuntimeError(f"library {library.id} has no mailbox to send reminders from")
+    address = _reminder_address(session, settings, library, request)
     deadline = (month_end(year, month, tz) - timedelta(days=1)).date()
     name = service_name(code.service)
     context = reply_context(library, tz, year, month, service=code.service, subject="",
@@ -108,7 +105,7 @@ def _queue_one(session: Session, settings: Settings, library: LibrarySettings, c
                f"please activate your code by {format_date(deadline, 'en')}")
     reply = compose_reply(
         outcome="reminder", context=context, languages=library.languages,
-        library_name=library.name, mailbox_address=mailbox.address, to=item.email,
+        library_name=library.name, mailbox_address=address, to=item.email,
         original_subject="", original_message_id=request.message_id if request else None,
         request_key=f"reminder|{library.id}|{code.id}",
         now=now, templates_dir=settings.templates_dir, subject=subject,
@@ -119,6 +116,23 @@ def _queue_one(session: Session, settings: Settings, library: LibrarySettings, c
                        state=OutboxState.PENDING, created_at=now,
                        due_at=next_send_time(library, tz, now),
                        attempts=0))
+
+
+def _reminder_address(session: Session, settings: Settings, library: LibrarySettings,
+                      request: Request | None) -> str:
+    """The address a reminder is sent from, and so the relay it leaves through
+    (Settings.relay_for): the mailbox the code's request came in on while it is still
+    configured, else (a code issued at the desk, a mailbox since removed) the library's
+    first configured mailbox — not a database row of a mailbox no longer in the config,
+    whose replies would fall back to the global relay."""
+    configured = settings.mailboxes_of(library.id)
+    if request is not None:
+        row = session.get(Mailbox, request.mailbox_id)
+        if row is not None and any(m.key == row.key for m in configured):
+            return row.address
+    if not configured:
+        raise RuntimeError(f"library {library.id} has no mailbox to send reminders from")
+    return configured[0].address
 
 
 def close_months(sessions: sessionmaker[Session], settings: Settings, now: datetime) -> int:

@@ -128,3 +128,37 @@ def test_the_retention_purge_removes_raw_mail_but_keeps_outcomes_and_the_ledger(
         assert all(r.raw is None and r.outcome == "issued" and r.card_number for r in reqs)
         assert all(o.message == b"" for o in s.scalars(select(Outbox)))
         assert len(s.scalars(select(LedgerEntry)).all()) == 3
+
+
+def test_a_reminder_leaves_from_a_configured_mailbox_not_a_removed_ones_row(
+        tmp_path, imap_user, smtp_sink):
+    # The library's first mailbox row is of a mailbox since removed from the config: a
+    # reminder of a desk-issued code (no request) or of a request that came in there was
+    # sent from that address, which no relay serves any more (so: the global one).
+    from mailbot.db.models import Mailbox
+    from mailbot.housekeeping import _reminder_address
+
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+    settings = bot.settings()
+    library = settings.libraries[0]
+    sessions = open_database(settings.database_url)
+    from mailbot.db.models import Library
+
+    [configured] = settings.mailboxes
+    with sessions.begin() as session:
+        session.add(Library(id=library.id, name=library.name))
+        stale = Mailbox(key="imap://old@imap.old.test:993/INBOX", library_id=library.id,
+                        address="stare@biblioteka.test", last_uid=0)
+        session.add(stale)
+        session.flush()
+        current = Mailbox(key=configured.key, library_id=library.id,
+                          address=configured.address, last_uid=0)
+        session.add(current)
+        session.flush()
+        assert stale.id < current.id
+        came_to = {m.id: Request(mailbox_id=m.id) for m in (stale, current)}
+        assert _reminder_address(session, settings, library, None) == configured.address
+        assert _reminder_address(session, settings, library,
+                                 came_to[stale.id]) == configured.address
+        assert _reminder_address(session, settings, library,
+                                 came_to[current.id]) == configured.address

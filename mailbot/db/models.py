@@ -264,6 +264,9 @@ class Outbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # After a temporary failure the daemon waits until then (growing pauses).
     retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The first temporary failure: the daemon gives up daemon.send_retry_for after it (not
+    # after created_at: a reply held back by its relay's limits or pause has not failed).
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The sending account (SmtpSettings.key) it was handed to, set with sent_at: a relay's

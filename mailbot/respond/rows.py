@@ -81,10 +81,12 @@ class Pending:
     message: bytes
     attempts: int
     created_at: datetime
+    failing_since: datetime | None = None
 
 
 _PENDING = (Outbox.id, Outbox.request_id, Outbox.kind, Outbox.outcome, Outbox.mail_from,
-            Outbox.to_address, Outbox.message, Outbox.attempts, Outbox.created_at)
+            Outbox.to_address, Outbox.message, Outbox.attempts, Outbox.created_at,
+            Outbox.failing_since)
 PAGE = 100  # rows read at once (SQLite), so memory stays flat in a burst
 # Advisory lock keys (two-integer form, which never meets the decide stage's one-bigint
 # keys): the outbox, then the row id. pg_locks shows a sender's claims under this classid.
@@ -215,8 +217,11 @@ def _record(conn: Connection, row: Pending, error: TransportError,
     now = utcnow()
     attempts = row.attempts + 1
     last_error = str(error)[:1000]
+    # Counted from the first failure: a reply the relay's limits or pause held back for a
+    # day has not been failing meanwhile.
+    failing_since = row.failing_since or now
     expired = (work.retry_for is not None
-               and (now - row.created_at).total_seconds() > work.retry_for)
+               and (now - failing_since).total_seconds() > work.retry_for)
     if error.permanent or expired:
         conn.execute(_STILL_PENDING.values(state=OutboxState.FAILED, attempts=attempts,
                                            last_error=last_error), {"oid": row.id})
@@ -225,7 +230,7 @@ def _record(conn: Connection, row: Pending, error: TransportError,
                     " (gave up retrying)" if not error.permanent else "", error)
     else:
         conn.execute(_STILL_PENDING.values(
-            attempts=attempts, last_error=last_error,
+            attempts=attempts, last_error=last_error, failing_since=failing_since,
             retry_at=now + retry_delay(attempts, work.backoff_max)), {"oid": row.id})
         report.deferred += 1
         log.warning("outbox=%s request=%s deferred: %s", row.id, row.request_id, error)

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import re
+import socket
 import ssl
 from pathlib import Path
 from typing import Literal, Protocol
@@ -82,6 +83,29 @@ def throttling(code: int, message: str, *, stage: Stage) -> bool:
     if stage == "DATA":
         return 400 <= code < 500 and bool(_RATE.search(message))
     return False
+
+
+def unreachable_because(exc: BaseException, relay: SmtpSettings) -> str:
+    """Why a relay could not be reached, in words staff can act on (status, dashboard):
+    not ``SMTPConnectError: Error connecting to … [Errno 111] Connect call failed …``."""
+    cause = exc.__cause__ if isinstance(exc, aiosmtplib.SMTPConnectError) and \
+        exc.__cause__ is not None else exc
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return (f"TLS certificate not accepted ({cause.verify_message or cause}); check the "
+                "host name and ca_file")
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS failed ({cause.reason or cause})"
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused: is the relay running, are host and port right?"
+    if isinstance(cause, socket.gaierror):
+        return f"host name not found ({cause.strerror or cause})"
+    if isinstance(cause, (asyncio.TimeoutError, aiosmtplib.SMTPTimeoutError)):
+        return f"no answer within {relay.timeout:g} s"
+    if isinstance(cause, aiosmtplib.SMTPResponseException):
+        return f"the relay answered {cause.code} {cause.message}"
+    if isinstance(cause, OSError):
+        return cause.strerror or str(cause) or type(cause).__name__
+    return f"{type(cause).__name__}: {cause}"
 
 
 def _throttled(code: int, message: str) -> TransportError:
@@ -209,8 +233,8 @@ class SmtpLane:
                         and throttling(exc.code, exc.message, stage="connect")):
                     raise _throttled(exc.code, exc.message) from None  # e.g. a 421 greeting
                 raise TransportError(f"cannot reach {self.settings.host}:{self.settings.port}: "
-                                     f"{type(exc).__name__}: {exc}", permanent=False,
-                                     unreachable=True) from None
+                                     f"{unreachable_because(exc, self.settings)}",
+                                     permanent=False, unreachable=True) from None
         try:
             try:
                 await self._envelope(row)

@@ -50,10 +50,11 @@ def resend(session: Session, *, outbox_id: int, request: Request, user: str,
         raise ActionRefused("err_reply_pending")
     before = f"{row.state}, {row.attempts} attempt(s)" + (
         f", last error: {row.last_error}" if row.last_error else "")
-    # The daemon gives up on a reply retry_for seconds after created_at: a resend starts
-    # that clock again.
+    # The daemon gives up on a reply retry_for seconds after its first failure: a resend
+    # starts that clock again.
     row.state, row.due_at, row.created_at = OutboxState.PENDING, now, now
     row.retry_at, row.last_error, row.sent_at, row.attempts = None, None, None, 0
+    row.failing_since = None
     audit(session, user=user, action="resend", library_id=request.library_id, now=now,
           request_id=request.id, detail=f"reply #{row.id} to {row.to_address} (was {before})")
     return row

@@ -91,3 +91,44 @@ def test_run_once_keeps_a_relays_order_across_its_pause(tmp_path, monkeypatch):
                                                           ("r2@patron.test",)]
         with sessions() as session:
             assert set(session.scalars(select(Outbox.state))) == {OutboxState.SENT}
+
+
+def test_a_reply_held_back_for_days_is_retried_from_its_first_failure(tmp_path):
+    # Queued three days ago (a max_per_day relay, a weekend-long pause), first tried now:
+    # a greylisting 450 defers it. send_retry_for (2 days) counted from created_at failed
+    # it at once; it counts from the first failure.
+    with SmtpSink() as sink:
+        settings, sessions = _setup(tmp_path, [sink])
+        _queue(sessions, [("filia0@a.test", "r0@patron.test")],
+               datetime.now(UTC) - timedelta(days=3))
+        sink.fail_with(450, "4.2.0 Greylisted, please try again later", count=2, stage="RCPT")
+        report = asyncio.run(send_due(sessions, settings, honour_retry=True,
+                                      retry_for=172800.0))
+        assert (report.deferred, report.failed) == (1, 0)
+        with sessions.begin() as session:
+            row = session.scalars(select(Outbox)).one()
+            assert row.state == OutboxState.PENDING and row.attempts == 1
+            first = row.failing_since
+            assert first is not None and datetime.now(UTC) - first < timedelta(minutes=1)
+            # Two days and more of failures later, the next temporary failure gives up.
+            row.failing_since = first - timedelta(days=2, seconds=1)
+            row.retry_at = None
+        report = asyncio.run(send_due(sessions, settings, honour_retry=True,
+                                      retry_for=172800.0))
+        assert (report.deferred, report.failed) == (0, 1)
+
+
+def test_a_relay_that_cannot_be_reached_is_named_in_words(tmp_path):
+    # Not "SMTPConnectError: Error connecting to 127.0.0.1 on port N: [Errno 111] Connect
+    # call failed ('127.0.0.1', N)" on the dashboard.
+    from mailbot.db.models import Relay
+
+    sink = SmtpSink()  # never started: nothing listens on its port
+    settings, sessions = _setup(tmp_path, [sink])
+    _queue(sessions, [("filia0@a.test", "r0@patron.test")], datetime.now(UTC))
+    report = asyncio.run(send_due(sessions, settings))
+    assert report.unreachable and report.sent == 0
+    with sessions() as session:
+        [relay] = session.scalars(select(Relay)).all()
+    assert relay.last_error == (f"cannot reach {sink.host}:{sink.port}: connection refused: "
+                                "is the relay running, are host and port right?")

@@ -3,8 +3,9 @@
 A reply now leaves through the relay of the mailbox its request came in on, paced to that
 account's sending limits: the outbox keeps the relay each reply was handed to (its limits
 count its rows sent within the last minute, hour and day), and the new ``relays`` table
-keeps each account's health and pauses (authentication failure, throttling). Mailboxes
-remember since when they fail (a library is decided without a mailbox down longer than
+keeps each account's health and pauses (authentication failure, throttling). Replies remember their first
+temporary failure (they give up send_retry_for after it). Mailboxes remember since when
+they fail (a library is decided without a mailbox down longer than
 ``daemon.mailbox_grace``) and their authentication failures (the next login waits).
 
 Revision ID: 0004
@@ -13,6 +14,8 @@ Create Date: 2026-12-02 05:30:00
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -39,12 +42,25 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.add_column(sa.Column('relay', sa.String(length=500), nullable=True))
+        batch_op.add_column(sa.Column('failing_since', UTCDateTime(timezone=True), nullable=True))
         batch_op.create_index('ix_outbox_relay_sent', ['relay', 'sent_at'], unique=False)
     with op.batch_alter_table('mailboxes', schema=None) as batch_op:
         batch_op.add_column(sa.Column('down_since', UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('login_failures', sa.Integer(), nullable=False,
                                       server_default='0'))
         batch_op.add_column(sa.Column('login_retry_at', UTCDateTime(timezone=True), nullable=True))
+    # A mailbox failing when mailbot is upgraded is failing from now on: without a
+    # down_since its grace would never start.
+    mailboxes = sa.table('mailboxes', sa.column('last_error', sa.Text),
+                         sa.column('down_since', UTCDateTime(timezone=True)))
+    op.execute(mailboxes.update().where(mailboxes.c.last_error.is_not(None))
+               .values(down_since=datetime.now(UTC)))
+    # Retries already under way keep their clock: it ran from created_at before.
+    outbox = sa.table('outbox', sa.column('attempts', sa.Integer), sa.column('state', sa.String),
+                      sa.column('created_at', UTCDateTime(timezone=True)),
+                      sa.column('failing_since', UTCDateTime(timezone=True)))
+    op.execute(outbox.update().where(outbox.c.state == 'pending', outbox.c.attempts > 0)
+               .values(failing_since=outbox.c.created_at))
 
 
 def downgrade() -> None:
@@ -54,5 +70,6 @@ def downgrade() -> None:
         batch_op.drop_column('down_since')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_relay_sent')
+        batch_op.drop_column('failing_since')
         batch_op.drop_column('relay')
     op.drop_table('relays')
