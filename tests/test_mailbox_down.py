@@ -255,3 +255,30 @@ def test_with_no_grace_a_broken_mailbox_holds_its_library(tmp_path, imap_user_fa
     sleep_until(as_aware(row_of(bot, bad).down_since) + timedelta(seconds=GRACE))
     assert bot.run_once() == 1
     assert outcomes(bot) == {"b@patron.test": None}
+
+
+def test_corrected_credentials_are_tried_at_once_not_after_the_back_off(
+        tmp_path, imap_user_factory, smtp_sink, dovecot):
+    # The wrong password earned a wait (auth_retry, up to auth_retry_max: an hour). IT
+    # puts the right one in the config: the next run logs in at once, not after the hour
+    # the wrong one earned. The same wrong password again still waits.
+    slow = RUN_ONCE.replace("auth_retry = 3.0", "auth_retry = 600.0").replace(
+        "auth_retry_max = 30.0", "auth_retry_max = 3600.0")
+    bot, good, bad, right, wrong, w = _library(tmp_path, imap_user_factory, smtp_sink, slow,
+                                               codes=2)
+    _append(bad, w, "a", 1)
+    assert bot.run_once() == 1
+    assert refused_logins(dovecot, bad) == 1
+    assert bot.run_once() == 1  # the same wrong password: not tried again
+    assert refused_logins(dovecot, bad) == 1
+    typo = wrong.replace('password = "wrong-Pa55"', 'password = "wrong-Pa56"')
+    bot.config.write_text(typo)
+    assert bot.run_once() == 1  # another (still wrong) password: tried at once, refused
+    assert refused_logins(dovecot, bad) == 2
+    assert row_of(bot, bad).login_failures == 1  # its own first refusal
+    bot.config.write_text(right)
+    assert bot.run_once() == 0  # corrected: read at once, a is answered
+    assert outcomes(bot)["a@patron.test"] == "issued"
+    healed = row_of(bot, bad)
+    assert (healed.login_failures, healed.login_retry_at, healed.login_refused_for) == (
+        0, None, None)

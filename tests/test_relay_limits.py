@@ -279,6 +279,15 @@ def test_a_refused_login_pauses_the_relay_per_auth_retry_and_is_not_hammered(
             assert len(relay.logins) > logins
             assert {o.attempts for o in outbox_rows(bot)} == {0}
             assert default.messages == [] and relay.messages == []
+
+            # IT corrects the password: the pause the wrong one earned (10 minutes now)
+            # does not hold the right one back; the replies go at once.
+            bot.config.write_text(bot.config.read_text().replace('"wrong-password"',
+                                                                 '"right-password"'))
+            assert bot.run_once() == 0
+            assert len(relay.wait_for(2)) == 2
+            state = _relay_row(sessions, key)
+            assert (state.paused_until, state.pause_reason, state.failures) == (None, None, 0)
             sessions.kw["bind"].dispose()
         finally:
             default.stop()

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailbot.clock import as_aware, utcnow
 from mailbot.db.models import Mailbox, Request
 from mailbot.db.readonly import read_only
+from mailbot.login import fingerprint
 
 if TYPE_CHECKING:
     from mailbot.config import DaemonSettings, MailboxSettings
@@ -86,7 +87,7 @@ def record_poll(session: Session, mailbox_id: int, *, caught_up_to: datetime) ->
     row.last_poll_at, row.last_error = utcnow(), None
     row.caught_up_to = caught_up_to
     row.down_since = None
-    row.login_failures, row.login_retry_at = 0, None
+    row.login_failures, row.login_retry_at, row.login_refused_for = 0, None, None
 
 
 def login_wait(failures: int, daemon: DaemonSettings) -> float:
@@ -104,12 +105,18 @@ class Health(NamedTuple):
 
 
 def mailbox_health(sessions: sessionmaker[Session], mb: MailboxSettings) -> Health:
+    """The row's health; the login wait only while the credentials configured now are
+    the ones refused (IT's corrected password is tried at once)."""
     with _reading(sessions) as session:
-        row = session.execute(select(Mailbox.down_since, Mailbox.login_retry_at)
+        row = session.execute(select(Mailbox.down_since, Mailbox.login_retry_at,
+                                     Mailbox.login_refused_for)
                               .where(Mailbox.key == mb.key)).first()
     if row is None:
         return Health(None, None)
-    return Health(*(as_aware(t) if t is not None else None for t in row))
+    down, retry_at, refused_for = row
+    if refused_for is not None and refused_for != fingerprint.credentials(mb):
+        retry_at = None
+    return Health(*(as_aware(t) if t is not None else None for t in (down, retry_at)))
 
 
 def login_deferred(sessions: sessionmaker[Session], mb: MailboxSettings,
@@ -134,7 +141,7 @@ def record_login_ok(sessions: sessionmaker[Session], mb: MailboxSettings) -> Non
     try:
         with sessions.begin() as session:
             row = mailbox_row(session, mb)
-            row.login_failures, row.login_retry_at = 0, None
+            row.login_failures, row.login_retry_at, row.login_refused_for = 0, None, None
             row.last_error = None
     except Exception:
         log.exception("could not record the login of %s", mb.key)
@@ -160,7 +167,11 @@ def record_mailbox_error(sessions: sessionmaker[Session], mb: MailboxSettings,
             row.last_error = error[:1000]
             row.down_since = row.down_since or now
             if login_refused and daemon is not None:
-                row.login_failures = (row.login_failures or 0) + 1
+                tried = fingerprint.credentials(mb)
+                # New credentials refused too: their own first refusal.
+                same = row.login_refused_for in (None, tried)
+                row.login_failures = (row.login_failures or 0) + 1 if same else 1
+                row.login_refused_for = tried
                 row.login_retry_at = retry_at = now + timedelta(
                     seconds=login_wait(row.login_failures, daemon))
             return Health(as_aware(row.down_since), retry_at)

@@ -100,6 +100,9 @@ class Mailbox(Base):
     # secret is not tried again at full speed, by any process (daemon or run --once).
     login_failures: Mapped[int] = mapped_column(Integer, default=0)
     login_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The credentials those logins were refused with (login/fingerprint.py): changed
+    # credentials are tried at once.
+    login_refused_for: Mapped[str | None] = mapped_column(String(16))
 
 
 class Relay(Base):
@@ -118,6 +121,9 @@ class Relay(Base):
     pause_reason: Mapped[str | None] = mapped_column(String(16))  # "auth" | "throttled"
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # For an "auth" pause: the credentials refused (login/fingerprint.py); changed ones
+    # end the pause.
+    refused_for: Mapped[str | None] = mapped_column(String(16))
 
 
 class Reader(Base):

@@ -36,6 +36,7 @@ from mailbot.config import Settings, SmtpSettings
 from mailbot.db.models import Outbox, UTCDateTime
 from mailbot.db.readonly import read_only
 from mailbot.db.session import reading
+from mailbot.login import fingerprint
 from mailbot.outcomes import OutboxState
 from mailbot.respond import pacing, relays
 from mailbot.respond.relays import RelayState, Transports
@@ -153,7 +154,7 @@ async def _send_relay(work: Round, relay: SmtpSettings, ids: list[int],
                       state: RelayState) -> SendReport:
     """One relay's part of a round: its pause, its allowance, then its rows."""
     report = SendReport()
-    if state.paused(work.now):
+    if state.paused(work.now, relay):
         report.paused = len(ids)
         report.wake(state.paused_until)
         return report
@@ -212,8 +213,10 @@ async def _send_through(work: Round, relay: SmtpSettings, ids: Sequence[int],
     now = work.clock()
     if stopped is not None and (stopped.auth or stopped.throttled):
         with engine.begin() as conn:
-            new = relays.record_pause(conn, relay.key, "auth" if stopped.auth else "throttled",
-                                      str(stopped), now, work.settings.daemon)
+            new = relays.record_pause(
+                conn, relay.key, "auth" if stopped.auth else "throttled", str(stopped), now,
+                work.settings.daemon,
+                refused_for=fingerprint.credentials(relay) if stopped.auth else None)
         report.paused += sum(1 for i in ids if i not in report.tried)
         report.wake(new.paused_until)
         log.warning("relay %s paused until %s (%s): %s", relay.key,

@@ -27,6 +27,7 @@ from mailbot.clock import as_aware
 from mailbot.config import DaemonSettings, Settings, SmtpSettings
 from mailbot.db.models import Outbox, Relay
 from mailbot.db.session import reading
+from mailbot.login import fingerprint
 from mailbot.outcomes import OutboxState
 from mailbot.respond import pacing
 from mailbot.respond.smtp import Transport, transport_for
@@ -58,9 +59,15 @@ class RelayState:
     pause_reason: str | None = None  # "auth" | "throttled"
     failures: int = 0
     last_ok_at: datetime | None = None
+    refused_for: str | None = None  # an "auth" pause: the credentials refused
 
-    def paused(self, now: datetime) -> bool:
-        return self.paused_until is not None and self.paused_until > now
+    def paused(self, now: datetime, relay: SmtpSettings | None = None) -> bool:
+        """Whether nothing may be sent through it now. An "auth" pause ends as soon as the
+        relay's credentials (``relay``, as configured now) are not the ones refused."""
+        if self.paused_until is None or self.paused_until <= now:
+            return False
+        return not (relay is not None and self.pause_reason == "auth"
+                    and self.refused_for not in (None, fingerprint.credentials(relay)))
 
     @property
     def troubled(self) -> bool:
@@ -70,13 +77,14 @@ class RelayState:
 
 
 _STATE = (Relay.key, Relay.last_error, Relay.down_since, Relay.paused_until,
-          Relay.pause_reason, Relay.failures, Relay.last_ok_at)
+          Relay.pause_reason, Relay.failures, Relay.last_ok_at, Relay.refused_for)
 
 
 def _state(row: object) -> RelayState:
-    key, error, down, paused, reason, failures, ok = row  # type: ignore[misc]
+    key, error, down, paused, reason, failures, ok, refused = row  # type: ignore[misc]
     aware = lambda t: as_aware(t) if t is not None else None  # noqa: E731
-    return RelayState(key, error, aware(down), aware(paused), reason, failures or 0, aware(ok))
+    return RelayState(key, error, aware(down), aware(paused), reason, failures or 0, aware(ok),
+                      refused)
 
 
 def read_states(conn: Connection | Session, keys: Iterable[str] | None = None
@@ -102,7 +110,7 @@ def record_ok(conn: Connection, key: str, now: datetime, *, troubled: bool) -> N
     values: dict[str, object] = {"last_ok_at": now}
     if troubled:
         values.update(last_error=None, down_since=None, paused_until=None,
-                      pause_reason=None, failures=0)
+                      pause_reason=None, failures=0, refused_for=None)
     conn.execute(update(Relay).where(Relay.key == key).values(**values))
 
 
@@ -123,19 +131,22 @@ def pause_for(reason: str, failures: int, daemon: DaemonSettings) -> timedelta:
 
 
 def record_pause(conn: Connection, key: str, reason: str, error: str, now: datetime,
-                 daemon: DaemonSettings) -> RelayState:
+                 daemon: DaemonSettings, *, refused_for: str | None = None) -> RelayState:
     """Pauses the relay after a throttling answer (``reason="throttled"``) or an
-    authentication failure (``"auth"``), for longer with each one in a row; returns the
-    new state. ``error`` is shown to staff: never a secret in it (AuthFailure's text)."""
+    authentication failure (``"auth"``, with the fingerprint of the credentials refused),
+    for longer with each one in a row; returns the new state. ``error`` is shown to staff:
+    never a secret in it (AuthFailure's text)."""
     _ensure(conn, key)
     old = read_states(conn, [key]).get(key, RelayState(key))
-    failures = old.failures + 1 if old.pause_reason == reason else 1
+    same = old.pause_reason == reason and (reason != "auth" or old.refused_for in (
+        None, refused_for))
+    failures = old.failures + 1 if same else 1
     until = now + pause_for(reason, failures, daemon)
     conn.execute(update(Relay).where(Relay.key == key).values(
         last_error=error[:1000], paused_until=until, pause_reason=reason, failures=failures,
-        down_since=old.down_since or now))
+        down_since=old.down_since or now, refused_for=refused_for))
     return RelayState(key, error[:1000], old.down_since or now, until, reason, failures,
-                      old.last_ok_at)
+                      old.last_ok_at, refused_for)
 
 
 # -- limits ---------------------------------------------------------------------------
@@ -211,7 +222,7 @@ def queue_by_relay(sessions: sessionmaker[Session], settings: Settings, now: dat
     for key, relay in relays.items():
         limits = pacing.Limits.of(relay)
         state = states.get(key, RelayState(key))
-        pause = state.paused_until if state.paused(now) else None
+        pause = state.paused_until if state.paused(now, relay) else None
         slot = pacing.next_slot(limits, recent[key], now)
         if pause is not None:
             slot = max(slot, pause)

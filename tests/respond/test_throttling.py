@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailbot.respond.smtp import throttling
+from mailbot.respond.answers import throttling
 
 
 @pytest.mark.parametrize(("code", "text", "stage"), [

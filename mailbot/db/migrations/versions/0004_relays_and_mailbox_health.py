@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column('pause_reason', sa.String(length=16), nullable=True),
         sa.Column('failures', sa.Integer(), nullable=False),
         sa.Column('last_ok_at', UTCDateTime(timezone=True), nullable=True),
+        sa.Column('refused_for', sa.String(length=16), nullable=True),
         sa.PrimaryKeyConstraint('key'),
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
@@ -49,6 +50,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('login_failures', sa.Integer(), nullable=False,
                                       server_default='0'))
         batch_op.add_column(sa.Column('login_retry_at', UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('login_refused_for', sa.String(length=16), nullable=True))
     # A mailbox failing when mailbot is upgraded is failing from now on: without a
     # down_since its grace would never start.
     mailboxes = sa.table('mailboxes', sa.column('last_error', sa.Text),
@@ -65,6 +67,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table('mailboxes', schema=None) as batch_op:
+        batch_op.drop_column('login_refused_for')
         batch_op.drop_column('login_retry_at')
         batch_op.drop_column('login_failures')
         batch_op.drop_column('down_since')
