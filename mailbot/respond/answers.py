@@ -51,8 +51,8 @@ def unreachable_because(exc: BaseException, relay: SmtpSettings) -> str:
     cause = exc.__cause__ if isinstance(exc, aiosmtplib.SMTPConnectError) and \
         exc.__cause__ is not None else exc
     if isinstance(cause, ssl.SSLCertVerificationError):
-        return (f"TLS certificate not accepted ({cause.verify_message or cause}); check the "
-                "host name and ca_file")
+        return (f"TLS certificate not accepted (certificate verify failed: "
+                f"{cause.verify_message or cause}); check the host name and ca_file")
     if isinstance(cause, ssl.SSLError):
         return f"TLS failed ({cause.reason or cause})"
     if isinstance(cause, ConnectionRefusedError):

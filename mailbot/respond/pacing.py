@@ -61,9 +61,10 @@ class Limits:
 
 
 def _recent(limits: Limits, sent: Iterable[datetime], now: datetime) -> list[datetime]:
-    """The send times that still count (within the last day, not after now), oldest first,
-    at most ``depth`` of them."""
-    times = sorted(t for t in sent if now - DAY < t <= now)
+    """The send times that still count (within the last day), oldest first, at most
+    ``depth`` of them. One after ``now`` (written by a process on a host whose clock runs
+    ahead) counts as sent now: ignored, it would let the relay exceed its limits."""
+    times = sorted(min(t, now) for t in sent if now - DAY < t)
     return times[max(0, len(times) - limits.depth):] if limits.depth else []
 
 

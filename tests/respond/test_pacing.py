@@ -76,3 +76,12 @@ def test_limits_are_read_from_a_relay_settings_object() -> None:
     assert limits == Limits(per_minute=30, per_day=10000)
     assert limits.limited and limits.depth == 10000
     assert not Limits.of(SmtpSettings()).limited
+
+
+def test_a_send_time_ahead_of_this_clock_counts_as_now():
+    # Another host's clock runs a minute ahead: its sends, stamped in "the future", still
+    # count, or two processes together would exceed the limit.
+    now = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    limits = Limits(per_minute=2)
+    ahead = [now + timedelta(seconds=50), now + timedelta(seconds=55)]
+    assert allowance(limits, ahead, now) == 0
