@@ -12,12 +12,11 @@ mailbox's own, it is blanked out.
 from __future__ import annotations
 
 import re
-import socket
-import ssl
 
 from imapclient.exceptions import CapabilityError, IMAPClientAbortError, IMAPClientError
 
 from mailbot.config import MailboxSettings
+from mailbot.connection_errors import in_words
 from mailbot.login.failures import AuthFailure
 
 _BYTES_REPR = re.compile(r"""\bb(['"])((?:(?!\1)[^\\]|\\.)*)\1""")
@@ -33,17 +32,9 @@ def failure_text(exc: BaseException, mb: MailboxSettings) -> str:
 
 def _what(exc: BaseException, mb: MailboxSettings) -> str:
     said = plain(str(exc)) or type(exc).__name__
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"TLS certificate not accepted (certificate verify failed: "
-                f"{exc.verify_message or said}); check the host name and ca_file")
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed ({exc.reason or said})"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused: is the server running, are host and port right?"
-    if isinstance(exc, socket.gaierror):
-        return f"host name not found ({exc.strerror or said})"
-    if isinstance(exc, TimeoutError):  # socket.timeout too
-        return f"no answer within {mb.timeout:g} s"
+    network = in_words(exc, server="server", timeout=mb.timeout)
+    if network is not None:
+        return network
     if isinstance(exc, (ConnectionError, IMAPClientAbortError, EOFError)):
         return f"connection lost ({said})"
     if isinstance(exc, CapabilityError):

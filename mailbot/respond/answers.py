@@ -4,15 +4,13 @@ and why a relay could not be reached, in words staff can act on."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import socket
-import ssl
 from typing import Literal
 
 import aiosmtplib
 
 from mailbot.config import SmtpSettings
+from mailbot.connection_errors import in_words
 
 # The providers' answers when an account sent too much, whatever their code: Gmail's
 # "550 5.4.5 Daily user sending limit exceeded", Exchange Online's "554 5.2.0 ...
@@ -50,16 +48,10 @@ def unreachable_because(exc: BaseException, relay: SmtpSettings) -> str:
     not ``SMTPConnectError: Error connecting to … [Errno 111] Connect call failed …``."""
     cause = exc.__cause__ if isinstance(exc, aiosmtplib.SMTPConnectError) and \
         exc.__cause__ is not None else exc
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return (f"TLS certificate not accepted (certificate verify failed: "
-                f"{cause.verify_message or cause}); check the host name and ca_file")
-    if isinstance(cause, ssl.SSLError):
-        return f"TLS failed ({cause.reason or cause})"
-    if isinstance(cause, ConnectionRefusedError):
-        return "connection refused: is the relay running, are host and port right?"
-    if isinstance(cause, socket.gaierror):
-        return f"host name not found ({cause.strerror or cause})"
-    if isinstance(cause, (asyncio.TimeoutError, aiosmtplib.SMTPTimeoutError)):
+    said = in_words(cause, server="relay", timeout=relay.timeout)
+    if said is not None:
+        return said
+    if isinstance(cause, aiosmtplib.SMTPTimeoutError):
         return f"no answer within {relay.timeout:g} s"
     if isinstance(cause, aiosmtplib.SMTPResponseException):
         return f"the relay answered {cause.code} {cause.message}"
