@@ -183,7 +183,7 @@ def test_the_daemon_answers_the_other_branch_after_the_grace_and_does_not_hammer
     # `mailbot run`: b (branch 0) is answered once the grace (1.5 s) after branch 1's
     # first failure is over, not before; branch 1's wrong password is tried at once, then
     # after 2 s, then after 4 s — not every second — and a daemon restarted meanwhile
-    # waits too. Fixed, its mail is read and answered.
+    # waits too. Fixed, its mail is read and answered (at once: new credentials).
     tables = """
 [daemon]
 mailbox_grace = 1.5
@@ -232,9 +232,10 @@ enabled = false
         daemon.join(10)
     daemon = run(right)
     try:
+        # The corrected password is not held to the wait the wrong one earned
+        # (login/fingerprint.py): the restarted daemon logs in at once.
         replies = smtp_sink.wait_for(2, timeout=10.0)
         assert [m.message["In-Reply-To"] for m in replies] == [mid_b, mid_a]
-        assert replies[1].received_at >= retry_at
         assert refused_logins(dovecot, bad) == 2
         assert outcomes(bot) == {"a@patron.test": "issued", "b@patron.test": "issued"}
         row = row_of(bot, bad)
