@@ -19,7 +19,7 @@ from mailbot.clock import as_aware, month_key, month_of, utcnow
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import Code, JobRun, Library, Mailbox, Outbox, Request
 from mailbot.db.session import reading
-from mailbot.decide.horizon import grace_ends
+from mailbot.decide.horizon import mailbox_health
 from mailbot.outcomes import OutboxState, RequestState
 from mailbot.respond.relays import RelayQueue, queue_by_relay
 
@@ -92,25 +92,27 @@ def _at(when: datetime, tz: ZoneInfo) -> str:
 
 def mailbox_trouble(mb: Mailbox, grace: float, tz: ZoneInfo, now: datetime) -> list[str]:
     """What a mailbox in error means for its library: since when it is down, whether its
-    library's requests still wait for it, and when its next login is tried."""
+    library's requests still wait for it, and when its next login is tried (worked out as
+    for the dashboard: decide.horizon.mailbox_health)."""
+    health = mailbox_health(mb, grace, now)
     lines = []
-    if mb.down_since is not None and mb.last_error is None:
-        lines.append(f"reading again after being down since {_at(mb.down_since, tz)}; the "
-                     "library's requests wait until it is read")
-    elif mb.down_since is not None:
-        since = f"down since {_at(mb.down_since, tz)}"
-        ends = grace_ends(mb.down_since, grace)
-        if ends is None:
-            lines.append(f"{since}; the library's requests wait for it (mailbox_grace = 0)")
-        elif ends <= now:
-            lines.append(f"{since}; the library is decided without it since {_at(ends, tz)}"
+    if health.reading_again:
+        lines.append(f"reading again after being down since {_at(health.down_since, tz)}; "
+                     "the library's requests wait until it is read")
+    elif health.down_since is not None:
+        since = f"down since {_at(health.down_since, tz)}"
+        if health.without_since is not None:
+            lines.append(f"{since}; the library is decided without it since "
+                         f"{_at(health.without_since, tz)}"
                          " (its mail, once read, is decided among what is still undecided)")
+        elif health.waits_until is not None:
+            lines.append(f"{since}; the library's requests wait for it until "
+                         f"{_at(health.waits_until, tz)}, then are decided without it")
         else:
-            lines.append(f"{since}; the library's requests wait for it until {_at(ends, tz)},"
-                         " then are decided without it")
-    if mb.login_retry_at is not None and as_aware(mb.login_retry_at) > now:
-        refused = mb.login_failures or 0
-        lines.append(f"next login {_at(mb.login_retry_at, tz)} "
+            lines.append(f"{since}; the library's requests wait for it (mailbox_grace = 0)")
+    if health.next_login is not None:
+        refused = health.refused
+        lines.append(f"next login {_at(health.next_login, tz)} "
                      f"(refused {refused} time{'' if refused == 1 else 's'} in a row)")
     return lines
 

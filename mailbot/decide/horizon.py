@@ -157,3 +157,39 @@ def waiting_on(session: Session, settings: Settings, *,
             if mark is None or mark.replace(microsecond=0) <= newest:
                 lagging.append(key)
     return lagging
+
+
+@dataclass
+class MailboxHealth:
+    """A mailbox as staff see it (the dashboard's queue page, ``mailbot status``): its last
+    poll, and when it is failing, why, since when, what that means for its library (waited
+    for until ``waits_until``, or decided without it since ``without_since``; neither:
+    waited for however long, mailbox_grace = 0) and when its next login is tried."""
+
+    address: str
+    last_poll_at: datetime | None
+    error: str | None
+    down_since: datetime | None = None
+    waits_until: datetime | None = None
+    without_since: datetime | None = None
+    next_login: datetime | None = None
+    refused: int = 0  # logins refused in a row
+
+    @property
+    def reading_again(self) -> bool:
+        """Down until just now: it took our login, its poll is under way."""
+        return self.down_since is not None and self.error is None
+
+
+def mailbox_health(mb: Mailbox, grace: float, now: datetime) -> MailboxHealth:
+    down = as_aware(mb.down_since) if mb.down_since is not None else None
+    health = MailboxHealth(mb.address, mb.last_poll_at, mb.last_error, down_since=down)
+    ends = grace_ends(down, grace) if mb.last_error is not None else None
+    if ends is not None and ends <= now:
+        health.without_since = ends
+    elif ends is not None:
+        health.waits_until = ends
+    retry = as_aware(mb.login_retry_at) if mb.login_retry_at is not None else None
+    if retry is not None and retry > now:
+        health.next_login, health.refused = retry, mb.login_failures or 0
+    return health

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from mailbot.clock import as_aware, month_end, month_key, month_of, month_start, parse_month
+from mailbot.clock import month_end, month_key, month_of, month_start, parse_month
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import (
     AuditLog,
@@ -25,7 +25,7 @@ from mailbot.db.models import (
     Outbox,
     Request,
 )
-from mailbot.decide.horizon import grace_ends
+from mailbot.decide.horizon import MailboxHealth, mailbox_health
 from mailbot.intake.parse import parse_mail
 from mailbot.outcomes import SETTLED, OutboxState, RequestState
 from mailbot.respond.relays import RelayQueue
@@ -38,41 +38,6 @@ def handled_clause() -> Any:
 
 
 # -- queue ----------------------------------------------------------------------------------
-
-
-@dataclass
-class MailboxHealth:
-    """A mailbox as staff see it: its last poll, and when it is failing, why, since when,
-    what that means for its library (waited for until ``waits_until``, or decided without
-    it since ``without_since``) and when its next login is tried."""
-
-    address: str
-    last_poll_at: datetime | None
-    error: str | None
-    down_since: datetime | None = None
-    waits_until: datetime | None = None
-    without_since: datetime | None = None
-    next_login: datetime | None = None
-    refused: int = 0  # logins refused in a row
-
-    @property
-    def reading_again(self) -> bool:
-        """Down until just now: it took our login, its poll is under way."""
-        return self.down_since is not None and self.error is None
-
-
-def mailbox_health(mb: Mailbox, grace: float, now: datetime) -> MailboxHealth:
-    down = as_aware(mb.down_since) if mb.down_since is not None else None
-    health = MailboxHealth(mb.address, mb.last_poll_at, mb.last_error, down_since=down)
-    ends = grace_ends(down, grace) if mb.last_error is not None else None
-    if ends is not None and ends <= now:
-        health.without_since = ends
-    elif ends is not None:
-        health.waits_until = ends
-    retry = as_aware(mb.login_retry_at) if mb.login_retry_at is not None else None
-    if retry is not None and retry > now:
-        health.next_login, health.refused = retry, mb.login_failures or 0
-    return health
 
 
 @dataclass
