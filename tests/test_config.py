@@ -8,6 +8,7 @@ import pytest
 
 from mailbot.config import load_settings, settings_from_dict
 from mailbot.errors import ConfigError
+from mailbot.respond.pacing import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -280,7 +281,7 @@ def test_a_mailbox_relay_inherits_the_mailbox_oauth_and_replies_route_by_mailbox
     settings = settings_from_dict(data)
     own = settings.relay_for("a", "Ebooki@A.example.org")
     assert own.key == "smtp://u@smtp.office365.com:587" and own.oauth.client_secret == "s3cr3t"
-    assert own.limited and (own.max_per_minute, own.max_per_hour) == (30, None)
+    assert Limits.of(own).limited and (own.max_per_minute, own.max_per_hour) == (30, None)
     assert settings.relay_for("b", "ebooki@b.example.org") is settings.smtp
     assert settings.relay_for("a", "gone@a.example.org") is settings.smtp
     assert list(settings.relays) == ["smtp://@relay.consortium.example:25",

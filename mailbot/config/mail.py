@@ -103,10 +103,6 @@ class SmtpSettings:
             return f"file:{self.file_outbox}"
         return f"smtp://{self.username or ''}@{self.host}:{self.port}"
 
-    @property
-    def limited(self) -> bool:
-        return any((self.max_per_minute, self.max_per_hour, self.max_per_day))
-
 
 @dataclass(frozen=True)
 class MailboxSettings:

@@ -26,6 +26,7 @@ from mailbot.clock import as_aware, utcnow
 from mailbot.db.models import Mailbox, Request
 from mailbot.db.readonly import read_only
 from mailbot.login import fingerprint
+from mailbot.login.failures import login_wait
 
 if TYPE_CHECKING:
     from mailbot.config import DaemonSettings, MailboxSettings
@@ -88,12 +89,6 @@ def record_poll(session: Session, mailbox_id: int, *, caught_up_to: datetime) ->
     row.caught_up_to = caught_up_to
     row.down_since = None
     row.login_failures, row.login_retry_at, row.login_refused_for = 0, None, None
-
-
-def login_wait(failures: int, daemon: DaemonSettings) -> float:
-    """Seconds before the next login after ``failures`` refused logins in a row:
-    auth_retry, doubling with each, at most auth_retry_max."""
-    return min(daemon.auth_retry * 2 ** max(0, failures - 1), daemon.auth_retry_max)
 
 
 class Health(NamedTuple):

@@ -8,6 +8,11 @@ it never holds a password, a secret or a token.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mailbot.config import DaemonSettings
+
 
 class AuthFailure(Exception):
     """The server or the identity provider refused our credentials: trying again at once
@@ -36,3 +41,10 @@ class IdentityUnreachable(OSError):
     error like any other ``OSError`` (intake and the SMTP lanes retry it as such, without
     the back-off of an ``AuthFailure``). Its text names the provider and the mailbox or
     relay, never a secret."""
+
+
+def login_wait(failures: int, daemon: DaemonSettings) -> float:
+    """Seconds before the next login after ``failures`` refused logins in a row (a
+    mailbox's, or a relay's pause): auth_retry, doubling with each, at most
+    auth_retry_max."""
+    return min(daemon.auth_retry * 2 ** max(0, failures - 1), daemon.auth_retry_max)

@@ -28,6 +28,7 @@ from mailbot.config import DaemonSettings, Settings, SmtpSettings
 from mailbot.db.models import Outbox, Relay
 from mailbot.db.session import reading
 from mailbot.login import fingerprint
+from mailbot.login.failures import login_wait
 from mailbot.outcomes import OutboxState
 from mailbot.respond import pacing
 from mailbot.respond.smtp import Transport, transport_for
@@ -124,10 +125,9 @@ def record_down(conn: Connection, key: str, error: str, now: datetime) -> None:
 
 def pause_for(reason: str, failures: int, daemon: DaemonSettings) -> timedelta:
     """The pause after the ``failures``-th failure of that kind in a row (1-based)."""
-    n = max(0, failures - 1)
     if reason == "auth":
-        return timedelta(seconds=min(daemon.auth_retry_max, daemon.auth_retry * 2 ** n))
-    return timedelta(seconds=min(THROTTLE_MAX, THROTTLE_FIRST * 2 ** n))
+        return timedelta(seconds=login_wait(failures, daemon))
+    return timedelta(seconds=min(THROTTLE_MAX, THROTTLE_FIRST * 2 ** max(0, failures - 1)))
 
 
 def record_pause(conn: Connection, key: str, reason: str, error: str, now: datetime,
