@@ -39,7 +39,7 @@ from mailbot import aio, offload
 from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db import notify
-from mailbot.db.mailboxes import mailbox_health, record_login_ok, record_mailbox_error
+from mailbot.db.mailboxes import read_health, record_login_ok, record_mailbox_error
 from mailbot.db.session import reading
 from mailbot.intake.failures import failure_text
 from mailbot.intake.imap import connect
@@ -247,7 +247,7 @@ class Daemon:
         d = self.settings.daemon
         backoff = 1.0
         while not self.stopping.is_set():
-            health = mailbox_health(self.sessions, mb)
+            health = read_health(self.sessions, mb)
             if health.login_retry_at is not None and health.login_retry_at > utcnow():
                 # Its login was refused (by this process or another, or before a restart):
                 # not tried again before then, however often we are restarted.

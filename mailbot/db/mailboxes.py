@@ -99,7 +99,7 @@ class Health(NamedTuple):
     login_retry_at: datetime | None
 
 
-def mailbox_health(sessions: sessionmaker[Session], mb: MailboxSettings) -> Health:
+def read_health(sessions: sessionmaker[Session], mb: MailboxSettings) -> Health:
     """The row's health; the login wait only while the credentials configured now are
     the ones refused (IT's corrected password is tried at once)."""
     with _reading(sessions) as session:
@@ -118,7 +118,7 @@ def login_deferred(sessions: sessionmaker[Session], mb: MailboxSettings,
                    now: datetime | None = None) -> datetime | None:
     """When the mailbox may next try to log in, if that is still to come (its last logins
     were refused); None: log in now."""
-    retry_at = mailbox_health(sessions, mb).login_retry_at
+    retry_at = read_health(sessions, mb).login_retry_at
     return retry_at if retry_at is not None and retry_at > (now or utcnow()) else None
 
 
