@@ -1,3 +1,3 @@
 """mailbot: hands out monthly e-book access codes to library patrons who ask by email."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

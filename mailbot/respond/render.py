@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, meta
 from markupsafe import Markup, escape
 
 from mailbot import outcomes
+from mailbot.resources import TEMPLATES
 from mailbot.respond import i18n, shapes
 from mailbot.respond.variables import prepare_context
 from mailbot.respond.wrap import finish, tidy_text
@@ -44,7 +45,7 @@ __all__ = [
     "variables_used",
 ]
 
-DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+DEFAULT_TEMPLATES_DIR = TEMPLATES  # the shipped templates (mailbot/resources.py)
 
 REPLY_OUTCOMES = outcomes.REPLY_OUTCOMES
 NO_REPLY_OUTCOMES = outcomes.NO_REPLY_OUTCOMES

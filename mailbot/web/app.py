@@ -26,12 +26,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailbot.clock import utcnow
 from mailbot.config import Settings
+from mailbot.resources import TEMPLATES
 from mailbot.web import i18n, views
 from mailbot.web.auth import secret_key
 from mailbot.web.context import WebState, lang_of
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "web"
+TEMPLATES_DIR = TEMPLATES / "web"
 SESSION_COOKIE = "mailbot_session"
 
 # Pages: only our own files; no inline script; frames only from ourselves (the sandboxed

@@ -1,0 +1,26 @@
+"""Where mailbot's own files are: the reply and dashboard templates.
+
+The source keeps them at the top level (``templates/``, beside ``mailbot/``); a built wheel
+carries the same folder inside the package (``mailbot/templates/``, pyproject.toml's
+force-include). An installed mailbot finds them in the package, a checkout (or an editable
+install, which runs the checkout) beside it. (An editable install also gets a copy in
+site-packages, as hatchling force-includes into editable wheels too; that copy is never
+read: the checkout's package, which is what is imported, has no ``templates/`` of its own.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def templates_root() -> Path:
+    """The folder holding ``email/`` and ``web/``."""
+    inside = _PACKAGE / "templates"
+    if inside.is_dir():
+        return inside
+    return _PACKAGE.parent / "templates"
+
+
+TEMPLATES = templates_root()
