@@ -15,9 +15,32 @@ Issuing a code is mailbot.ledger's; composing replies on worker processes mailbo
 
 from __future__ import annotations
 
-from mailbot.decide.context import reply_context
-from mailbot.decide.horizon import Waiting, arrival_horizon, waiting, waiting_on
-from mailbot.decide.runner import FIRST_BATCH, Decided, decide_pending
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailbot.decide.context import reply_context
+    from mailbot.decide.horizon import Waiting, arrival_horizon, waiting, waiting_on
+    from mailbot.decide.runner import FIRST_BATCH, Decided, decide_pending
+
+# Each name is imported from its module when first asked for (PEP 562): ``mailbot status``
+# and the dashboard need the horizon (what waits, a mailbox's health), not the runner,
+# the rules and the reply composer behind it (a tenth of a second at every start).
+_HOMES = {
+    "reply_context": "context",
+    "Waiting": "horizon", "arrival_horizon": "horizon", "waiting": "horizon",
+    "waiting_on": "horizon",
+    "FIRST_BATCH": "runner", "Decided": "runner", "decide_pending": "runner",
+}
 
 __all__ = ["FIRST_BATCH", "Decided", "Waiting",
            "arrival_horizon", "decide_pending", "reply_context", "waiting", "waiting_on"]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

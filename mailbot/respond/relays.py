@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,7 +32,9 @@ from mailbot.login import fingerprint
 from mailbot.login.failures import login_wait
 from mailbot.outcomes import OutboxState
 from mailbot.respond import pacing
-from mailbot.respond.smtp import Transport, transport_for
+
+if TYPE_CHECKING:
+    from mailbot.respond.smtp import Transport
 
 THROTTLE_FIRST = 60.0  # seconds: the first pause after a throttling answer
 THROTTLE_MAX = 1800.0  # ... doubling up to this
@@ -250,6 +253,10 @@ class Transports:
     async def get(self, relay: SmtpSettings) -> Transport:
         transport = self._open.get(relay.key)
         if transport is None:
+            # Imported here: status and the dashboard read the relays' queues without
+            # loading the SMTP client.
+            from mailbot.respond.smtp import transport_for
+
             transport = await transport_for(relay).__aenter__()
             self._open[relay.key] = transport
         return transport
