@@ -272,6 +272,7 @@ async def send_while(sessions: sessionmaker[Session], settings: Settings,
             total.deferred += report.deferred
             total.failed += report.failed
             total.unreachable = report.unreachable
+            total.down |= report.down
             # Left over in the last look (not summed: each round sees them again).
             total.paced, total.paused, total.wake_at = report.paced, report.paused, report.wake_at
             if last:
