@@ -399,3 +399,91 @@ def test_a_relay_inheriting_the_mailbox_oauth_is_the_same_account_as_one_saying_
     data["mailboxes"][0]["oauth"] = {**M365, "client_id": "another-app"}
     with pytest.raises(ConfigError, match=r"configured otherwise \(oauth\)"):
         settings_from_dict(data)
+
+
+# -- secrets only where a command uses them (issue 18) -------------------------------------
+
+EVERY_SECRET = {
+    "web": {"secret_key_env": "T_WEB_KEY"},
+    "libraries": [{"id": "a", "name": "A", "reader_source": "sql",
+                   "sql": {"url_env": "T_KOHA_URL"}},
+                  {"id": "b", "name": "B", "reader_source": "sip2",
+                   "sip2": {"password_env": "T_SIP2_PW"}}],
+    "smtp": {"username": "relay", "password_env": "T_RELAY_PW"},
+    "mailboxes": [{"library": "a", "address": "e@a.example.org", "username": "u",
+                   "password_env": "T_IMAP_PW"},
+                  {"library": "b", "address": "e@b.example.org", "username": "u2",
+                   "auth": "oauth2-microsoft", "oauth": M365}],
+}
+SECRET_VARIABLES = ("T_WEB_KEY", "T_KOHA_URL", "T_SIP2_PW", "T_RELAY_PW", "T_IMAP_PW",
+                    "M365_SECRET", "MAILBOT_SMTP_PASSWORD", "MAILBOT_DATABASE_URL")
+
+
+def test_a_command_reads_only_the_secrets_it_uses(monkeypatch: pytest.MonkeyPatch):
+    # `status` ({"database"}) loads with no password variable set, and holds none.
+    from mailbot.config import SECRET_KINDS
+
+    assert SECRET_KINDS == {"database", "mail", "readers", "web"}
+    for name in SECRET_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    s = settings_from_dict(EVERY_SECRET, secrets=frozenset({"database"}))
+    assert s.mailboxes[0].password is None and s.smtp.password is None
+    assert s.mailboxes[1].oauth.client_secret is None and s.libraries[0].sql.url is None
+    assert s.libraries[1].sip2.password is None
+    # Each kind asked for wants its own variables, and only those.
+    for kinds, missing in (({"mail"}, "T_RELAY_PW|T_IMAP_PW|M365_SECRET"),
+                           ({"readers"}, "T_KOHA_URL|T_SIP2_PW"), ({"web"}, "T_WEB_KEY"),
+                           (None, "T_")):
+        with pytest.raises(ConfigError, match=f"environment variable ({missing})"):
+            settings_from_dict(EVERY_SECRET, secrets=None if kinds is None else frozenset(kinds))
+
+
+def test_each_kind_of_secret_is_read_when_asked_for(monkeypatch: pytest.MonkeyPatch):
+    # check ({"database", "mail", "readers"}) gets the mail and reader secrets, not the
+    # dashboard's; MAILBOT_DATABASE_URL and MAILBOT_SMTP_PASSWORD only with their kinds.
+    values = {"T_WEB_KEY": "w" * 32, "T_KOHA_URL": "mysql+pymysql://ro:pw@koha/koha",
+              "T_SIP2_PW": "sip", "T_RELAY_PW": "relay", "T_IMAP_PW": "imap",
+              "M365_SECRET": "m365", "MAILBOT_DATABASE_URL": "postgresql://bot@db/mailbot"}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MAILBOT_SMTP_PASSWORD", raising=False)
+    s = settings_from_dict(EVERY_SECRET, secrets=frozenset({"database", "mail", "readers"}))
+    assert (s.mailboxes[0].password, s.smtp.password, s.mailboxes[1].oauth.client_secret) == \
+        ("imap", "relay", "m365")
+    assert (s.libraries[0].sql.url, s.libraries[1].sip2.password) == (values["T_KOHA_URL"], "sip")
+    assert s.database_url == "postgresql://bot@db/mailbot"
+    monkeypatch.setenv("MAILBOT_SMTP_PASSWORD", "wins")
+    assert settings_from_dict(EVERY_SECRET, secrets=frozenset({"mail"})).smtp.password == "wins"
+    only_db = settings_from_dict(EVERY_SECRET, secrets=frozenset({"database"}))
+    assert only_db.smtp.password is None
+    assert settings_from_dict(EVERY_SECRET, secrets=frozenset({"mail"})).database_url == \
+        "sqlite:///mailbot.db"  # the file's (the default): the variable is not read
+    with pytest.raises(ValueError, match="passwords"):
+        settings_from_dict(MINIMAL, secrets=frozenset({"passwords"}))
+
+
+def test_secret_files_are_checked_only_by_a_command_that_logs_in(tmp_path):
+    # An OAuth2 key file root keeps from staff (or not there yet) does not stop `status`;
+    # a command that logs in is told at load, naming the key.
+    google = _hosted({"auth": "oauth2-google",
+                      "oauth": {"service_account_file": str(tmp_path / "sa.json")}})
+    assert settings_from_dict(google, secrets=frozenset({"database"}))
+    with pytest.raises(ConfigError, match=r"service_account_file': cannot read"):
+        settings_from_dict(google, secrets=frozenset({"database", "mail"}))
+
+
+def test_a_sql_source_without_any_url_is_refused_whatever_the_command():
+    # Not a secret left unread but a mistake in the file: named even for `status`.
+    data = {**MINIMAL, "libraries": [{"id": "a", "name": "A", "reader_source": "sql"}]}
+    with pytest.raises(ConfigError, match=r"libraries\[0\]\.sql\.url'?: is required"):
+        settings_from_dict(data, secrets=frozenset({"database"}))
+
+
+def test_load_settings_passes_the_kinds_on(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    # The file's way in takes the same argument.
+    monkeypatch.delenv("MAILBOT_IMAP_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match="MAILBOT_IMAP_PASSWORD"):
+        load_settings(ROOT / "config.example.toml")
+    s = load_settings(ROOT / "config.example.toml", secrets=frozenset({"database"}))
+    assert s.mailboxes[0].password is None
+    assert s.database_url == "sqlite:////var/lib/mailbot/mailbot.db"

@@ -9,8 +9,10 @@ variable, and ``MAILBOT_SMTP_PASSWORD`` / ``MAILBOT_DATABASE_URL`` override the 
   and own rule; ``mail`` holds those of the mail accounts (mailboxes, relays, OAuth2);
 - ``checks``: those rules (``HHMM``, ``TimeZone``, ``NotNegative`` …) and ``parse_hhmm`` /
   ``parse_window``, which the policy rules use too;
-- ``load``: reading the file (pydantic checks it against the classes), the rules between
-  keys, the secrets from the environment, pydantic's errors in mailbot's words.
+- ``load``: reading the file (pydantic checks it against the classes), relative paths
+  made relative to the file's folder, the rules between keys, the secrets from the
+  environment (only the kinds a command uses, ``SECRET_KINDS``), pydantic's errors in
+  mailbot's words.
 
 This package is the public interface: import from ``mailbot.config``.
 
@@ -32,7 +34,7 @@ would break the ``dataclasses.replace`` and ``dataclasses.fields`` that callers 
 from __future__ import annotations
 
 from mailbot.config.checks import parse_hhmm, parse_window
-from mailbot.config.load import load_settings, settings_from_dict
+from mailbot.config.load import SECRET_KINDS, load_settings, settings_from_dict
 from mailbot.config.sections import (
     SERVICES,
     DaemonSettings,
@@ -49,7 +51,8 @@ from mailbot.config.sections import (
 )
 
 __all__ = [
-    "SERVICES", "DaemonSettings", "ImportSettings", "LibrarySettings", "MailboxSettings", "OAuthSettings",
-    "Service", "Settings", "Sip2SourceSettings", "SmtpSettings", "SqlSourceSettings",
-    "WebSettings", "load_settings", "parse_hhmm", "parse_window", "settings_from_dict",
+    "SECRET_KINDS", "SERVICES", "DaemonSettings", "ImportSettings", "LibrarySettings",
+    "MailboxSettings", "OAuthSettings", "Service", "Settings", "Sip2SourceSettings",
+    "SmtpSettings", "SqlSourceSettings", "WebSettings", "load_settings", "parse_hhmm",
+    "parse_window", "settings_from_dict",
 ]

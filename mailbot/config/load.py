@@ -8,7 +8,16 @@ has several mistakes, the first is named.
 
 Secrets may stay out of the file: ``password_env = "NAME"`` (``url_env`` for a SQL reader
 source) reads the value from that environment variable, and ``MAILBOT_SMTP_PASSWORD`` /
-``MAILBOT_DATABASE_URL`` override the file.
+``MAILBOT_DATABASE_URL`` override the file. A command reads only the kinds of secret it
+uses (``SECRET_KINDS``): ``mailbot status`` needs no mail password, so an unset
+``MAILBOT_IMAP_PASSWORD`` is no error there.
+
+A relative path in the file (a SQLite ``database_url``, a Maildir, the file outbox,
+``templates_dir``, a CA, key or secret file) is relative to the file's folder, not to
+where mailbot was started: ``mailbot status`` run from another folder finds the same
+database. ``MAILBOT_DATABASE_URL`` and a SQL source's ``url_env`` have no file of their
+own and count from the config file's folder too. Settings made from a dict with no file
+(tests) keep relative paths as given, relative to the working directory.
 """
 
 from __future__ import annotations
@@ -32,29 +41,116 @@ from mailbot.config.sections import (
 from mailbot.errors import ConfigError
 
 
-def load_settings(path: str | os.PathLike[str]) -> Settings:
+# The kinds of secret a command may ask for (``load_settings(path, secrets=...)``):
+# "database": MAILBOT_DATABASE_URL; "mail": the mailboxes' and relays' passwords
+# (password_env, MAILBOT_SMTP_PASSWORD), OAuth2 client secrets and the key and secret
+# files (checked readable); "readers": a SQL source's url_env, a SIP2 password_env;
+# "web": the dashboard's secret_key_env.
+SECRET_KINDS = frozenset({"database", "mail", "readers", "web"})
+
+
+def load_settings(path: str | os.PathLike[str], *,
+                  secrets: frozenset[str] | None = None) -> Settings:
+    """The settings of the config file at ``path``. ``secrets``: the kinds of secret
+    (``SECRET_KINDS``) the command uses; None: all of them. A kind not asked for is not
+    read from the environment, and its variable missing is no error (the value stays as
+    the file has it: none, for a ``*_env`` key)."""
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError("config file not found", file=str(p)) from None
+    except IsADirectoryError:
+        raise ConfigError("is a folder, not a config file", file=str(p)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=str(p)) from None
-    return settings_from_dict(data, source=str(p))
+    return settings_from_dict(data, source=str(p), secrets=secrets)
 
 
-def settings_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Settings:
-    """Builds validated settings from parsed TOML (used by tests and the demo)."""
+def settings_from_dict(data: dict[str, Any], *, source: str = "<dict>",
+                       secrets: frozenset[str] | None = None) -> Settings:
+    """Builds validated settings from parsed TOML (used by tests and the demo). A
+    ``source`` naming a file (not ``<...>``) makes relative paths relative to its folder."""
     from pydantic import ValidationError
 
+    kinds = SECRET_KINDS if secrets is None else frozenset(secrets)
+    if kinds - SECRET_KINDS:
+        raise ValueError(f"unknown kinds of secret: {sorted(kinds - SECRET_KINDS)}")
     if "source" in data:  # a field of Settings, but not a key of the file
         raise ConfigError(_unknown_key(Settings), file=source, column="source")
     try:
         settings = _reader().validate_python({**data, "source": source})
     except ValidationError as exc:
         raise _config_error(exc.errors(include_url=False)[0], source) from None
-    _check_combinations(settings)
-    return _resolve_secrets(settings)
+    base = _folder_of(source)
+    if base is not None:
+        settings = _absolute_paths(settings, base)
+    _check_combinations(settings, kinds)
+    return _resolve_secrets(settings, kinds, base)
+
+
+# -- relative paths ------------------------------------------------------------------------
+
+# The keys that name a file or folder (in any table); a test checks that every key whose
+# name says it is a path is here. ``database_url`` and a SQL source's ``url`` are URLs: a
+# SQLite one's path is made absolute the same way.
+PATH_KEYS = frozenset({"templates_dir", "path", "file_outbox", "ca_file", "client_secret_file",
+                       "certificate_file", "service_account_file", "secret_key_file"})
+URL_KEYS = frozenset({"database_url", "url"})
+
+
+def _folder_of(source: str) -> str | None:
+    """The absolute folder of the config file; None for settings made without a file."""
+    if not source or source.startswith("<"):
+        return None
+    return os.path.dirname(os.path.abspath(source))
+
+
+def _absolute_paths(section: Any, base: str) -> Any:
+    """``section`` (a settings dataclass) with every relative path in it, at any depth,
+    joined to ``base``."""
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, str) and f.name in PATH_KEYS:
+            new: Any = _absolute(value, base)
+        elif isinstance(value, str) and f.name in URL_KEYS:
+            new = absolute_sqlite_url(value, base)
+        elif dataclasses.is_dataclass(value):
+            new = _absolute_paths(value, base)
+        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            new = tuple(_absolute_paths(item, base) for item in value)
+        else:
+            continue
+        if new != value:
+            changes[f.name] = new
+    return dataclasses.replace(section, **changes) if changes else section
+
+
+def _absolute(path: str, base: str) -> str:
+    return os.path.join(base, path) if path and not os.path.isabs(path) else path
+
+
+_SQLITE_URL = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(\?.*)?", re.DOTALL)
+
+
+def absolute_sqlite_url(url: str, base: str) -> str:
+    """``url`` with a relative SQLite file path joined to ``base``; any other URL (an
+    absolute path, ``:memory:``, a ``file:`` URI, another database) as it is.
+
+    Done on the text, without SQLAlchemy (a third of a second to import, which a config
+    read does not otherwise need): SQLAlchemy percent-decodes the path, so ``base`` goes
+    in percent-encoded and the path's own text is kept as written."""
+    from urllib.parse import quote, unquote
+
+    m = _SQLITE_URL.fullmatch(url)
+    if m is None:
+        return url
+    scheme, path, query = m.group(1), m.group(2), m.group(3) or ""
+    plain = unquote(path)
+    if not plain or plain.startswith(("/", ":memory:", "file:")):
+        return url
+    return f"{scheme}{quote(base, safe='/')}/{path}{query}"
 
 
 @cache
@@ -132,9 +228,12 @@ def _shown(value: Any, key: str) -> str:
     return repr(value)
 
 
-def _check_combinations(settings: Settings) -> None:
-    """The rules between keys (a key's own rule is beside it, in mailbot.config.sections)."""
+def _check_combinations(settings: Settings, kinds: frozenset[str]) -> None:
+    """The rules between keys (a key's own rule is beside it, in mailbot.config.sections).
+    The key and secret files a login reads are checked readable only when the command
+    uses the mail secrets (``kinds``)."""
     src = settings.source
+    files = "mail" in kinds
     ids: set[str] = set()
     for i, lib in enumerate(settings.libraries):
         key = f"libraries[{i}]"
@@ -163,14 +262,14 @@ def _check_combinations(settings: Settings) -> None:
             raise ConfigError("the same mailbox and folder is configured twice", file=src, column=key)
         keys.add(mb.key)
         if mb.type == "imap":
-            _check_auth(mb.auth, mb.oauth, src, key)
+            _check_auth(mb.auth, mb.oauth, src, key, files=files)
         elif mb.auth != "password" or mb.oauth is not None:
             raise ConfigError("a maildir mailbox is read from disk: it has no login (remove "
                               "auth and oauth)", file=src,
                               column=f"{key}.{'auth' if mb.auth != 'password' else 'oauth'}")
         if mb.smtp is not None:
-            _check_relay(mb.smtp, src, f"{key}.smtp", fallback=mb.oauth)
-    _check_relay(settings.smtp, src, "smtp", fallback=None)
+            _check_relay(mb.smtp, src, f"{key}.smtp", fallback=mb.oauth, files=files)
+    _check_relay(settings.smtp, src, "smtp", fallback=None, files=files)
     _check_shared_relays(settings)
     if settings.daemon.auth_retry_max < settings.daemon.auth_retry:
         raise ConfigError("must not be below daemon.auth_retry", file=src,
@@ -178,20 +277,20 @@ def _check_combinations(settings: Settings) -> None:
 
 
 def _check_relay(relay: SmtpSettings, src: str, key: str, *,
-                 fallback: OAuthSettings | None) -> None:
+                 fallback: OAuthSettings | None, files: bool) -> None:
     if relay.ssl and relay.starttls:
         raise ConfigError("ssl and starttls exclude each other", file=src, column=f"{key}.starttls")
     if relay.file_outbox:
         return
     _check_auth(relay.auth, relay.oauth or fallback, src, key, own=relay.oauth is not None,
-                inherits=key != "smtp")
+                inherits=key != "smtp", files=files)
     if relay.auth != "password" and not relay.username:
         raise ConfigError(f"is required for auth = {relay.auth!r} (the account the token is "
                           "for)", file=src, column=f"{key}.username")
 
 
 def _check_auth(auth: str, oauth: OAuthSettings | None, src: str, key: str, *,
-                own: bool = True, inherits: bool = False) -> None:
+                own: bool = True, inherits: bool = False, files: bool = True) -> None:
     """``auth`` and its ``oauth`` table agree: each provider's keys are there."""
     if auth == "password":
         if oauth is not None and own:
@@ -227,14 +326,14 @@ def _check_auth(auth: str, oauth: OAuthSettings | None, src: str, key: str, *,
             raise ConfigError("must be an https:// address (default "
                               "https://login.microsoftonline.com)", file=src,
                               column=f"{where}.authority")
-        for name in ("client_secret_file", "certificate_file"):
-            _readable(getattr(oauth, name), src, f"{where}.{name}")
+        names: tuple[str, ...] = ("client_secret_file", "certificate_file", "ca_file")
     else:
         if not oauth.service_account_file:
             raise ConfigError(f"is required for auth = {auth!r}", file=src,
                               column=f"{where}.service_account_file")
-        _readable(oauth.service_account_file, src, f"{where}.service_account_file")
-    _readable(oauth.ca_file, src, f"{where}.ca_file")
+        names = ("service_account_file", "ca_file")
+    for name in names if files else ():
+        _readable(getattr(oauth, name), src, f"{where}.{name}")
 
 
 def _readable(path: str | None, src: str, key: str) -> None:
@@ -288,72 +387,88 @@ def _check_shared_relays(settings: Settings) -> None:
                               column=f"mailboxes[{i}].smtp")
 
 
-def _resolve_secrets(settings: Settings) -> Settings:
-    """The settings with every ``*_env`` secret read from the environment."""
+def _resolve_secrets(settings: Settings, kinds: frozenset[str], base: str | None) -> Settings:
+    """The settings with the ``*_env`` secrets of ``kinds`` read from the environment."""
     src = settings.source
     web = settings.web
-    if web.enabled and web.secret_key_env and not os.environ.get(web.secret_key_env):
+    if "web" in kinds and web.enabled and web.secret_key_env and \
+            not os.environ.get(web.secret_key_env):
         raise ConfigError(f"environment variable {web.secret_key_env} is not set", file=src,
                           column="web.secret_key_env")
-    libraries = tuple(_library_secrets(lib, f"libraries[{i}]", src)
+    mail, readers = "mail" in kinds, "readers" in kinds
+    libraries = tuple(_library_secrets(lib, f"libraries[{i}]", src, read=readers, base=base)
                       for i, lib in enumerate(settings.libraries))
-    mailboxes = tuple(_mailbox_secrets(mb, f"mailboxes[{i}]", src)
+    mailboxes = tuple(_mailbox_secrets(mb, f"mailboxes[{i}]", src, read=mail)
                       for i, mb in enumerate(settings.mailboxes))
-    smtp = _relay_secrets(settings.smtp, "smtp", src, fallback=None)
-    if os.environ.get("MAILBOT_SMTP_PASSWORD"):
+    smtp = _relay_secrets(settings.smtp, "smtp", src, fallback=None, read=mail)
+    if mail and os.environ.get("MAILBOT_SMTP_PASSWORD"):
         smtp = dataclasses.replace(smtp, password=os.environ["MAILBOT_SMTP_PASSWORD"])
+    database_url = settings.database_url
+    if "database" in kinds and os.environ.get("MAILBOT_DATABASE_URL"):
+        database_url = os.environ["MAILBOT_DATABASE_URL"]
+        if base is not None:  # no file of its own: relative to the config's, as the key
+            database_url = absolute_sqlite_url(database_url, base)
     return dataclasses.replace(
         settings,
         libraries=libraries,
         mailboxes=mailboxes,
         smtp=smtp,
-        database_url=os.environ.get("MAILBOT_DATABASE_URL") or settings.database_url,
+        database_url=database_url,
     )
 
 
-def _mailbox_secrets(mb: MailboxSettings, key: str, src: str) -> MailboxSettings:
-    oauth = _oauth_secrets(mb.oauth, f"{key}.oauth", src)
+def _mailbox_secrets(mb: MailboxSettings, key: str, src: str, *, read: bool) -> MailboxSettings:
+    oauth = _oauth_secrets(mb.oauth, f"{key}.oauth", src, read=read)
     relay = None if mb.smtp is None else _relay_secrets(mb.smtp, f"{key}.smtp", src,
-                                                        fallback=oauth)
+                                                        fallback=oauth, read=read)
     return dataclasses.replace(
-        mb, password=_secret(mb.password, mb.password_env, f"{key}.password_env", src),
+        mb, password=_secret(mb.password, mb.password_env, f"{key}.password_env", src, read),
         oauth=oauth, smtp=relay)
 
 
 def _relay_secrets(relay: SmtpSettings, key: str, src: str, *,
-                   fallback: OAuthSettings | None) -> SmtpSettings:
+                   fallback: OAuthSettings | None, read: bool) -> SmtpSettings:
     """The relay with its password read, and its OAuth2 settings: its own, or (a mailbox's
     relay with auth = oauth2-… and no table of its own) the mailbox's."""
-    oauth = _oauth_secrets(relay.oauth, f"{key}.oauth", src) if relay.oauth else None
+    oauth = _oauth_secrets(relay.oauth, f"{key}.oauth", src, read=read) if relay.oauth else None
     if oauth is None and relay.auth != "password":
         oauth = fallback
     return dataclasses.replace(
-        relay, password=_secret(relay.password, relay.password_env, f"{key}.password_env", src),
+        relay, password=_secret(relay.password, relay.password_env, f"{key}.password_env",
+                                src, read),
         oauth=oauth)
 
 
-def _oauth_secrets(oauth: OAuthSettings | None, key: str, src: str) -> OAuthSettings | None:
+def _oauth_secrets(oauth: OAuthSettings | None, key: str, src: str, *,
+                   read: bool) -> OAuthSettings | None:
     if oauth is None or not oauth.client_secret_env:
         return oauth
     return dataclasses.replace(oauth, client_secret=_secret(
-        oauth.client_secret, oauth.client_secret_env, f"{key}.client_secret_env", src))
+        oauth.client_secret, oauth.client_secret_env, f"{key}.client_secret_env", src, read))
 
 
-def _library_secrets(lib: LibrarySettings, key: str, src: str) -> LibrarySettings:
+def _library_secrets(lib: LibrarySettings, key: str, src: str, *, read: bool,
+                     base: str | None) -> LibrarySettings:
     if lib.reader_source == "sql":
-        url = _secret(lib.sql.url, lib.sql.url_env, f"{key}.sql.url_env", src)
-        if not url:
+        url = _secret(lib.sql.url, lib.sql.url_env, f"{key}.sql.url_env", src, read)
+        if not url and (read or not lib.sql.url_env):
             raise ConfigError("is required for reader_source = \"sql\"", file=src,
                               column=f"{key}.sql.url")
+        if url and lib.sql.url_env and base is not None:
+            url = absolute_sqlite_url(url, base)  # as MAILBOT_DATABASE_URL
         lib = dataclasses.replace(lib, sql=dataclasses.replace(lib.sql, url=url))
     if lib.reader_source == "sip2":
-        pw = _secret(lib.sip2.password, lib.sip2.password_env, f"{key}.sip2.password_env", src)
+        pw = _secret(lib.sip2.password, lib.sip2.password_env, f"{key}.sip2.password_env",
+                     src, read)
         lib = dataclasses.replace(lib, sip2=dataclasses.replace(lib.sip2, password=pw))
     return lib
 
 
-def _secret(explicit: str | None, env_name: str | None, key: str, source: str) -> str | None:
-    if env_name:
+def _secret(explicit: str | None, env_name: str | None, key: str, source: str,
+            read: bool) -> str | None:
+    """The secret from ``env_name``, when given and ``read`` (the command uses it);
+    else the one written in the file (usually none)."""
+    if env_name and read:
         value = os.environ.get(env_name)
         if value is None:
             raise ConfigError(f"environment variable {env_name} is not set", file=source, column=key)

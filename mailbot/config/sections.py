@@ -219,7 +219,9 @@ class LibrarySettings:
 @dataclass(frozen=True)
 class Settings:
     timezone: TimeZone = "Europe/Warsaw"
-    # MAILBOT_DATABASE_URL, when set, wins (mailbot.config.load).
+    # MAILBOT_DATABASE_URL, when set, wins (mailbot.config.load). A relative SQLite path,
+    # like every relative path in the file (templates_dir, a Maildir's path, file_outbox,
+    # CA, key and secret files), is relative to the config file's folder.
     database_url: Str = field(default="sqlite:///mailbot.db", repr=False)
     templates_dir: Str | None = None
     max_message_bytes: Int = 2_000_000

@@ -22,8 +22,9 @@ def private_sqlite_file(url: str) -> None:
     """Creates the SQLite file of ``url`` readable by its owner only (0600), and takes
     the world's access to an existing one away: it holds patrons' data and the codes.
 
-    SQLite gives the -wal and -shm files it creates the main file's permissions, so they
-    follow. An in-memory database or a ``file:`` URI is left to whoever wrote it."""
+    SQLite gives the -wal and -shm files it creates the main file's permissions (and,
+    made by root, its owner), so they follow (tests/test_paths.py). An in-memory database
+    or a ``file:`` URI is left to whoever wrote it."""
     path = make_url(url).database
     if not path or path == ":memory:" or path.startswith("file:"):
         return
@@ -159,10 +160,16 @@ def reading(sessions: sessionmaker[Session]) -> Session:
                               "expire_on_commit": False})
 
 
-def open_database(url: str) -> sessionmaker[Session]:
-    """The session factory; the schema is created or checked (Alembic, see migrate.py)."""
+def open_database(url: str, *, create: bool = True) -> sessionmaker[Session]:
+    """The session factory; the schema is created or checked (Alembic, see migrate.py).
+
+    ``create=False`` (a command that only reads) refuses, BadInput, where there is no
+    SQLite file yet instead of making an empty one; and root is refused another user's
+    database (mailbot.db.files)."""
+    from mailbot.db.files import check_database_file
     from mailbot.db.migrate import ensure_schema
 
+    check_database_file(url, create=create)
     engine = make_engine(url)
     ensure_schema(engine)
     return sessionmaker(engine, expire_on_commit=False)
