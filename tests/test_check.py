@@ -264,9 +264,21 @@ def test_a_database_behind_the_migrations_is_named(tmp_path, imap_user_factory, 
     assert "mailbot db upgrade" in behind
 
 
+def test_a_database_that_could_not_be_created_fails(tmp_path, smtp_sink, capsys):
+    # database_url pointing into a folder that is not there: the first run would fail.
+    config = _config(tmp_path, smtp_port=smtp_sink.port, libraries=_library("a"),
+                     database_url=f"sqlite:///{tmp_path}/nowhere/mailbot.db",
+                     smtp_extra=f'file_outbox = "{tmp_path}/outbox"', mailboxes="")
+    code, lines = _check(config, capsys)
+    assert code == 1
+    database = _line(lines, "database sqlite:///")
+    assert database.startswith("FAIL") and "nowhere does not exist" in database, database
+
+
 def test_a_missing_database_is_named_not_created(tmp_path, smtp_sink, capsys):
-    # Before the first run there is no database: check says so and creates none. A
-    # Maildir that is not there fails until --create-folders makes it; a file outbox
+    # Before the first run there is no database: check says so, creates none and does
+    # not fail for it while its folder is writable (the first import or run creates it).
+    # A Maildir that is not there fails until --create-folders makes it; a file outbox
     # takes the test message as a file.
     config = _config(tmp_path, smtp_port=smtp_sink.port, libraries=_library("a"),
                      smtp_extra=f'file_outbox = "{tmp_path}/outbox"',
@@ -274,7 +286,10 @@ def test_a_missing_database_is_named_not_created(tmp_path, smtp_sink, capsys):
                                f'type = "maildir"\npath = "{tmp_path}/md"\n')
     code, lines = _check(config, capsys)
     assert code == 1
-    assert "no database file" in _line(lines, "database sqlite:///")
+    database = _line(lines, "database sqlite:///")
+    assert database.startswith("OK") and "not created yet" in database, database
+    reader = _line(lines, "library a reader source local")
+    assert reader.startswith("FAIL") and "no readers imported" in reader, reader
     assert not (tmp_path / "mailbot.db").exists()
     maildir = _line(lines, "mailbox a@lib-a.test")
     assert maildir.startswith("FAIL") and "--create-folders" in maildir
@@ -284,6 +299,7 @@ def test_a_missing_database_is_named_not_created(tmp_path, smtp_sink, capsys):
     assert (tmp_path / "md" / "cur").is_dir() and (tmp_path / "md" / ".mailbot.manual").is_dir()
     assert _line(lines, "test message via relay file:").startswith("OK")
     (written,) = (tmp_path / "outbox").glob("check-*.eml")
+    assert not (tmp_path / "mailbot.db").exists()
     msg = email.message_from_bytes(written.read_bytes(), policy=email.policy.default)
     assert msg["From"] == "a@lib-a.test" and msg["To"] == "it@x.test"
     assert smtp_sink.messages == []

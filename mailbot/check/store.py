@@ -1,10 +1,13 @@
 """The database (reachable, its schema at this mailbot's migrations' head) and each
 library's reader source: local (readers imported?), sql (connects and the query runs),
 sip2 (connects, logs in, the server answers SC Status). Nothing is written: the schema is
-not upgraded here (``mailbot db upgrade`` does that), no SQLite file is created."""
+not upgraded here (``mailbot db upgrade`` does that), no SQLite file is created. A SQLite
+file not created yet is not a failure on a new installation (``mailbot init``, then
+``check``): the first import or run creates it, so its folder must be there and writable."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -36,15 +39,23 @@ class Database:
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
+    def missing_file(self) -> Path | None:
+        """The SQLite file of the url when it does not exist (yet); else None."""
+        u = make_url(self.url)
+        path = u.database if u.get_backend_name() == "sqlite" else None
+        if path and path != ":memory:" and not path.startswith("file:") \
+                and not Path(path).exists():
+            return Path(path)
+        return None
+
     def engine(self) -> Engine:
         with self._lock:
             if self._engine is None:
                 u = make_url(self.url)
-                path = u.database if u.get_backend_name() == "sqlite" else None
-                if path and path != ":memory:" and not path.startswith("file:") \
-                        and not Path(path).exists():
-                    raise Failed(f"no database file {path} yet (`mailbot db upgrade` or the "
-                                 "first `mailbot run` creates it)")
+                missing = self.missing_file()
+                if missing is not None:
+                    raise Failed(f"no database file {missing} yet (`mailbot db upgrade` or "
+                                 "the first `mailbot run` creates it)")
                 kwargs = {}
                 if u.get_backend_name() == "postgresql" and u.get_driver_name() in (
                         "psycopg", "psycopg2"):
@@ -60,6 +71,17 @@ class Database:
 
 
 def check_database(db: Database) -> str:
+    missing = db.missing_file()
+    if missing is not None:
+        folder = missing.parent
+        if not folder.is_dir():
+            raise Failed(f"no database file {missing}, and its folder {folder} does not exist "
+                         "(mailbot init makes it; or fix database_url)")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise Failed(f"no database file {missing}, and its folder {folder} is not "
+                         "writable for this user: the first run could not create it")
+        return (f"not created yet: the first import or `mailbot run` creates {missing} "
+                f"(its folder is writable)")
     try:
         current = current_revision(db.engine())
     except SQLAlchemyError as exc:
@@ -79,12 +101,14 @@ def check_reader_source(lib: LibrarySettings, db: Database) -> str:
         return _sql(lib)
     if lib.reader_source == "sip2":
         return _sip2(lib)
-    try:
-        with db.engine().connect() as conn:
-            count = conn.scalar(select(func.count()).select_from(Reader)
-                                .where(Reader.library_id == lib.id))
-    except SQLAlchemyError as exc:
-        raise Failed(f"the database cannot be read: {_reason(exc)}") from None
+    count = 0
+    if db.missing_file() is None:  # else: a new installation, nothing imported yet
+        try:
+            with db.engine().connect() as conn:
+                count = conn.scalar(select(func.count()).select_from(Reader)
+                                    .where(Reader.library_id == lib.id))
+        except SQLAlchemyError as exc:
+            raise Failed(f"the database cannot be read: {_reason(exc)}") from None
     if not count:
         raise Failed("no readers imported: `mailbot import-readers FILE --library "
                      f"{lib.id}` (or the dashboard's import page)")
