@@ -27,6 +27,7 @@ from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.db.session import reading
 from mailbot.errors import BadInput
 from mailbot.outcomes import REFUSALS, OutboxState
+from mailbot.private_files import write_private
 
 
 DESK = "desk"
@@ -232,8 +233,5 @@ def write_report(sessions: sessionmaker[Session], settings: Settings, *, month: 
     """Writes the XLSX (atomically); returns the number of data rows."""
     data, count = report_bytes(sessions, settings, month=month, libraries=libraries,
                                now=now, lang=lang)
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)
+    write_private(path, data)
     return count

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import ssl
 from pathlib import Path
@@ -105,10 +104,9 @@ class FileTransport:
         return None
 
     async def finish(self, row: Outgoing) -> None:
-        target = self.folder / f"{row.id:06d}-{row.outcome}.eml"
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(row.message)
-        os.replace(tmp, target)
+        from mailbot.private_files import write_private
+
+        write_private(self.folder / f"{row.id:06d}-{row.outcome}.eml", row.message)
 
 
 class SmtpLane:
