@@ -40,6 +40,7 @@ from mailbot.clock import utcnow
 from mailbot.config import MailboxSettings, Settings
 from mailbot.db import notify
 from mailbot.db.mailboxes import read_health, record_login_ok, record_mailbox_error
+from mailbot.db.running import holding_running
 from mailbot.db.session import reading
 from mailbot.intake.failures import failure_text
 from mailbot.intake.imap import connect
@@ -47,6 +48,7 @@ from mailbot.intake.maildir import poll_all_maildirs
 from mailbot.intake.poll import poll_mailbox
 from mailbot.login.failures import AuthFailure
 from mailbot.readers import close_sources, make_sources
+from mailbot.web.server import dashboard, take_port
 
 if TYPE_CHECKING:
     from mailbot.jobs import Jobs
@@ -106,6 +108,7 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        port = take_port(self.settings)  # first: if it is taken, nothing starts (exit 2)
         self.sources = make_sources(self.settings)
         for mb in self.settings.mailboxes:
             if mb.type == "imap":
@@ -120,31 +123,24 @@ class Daemon:
 
         self.jobs = Jobs(self.sessions, self.settings, wake=self._send.set)
         self.jobs.start()
-        self._start_web()
+        self._start_web(port)
         self._decide.set()
         self._send.set()
         if not self.stopping.is_set():
             log.info("mailbot running: %d mailbox(es), %d library(ies)",
                      len(self.settings.mailboxes), len(self.settings.libraries))
 
-    def _start_web(self) -> None:
-        """The staff dashboard, in its own thread; the bot runs on if it cannot start."""
-        web = self.settings.web
-        if not web.enabled:
+    def _start_web(self, port: Any) -> None:
+        """The staff dashboard (and /healthz, /metrics) on ``port``, in its own thread."""
+        if port is None:  # web.enabled = false
             return
-        try:
-            from mailbot.web.app import create_app
-            from mailbot.web.server import WebServer
-
-            app = create_app(self.settings, self.sessions, wake_sender=self._send.set)
-            self.web = WebServer(app, host=web.host, port=web.port,
-                                 forwarded_allow_ips=web.forwarded_allow_ips)
-        except Exception as exc:
-            log.error("dashboard not started: %s", exc)
+        self.web = dashboard(self.settings, self.sessions, port, wake_sender=self._send.set)
+        if self.web is None:  # it could not be made: the bot runs on (logged)
             return
         if self.stopping.is_set():
             # SIGTERM came while we were starting (a burst can be answered before the
             # dashboard is up): stop() found no web server to stop, so none is started.
+            self.web.close()
             self.web = None
             return
         self.web.start()
@@ -177,15 +173,16 @@ class Daemon:
             log.warning("threads still running at exit: %s", ", ".join(alive))
 
     def run_forever(self) -> int:
-        """The CLI's entry: runs until SIGTERM or SIGINT."""
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
-        self.start()
-        while not self.stopping.wait(1.0):
-            pass
-        self.join()
-        log.info("mailbot stopped")
-        return 0
+        """The CLI's entry: runs until SIGTERM or SIGINT (restore refuses meanwhile)."""
+        with holding_running(self.engine):
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+            self.start()
+            while not self.stopping.wait(1.0):
+                pass
+            self.join()
+            log.info("mailbot stopped")
+            return 0
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         def guarded() -> None:

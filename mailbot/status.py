@@ -1,142 +1,320 @@
-"""What ``mailbot status`` reports: per library its reader source, the month's pools, the
-queue, the outbox and each mailbox's last poll and health (a mailbox in error: why, since
-when, whether its library is already decided without it, when its next login is tried);
-then each relay's queue and health, and the scheduled jobs.
+"""``mailbot status``: the installation's state read from the database, shown as lines for
+a person or as JSON for scripts, and its exit code: 0 when nothing needs attention, 1 when
+something does (mailbot.health judges; ``GET /healthz`` and ``GET /metrics`` judge from the
+same facts, gathered here).
+
+Per library: its reader source, the month's pools, the queue, the outbox and each mailbox's
+last poll and health (a mailbox in error: why, since when, whether its library is already
+decided without it, when its next login is tried); then each relay in use, with its queue
+and health even when nothing waits; the scheduled jobs; what needs attention.
 
 Read without SQLite's write lock (db.session.reading): ``status`` answers at once while
-the bot works a burst.
+the bot works a burst. A few grouped queries whatever the number of libraries (a
+consortium has hundreds).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailbot import __version__
 from mailbot.clock import as_aware, month_key, month_of, utcnow
 from mailbot.config import SERVICES, Settings
-from mailbot.db.models import Code, JobRun, Library, Mailbox, Outbox, Request
+from mailbot.db.models import AuditLog, Code, CodePool, JobRun, Library, Mailbox, Outbox, Request
 from mailbot.db.session import reading
 from mailbot.decide.horizon import mailbox_health
-from mailbot.outcomes import OutboxState, RequestState
-from mailbot.respond.relays import RelayQueue, queue_by_relay
+from mailbot.health import (
+    PAUSE_REASONS,
+    JobFacts,
+    LibraryFacts,
+    MailboxFacts,
+    PoolFacts,
+    Problem,
+    RelayFacts,
+    Snapshot,
+    problems,
+)
+from mailbot.outcomes import Outcome, OutboxState, RequestState
+from mailbot.respond.relays import queue_by_relay
 
 _WHEN = "%Y-%m-%d %H:%M:%S %Z"
+FORMAT = 1  # of the JSON (README, "Monitoring"): bumped when a field changes meaning
 
 
-def status_lines(sessions: sessionmaker[Session], settings: Settings) -> list[str]:
-    now = utcnow()
-    lines = []
-    relays = queue_by_relay(sessions, settings, now)
+def run_status(sessions: sessionmaker[Session], settings: Settings, *, as_json: bool) -> int:
+    """Prints the status (lines, or JSON); returns the exit code (1: needs attention)."""
+    snapshot = gather(sessions, settings, utcnow())
+    found = problems(snapshot)
+    if as_json:
+        print(json.dumps(status_json(snapshot, found), ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(status_lines(snapshot, found)))
+    return 1 if found else 0
+
+
+# -- the facts ---------------------------------------------------------------------------
+
+
+def _handled(request_id: Any) -> Any:
+    """SQL: staff marked the request handled on the dashboard (as web.queries.handled_clause
+    says for the queue page's counts, which these follow)."""
+    return exists().where(AuditLog.request_id == request_id, AuditLog.action == "handled")
+
+
+def gather(sessions: sessionmaker[Session], settings: Settings, now: datetime) -> Snapshot:
+    """Everything ``status``, ``/healthz`` and ``/metrics`` report, as of ``now``."""
+    queues = queue_by_relay(sessions, settings, now)
+    months = {lib.id: month_key(*month_of(now, settings.library_tz(lib.id)))
+              for lib in settings.libraries}
+    keys = [mb.key for mb in settings.mailboxes]
     with reading(sessions) as session:
-        for lib in settings.libraries:
-            month = month_key(*month_of(now, settings.library_tz(lib.id)))
-            lines.append(f"library {lib.id} ({lib.name}), month {month}")
-            row = session.get(Library, lib.id)
-            if row is not None and row.source_error:
-                since = row.source_down_since.astimezone(settings.library_tz(lib.id)).strftime(
-                    "%Y-%m-%d %H:%M %Z") if row.source_down_since else "?"
-                lines.append(f"  reader source {lib.reader_source}: DOWN since {since} "
-                             f"({row.source_error}); requests wait")
-            else:
-                lines.append(f"  reader source {lib.reader_source}: ok")
-            for service in SERVICES:
-                total, left = session.execute(
-                    select(func.count(Code.id),
-                           func.count(Code.id).filter(Code.issued_at.is_(None)))
-                    .where(Code.library_id == lib.id, Code.service == service,
-                           Code.month == month)
-                ).one()
-                lines.append(f"  pool {service:9} {left:6} left of {total}")
-            queue = dict(session.execute(
-                select(Request.state, func.count(Request.id))
-                .where(Request.library_id == lib.id).group_by(Request.state)).all())
-            lines.append(f"  queue: {queue.get(RequestState.NEW, 0)} waiting, "
-                         f"{queue.get(RequestState.ERROR, 0)} set aside for staff, "
-                         f"{queue.get(RequestState.MANUAL, 0)} in manual folder")
-            outbox = dict(session.execute(
-                select(Outbox.state, func.count(Outbox.id))
-                .where(Outbox.library_id == lib.id).group_by(Outbox.state)).all())
-            lines.append(f"  outbox: {outbox.get(OutboxState.PENDING, 0)} pending, "
-                         f"{outbox.get(OutboxState.FAILED, 0)} failed, "
-                         f"{outbox.get(OutboxState.SENT, 0)} sent")
-            for mb in session.scalars(select(Mailbox).where(Mailbox.library_id == lib.id)
-                                      .order_by(Mailbox.id)):
-                when = mb.last_poll_at.astimezone(settings.library_tz(lib.id)).strftime(
-                    "%Y-%m-%d %H:%M:%S %Z") if mb.last_poll_at else "never"
-                health = f"  ERROR: {mb.last_error}" if mb.last_error else ""
-                lines.append(f"  mailbox {mb.address} last poll {when}{health}")
-                lines += [f"    {line}" for line in mailbox_trouble(
-                    mb, settings.daemon.mailbox_grace, settings.library_tz(lib.id), now)]
-        tz = ZoneInfo(settings.timezone)
-        if relays:
-            lines.append("relays")
-        lines += [f"  {relay_line(q, tz)}" for q in relays]
-        jobs = session.scalars(select(JobRun).order_by(JobRun.name)).all()
-        if jobs:
-            lines.append("jobs")
-            fmt = "%Y-%m-%d %H:%M %Z"
-        for job in jobs:
-            last = job.last_run_at.astimezone(tz).strftime(fmt) if job.last_run_at else "never"
-            nxt = job.next_run_at.astimezone(tz).strftime(fmt) if job.next_run_at else "-"
-            lines.append(f"  {job.name}: next {nxt}, last {last}"
-                         + (f" ({job.last_result})" if job.last_result else ""))
+        sources = {lib_id: (error, as_aware(down) if down else None)
+                   for lib_id, error, down in session.execute(
+                       select(Library.id, Library.source_error, Library.source_down_since))}
+        requests = _grouped(session, select(Request.library_id, Request.state, func.count())
+                            .group_by(Request.library_id, Request.state))
+        set_aside = dict(session.execute(
+            select(Request.library_id, func.count())
+            .where(Request.state == RequestState.ERROR, ~_handled(Request.id))
+            .group_by(Request.library_id)).all())
+        waiting = _grouped(session, select(Request.library_id, Request.service, func.count())
+                           .where(Request.state == RequestState.NEW,
+                                  Request.kind == "request")
+                           .group_by(Request.library_id, Request.service))
+        refused = _grouped(session, select(Request.library_id, Request.service, Request.month,
+                                           func.count())
+                           .where(Request.outcome == Outcome.POOL_EXHAUSTED,
+                                  Request.month.in_(set(months.values())))
+                           .group_by(Request.library_id, Request.service, Request.month))
+        outbox = _grouped(session, select(Outbox.library_id, Outbox.state, func.count())
+                          .group_by(Outbox.library_id, Outbox.state))
+        failed = dict(session.execute(
+            select(Outbox.library_id, func.count())
+            .where(Outbox.state == OutboxState.FAILED,
+                   or_(Outbox.request_id.is_(None), ~_handled(Outbox.request_id)))
+            .group_by(Outbox.library_id)).all())
+        codes = {(lib_id, service, month): (total, left) for lib_id, service, month, total, left
+                 in session.execute(
+                     select(Code.library_id, Code.service, Code.month, func.count(Code.id),
+                            func.count(Code.id).filter(Code.issued_at.is_(None),
+                                                       Code.expired_at.is_(None)))
+                     .where(Code.month.in_(set(months.values())))
+                     .group_by(Code.library_id, Code.service, Code.month))}
+        dealt_in = {(lib_id, service) for lib_id, service in session.execute(
+            select(CodePool.library_id, CodePool.service).distinct())}
+        rows = {mb.key: mb for mb in session.scalars(select(Mailbox).where(Mailbox.key.in_(keys)))}
+        retrying: dict[str, int] = {}
+        for lib_id, mail_from, count in session.execute(
+                select(Outbox.library_id, Outbox.mail_from, func.count())
+                .where(Outbox.state == OutboxState.PENDING, Outbox.failing_since.is_not(None))
+                .group_by(Outbox.library_id, Outbox.mail_from)):
+            key = settings.relay_for(lib_id, mail_from).key
+            retrying[key] = retrying.get(key, 0) + count
+        jobs = tuple(JobFacts(job.name, _aware(job.last_run_at), _aware(job.next_run_at),
+                              job.last_result)
+                     for job in session.scalars(select(JobRun).order_by(JobRun.name)))
+
+    grace = settings.daemon.mailbox_grace
+    libraries = []
+    for lib in settings.libraries:
+        month = months[lib.id]
+        pools = tuple(PoolFacts(
+            service, month, *codes.get((lib.id, service, month), (0, 0)),
+            waiting=waiting.get((lib.id, service), 0),
+            refused=refused.get((lib.id, service, month), 0),
+            dealt_in=(lib.id, service) in dealt_in) for service in SERVICES)
+        mailboxes = []
+        for mb in settings.mailboxes_of(lib.id):
+            row = rows.get(mb.key)
+            if row is None:  # not yet in the database: never polled
+                mailboxes.append(MailboxFacts(mb.key, lib.id, mb.address))
+                continue
+            h = mailbox_health(row, grace, now)
+            mailboxes.append(MailboxFacts(
+                mb.key, lib.id, mb.address, _aware(h.last_poll_at), h.error, h.down_since,
+                h.waits_until, h.without_since, h.next_login, h.refused))
+        error, down = sources.get(lib.id, (None, None))
+        libraries.append(LibraryFacts(
+            lib.id, lib.name, month, settings.library_tz(lib.id).key, lib.reader_source,
+            source_error=error, source_down_since=down,
+            waiting=requests.get((lib.id, RequestState.NEW), 0),
+            set_aside=set_aside.get(lib.id, 0),
+            manual=requests.get((lib.id, RequestState.MANUAL), 0),
+            pending=outbox.get((lib.id, OutboxState.PENDING), 0),
+            failed=failed.get(lib.id, 0), sent=outbox.get((lib.id, OutboxState.SENT), 0),
+            pools=pools, mailboxes=tuple(mailboxes)))
+    relays = tuple(RelayFacts(
+        q.key, q.waiting, q.later, retrying.get(q.key, 0), q.sent_last_day,
+        q.limits.per_minute, q.limits.per_hour, q.limits.per_day,
+        last_at=q.last_at if q.waiting else None, paused_until=q.paused_until,
+        pause_reason=q.pause_reason, error=q.last_error, down_since=q.down_since,
+        last_ok_at=q.last_ok_at) for q in queues)
+    return Snapshot(now, settings.timezone, tuple(libraries), relays, jobs)
+
+
+def _grouped(session: Session, stmt: Any) -> dict[Any, int]:
+    """{(first columns…): count} of a grouped query whose last column is the count."""
+    return {tuple(row[:-1]): row[-1] for row in session.execute(stmt)}
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    return as_aware(when) if when is not None else None
+
+
+# -- lines for a person ----------------------------------------------------------------------
+
+
+def _at(when: datetime | None, tz: ZoneInfo, fmt: str = _WHEN) -> str:
+    return as_aware(when).astimezone(tz).strftime(fmt) if when is not None else "?"
+
+
+def status_lines(snapshot: Snapshot, found: list[Problem]) -> list[str]:
+    lines = []
+    for lib in snapshot.libraries:
+        tz = ZoneInfo(lib.timezone)
+        lines.append(f"library {lib.id} ({lib.name}), month {lib.month}")
+        if lib.source_error is not None:
+            lines.append(f"  reader source {lib.reader_source}: DOWN since "
+                         f"{_at(lib.source_down_since, tz, '%Y-%m-%d %H:%M %Z')} "
+                         f"({lib.source_error}); requests wait")
+        else:
+            lines.append(f"  reader source {lib.reader_source}: ok")
+        for pool in lib.pools:
+            wait = f"; {pool.waiting} waiting" if pool.waiting else ""
+            lines.append(f"  pool {pool.service:9} {pool.left:6} left of {pool.total}{wait}")
+        lines.append(f"  queue: {lib.waiting} waiting, {lib.set_aside} set aside for staff, "
+                     f"{lib.manual} in manual folder")
+        lines.append(f"  outbox: {lib.pending} pending, {lib.failed} failed, {lib.sent} sent")
+        for mb in lib.mailboxes:
+            when = _at(mb.last_poll_at, tz) if mb.last_poll_at else "never"
+            health = f"  ERROR: {mb.error}" if mb.error else ""
+            lines.append(f"  mailbox {mb.address} last poll {when}{health}")
+            lines += [f"    {line}" for line in mailbox_trouble(mb, tz)]
+    tz = ZoneInfo(snapshot.timezone)
+    if snapshot.relays:
+        lines.append("relays")
+    lines += [f"  {relay_line(r, tz)}" for r in snapshot.relays]
+    if snapshot.jobs:
+        lines.append("jobs")
+    fmt = "%Y-%m-%d %H:%M %Z"
+    for job in snapshot.jobs:
+        last = _at(job.last_run_at, tz, fmt) if job.last_run_at else "never"
+        nxt = _at(job.next_run_at, tz, fmt) if job.next_run_at else "-"
+        lines.append(f"  {job.name}: next {nxt}, last {last}"
+                     + (f" ({job.last_result})" if job.last_result else ""))
+    if found:
+        lines.append(f"NEEDS ATTENTION ({len(found)})")
+        # Which one, by key (the lines above name it), and what is wrong.
+        lines += [f"  [{p.what}] {p.key}: {p.reason}" for p in found]
+    else:
+        lines.append("ok: nothing needs attention")
     return lines
 
 
-def _at(when: datetime, tz: ZoneInfo) -> str:
-    return as_aware(when).astimezone(tz).strftime(_WHEN)
-
-
-def mailbox_trouble(mb: Mailbox, grace: float, tz: ZoneInfo, now: datetime) -> list[str]:
+def mailbox_trouble(mb: MailboxFacts, tz: ZoneInfo) -> list[str]:
     """What a mailbox in error means for its library: since when it is down, whether its
     library's requests still wait for it, and when its next login is tried (worked out as
     for the dashboard: decide.horizon.mailbox_health)."""
-    health = mailbox_health(mb, grace, now)
     lines = []
-    if health.reading_again:
-        lines.append(f"reading again after being down since {_at(health.down_since, tz)}; "
+    if mb.down_since is not None and mb.error is None:
+        lines.append(f"reading again after being down since {_at(mb.down_since, tz)}; "
                      "the library's requests wait until it is read")
-    elif health.down_since is not None:
-        since = f"down since {_at(health.down_since, tz)}"
-        if health.without_since is not None:
+    elif mb.down_since is not None:
+        since = f"down since {_at(mb.down_since, tz)}"
+        if mb.without_since is not None:
             lines.append(f"{since}; the library is decided without it since "
-                         f"{_at(health.without_since, tz)}"
+                         f"{_at(mb.without_since, tz)}"
                          " (its mail, once read, is decided among what is still undecided)")
-        elif health.waits_until is not None:
+        elif mb.waits_until is not None:
             lines.append(f"{since}; the library's requests wait for it until "
-                         f"{_at(health.waits_until, tz)}, then are decided without it")
+                         f"{_at(mb.waits_until, tz)}, then are decided without it")
         else:
             lines.append(f"{since}; the library's requests wait for it (mailbox_grace = 0)")
-    if health.next_login is not None:
-        refused = health.refused
-        lines.append(f"next login {_at(health.next_login, tz)} "
+    if mb.next_login is not None:
+        refused = mb.refused
+        lines.append(f"next login {_at(mb.next_login, tz)} "
                      f"(refused {refused} time{'' if refused == 1 else 's'} in a row)")
     return lines
 
 
-def relay_line(q: RelayQueue, tz: ZoneInfo) -> str:
-    """One relay: replies waiting, when the last will go out, its limits, pause and last
-    error."""
-    parts = [f"relay {q.key}: {q.waiting} waiting"]
-    if q.later:
-        parts[0] += f" (+{q.later} due later)"
-    if q.waiting and q.last_at is not None:
-        parts.append(f"last goes out {_at(q.last_at, tz)}")
-    limits = [f"{n}/{span}" for n, span in ((q.limits.per_minute, "min"),
-                                            (q.limits.per_hour, "h"),
-                                            (q.limits.per_day, "day")) if n is not None]
+def relay_line(r: RelayFacts, tz: ZoneInfo) -> str:
+    """One relay: replies waiting, when the last will go out, its limits, those being
+    retried, then its health: ok, PAUSED until … (why), or ERROR since …"""
+    parts = [f"relay {r.key}: {r.waiting} waiting"]
+    if r.later:
+        parts[0] += f" (+{r.later} due later)"
+    if r.last_at is not None:
+        parts.append(f"last goes out {_at(r.last_at, tz)}")
+    limits = [f"{n}/{span}" for n, span in ((r.per_minute, "min"), (r.per_hour, "h"),
+                                            (r.per_day, "day")) if n is not None]
     if limits:
-        parts.append(f"limits {' '.join(limits)}, {q.sent_last_day} sent in 24 h")
-    if q.paused_until is not None:
-        why = {"auth": "login refused", "throttled": "the provider asked us to slow down"}
-        parts.append(f"PAUSED until {_at(q.paused_until, tz)} "
-                     f"({why.get(q.pause_reason or '', q.pause_reason or '?')})")
-    if q.last_error:
-        since = f" since {_at(q.down_since, tz)}" if q.down_since else ""
-        parts.append(f"ERROR{since}: {q.last_error}")
-    elif q.paused_until is None:
+        parts.append(f"limits {' '.join(limits)}, {r.sent_last_day} sent in 24 h")
+    if r.retrying:
+        parts.append(f"{r.retrying} being retried")
+    if r.paused_until is not None:
+        why = PAUSE_REASONS.get(r.pause_reason or "", r.pause_reason or "?")
+        parts.append(f"PAUSED until {_at(r.paused_until, tz)} ({why})")
+    if r.error:
+        since = f" since {_at(r.down_since, tz)}" if r.down_since else ""
+        parts.append(f"ERROR{since}: {r.error}")
+    elif r.paused_until is None:
         parts.append("ok")
     return "; ".join(parts)
+
+
+# -- JSON for scripts --------------------------------------------------------------------------
+
+
+def iso(when: datetime | None) -> str | None:
+    """ISO 8601 with the offset (UTC)."""
+    return as_aware(when).astimezone(UTC).isoformat(timespec="seconds") if when else None
+
+
+def status_json(snapshot: Snapshot, found: list[Problem]) -> dict[str, Any]:
+    """The documented shape (README, "Monitoring"): the verdict, what needs attention,
+    then the facts. Never a password, code or token."""
+    return {
+        "format": FORMAT,
+        "ok": not found,
+        "generated_at": iso(snapshot.generated_at),
+        "version": __version__,
+        "attention": [p.as_dict() for p in found],
+        "libraries": [{
+            "id": lib.id, "name": lib.name, "month": lib.month, "timezone": lib.timezone,
+            "reader_source": {"kind": lib.reader_source, "ok": lib.source_error is None,
+                              "error": lib.source_error,
+                              "down_since": iso(lib.source_down_since)},
+            "queue": {"waiting": lib.waiting, "set_aside": lib.set_aside,
+                      "manual": lib.manual},
+            "outbox": {"pending": lib.pending, "failed": lib.failed, "sent": lib.sent},
+            "pools": [{"service": p.service, "month": p.month, "imported": p.total,
+                       "left": p.left, "waiting": p.waiting,
+                       "refused_this_month": p.refused} for p in lib.pools],
+        } for lib in snapshot.libraries],
+        "mailboxes": [{
+            "key": mb.key, "library": mb.library, "address": mb.address, "ok": mb.ok,
+            "last_poll_at": iso(mb.last_poll_at), "error": mb.error,
+            "down_since": iso(mb.down_since), "waits_until": iso(mb.waits_until),
+            "decided_without_since": iso(mb.without_since),
+            "next_login_at": iso(mb.next_login), "refused_logins": mb.refused,
+        } for mb in snapshot.mailboxes],
+        "relays": [{
+            "key": r.key, "ok": r.ok, "waiting": r.waiting, "due_later": r.later,
+            "retrying": r.retrying, "sent_last_day": r.sent_last_day,
+            "limits": {"per_minute": r.per_minute, "per_hour": r.per_hour,
+                       "per_day": r.per_day},
+            "last_goes_out_at": iso(r.last_at), "paused_until": iso(r.paused_until),
+            "pause_reason": r.pause_reason, "error": r.error,
+            "down_since": iso(r.down_since), "last_ok_at": iso(r.last_ok_at),
+        } for r in snapshot.relays],
+        "jobs": [{
+            "name": job.name, "ok": not job.failed, "last_run_at": iso(job.last_run_at),
+            "next_run_at": iso(job.next_run_at), "last_result": job.last_result,
+        } for job in snapshot.jobs],
+    }

@@ -16,11 +16,16 @@ from mailbot.daemon import Daemon
 from mailbot.db.session import open_database
 from tests.botenv import make_bot, request_mail
 
+# No dashboard: `mailbot run` refuses to start when its port is taken (issue 18), and
+# 8080 may be another test run's.
 FAST = """
 [daemon]
 poll_interval = 600.0
 reconnect_max = 1.0
 send_backoff_max = 1.0
+
+[web]
+enabled = false
 """
 
 

@@ -159,9 +159,10 @@ def outbox(bot: Bot) -> list[Outbox]:
         return list(s.scalars(select(Outbox).order_by(Outbox.id)))
 
 
-def status(bot: Bot, capsys: pytest.CaptureFixture[str]) -> str:
+def status(bot: Bot, capsys: pytest.CaptureFixture[str], *, exit_code: int = 0) -> str:
+    """`mailbot status`'s output; it exits 1 when a mailbox or relay is failing."""
     capsys.readouterr()
-    assert bot.cli("status") == 0
+    assert bot.cli("status") == exit_code
     return capsys.readouterr().out
 
 
@@ -258,7 +259,7 @@ def test_imap_self_signed_server_is_refused_without_ca_file(
     assert bot.requests() == []
     assert len(tls_user.list()) == 1  # still waiting in INBOX
     assert smtp_sink.messages == []
-    text = status(bot, capsys)
+    text = status(bot, capsys, exit_code=1)
     [line] = [line for line in text.splitlines() if "mailbox ebooki@biblioteka.test" in line]
     assert "ERROR" in line and "certificate verify failed" in line, line
     assert "certificate verify failed" in run_out.err
@@ -280,7 +281,7 @@ def test_imap_host_name_not_in_the_certificate_is_refused(
     assert run_and_see_no_login(bot, tls_user) == 1
 
     assert bot.requests() == []
-    text = status(bot, capsys)
+    text = status(bot, capsys, exit_code=1)
     assert "ERROR" in text and "Hostname mismatch" in text and "'localhost'" in text, text
 
 
@@ -345,7 +346,7 @@ def test_smtp_self_signed_relay_is_refused_without_ca_file(
     [row] = outbox(bot)
     assert row.state == "pending" and row.outcome == "issued"
     assert "certificate verify failed" in (row.last_error or ""), row.last_error
-    text = status(bot, capsys)
+    text = status(bot, capsys, exit_code=1)
     assert "outbox: 1 pending, 0 failed, 0 sent" in text
     assert_no_secret([run_out.out, run_out.err, text, row.last_error or ""], caplog,
                      SMTP_PASSWORD)
@@ -388,7 +389,7 @@ def test_imap_starttls_required_but_not_offered_never_logs_in_in_cleartext(
 
     assert bot.requests() == []
     assert len(plain_user.list()) == 1
-    text = status(bot, capsys)
+    text = status(bot, capsys, exit_code=1)
     assert "ERROR" in text and "STARTTLS" in text, text
 
 

@@ -27,13 +27,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mailbot.clock import utcnow
 from mailbot.config import Settings
 from mailbot.resources import TEMPLATES
-from mailbot.web import i18n, views
+from mailbot.web import health, i18n, metrics, views
 from mailbot.web.auth import secret_key
 from mailbot.web.context import WebState, lang_of
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 TEMPLATES_DIR = TEMPLATES / "web"
 SESSION_COOKIE = "mailbot_session"
+# Paths for monitoring tools: no login, no session (web.health, web.metrics).
+MONITORING = frozenset({health.PATH, metrics.PATH})
 
 # Pages: only our own files; no inline script; frames only from ourselves (the sandboxed
 # view of a mail's HTML). Mail HTML itself gets a far stricter policy
@@ -76,15 +78,20 @@ class SecurityHeaders:
 
 class Sessions:
     """The signed session cookie (HttpOnly, SameSite=Lax), marked Secure whenever the
-    request came over https (directly, or through a trusted proxy)."""
+    request came over https (directly, or through a trusted proxy). The monitoring
+    endpoints (/healthz, /metrics) have no session: they neither read nor set the cookie."""
 
     def __init__(self, app: ASGIApp, *, secret: str, max_age: int) -> None:
+        self.app = app
         common = dict(secret_key=secret, session_cookie=SESSION_COOKIE, max_age=max_age,
                       same_site="lax")
         self.plain = SessionMiddleware(app, https_only=False, **common)
         self.tls = SessionMiddleware(app, https_only=True, **common)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("path") in MONITORING:
+            await self.app(scope, receive, send)
+            return
         secure = scope.get("scheme") in ("https", "wss")
         await (self.tls if secure else self.plain)(scope, receive, send)
 
@@ -125,8 +132,8 @@ def create_app(settings: Settings, sessions: sessionmaker[Session], *,
     env or key file); ``wake_sender`` is called when staff queue a reply."""
     state = WebState(settings, sessions, _environment(), wake_sender or (lambda: None), clock)
     key = secret if secret is not None else secret_key(settings)
-    routes = [*views.routes(), Mount("/static", StaticFiles(directory=str(STATIC_DIR)),
-                                     name="static")]
+    routes = [*views.routes(), *health.routes(), *metrics.routes(),
+              Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")]
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders),

@@ -129,7 +129,7 @@ def test_a_mailbox_that_cannot_be_read_holds_its_librarys_queue_and_is_shown(
     assert [r.state for r in bot.requests()] == ["new"]
     assert smtp_sink.messages == []
     capsys.readouterr()
-    assert bot.cli("status") == 0
+    assert bot.cli("status") == 1  # a mailbox in error needs attention (issue 18)
     out = capsys.readouterr().out
     assert "ebooki1@biblioteka.test" in out and "ERROR" in out and "1 waiting" in out
     assert "wrong" not in out  # never a password

@@ -135,7 +135,7 @@ def test_a_throttling_relay_is_shown_with_its_queue_pause_and_reason(tmp_path, i
     assert "3 replies waiting" in en and "the provider asked us to send more slowly" in en
 
     capsys.readouterr()
-    assert bot.cli("status") == 0
+    assert bot.cli("status") == 1  # a paused relay needs attention (issue 18)
     out = capsys.readouterr().out
     [relay] = [line for line in out.splitlines() if line.startswith("  relay ")]
     assert f"{smtp_sink.host}:{smtp_sink.port}: 3 waiting; last goes out 20" in relay, relay
