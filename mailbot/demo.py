@@ -294,5 +294,8 @@ def run_demo(directory: str, *, now: datetime | None = None, serve: bool = False
         print(f"dashboard login (mailbot --config {root / 'mailbot.toml'} run serves it): "
               f"{DEMO_USER} / {password}")
         return 0
-    serve_dashboard(sessions, settings, port=port, password=password)
+    from mailbot.db.running import holding_running
+
+    with holding_running(settings.database_url):  # `mailbot restore` refuses meanwhile
+        serve_dashboard(sessions, settings, port=port, password=password)
     return 0

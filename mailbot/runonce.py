@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot import aio
 from mailbot.config import Settings
+from mailbot.db.running import holding_running
 from mailbot.errors import MailbotError
 
 
@@ -34,7 +35,16 @@ def run_once(sessions: sessionmaker[Session], settings: Settings, *,
     is complete), and replies are sent as they are decided. A burst (a full decide batch
     waiting) is sent by a second process, which works on another CPU and keeps the
     deciding process's database round trips from queueing behind the sender for the
-    interpreter lock; a few requests by a thread."""
+    interpreter lock; a few requests by a thread.
+
+    The pass holds the database's running lock (db/running.py: `mailbot restore` refuses
+    meanwhile); so does the sending process, which may outlive it."""
+    with holding_running(sessions.kw["bind"]):
+        return _run_once(sessions, settings, now=now)
+
+
+def _run_once(sessions: sessionmaker[Session], settings: Settings, *,
+              now: datetime | None) -> dict[str, Any]:
     from mailbot.decide import decide_pending, sizes, waiting
     from mailbot.intake.poll import poll_all
     from mailbot.intake.maildir import poll_all_maildirs
@@ -174,8 +184,9 @@ def _send_in_child(settings: Settings, deciding: Any, report: Any, now: datetime
         from mailbot.db.session import open_database
         from mailbot.respond.outbox import send_while
 
-        sessions = open_database(settings.database_url)
-        report.send(("sent", aio.run(send_while(sessions, settings, deciding, now=now))))
+        with holding_running(settings.database_url):  # the run may end before this does
+            sessions = open_database(settings.database_url)
+            report.send(("sent", aio.run(send_while(sessions, settings, deciding, now=now))))
     except BaseException as exc:
         try:
             report.send(("error", exc))

@@ -57,6 +57,29 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
+def known_revisions() -> frozenset[str]:
+    """Every revision this mailbot's migrations know (a database at another was made by a
+    newer mailbot)."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(s.revision for s in ScriptDirectory(str(MIGRATIONS)).walk_revisions())
+
+
+def refuse_newer(engine: Engine, current: str | None) -> None:
+    """Refuses a database a newer mailbot upgraded (a rollback to this version without
+    restoring the backup made before that upgrade), which Alembic would fail on with a
+    traceback."""
+    if current is None or current in known_revisions():
+        return
+    from mailbot import __version__
+
+    raise MailbotError(
+        f"the database {engine.url.render_as_string(hide_password=True)} is at schema "
+        f"{current}, made by a newer mailbot; this mailbot ({__version__}) knows schemas up "
+        f"to {HEAD}. Install the newer mailbot again, or restore the backup made before "
+        "the upgrade (mailbot restore FILE)")
+
+
 def ensure_schema(engine: Engine) -> None:
     """Creates or upgrades the schema where that is safe; refuses otherwise."""
     if _stamped(engine) == HEAD:
@@ -65,6 +88,7 @@ def ensure_schema(engine: Engine) -> None:
     head = head_revision()
     if current == head:
         return
+    refuse_newer(engine, current)
     tables = set(inspect(engine).get_table_names()) - {"alembic_version"}
     if current is None and tables:
         raise MailbotError(

@@ -42,12 +42,18 @@ def test_the_migrations_build_exactly_the_models_on_postgresql():
 
 
 def test_a_new_database_is_set_up_on_first_use_and_db_upgrade_reports(tmp_path, capsys):
-    # open_database on an empty file creates the schema; `mailbot db current|upgrade` say so.
+    # `mailbot db current` only reads: with no database yet it says so and creates none;
+    # `db upgrade` creates it with the schema and says so; open_database on an empty file
+    # creates the schema too.
     bot = make_bot(tmp_path, smtp=SimpleNamespace(host="127.0.0.1", port=1), mailboxes=[])
-    assert bot.cli("db", "current") == 0
-    assert "schema empty" in capsys.readouterr().out
+    assert bot.cli("db", "current") == 2
+    assert "no database at" in capsys.readouterr().err
+    assert not (tmp_path / "mailbot.db").exists()
     assert bot.cli("db", "upgrade") == 0
-    assert f"-> {head_revision()}" in capsys.readouterr().out
+    assert f"schema empty -> {head_revision()}" in capsys.readouterr().out
+    assert bot.cli("db", "current") == 0
+    assert f"schema {head_revision()} (this mailbot: {head_revision()})" in \
+        capsys.readouterr().out
     assert bot.cli("status") == 0
     open_database(bot.settings().database_url)  # idempotent
 
@@ -77,6 +83,24 @@ def test_an_older_sqlite_file_is_upgraded_in_place(tmp_path):
     upgrade(make_engine(url), "0001")
     open_database(url)
     assert current_revision(make_engine(url)) == head_revision()
+
+
+def test_a_database_a_newer_mailbot_upgraded_is_refused_with_what_to_do(tmp_path, capsys):
+    # A rollback without restoring the backup: no Alembic traceback, neither on open nor
+    # from `mailbot db upgrade`, and the database is left as it is.
+    bot = make_bot(tmp_path, smtp=SimpleNamespace(host="127.0.0.1", port=1), mailboxes=[])
+    url = bot.settings().database_url
+    open_database(url)
+    with sqlite3.connect(tmp_path / "mailbot.db") as con:
+        con.execute("UPDATE alembic_version SET version_num = '0099'")
+    with pytest.raises(MailbotError, match="schema 0099, made by a newer mailbot.*restore"):
+        open_database(url)
+    capsys.readouterr()
+    assert bot.cli("db", "upgrade") == 1
+    assert bot.cli("status") == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("made by a newer mailbot") == 2, err
+    assert current_revision(make_engine(url)) == "0099"
 
 
 def test_an_older_postgresql_database_waits_for_db_upgrade(tmp_path, capsys):
