@@ -1,4 +1,10 @@
-"""The ``mailbot`` command line (SPEC 4). Exit codes: 0 ok, 2 bad input, 1 other errors."""
+"""The ``mailbot`` command line: its arguments; what each command does is in
+mailbot.commands.
+
+Only the standard library is imported here: ``mailbot --help`` and ``--version`` answer
+without loading SQLAlchemy, the models, the web app or the holiday calendars, and each
+command imports what it uses when it runs (benchmarks/startup.py measures it).
+"""
 
 from __future__ import annotations
 
@@ -8,25 +14,42 @@ import os
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from mailbot import aio
-from mailbot.clock import utcnow
-from mailbot.config import SERVICES, Settings, load_settings
-from mailbot.db.session import open_database, sync_config
+from mailbot import __version__
 from mailbot.errors import BadInput, MailbotError
 from mailbot.logs import configure_logging
 
 log = logging.getLogger("mailbot")
 
 DEFAULT_CONFIG = "mailbot.toml"
+SYSTEM_CONFIG = "/etc/mailbot/mailbot.toml"  # where the README's install puts it
+# The platforms of --service (mailbot.config.SERVICES, which this module does not import;
+# tests/test_cli.py checks the two agree).
+SERVICE_CHOICES = ("legimi", "empik_go")
+
+DESCRIPTION = ("mailbot hands out Legimi and Empik Go e-book codes to library patrons who "
+               "ask by e-mail, in order of arrival, one code a month.")
+EPILOG = ("Exit codes: 0 ok; 1 something failed or needs attention (status, check, run "
+          "--once); 2 a mistake in the config file, an input file or the command line. "
+          "Every command and config key: README.md and config.example.toml.")
+
+def _default_config() -> str:
+    """$MAILBOT_CONFIG; else ./mailbot.toml; else, when only it exists, the installed
+    /etc/mailbot/mailbot.toml (so `sudo -u mailbot mailbot status` needs no --config)."""
+    if os.environ.get("MAILBOT_CONFIG"):
+        return os.environ["MAILBOT_CONFIG"]
+    if not os.path.exists(DEFAULT_CONFIG) and os.path.exists(SYSTEM_CONFIG):
+        return SYSTEM_CONFIG
+    return DEFAULT_CONFIG
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mailbot", description=__doc__)
-    p.add_argument("--config", "-c", default=os.environ.get("MAILBOT_CONFIG", DEFAULT_CONFIG),
-                   help="TOML config file (default: $MAILBOT_CONFIG or ./mailbot.toml)")
-    p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    p = argparse.ArgumentParser(prog="mailbot", description=DESCRIPTION, epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"mailbot {__version__}")
+    p.add_argument("--config", "-c", default=_default_config(),
+                   help="TOML config file (default: $MAILBOT_CONFIG, else ./mailbot.toml, "
+                        f"else {SYSTEM_CONFIG})")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="debug logging, the libraries' own INFO lines included")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("import-readers", help="load/refresh the local reader table")
@@ -38,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("import-codes", help="add a code pool from XLSX, XLS, CSV or HTML")
     c.add_argument("file")
     c.add_argument("--library", required=True)
-    c.add_argument("--service", required=True, choices=SERVICES)
+    c.add_argument("--service", required=True, choices=SERVICE_CHOICES)
     c.add_argument("--month", required=True, help="YYYY-MM")
     c.add_argument("--column", help="the code column: header, 1-based index or letter")
 
@@ -55,7 +78,19 @@ def _parser() -> argparse.ArgumentParser:
     rem.add_argument("--dry-run", action="store_true",
                      help="list who would get a reminder; send and record nothing")
 
-    sub.add_parser("status", help="pools left, queue, outbox, last poll per mailbox")
+    st = sub.add_parser("status", help="pools left, queue, outbox, each mailbox and relay "
+                                       "(exit 1 if something needs attention)")
+    st.add_argument("--json", action="store_true", help="the same facts as JSON, for scripts")
+
+    ini = sub.add_parser("init", help="write a commented starting config (one library, one "
+                                      "mailbox) to --config")
+    ini.add_argument("--dir", default="/var/lib/mailbot",
+                     help="the state directory its paths point into (default /var/lib/mailbot)")
+
+    bk = sub.add_parser("backup", help="a consistent copy of the live SQLite database")
+    bk.add_argument("file", help="the copy to write (must not exist)")
+    rs = sub.add_parser("restore", help="put a backup back (mailbot must be stopped)")
+    rs.add_argument("file", help="a file written by mailbot backup")
 
     chk = sub.add_parser("check", help="log in to every mailbox and relay; check folders, "
                                        "reader sources, the database (exit 1 if any fails)")
@@ -106,7 +141,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    quiet = args.command in ("demo", "check")  # their output is their table / lines
+    # Their output is their table, lines or JSON: only warnings join it.
+    quiet = args.command in ("demo", "check", "init") or getattr(args, "json", False)
     configure_logging(logging.DEBUG if args.verbose else
                       logging.WARNING if quiet else logging.INFO)
     try:
@@ -114,7 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mailbot.demo import run_demo
 
             return run_demo(args.dir, serve=not args.no_serve, port=args.port)
-        settings = load_settings(args.config)
+        if args.command == "init":
+            from mailbot.starter import write_starter
+
+            for line in write_starter(args.config, args.dir):
+                print(line)
+            return 0
+        from mailbot.commands import ALL_SECRETS, COMMANDS, SECRETS
+        from mailbot.config import load_settings
+
+        settings = load_settings(args.config, secrets=SECRETS.get(args.command, ALL_SECRETS))
         return COMMANDS[args.command](settings, args)
     except BadInput as exc:
         print(f"mailbot: error: {exc}", file=sys.stderr)
@@ -122,232 +167,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MailbotError as exc:
         print(f"mailbot: {exc}", file=sys.stderr)
         return 1
-
-
-def _open(settings: Settings) -> sessionmaker[Session]:
-    sessions = open_database(settings.database_url)
-    sync_config(sessions, settings)
-    return sessions
-
-
-def cmd_import_readers(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.imports.load import import_readers
-
-    settings.library(args.library)
-    sessions = _open(settings)
-    result = import_readers(sessions, settings, path=args.file, library_id=args.library,
-                            now=utcnow())
-    removed = ""
-    if args.remove_missing:
-        from mailbot.imports.load import remove_missing_readers
-
-        gone = remove_missing_readers(sessions, path=args.file, library_id=args.library,
-                                      limits=settings.imports)
-        removed = f", {gone} removed (not in the file)"
-    print(f"{args.file}: {result.created} readers added, {result.updated} updated, "
-          f"{result.unchanged} unchanged{removed}")
-    return 0
-
-
-def cmd_import_codes(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.imports.load import import_codes
-
-    settings.library(args.library)
-    sessions = _open(settings)
-    result = import_codes(sessions, settings, path=args.file, library_id=args.library,
-                          service=args.service, month=args.month, column=args.column,
-                          now=utcnow())
-    print(f"{args.file}: {result.added} {args.service} codes for {args.month} added "
-          f"(pool #{result.pool_id})")
-    return 0
-
-
-def cmd_import_activations(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.imports.load import import_activations
-
-    settings.library(args.library)
-    sessions = _open(settings)
-    r = import_activations(sessions, settings, path=args.file, library_id=args.library,
-                           column=args.column, now=utcnow())
-    months = (f"penalties now apply for {', '.join(r.months)}" if r.months else
-              "no month in it has ended yet, so no penalty follows from it")
-    print(f"{args.file}: {r.activated} activated, {r.not_activated} not activated, "
-          f"{r.unknown} unknown to mailbot; {months}")
-    return 0
-
-
-def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    sessions = _open(settings)
-    if not args.once:
-        from mailbot.daemon import Daemon
-
-        return Daemon(settings, sessions).run_forever()
-    from mailbot.runonce import run_once
-
-    result = run_once(sessions, settings)
-    failed = [p for p in result["polls"] if p.errors]
-    stored = sum(p.stored for p in result["polls"])
-    sent = result["sent"]
-    print(f"stored {stored} mail(s), decided {len(result['decisions'])}, sent {sent.sent}, "
-          f"deferred {sent.deferred}, failed {sent.failed} "
-          f"({', '.join(f'{k} {v:.2f} s' for k, v in result['seconds'].items())})")
-    if sent.paced or sent.paused:
-        # Left pending, in order, untouched: a later run sends them (respond/pacing.py).
-        at = f" (a relay may send again at {sent.wake_at:%Y-%m-%d %H:%M:%S} UTC)" \
-            if sent.wake_at else ""
-        print(f"{sent.paced + sent.paused} repl(ies) wait for a relay's sending limits or "
-              f"pause{at}: a later run sends them")
-    for p in failed:
-        print(f"mailbox {p.mailbox}: {'; '.join(p.errors)}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.housekeeping import queue_reminders
-    from mailbot.respond.outbox import send_due
-
-    sessions = _open(settings)
-    items = queue_reminders(sessions, settings, utcnow(), dry_run=args.dry_run)
-    for item in items:
-        print(f"{item.library_id}  {item.service:8}  card {item.card_number}  {item.email}")
-    if args.dry_run:
-        print(f"{len(items)} reminder(s) would be sent (dry run: nothing sent or recorded)")
-        return 0
-    sent = aio.run(send_due(sessions, settings))
-    print(f"{len(items)} reminder(s) queued; sent {sent.sent}, deferred {sent.deferred}, "
-          f"failed {sent.failed}")
-    return 0
-
-
-def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.db.migrate import current_revision, head_revision, upgrade
-    from mailbot.db.session import make_engine
-
-    engine = make_engine(settings.database_url)
-    url = engine.url.render_as_string(hide_password=True)
-    before = current_revision(engine)
-    if args.action == "upgrade":
-        upgrade(engine)
-        print(f"{url}: schema {before or 'empty'} -> {current_revision(engine)}")
-    else:
-        print(f"{url}: schema {before or 'empty'} (this mailbot: {head_revision()})")
-    return 0
-
-
-def cmd_patron(settings: Settings, args: argparse.Namespace) -> int:
-    import json
-
-    from mailbot.privacy import erase_patron, export_patron
-
-    settings.library(args.library)
-    sessions = _open(settings)
-    if args.action == "export":
-        data = export_patron(sessions, library_id=args.library, card=args.card, now=utcnow())
-        text = json.dumps(data, ensure_ascii=False, indent=2)
-        if args.output:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-            print(f"exported card {args.card} to {args.output}")
-        else:
-            print(text)
-        return 0
-    counts = erase_patron(sessions, library_id=args.library, card=args.card,
-                          dry_run=not args.yes)
-    summary = ", ".join(f"{n} {what}" for what, n in counts.items())
-    if not args.yes:
-        print(f"would erase for card {args.card}: {summary}; nothing erased (add --yes)")
-    else:
-        print(f"erased for card {args.card}: {summary} (the ledger keeps a pseudonym)")
-    return 0
-
-
-def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.status import status_lines
-
-    sessions = _open(settings)
-    print("\n".join(status_lines(sessions, settings)))
-    return 0
-
-
-def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.addresses import usable_address
-    from mailbot.check.run import run_check
-
-    if args.send_test is not None and usable_address(args.send_test) is None:
-        raise BadInput(f"not an e-mail address a relay can take: {args.send_test!r}",
-                       column="--send-test")
-    return run_check(settings, create_folders=args.create_folders,
-                     send_test_to=args.send_test)
-
-
-def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.report import write_report
-
-    for lib in args.library or ():
-        settings.library(lib)
-    sessions = _open(settings)
-    rows = write_report(sessions, settings, month=args.month, path=args.output,
-                        libraries=args.library, now=utcnow(), lang=args.lang)
-    print(f"{args.output}: report for {args.month}, {rows} row(s)")
-    return 0
-
-
-def _new_password() -> str:
-    """From $MAILBOT_NEW_PASSWORD (scripts) or typed twice at a prompt, never echoed."""
-    import getpass
-
-    value = os.environ.get("MAILBOT_NEW_PASSWORD")
-    if value is not None:
-        return value
-    if not sys.stdin.isatty():
-        raise BadInput("no terminal to ask for the password: set MAILBOT_NEW_PASSWORD",
-                       column="password")
-    first = getpass.getpass("New password: ")
-    if getpass.getpass("Repeat it: ") != first:
-        raise BadInput("the two passwords differ", column="password")
-    return first
-
-
-def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.web.auth import add_user, list_users, remove_user, set_password
-
-    sessions = _open(settings)
-    if args.user_command == "list":
-        for u in list_users(sessions):
-            scope = "admin (all libraries)" if u.is_admin else ", ".join(u.libraries)
-            print(f"{u.name:24} {scope}")
-        return 0
-    if args.user_command == "remove":
-        remove_user(sessions, name=args.name)
-        print(f"user {args.name} removed")
-        return 0
-    if args.user_command == "add":
-        # Check the name and libraries before asking for a password.
-        for lib in args.library:
-            settings.library(lib)
-        if not args.library and not args.admin:
-            raise BadInput("a user needs at least one --library (or --admin)",
-                           column="--library")
-        user = add_user(sessions, settings, name=args.name, password=_new_password(),
-                        libraries=args.library, is_admin=args.admin, now=utcnow())
-        scope = "admin (all libraries)" if user.is_admin else ", ".join(user.libraries)
-        print(f"user {user.name} added: {scope}")
-        return 0
-    set_password(sessions, name=args.name, password=_new_password(), now=utcnow())
-    print(f"password of {args.name} changed; their open sessions are logged out")
-    return 0
-
-
-COMMANDS = {
-    "import-readers": cmd_import_readers,
-    "import-codes": cmd_import_codes,
-    "import-activations": cmd_import_activations,
-    "run": cmd_run,
-    "remind": cmd_remind,
-    "patron": cmd_patron,
-    "db": cmd_db,
-    "status": cmd_status,
-    "check": cmd_check,
-    "report": cmd_report,
-    "user": cmd_user,
-}

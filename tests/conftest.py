@@ -7,6 +7,7 @@ A missing or broken Dovecot makes the tests that need it error out; they never s
 from __future__ import annotations
 
 import itertools
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,18 @@ if _REPO_ROOT not in sys.path:
 from tests.servers import Dovecot, ImapUser, SmtpSink  # noqa: E402
 
 _user_numbers = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _libraries_log_as_pytest_says() -> Iterator[None]:
+    """A test that runs ``mailbot.cli.main`` quiets the libraries' loggers (mailbot.logs);
+    the levels are process-wide, so the next test gets them back as they were."""
+    from mailbot.logs import QUIET_LIBRARIES
+
+    levels = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import make_url
 
 from mailbot.cli import main
 from mailbot.config import load_settings, settings_from_dict
-from mailbot.config.load import PATH_KEYS
+from mailbot.config.paths import PATH_KEYS
 from mailbot.db.files import check_database_file
 from mailbot.db.session import open_database
 from mailbot.errors import BadInput
@@ -131,7 +131,7 @@ def test_a_command_run_elsewhere_uses_the_database_beside_the_config(tmp_path, m
 def test_sqlite_urls_are_made_absolute_exactly(tmp_path):
     # A folder with a space and a percent sign, a path with an escape of its own, a query:
     # SQLAlchemy reads back the very file meant. Other URLs are left as written.
-    from mailbot.config.load import absolute_sqlite_url
+    from mailbot.config.paths import absolute_sqlite_url
 
     base = str(tmp_path / "my conf 100%")
     cases = {"sqlite:///m.db": f"{base}/m.db",

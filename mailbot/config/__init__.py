@@ -9,10 +9,11 @@ variable, and ``MAILBOT_SMTP_PASSWORD`` / ``MAILBOT_DATABASE_URL`` override the 
   and own rule; ``mail`` holds those of the mail accounts (mailboxes, relays, OAuth2);
 - ``checks``: those rules (``HHMM``, ``TimeZone``, ``NotNegative`` …) and ``parse_hhmm`` /
   ``parse_window``, which the policy rules use too;
-- ``load``: reading the file (pydantic checks it against the classes), relative paths
-  made relative to the file's folder, the rules between keys, the secrets from the
-  environment (only the kinds a command uses, ``SECRET_KINDS``), pydantic's errors in
-  mailbot's words.
+- ``load``: reading the file (pydantic checks it against the classes), the rules between
+  keys, pydantic's errors in mailbot's words;
+- ``paths``: relative paths made relative to the config file's folder;
+- ``secrets``: the secrets from the environment, only the kinds a command uses
+  (``SECRET_KINDS``).
 
 This package is the public interface: import from ``mailbot.config``.
 

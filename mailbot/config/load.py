@@ -6,18 +6,8 @@ Every mistake is one ``ConfigError`` (exit code 2) naming the file, the key's pa
 messages are not shown (they echo values, and a value may be a password). When the file
 has several mistakes, the first is named.
 
-Secrets may stay out of the file: ``password_env = "NAME"`` (``url_env`` for a SQL reader
-source) reads the value from that environment variable, and ``MAILBOT_SMTP_PASSWORD`` /
-``MAILBOT_DATABASE_URL`` override the file. A command reads only the kinds of secret it
-uses (``SECRET_KINDS``): ``mailbot status`` needs no mail password, so an unset
-``MAILBOT_IMAP_PASSWORD`` is no error there.
-
-A relative path in the file (a SQLite ``database_url``, a Maildir, the file outbox,
-``templates_dir``, a CA, key or secret file) is relative to the file's folder, not to
-where mailbot was started: ``mailbot status`` run from another folder finds the same
-database. ``MAILBOT_DATABASE_URL`` and a SQL source's ``url_env`` have no file of their
-own and count from the config file's folder too. Settings made from a dict with no file
-(tests) keep relative paths as given, relative to the working directory.
+Relative paths are then made relative to the file's folder (mailbot.config.paths), and
+the secrets the command uses read from the environment (mailbot.config.secrets).
 """
 
 from __future__ import annotations
@@ -32,21 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from mailbot.config.sections import (
-    LibrarySettings,
-    MailboxSettings,
     OAuthSettings,
     Settings,
     SmtpSettings,
 )
+from mailbot.config.paths import absolute_paths, folder_of
+from mailbot.config.secrets import SECRET_KINDS, resolve_secrets
 from mailbot.errors import ConfigError
 
+__all__ = ["SECRET_KINDS", "load_settings", "settings_from_dict"]
 
-# The kinds of secret a command may ask for (``load_settings(path, secrets=...)``):
-# "database": MAILBOT_DATABASE_URL; "mail": the mailboxes' and relays' passwords
-# (password_env, MAILBOT_SMTP_PASSWORD), OAuth2 client secrets and the key and secret
-# files (checked readable); "readers": a SQL source's url_env, a SIP2 password_env;
-# "web": the dashboard's secret_key_env.
-SECRET_KINDS = frozenset({"database", "mail", "readers", "web"})
+
 
 
 def load_settings(path: str | os.PathLike[str], *,
@@ -82,75 +68,11 @@ def settings_from_dict(data: dict[str, Any], *, source: str = "<dict>",
         settings = _reader().validate_python({**data, "source": source})
     except ValidationError as exc:
         raise _config_error(exc.errors(include_url=False)[0], source) from None
-    base = _folder_of(source)
+    base = folder_of(source)
     if base is not None:
-        settings = _absolute_paths(settings, base)
+        settings = absolute_paths(settings, base)
     _check_combinations(settings, kinds)
-    return _resolve_secrets(settings, kinds, base)
-
-
-# -- relative paths ------------------------------------------------------------------------
-
-# The keys that name a file or folder (in any table); a test checks that every key whose
-# name says it is a path is here. ``database_url`` and a SQL source's ``url`` are URLs: a
-# SQLite one's path is made absolute the same way.
-PATH_KEYS = frozenset({"templates_dir", "path", "file_outbox", "ca_file", "client_secret_file",
-                       "certificate_file", "service_account_file", "secret_key_file"})
-URL_KEYS = frozenset({"database_url", "url"})
-
-
-def _folder_of(source: str) -> str | None:
-    """The absolute folder of the config file; None for settings made without a file."""
-    if not source or source.startswith("<"):
-        return None
-    return os.path.dirname(os.path.abspath(source))
-
-
-def _absolute_paths(section: Any, base: str) -> Any:
-    """``section`` (a settings dataclass) with every relative path in it, at any depth,
-    joined to ``base``."""
-    changes: dict[str, Any] = {}
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
-        if isinstance(value, str) and f.name in PATH_KEYS:
-            new: Any = _absolute(value, base)
-        elif isinstance(value, str) and f.name in URL_KEYS:
-            new = absolute_sqlite_url(value, base)
-        elif dataclasses.is_dataclass(value):
-            new = _absolute_paths(value, base)
-        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
-            new = tuple(_absolute_paths(item, base) for item in value)
-        else:
-            continue
-        if new != value:
-            changes[f.name] = new
-    return dataclasses.replace(section, **changes) if changes else section
-
-
-def _absolute(path: str, base: str) -> str:
-    return os.path.join(base, path) if path and not os.path.isabs(path) else path
-
-
-_SQLITE_URL = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(\?.*)?", re.DOTALL)
-
-
-def absolute_sqlite_url(url: str, base: str) -> str:
-    """``url`` with a relative SQLite file path joined to ``base``; any other URL (an
-    absolute path, ``:memory:``, a ``file:`` URI, another database) as it is.
-
-    Done on the text, without SQLAlchemy (a third of a second to import, which a config
-    read does not otherwise need): SQLAlchemy percent-decodes the path, so ``base`` goes
-    in percent-encoded and the path's own text is kept as written."""
-    from urllib.parse import quote, unquote
-
-    m = _SQLITE_URL.fullmatch(url)
-    if m is None:
-        return url
-    scheme, path, query = m.group(1), m.group(2), m.group(3) or ""
-    plain = unquote(path)
-    if not plain or plain.startswith(("/", ":memory:", "file:")):
-        return url
-    return f"{scheme}{quote(base, safe='/')}/{path}{query}"
+    return resolve_secrets(settings, kinds, base)
 
 
 @cache
@@ -385,92 +307,3 @@ def _check_shared_relays(settings: Settings) -> None:
             raise ConfigError(f"has the address of mailboxes[{seen_at[0]}] but another relay: "
                               "replies from one address leave through one account", file=src,
                               column=f"mailboxes[{i}].smtp")
-
-
-def _resolve_secrets(settings: Settings, kinds: frozenset[str], base: str | None) -> Settings:
-    """The settings with the ``*_env`` secrets of ``kinds`` read from the environment."""
-    src = settings.source
-    web = settings.web
-    if "web" in kinds and web.enabled and web.secret_key_env and \
-            not os.environ.get(web.secret_key_env):
-        raise ConfigError(f"environment variable {web.secret_key_env} is not set", file=src,
-                          column="web.secret_key_env")
-    mail, readers = "mail" in kinds, "readers" in kinds
-    libraries = tuple(_library_secrets(lib, f"libraries[{i}]", src, read=readers, base=base)
-                      for i, lib in enumerate(settings.libraries))
-    mailboxes = tuple(_mailbox_secrets(mb, f"mailboxes[{i}]", src, read=mail)
-                      for i, mb in enumerate(settings.mailboxes))
-    smtp = _relay_secrets(settings.smtp, "smtp", src, fallback=None, read=mail)
-    if mail and os.environ.get("MAILBOT_SMTP_PASSWORD"):
-        smtp = dataclasses.replace(smtp, password=os.environ["MAILBOT_SMTP_PASSWORD"])
-    database_url = settings.database_url
-    if "database" in kinds and os.environ.get("MAILBOT_DATABASE_URL"):
-        database_url = os.environ["MAILBOT_DATABASE_URL"]
-        if base is not None:  # no file of its own: relative to the config's, as the key
-            database_url = absolute_sqlite_url(database_url, base)
-    return dataclasses.replace(
-        settings,
-        libraries=libraries,
-        mailboxes=mailboxes,
-        smtp=smtp,
-        database_url=database_url,
-    )
-
-
-def _mailbox_secrets(mb: MailboxSettings, key: str, src: str, *, read: bool) -> MailboxSettings:
-    oauth = _oauth_secrets(mb.oauth, f"{key}.oauth", src, read=read)
-    relay = None if mb.smtp is None else _relay_secrets(mb.smtp, f"{key}.smtp", src,
-                                                        fallback=oauth, read=read)
-    return dataclasses.replace(
-        mb, password=_secret(mb.password, mb.password_env, f"{key}.password_env", src, read),
-        oauth=oauth, smtp=relay)
-
-
-def _relay_secrets(relay: SmtpSettings, key: str, src: str, *,
-                   fallback: OAuthSettings | None, read: bool) -> SmtpSettings:
-    """The relay with its password read, and its OAuth2 settings: its own, or (a mailbox's
-    relay with auth = oauth2-… and no table of its own) the mailbox's."""
-    oauth = _oauth_secrets(relay.oauth, f"{key}.oauth", src, read=read) if relay.oauth else None
-    if oauth is None and relay.auth != "password":
-        oauth = fallback
-    return dataclasses.replace(
-        relay, password=_secret(relay.password, relay.password_env, f"{key}.password_env",
-                                src, read),
-        oauth=oauth)
-
-
-def _oauth_secrets(oauth: OAuthSettings | None, key: str, src: str, *,
-                   read: bool) -> OAuthSettings | None:
-    if oauth is None or not oauth.client_secret_env:
-        return oauth
-    return dataclasses.replace(oauth, client_secret=_secret(
-        oauth.client_secret, oauth.client_secret_env, f"{key}.client_secret_env", src, read))
-
-
-def _library_secrets(lib: LibrarySettings, key: str, src: str, *, read: bool,
-                     base: str | None) -> LibrarySettings:
-    if lib.reader_source == "sql":
-        url = _secret(lib.sql.url, lib.sql.url_env, f"{key}.sql.url_env", src, read)
-        if not url and (read or not lib.sql.url_env):
-            raise ConfigError("is required for reader_source = \"sql\"", file=src,
-                              column=f"{key}.sql.url")
-        if url and lib.sql.url_env and base is not None:
-            url = absolute_sqlite_url(url, base)  # as MAILBOT_DATABASE_URL
-        lib = dataclasses.replace(lib, sql=dataclasses.replace(lib.sql, url=url))
-    if lib.reader_source == "sip2":
-        pw = _secret(lib.sip2.password, lib.sip2.password_env, f"{key}.sip2.password_env",
-                     src, read)
-        lib = dataclasses.replace(lib, sip2=dataclasses.replace(lib.sip2, password=pw))
-    return lib
-
-
-def _secret(explicit: str | None, env_name: str | None, key: str, source: str,
-            read: bool) -> str | None:
-    """The secret from ``env_name``, when given and ``read`` (the command uses it);
-    else the one written in the file (usually none)."""
-    if env_name and read:
-        value = os.environ.get(env_name)
-        if value is None:
-            raise ConfigError(f"environment variable {env_name} is not set", file=source, column=key)
-        return value
-    return explicit
