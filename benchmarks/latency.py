@@ -48,7 +48,7 @@ def main() -> int:
         dovecot.add_user("bench", "bench-pw")
         user = ImapUser(name="bench", password="bench-pw", server=dovecot)
         bot = make_bot(Path(tmp), smtp=sink, mailboxes=[user],
-                       tables="[daemon]\npoll_interval = 600.0\n")
+                       tables="[daemon]\npoll_interval = 600.0\n\n[web]\nenabled = false\n")
         settings = load_settings(bot.config)
         now = utcnow()
         year, month = month_of(now, WAW)

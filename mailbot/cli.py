@@ -156,10 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in write_starter(args.config, args.dir):
                 print(line)
             return 0
-        from mailbot.commands import ALL_SECRETS, COMMANDS, SECRETS
+        from mailbot.commands import ALL_SECRETS, COMMANDS, RUN_ONCE_SECRETS, SECRETS
         from mailbot.config import load_settings
 
-        settings = load_settings(args.config, secrets=SECRETS.get(args.command, ALL_SECRETS))
+        kinds = RUN_ONCE_SECRETS if args.command == "run" and args.once else \
+            SECRETS.get(args.command, ALL_SECRETS)
+        settings = load_settings(args.config, secrets=kinds)
         return COMMANDS[args.command](settings, args)
     except BadInput as exc:
         print(f"mailbot: error: {exc}", file=sys.stderr)

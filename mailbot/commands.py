@@ -81,8 +81,11 @@ def cmd_import_activations(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.db.files import check_database_file
     from mailbot.db.running import holding_running
 
+    # Root on the service's database is refused before the lock file beside it is made.
+    check_database_file(settings.database_url)
     # Held from before the database is opened (its schema checked, an SQLite file
     # upgraded), so a run started during a restore waits for it (mailbot.db.running).
     with holding_running(settings.database_url):
@@ -126,6 +129,8 @@ def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
     from mailbot.housekeeping import queue_reminders
     from mailbot.respond.outbox import send_due
 
+    from mailbot.db.running import holding_running
+
     sessions = _open(settings, create=False)
     items = queue_reminders(sessions, settings, _now(), dry_run=args.dry_run)
     for item in items:
@@ -133,7 +138,8 @@ def cmd_remind(settings: Settings, args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{len(items)} reminder(s) would be sent (dry run: nothing sent or recorded)")
         return 0
-    sent = aio.run(send_due(sessions, settings))
+    with holding_running(settings.database_url):  # it sends: no restore meanwhile
+        sent = aio.run(send_due(sessions, settings))
     print(f"{len(items)} reminder(s) queued; sent {sent.sent}, deferred {sent.deferred}, "
           f"failed {sent.failed}")
     return 0
@@ -144,6 +150,8 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
     from mailbot.db.migrate import current_revision, head_revision, refuse_newer, upgrade
     from mailbot.db.session import make_engine
 
+    from mailbot.db.running import holding_running
+
     # `db current` only reads; `db upgrade` may create the database: as its owner only.
     check_database_file(settings.database_url, create=args.action == "upgrade")
     engine = make_engine(settings.database_url)
@@ -151,7 +159,8 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
     before = current_revision(engine)
     refuse_newer(engine, before)
     if args.action == "upgrade":
-        upgrade(engine)
+        with holding_running(engine):  # no restore while the schema changes
+            upgrade(engine)
         print(f"{url}: schema {before or 'empty'} -> {current_revision(engine)}")
     else:
         print(f"{url}: schema {before or 'empty'} (this mailbot: {head_revision()})")
@@ -285,8 +294,10 @@ SECRETS: dict[str, frozenset[str] | None] = {
     "backup": _DB, "restore": _DB,
     "remind": _DB | {"mail"},
     "check": _DB | {"mail", "readers"},
-    "run": ALL_SECRETS,
+    "run": ALL_SECRETS,  # run --once: all but "web" (mailbot.cli.main)
 }
+# run --once serves no dashboard: its key's variable may be unset under cron.
+RUN_ONCE_SECRETS = _DB | {"mail", "readers"}
 
 COMMANDS = {
     "import-readers": cmd_import_readers,

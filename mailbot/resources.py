@@ -1,4 +1,5 @@
-"""Where mailbot's own files are: the reply and dashboard templates.
+"""Where mailbot's own files are: the reply and dashboard templates, and the documented
+example config and systemd unit an installation starts from.
 
 The source keeps them at the top level (``templates/``, beside ``mailbot/``); a built wheel
 carries the same folder inside the package (``mailbot/templates/``, pyproject.toml's
@@ -24,3 +25,15 @@ def templates_root() -> Path:
 
 
 TEMPLATES = templates_root()
+
+# In a wheel under mailbot/share/; in a checkout at these places beside the package.
+_SHARED = {"config.example.toml": "config.example.toml",
+           "mailbot.service": "deploy/mailbot.service"}
+
+
+def shared_file(name: str) -> Path:
+    """``config.example.toml`` or ``mailbot.service``, wherever this mailbot has it."""
+    inside = _PACKAGE / "share" / name
+    if inside.is_file():
+        return inside
+    return _PACKAGE.parent / _SHARED[name]

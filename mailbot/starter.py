@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from mailbot.errors import BadInput
+from mailbot.resources import shared_file
 
 DEFAULT_STATE_DIR = "/var/lib/mailbot"
 SECRETS_FILE = "/etc/mailbot/secrets.env"
@@ -32,7 +33,7 @@ STATE_MODE = 0o700
 TEMPLATE = """\
 # mailbot configuration, written by `mailbot init`.
 # Keys not set here have their defaults; every key, with its meaning, is in
-# config.example.toml (shipped with mailbot) and the README, "Configuration".
+# config.example.toml (mailbot init printed where) and the README, "Configuration".
 # Lines marked ">>> CHANGE" must be filled in (>>> ZMIEŃ: uzupełnij) before
 # `mailbot check` can pass: the mail servers below do not exist (".invalid").
 # Paths are absolute; a relative path would count from this file's folder.
@@ -163,8 +164,10 @@ def write_starter(config_path: str, state_dir: str) -> list[str]:
         f"     {_command(config, f'import-codes kody.xlsx --library biblioteka --service legimi --month {month}', service, secrets=False)}",
         f"  3. {_command(config, 'check --create-folders', service)}",
         f"  4. {_command(config, 'run --once', service)}",
-        "     then start the service (deploy/mailbot.service: systemctl enable --now "
-        "mailbot) or cron's run --once (README, \"Deployment\")"]
+        f"     then start the service (cp {shared_file('mailbot.service')} "
+        "/etc/systemd/system/; systemctl enable --now mailbot) or cron's run --once "
+        "(README, \"Deployment\")",
+        f"every key, with its default and meaning: {shared_file('config.example.toml')}"]
     return lines
 
 

@@ -102,3 +102,26 @@ def test_the_installed_config_is_found_without_config(tmp_path, monkeypatch) -> 
     assert cli._default_config() == "mailbot.toml"  # a local one comes first
     monkeypatch.setenv("MAILBOT_CONFIG", "/srv/x.toml")
     assert cli._default_config() == "/srv/x.toml"
+
+
+def test_each_command_asks_only_for_the_secrets_it_uses(tmp_path, imap_user, smtp_sink,
+                                                         monkeypatch, capsys) -> None:
+    # The mailbox password and the dashboard key come from the environment. status needs
+    # neither; check needs the mailbox's, not the dashboard's; so does run --once (it
+    # serves no dashboard); the daemon needs both.
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+    text = bot.config.read_text(encoding="utf-8").replace(
+        f'password = "{imap_user.password}"', 'password_env = "TEST_IMAP_PASSWORD"')
+    bot.config.write_text(text + '\n[web]\nsecret_key_env = "TEST_WEB_KEY"\n',
+                          encoding="utf-8")
+    monkeypatch.delenv("TEST_IMAP_PASSWORD", raising=False)
+    monkeypatch.delenv("TEST_WEB_KEY", raising=False)
+    assert bot.cli("db", "upgrade") == 0
+    assert bot.cli("status") == 0
+    capsys.readouterr()
+    assert bot.cli("check") == 2
+    assert "TEST_IMAP_PASSWORD is not set" in capsys.readouterr().err
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", imap_user.password)
+    assert bot.cli("run", "--once") == 0
+    assert bot.cli("run") == 2
+    assert "TEST_WEB_KEY is not set" in capsys.readouterr().err

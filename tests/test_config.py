@@ -487,3 +487,29 @@ def test_load_settings_passes_the_kinds_on(tmp_path, monkeypatch: pytest.MonkeyP
     s = load_settings(ROOT / "config.example.toml", secrets=frozenset({"database"}))
     assert s.mailboxes[0].password is None
     assert s.database_url == "sqlite:////var/lib/mailbot/mailbot.db"
+
+
+def test_a_relative_database_left_in_the_working_directory_is_not_silently_replaced(
+        tmp_path, monkeypatch):
+    # mailbot 0.1 counted `sqlite:///mailbot.db` from the working directory (the unit's
+    # /var/lib/mailbot). Read from there with the config in /etc/mailbot, 0.2 would open a
+    # new, empty database beside the config: it refuses, naming both and the fix.
+    import sqlite3
+
+    state, etc = tmp_path / "state", tmp_path / "etc"
+    state.mkdir()
+    etc.mkdir()
+    sqlite3.connect(state / "mailbot.db").close()
+    config = etc / "mailbot.toml"
+    config.write_text('database_url = "sqlite:///mailbot.db"\n', encoding="utf-8")
+    monkeypatch.chdir(state)
+    with pytest.raises(ConfigError, match=rf"there is one at {state}/mailbot.db.*"
+                                          rf"sqlite:///{state}/mailbot.db") as err:
+        load_settings(config)
+    assert err.value.column == "database_url"
+    # Once the config's folder has its own database (or the path is absolute), no fuss.
+    config.write_text(f'database_url = "sqlite:///{state}/mailbot.db"\n', encoding="utf-8")
+    assert load_settings(config).database_url == f"sqlite:///{state}/mailbot.db"
+    monkeypatch.chdir(etc)
+    config.write_text('database_url = "sqlite:///mailbot.db"\n', encoding="utf-8")
+    assert load_settings(config).database_url == f"sqlite:///{etc}/mailbot.db"

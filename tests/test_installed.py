@@ -73,6 +73,7 @@ def test_the_sdist_and_wheel_carry_templates_migrations_and_static_files(install
                    "config.example.toml", "deploy/mailbot.service", "README.md"):
         assert needed in in_sdist, needed
     names = set(zipfile.ZipFile(installed.wheel).namelist())
+    assert {"mailbot/share/config.example.toml", "mailbot/share/mailbot.service"} <= names
     source = {f"mailbot/templates/{p.relative_to(ROOT / 'templates')}"
               for p in (ROOT / "templates").rglob("*") if p.is_file()}
     assert source and source <= names, sorted(source - names)[:5]
@@ -118,6 +119,11 @@ def test_init_then_check_then_run_once_serves_a_patron(installed, imap_user, smt
              f"mailbot --config {config} run --once"]
     at = [done.stdout.find(step) for step in steps]
     assert -1 not in at and at == sorted(at), done.stdout
+    # The unit and the example config it names are the installed ones.
+    share = installed.venv.resolve()
+    for name in ("mailbot.service", "config.example.toml"):
+        (path,) = re.findall(rf"(/\S*/mailbot/share/{re.escape(name)})", done.stdout)
+        assert Path(path).resolve().is_relative_to(share) and Path(path).is_file(), path
     text = config.read_text(encoding="utf-8")
     assert text.count(">>> CHANGE") >= 5
     # What IT fills in (here: the test servers, plain on loopback; a relay without login).

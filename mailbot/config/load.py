@@ -26,7 +26,7 @@ from mailbot.config.sections import (
     Settings,
     SmtpSettings,
 )
-from mailbot.config.paths import absolute_paths, folder_of
+from mailbot.config.paths import absolute_paths, folder_of, left_behind
 from mailbot.config.secrets import SECRET_KINDS, resolve_secrets
 from mailbot.errors import ConfigError
 
@@ -70,7 +70,15 @@ def settings_from_dict(data: dict[str, Any], *, source: str = "<dict>",
         raise _config_error(exc.errors(include_url=False)[0], source) from None
     base = folder_of(source)
     if base is not None:
+        written = settings.database_url
         settings = absolute_paths(settings, base)
+        old = left_behind(written, settings.database_url)
+        if old is not None:
+            raise ConfigError(
+                f"is relative ({written!r}): it now counts from the config file's folder, "
+                f"where there is no database, but there is one at {old} (counted from the "
+                "working directory, as mailbot 0.1 did): write its absolute path, "
+                f"sqlite:///{old}", file=source, column="database_url")
     _check_combinations(settings, kinds)
     return resolve_secrets(settings, kinds, base)
 

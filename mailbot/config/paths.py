@@ -76,3 +76,24 @@ def absolute_sqlite_url(url: str, base: str) -> str:
     if not plain or plain.startswith(("/", ":memory:", "file:")):
         return url
     return f"{scheme}{quote(base, safe='/')}/{path}{query}"
+
+
+def left_behind(written: str, resolved: str) -> str | None:
+    """The database a relative SQLite ``database_url`` meant before 0.2.0, when it is still
+    there and the config's folder has none: mailbot 0.1 counted the path from the working
+    directory (the unit's ``WorkingDirectory``, /var/lib/mailbot). Opening the resolved path
+    would create a new, empty database and answer every patron from it (no readers, no
+    codes, no ledger), so the caller refuses; None when there is no such trap."""
+    if written == resolved:
+        return None  # absolute, :memory:, another database: nothing moved
+    old = _SQLITE_URL.fullmatch(written)
+    new = _SQLITE_URL.fullmatch(resolved)
+    if old is None or new is None:
+        return None
+    from urllib.parse import unquote
+
+    before = os.path.abspath(unquote(old.group(2)))
+    after = unquote(new.group(2))
+    if before != after and os.path.isfile(before) and not os.path.exists(after):
+        return before
+    return None
