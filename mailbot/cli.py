@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     bk.add_argument("file", help="the copy to write (must not exist)")
     rs = sub.add_parser("restore", help="put a backup back (mailbot must be stopped)")
     rs.add_argument("file", help="a file written by mailbot backup")
+    rs.add_argument("--discard-newer", action="store_true",
+                    help="restore even though codes were issued after this backup was "
+                         "made; those codes are marked expired, never issued again")
 
     chk = sub.add_parser("check", help="log in to every mailbox and relay; check folders, "
                                        "reader sources, the database (exit 1 if any fails)")

@@ -211,7 +211,7 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
     from mailbot.db.backup import restore_database
 
-    print(restore_database(settings.database_url, args.file))
+    print(restore_database(settings.database_url, args.file, discard_newer=args.discard_newer))
     return 0
 
 

@@ -60,10 +60,11 @@ def free_code_rows(session: Session, *, library_id: str, service: str, month: st
 
 
 def codes_left(session: Session, *, library_id: str, service: str, month: str) -> int:
-    """The pool's codes not issued yet."""
+    """The pool's codes that can still be issued (not issued, not expired or withdrawn:
+    the same test as taking one, ``FREE``)."""
     return session.scalar(
         select(func.count(Code.id)).where(Code.library_id == library_id, Code.service == service,
-                                          Code.month == month, Code.issued_at.is_(None))
+                                          Code.month == month, *FREE)
     ) or 0
 
 

@@ -125,3 +125,12 @@ def test_each_command_asks_only_for_the_secrets_it_uses(tmp_path, imap_user, smt
     assert bot.cli("run", "--once") == 0
     assert bot.cli("run") == 2
     assert "TEST_WEB_KEY is not set" in capsys.readouterr().err
+
+
+def test_restore_takes_discard_newer(tmp_path, smtp_sink, capsys) -> None:
+    # The flag reaches restore_database (its effect: tests/db/test_backup.py).
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[])
+    assert bot.import_codes(["KOD-000001", "KOD-000002"]) == 0
+    assert bot.cli("backup", str(tmp_path / "copy.db")) == 0
+    assert bot.cli("restore", "--discard-newer", str(tmp_path / "copy.db")) == 0
+    assert "restored " in capsys.readouterr().out

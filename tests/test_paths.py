@@ -293,7 +293,9 @@ def test_root_is_refused_another_users_database_and_the_owner_is_not(nobodys_dir
     assert not fresh.exists()
     # As the owner, or root on root's own: no refusal.
     check_database_file(f"sqlite:///{db}", euid=NOBODY)
-    check_database_file(f"sqlite:///{nobodys_dir}/x/y.db")  # no such folder: SQLite says
+    with pytest.raises(BadInput, match=rf"no folder {nobodys_dir}/x for the database: "
+                                       "mailbot init makes it; or fix database_url"):
+        check_database_file(f"sqlite:///{nobodys_dir}/x/y.db")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the suite runs as root)")
@@ -314,22 +316,172 @@ def test_another_user_that_cannot_write_the_database_is_told_whose_it_is():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the suite runs as root)")
-def test_reading_as_root_leaves_no_file_of_roots_beside_the_database(nobodys_dir):
-    # Why `mailbot backup` (and `check`) may run as root: SQLite gives the -wal and -shm it
-    # makes as root the database's owner, and a copy through the online backup API (what
-    # backup does) writes nothing else beside it.
+def test_mailbot_backup_as_root_leaves_no_file_of_roots_beside_the_database(nobodys_dir):
+    # Why `mailbot backup` may run as root (root's cron, a backup agent): on the service
+    # user's live database — its -wal and -shm there, as while the daemon runs — the
+    # copy is root's own file elsewhere, and every file beside the database is still
+    # nobody's afterwards (SQLite gives the -wal and -shm files it opens as root the
+    # database's owner; the backup writes nothing else there).
+    from mailbot.db.backup import backup_database
+
     db = nobodys_dir / "mailbot.db"
     assert _as_nobody(OPEN, str(db)).stdout.strip() == "opened"
-    assert os.listdir(nobodys_dir) == ["mailbot.db"]  # no -wal, -shm: root makes them below
-    source = sqlite3.connect(db)
+    assert os.listdir(nobodys_dir) == ["mailbot.db"]  # no -wal, -shm: the backup makes them
+    copy = nobodys_dir.parent / f"{nobodys_dir.name}-copy.db"
     try:
-        source.execute("SELECT count(*) FROM libraries").fetchone()
-        beside = {p.name: p.stat().st_uid for p in nobodys_dir.iterdir()}
-        copy = sqlite3.connect(nobodys_dir.parent / f"{nobodys_dir.name}-copy.db")
-        source.backup(copy)
-        copy.close()
+        line = backup_database(f"sqlite:///{db}", str(copy))
+        assert line.startswith(f"backup of {db} written to {copy}")
+        assert copy.stat().st_uid == 0 and stat.S_IMODE(copy.stat().st_mode) == 0o600
     finally:
-        source.close()
-        (nobodys_dir.parent / f"{nobodys_dir.name}-copy.db").unlink(missing_ok=True)
-    assert beside == {"mailbot.db": NOBODY, "mailbot.db-wal": NOBODY, "mailbot.db-shm": NOBODY}
-    assert {p.stat().st_uid for p in nobodys_dir.iterdir()} == {NOBODY}
+        copy.unlink(missing_ok=True)
+    owners = {p.name: p.stat().st_uid for p in nobodys_dir.iterdir()}
+    assert set(owners) <= {"mailbot.db", "mailbot.db-wal", "mailbot.db-shm"}, owners
+    assert set(owners.values()) == {NOBODY}, owners
+    # And with the -wal and -shm there already (nobody's process has the database open).
+    live = _as_nobody_holding(db)
+    try:
+        assert {"mailbot.db-wal", "mailbot.db-shm"} <= set(os.listdir(nobodys_dir))
+        backup_database(f"sqlite:///{db}", str(copy))
+        assert _integrity(copy) == "ok"
+    finally:
+        live.stdin.close()
+        live.wait(30)
+        copy.unlink(missing_ok=True)
+    owners = {p.name: p.stat().st_uid for p in nobodys_dir.iterdir()}
+    assert set(owners.values()) == {NOBODY}, owners
+
+
+def _as_nobody_holding(db: Path) -> subprocess.Popen[str]:
+    """A process of nobody's that keeps ``db`` open (its -wal and -shm there) until its
+    stdin is closed."""
+    import sysconfig
+
+    script = ("import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+              "c.execute('PRAGMA wal_autocheckpoint = 0')\n"
+              "c.execute(\"INSERT INTO libraries (id, name) VALUES ('held', 'H')\")\n"
+              "print('holding', flush=True)\nsys.stdin.read()\n")
+    packages = os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"]])
+    proc = subprocess.Popen([_python_for_nobody(), "-c", script, str(db)], user=NOBODY,
+                            group=NOBODY, extra_groups=[], cwd="/", stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True,
+                            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": packages})
+    assert proc.stdout.readline() == "holding\n"
+    return proc
+
+
+def _integrity(path: Path) -> str:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the suite runs as root)")
+def test_run_as_root_on_another_users_database_leaves_no_file_of_roots(
+        tmp_path, nobodys_dir, capsys):
+    # `mailbot run --once` as root on the service user's database: exit 2 naming the
+    # user, refused before its lock file (<db>.running) is made, so nothing of root's is
+    # left beside the database.
+    db = nobodys_dir / "mailbot.db"
+    assert _as_nobody(OPEN, str(db)).stdout.strip() == "opened"
+    config = tmp_path / "mailbot.toml"
+    config.write_text(f'database_url = "sqlite:///{db}"\n[[libraries]]\nid = "a"\n'
+                      'name = "A"\n')
+    capsys.readouterr()
+    assert main(["--config", str(config), "run", "--once"]) == 2
+    err = capsys.readouterr().err
+    assert f"{db} belongs to user nobody: run this as that user (sudo -u nobody" in err
+    owners = {p.name: p.stat().st_uid for p in nobodys_dir.iterdir()}
+    assert owners == {"mailbot.db": NOBODY}, owners
+
+
+def test_a_missing_database_folder_is_named_not_a_traceback(tmp_path, monkeypatch, capsys):
+    # database_url in a folder that is not there: each command that would create the
+    # database exits 2 naming the folder (it was SQLAlchemy's or the lock file's
+    # traceback), and creates nothing.
+    path = _setup(tmp_path, monkeypatch, 'database_url = "sqlite:///missing/m.db"\n'
+                  '[[libraries]]\nid = "a"\nname = "A"\n')
+    readers = tmp_path / "readers.csv"
+    readers.write_text("numer_karty;imie;nazwisko\n0001;Ala;Nowak\n", encoding="utf-8")
+    folder = tmp_path / "etc" / "missing"
+    for args in (["run", "--once"], ["import-readers", str(readers), "--library", "a"]):
+        capsys.readouterr()
+        assert main(["--config", str(path), *args]) == 2, args
+        assert (f"no folder {folder} for the database: mailbot init makes it; or fix "
+                "database_url") in capsys.readouterr().err, args
+    assert not folder.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the suite runs as root)")
+def test_a_folder_the_user_cannot_write_is_named_with_its_owner():
+    # nobody making a database in root's 0755 folder: BadInput naming the folder, its
+    # owner and mode, not SQLite's "unable to open database file".
+    folder = Path(tempfile.mkdtemp(prefix="mailbot-root-"))
+    try:
+        folder.chmod(0o755)
+        run = _as_nobody(OPEN, str(folder / "mailbot.db"))
+        assert run.stdout.strip() == (
+            f"refused: the folder {folder} (where mailbot.db would be made) is not writable "
+            "for user nobody: it belongs to user root (mode 0755): run this as that user "
+            "(sudo -u root mailbot ...); or fix database_url"), run.stderr
+        assert os.listdir(folder) == []
+    finally:
+        subprocess.run(["rm", "-rf", str(folder)], check=False)
+
+
+HOLD = """
+    import sys
+    from mailbot.db.running import holding_running
+    from mailbot.errors import BadInput
+    try:
+        with holding_running("sqlite:///" + sys.argv[1]):
+            print("holding")
+    except BadInput as exc:
+        print("refused:", exc)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the suite runs as root)")
+def test_a_lock_file_another_user_made_is_named_with_its_owner(nobodys_dir):
+    # <db>.running left 0600 by root (an older mailbot run by hand): the service user's
+    # next start is a BadInput naming the file and its owner, not a PermissionError.
+    db = nobodys_dir / "mailbot.db"
+    assert _as_nobody(OPEN, str(db)).stdout.strip() == "opened"
+    lock = nobodys_dir / "mailbot.db.running"
+    os.close(os.open(lock, os.O_CREAT | os.O_WRONLY, 0o600))
+    run = _as_nobody(HOLD, str(db))
+    assert run.stdout.strip() == (
+        f"refused: cannot open the lock file {lock}: it belongs to user root (mode 0600) "
+        "and this is user nobody; run mailbot as the user that owns the database"), \
+        run.stderr
+    lock.unlink()
+    assert _as_nobody(HOLD, str(db)).stdout.strip() == "holding"
+
+
+BACKUP = """
+    import sys
+    from mailbot.db.backup import backup_database
+    from mailbot.errors import BadInput
+    try:
+        print(backup_database("sqlite:///" + sys.argv[1], sys.argv[2]))
+    except BadInput as exc:
+        print("refused:", exc)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the suite runs as root)")
+def test_a_backup_by_a_user_who_cannot_read_the_database_says_whose_it_is(nobodys_dir):
+    # nobody backing up root's 0600 database: whose file it is and what to run.
+    folder = Path(tempfile.mkdtemp(prefix="mailbot-root-"))
+    try:
+        folder.chmod(0o755)
+        db = folder / "mailbot.db"
+        open_database(f"sqlite:///{db}").kw["bind"].dispose()
+        run = _as_nobody(BACKUP, str(db), str(nobodys_dir / "copy.db"))
+        assert run.stdout.strip() == (
+            f"refused: cannot read {db} as user nobody: it belongs to user root (mode "
+            "0600): run this as that user (sudo -u root mailbot ...)"), run.stderr
+        assert os.listdir(nobodys_dir) == []
+    finally:
+        subprocess.run(["rm", "-rf", str(folder)], check=False)

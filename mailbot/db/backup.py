@@ -21,9 +21,16 @@ SQLite's own locking:
   copy made the same way), and the backup is copied INTO the database through the API,
   so SQLite writes it through the database's own -wal and -shm: renaming a file over a
   database whose -wal holds commits would let SQLite replay them onto the wrong file. It
-  refuses while a mailbot process works on the database (db/running.py).
+  refuses while a mailbot process works on the database (db/running.py), and when the
+  database has issued codes the backup has not (they would be handed out again), unless
+  told to discard them: then they are marked expired in what is restored
+  (db/newer_codes.py). A database being replaced that SQLite cannot read at all is
+  renamed aside, with its -wal and -shm, as it was.
 
 PostgreSQL has its own tools (``pg_dump`` / ``pg_restore``): both refuse with the command.
+
+One concept, copying a live SQLite database safely in either direction, in one file:
+backup and restore share the copy, its checks and how a file gets its name.
 """
 
 from __future__ import annotations
@@ -34,12 +41,16 @@ import shlex
 import sqlite3
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from sqlalchemy import make_url
 
 from mailbot.clock import utcnow
 from mailbot.errors import BadInput, MailbotError
+
+if TYPE_CHECKING:
+    from mailbot.db.newer_codes import Newer
 
 SQLITE_TIMEOUT = 30.0  # seconds a connection waits for a lock another one holds
 
@@ -203,8 +214,13 @@ def _checked_copy(source: sqlite3.Connection, dest: Path, *, what: str,
 def backup_database(url: str, dest: str) -> str:
     """Writes a consistent copy of the live SQLite database of ``url`` to the new file
     ``dest``; returns the line for the CLI to print."""
+    from mailbot.db.files import unreadable_database
+
     database = _database_file(url, command="backup")
     target = Path(dest).absolute()
+    problem = unreadable_database(database)
+    if problem is not None:
+        raise problem
     if not database.is_file():
         raise BadInput("no database here: nothing to back up (check database_url)",
                        file=str(database))
@@ -273,12 +289,61 @@ def _aside(database: Path) -> Path:
     return path
 
 
-def restore_database(url: str, src: str) -> str:
+def _withdrawn(source: sqlite3.Connection, newer: Newer, beside: Path) -> Path:
+    """A copy of the backup ``source`` (a temporary file in the folder ``beside``) with
+    the codes of ``newer`` withdrawn (mailbot.db.newer_codes): the restore copies it in,
+    so the database gets the backup and the marks together or neither."""
+    from mailbot.db.newer_codes import withdraw
+
+    fd, name = tempfile.mkstemp(dir=beside, prefix=".restore.", suffix=".part")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        _copy(source, tmp)
+        conn = _connect(tmp, mode="rw")
+        try:
+            withdraw(conn, newer, utcnow())
+        finally:
+            conn.close()
+        _fsync(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """SQLite says the file is damaged or no database ("database disk image is
+    malformed", "file is not a database"), not that it is busy or unreachable
+    (OperationalError: locked, I/O error, cannot open)."""
+    return not isinstance(exc, sqlite3.OperationalError)
+
+
+def _move_aside(database: Path, aside: Path) -> None:
+    """Keeps a database SQLite cannot read as it was: the file and its -wal and -shm are
+    renamed (under the exclusive running lock: no mailbot process has them open)."""
+    for suffix in ("", "-wal", "-shm"):
+        here = database.with_name(database.name + suffix)
+        if here.exists():
+            os.rename(here, aside.with_name(aside.name + suffix))
+    _fsync(database.parent)
+
+
+def restore_database(url: str, src: str, *, discard_newer: bool = False) -> str:
     """Puts the backup ``src`` back as the SQLite database of ``url``, keeping the database
     it replaces beside it; returns the line for the CLI to print. Refuses while a mailbot
-    process works on the database."""
+    process works on the database.
+
+    Codes the database being replaced has issued and the backup has not (issued after
+    the backup was made) would be free again, and go to the next patrons a second time:
+    the restore refuses (MailbotError, exit 1, nothing changed), unless ``discard_newer``
+    (``--discard-newer``): then the restored database has those codes expired, never
+    issued again (mailbot.db.newer_codes). A database being replaced that SQLite cannot read
+    (the usual reason to restore) is not looked into: it is kept as it was, and the line
+    says so."""
     from mailbot.db.files import refuse_foreign_owner
     from mailbot.db.migrate import HEAD
+    from mailbot.db.newer_codes import newer_issues, refusal, withdrawn_line
     from mailbot.db.running import holding_alone
     from mailbot.db.session import private_sqlite_file
 
@@ -292,26 +357,49 @@ def restore_database(url: str, src: str) -> str:
     # Root restoring the service's database would leave root's files beside it.
     refuse_foreign_owner(f"sqlite:///{database}")
     source = _checked_backup(backup)
+    prepared: Path | None = None
     try:
         with holding_alone(url):
             kept = ""
+            newer = None
             if database.exists():
                 aside = _aside(database)
                 current = None
+                unreadable: sqlite3.DatabaseError | None = None
                 try:
                     current = _open_source(database)
+                    try:
+                        newer = newer_issues(current, source)
+                    except sqlite3.DatabaseError as exc:
+                        if not _damaged(exc):
+                            raise
+                        unreadable = exc
+                    if newer is not None and not discard_newer:
+                        raise MailbotError(refusal(database, backup, newer))
                     # Unchecked: a damaged database is a reason to restore; it is kept
                     # as it was.
                     _checked_copy(current, aside, what=str(database), check=False)
                 except sqlite3.DatabaseError as exc:
-                    raise MailbotError(
-                        f"the database {database} cannot be read ({exc}), so no copy of it "
-                        "could be kept: move it and its -wal and -shm files aside, then "
-                        "restore again") from None
+                    if not _damaged(exc):  # locked by another program, an I/O error
+                        raise MailbotError(
+                            f"the database {database} cannot be read ({exc}), so no copy "
+                            "of it could be kept; nothing was changed") from None
+                    if current is not None:
+                        current.close()
+                        current = None
+                    unreadable = unreadable or exc
+                    _move_aside(database, aside)
                 finally:
                     if current is not None:
                         current.close()
                 kept = f"; the database it replaced is kept as {aside}"
+                if unreadable is not None:
+                    kept += (f" (SQLite could not read it: {unreadable}; so it was not "
+                             "checked for codes issued after this backup was made)")
+            if newer is not None:
+                prepared = _withdrawn(source, newer, database.parent)
+                source.close()
+                source = _connect(prepared, mode="ro")
             private_sqlite_file(f"sqlite:///{database}")  # a new file: 0600
             target = _connect(database, mode="rw")
             try:
@@ -327,8 +415,12 @@ def restore_database(url: str, src: str) -> str:
                 target.close()
     finally:
         source.close()
+        if prepared is not None:
+            prepared.unlink(missing_ok=True)
     line = (f"restored {database} from {backup} (schema {revision}, {issued} codes "
             f"issued){kept}")
+    if newer is not None:
+        line += "\n" + withdrawn_line(newer)
     if revision != HEAD:
         line += (f"\nschema {revision} is older than this mailbot's {HEAD}: "
                  "`mailbot db upgrade` (or the next start of mailbot) brings it up")

@@ -39,9 +39,10 @@ def sqlite_file(url: str) -> Path | None:
 
 def check_database_file(url: str, *, create: bool = True, euid: int | None = None) -> None:
     """Raises BadInput (exit 2) when the database file of ``url`` must not be opened by
-    this process: ``create`` is false and there is none; or the process is root
-    (``euid``, default the process's own) and the file, or the folder it would be made
-    in, belongs to another user; or another user's file this process cannot write."""
+    this process: ``create`` is false and there is none; or there is none and its folder
+    is missing or not writable for this user; or the process is root (``euid``, default
+    the process's own) and the file, or the folder it would be made in, belongs to
+    another user; or another user's file this process cannot write."""
     path = sqlite_file(url)
     if path is None:
         return
@@ -49,7 +50,45 @@ def check_database_file(url: str, *, create: bool = True, euid: int | None = Non
     if not create and not exists:
         raise BadInput(f"no database at {path}: mailbot db upgrade creates it (or the first "
                        "mailbot run)")
+    if not exists and not path.parent.is_dir():
+        raise BadInput(f"no folder {path.parent} for the database: mailbot init makes it; "
+                       "or fix database_url")
     refuse_foreign_owner(url, euid=euid)
+    if not exists and not _may(path.parent, os.W_OK | os.X_OK):
+        raise BadInput(f"the folder {path.parent} (where {path.name} would be made) is not "
+                       f"writable for user {_user(os.geteuid())}: {_whose(path.parent)}; or "
+                       "fix database_url")
+
+
+def _may(path: Path, mode: int) -> bool:
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _whose(path: Path) -> str:
+    """Who owns ``path`` and what to do about it, for a message."""
+    st = path.stat()
+    mode = f"mode {st.st_mode & 0o777:04o}"
+    if st.st_uid == os.geteuid():
+        return f"it is this user's ({mode}): change its mode"
+    return (f"it belongs to user {_user(st.st_uid)} ({mode}): run this as that user "
+            f"(sudo -u {_sudo_user(st.st_uid)} mailbot ...)")
+
+
+def unreadable_database(path: Path) -> BadInput | None:
+    """The BadInput for a database file this process may not read, or whose folder it may
+    not enter (naming the owner and the mode), or None when it may (or there is none)."""
+    try:
+        path.stat()
+    except PermissionError:
+        folder = next((p for p in path.parents if p.exists() and not _may(p, os.X_OK)),
+                      path.parent)
+        return BadInput(f"cannot read {path}: user {_user(os.geteuid())} may not enter the "
+                        f"folder {folder}: {_whose(folder)}")
+    except OSError:
+        return None
+    if _may(path, os.R_OK):
+        return None
+    return BadInput(f"cannot read {path} as user {_user(os.geteuid())}: {_whose(path)}")
 
 
 def refuse_foreign_owner(url: str, *, euid: int | None = None) -> None:

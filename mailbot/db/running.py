@@ -31,7 +31,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, make_url
 
-from mailbot.errors import MailbotError
+from mailbot.errors import BadInput, MailbotError
 
 WAIT_STEP = 0.05  # seconds between two tries while a restore holds the lock
 RESTORE_WAIT = 120.0  # seconds a starting process waits for a restore to finish
@@ -52,13 +52,55 @@ def running_path(target: Engine | str) -> Path | None:
     return resolved.with_name(resolved.name + ".running")
 
 
-def _open(path: Path) -> int:
+def _url(target: Engine | str) -> str:
+    return (target.url.render_as_string(hide_password=False) if isinstance(target, Engine)
+            else target)
+
+
+def _open(path: Path, target: Engine | str) -> int:
+    """The lock file's descriptor, made if need be. First the refusals of mailbot.db.files
+    (BadInput, exit 2), so that root leaves no file of its own beside another user's
+    database and a missing or unwritable folder is named; then a lock file this user
+    cannot open or make is named with its owner (BadInput), not a traceback."""
+    from mailbot.db.files import check_database_file
+
+    check_database_file(_url(target), create=True)
     try:
         return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except PermissionError:
+        pass
+    except FileNotFoundError:
+        raise BadInput(f"cannot make the lock file {path}: there is no folder "
+                       f"{path.parent} (check database_url)") from None
+    try:
         # Made by another user (root running a command by hand): a read-only
         # descriptor locks as well; only who holds it goes unrecorded.
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:  # not there, and the folder is not ours to make it in
+        raise BadInput(f"cannot make the lock file {path}: the folder {_owner(path.parent)}; "
+                       "mailbot makes its lock files beside the database, so run it as "
+                       "the user that may write there") from None
+    except PermissionError:
+        raise BadInput(f"cannot open the lock file {path}: it {_owner(path)}; run mailbot "
+                       "as the user that owns the database") from None
+
+
+def _owner(path: Path) -> str:
+    """"belongs to user X (mode M) and this is user Y", for a message."""
+    import pwd
+
+    def name(uid: int) -> str:
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return f"with uid {uid}"
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return f"cannot be looked at ({exc.strerror})"
+    return (f"belongs to user {name(st.st_uid)} (mode {st.st_mode & 0o777:04o}) and this "
+            f"is user {name(os.geteuid())}")
 
 
 def _try(fd: int, operation: int) -> bool:
@@ -106,7 +148,7 @@ def holding_running(target: Engine | str, *, wait: float = RESTORE_WAIT) -> Iter
     if path is None:
         yield
         return
-    fd = _open(path)
+    fd = _open(path, target)
     try:
         deadline = time.monotonic() + wait
         while not _try(fd, fcntl.LOCK_SH):
@@ -136,7 +178,7 @@ def holding_alone(target: Engine | str) -> Iterator[None]:
     if path is None:
         yield
         return
-    fd = _open(path)
+    fd = _open(path, target)
     if not _try(fd, fcntl.LOCK_EX):
         os.close(fd)
         holder = last_holder(path)

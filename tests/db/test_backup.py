@@ -13,7 +13,7 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from mailbot.cli import main
 from mailbot.db.backup import backup_database, restore_database
 from mailbot.db.migrate import HEAD, upgrade
 from mailbot.db.running import holding_running, running_path
+from mailbot.errors import MailbotError
 from tests.botenv import make_bot, request_mail, valid_reader
 from tests.chaos import KILLABLE_DAEMON, DaemonProcess, db_counts, multiappend, wait_until
 
@@ -220,9 +221,22 @@ def test_restore_refuses_while_a_killed_runs_sending_process_still_sends(
     assert bot.cli("restore", str(backup)) == 1
     assert "a mailbot process is running on the database" in capsys.readouterr().err
     smtp_sink.data_delay = 0.0
-    # Once it has sent what was decided it ends, and the database is free.
-    assert wait_until(lambda: bot.cli("restore", str(backup)) == 0, 60)
+    # Once it has sent what was decided it ends, and the database is free; the codes the
+    # run issued after the backup are discarded (--discard-newer), expired.
+    url = bot.settings().database_url
+    assert wait_until(lambda: _restored(url, backup), 60)
     assert _count_codes(tmp_path / "mailbot.db", issued=True) == 0
+    assert _count_codes(tmp_path / "mailbot.db", expired=True) > 20
+
+
+def _restored(url: str, backup: Path) -> bool:
+    """restore --discard-newer; False while a mailbot process holds the database."""
+    try:
+        restore_database(url, str(backup), discard_newer=True)
+    except MailbotError as exc:
+        assert "a mailbot process is running on the database" in str(exc)
+        return False
+    return True
 
 
 def test_restore_refuses_while_the_demo_serves_its_dashboard(tmp_path, capsys):
@@ -254,10 +268,11 @@ def test_restore_refuses_while_the_demo_serves_its_dashboard(tmp_path, capsys):
     assert main(["--config", config, "restore", str(backup)]) == 0
 
 
-def _count_codes(path: Path, *, issued: bool = False) -> int:
+def _count_codes(path: Path, *, issued: bool = False, expired: bool = False) -> int:
     conn = _read(path)
     try:
-        where = " WHERE issued_at IS NOT NULL" if issued else ""
+        where = " WHERE issued_at IS NOT NULL" if issued else \
+            " WHERE expired_at IS NOT NULL" if expired else ""
         return conn.execute(f"SELECT count(*) FROM codes{where}").fetchone()[0]
     finally:
         conn.close()
@@ -411,3 +426,102 @@ def test_restore_refuses_bad_input_with_exit_2_and_changes_nothing(tmp_path, cap
     if case != "postgresql":
         assert _dump(db) == before
         assert not list(tmp_path.glob("mailbot.db.before-restore-*"))
+
+
+def _free(path: Path) -> list[str]:
+    """The codes mailbot may still hand out (mailbot.ledger.FREE)."""
+    conn = _read(path)
+    try:
+        return [c for (c,) in conn.execute(
+            "SELECT code FROM codes WHERE issued_at IS NULL AND activated_at IS NULL AND "
+            "expired_at IS NULL ORDER BY code")]
+    finally:
+        conn.close()
+
+
+def test_restoring_an_older_backup_never_frees_codes_issued_since(
+        tmp_path, imap_user, smtp_sink, capsys):
+    # Codes issued after the backup was made (three it holds unissued, one from a file
+    # imported after it) would go to the next patrons a second time: restore refuses,
+    # exit 1, naming how many and the latest issue, and changes nothing. With
+    # discard_newer (--discard-newer) it restores and those codes are expired: the next
+    # run hands out none of them, and their file cannot be imported again.
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], policy=POLICY)
+    db = tmp_path / "mailbot.db"
+    url = bot.settings().database_url
+    assert bot.import_codes([f"BACK-{i}" for i in range(1, 4)]) == 0
+    backup = tmp_path / "backup.db"
+    assert bot.cli("backup", str(backup)) == 0
+    assert bot.import_codes(["LATE-1", "LATE-2"]) == 0
+    w = bot.window()
+    assert bot.import_readers([f"0800{i};Ola;Nowa{i};n{i}@patron.test;{valid_reader(w.year)}"
+                               for i in range(1, 6)]) == 0
+    multiappend(imap_user, [
+        (request_mail(f"n{i}@patron.test", "LEGIMI", f"Ola Nowa{i}\n0800{i}")[0],
+         w + timedelta(seconds=30 + i)) for i in range(1, 5)])
+    assert bot.run_once() == 0
+    given = set(_issued(db))
+    assert given == {"BACK-1", "BACK-2", "BACK-3", "LATE-1"}
+    conn = _read(db)
+    latest = conn.execute("SELECT max(issued_at) FROM codes").fetchone()[0]
+    conn.close()
+    latest = f"{datetime.fromisoformat(latest):%Y-%m-%d %H:%M:%S} UTC"
+
+    before = _dump(db)
+    capsys.readouterr()
+    assert bot.cli("restore", str(backup)) == 1
+    err = capsys.readouterr().err
+    assert f"4 code(s) were issued in {db} after {backup} was made (the latest at {latest})" \
+        in err
+    assert "Restore a newer backup" in err and "--discard-newer" in err
+    assert _dump(db) == before
+    assert not list(tmp_path.glob("mailbot.db.before-restore-*"))
+    assert not list(tmp_path.glob(".restore.*"))
+
+    line = restore_database(url, str(backup), discard_newer=True)
+    assert "4 code(s) issued after this backup was made" in line and latest in line
+    assert "marked expired" in line
+    kept = next(tmp_path.glob("mailbot.db.before-restore-*"))
+    assert set(_issued(kept)) == given  # who got them stays in the kept copy
+    assert _free(db) == []
+    assert _count_codes(db, expired=True) == 4 and _count_codes(db, issued=True) == 0
+    assert not list(tmp_path.glob(".restore.*"))
+
+    # The next run (a fifth patron writes) hands out none of them: nothing is left.
+    multiappend(imap_user, [(request_mail("n5@patron.test", "LEGIMI", "Ola Nowa5\n08005")[0],
+                             w + timedelta(seconds=60))])
+    sent_before = len(smtp_sink.messages)
+    bot.run_once()
+    assert _count_codes(db, issued=True) == 0
+    replies = [m.message.get_body(("plain",)).get_content()
+               for m in smtp_sink.messages[sent_before:]]
+    assert replies and not any(code in text for text in replies for code in given)
+    # LATE-1 is in the restored database (expired): its file is refused, not re-freed.
+    capsys.readouterr()
+    assert bot.import_codes(["LATE-1", "LATE-2"]) == 2
+    assert "code already imported" in capsys.readouterr().err
+
+
+def test_restore_over_a_database_sqlite_cannot_read_keeps_it_as_it_was(tmp_path, capsys):
+    # The database is damaged (the reason one restores): it cannot be looked into for
+    # codes issued since, so the restore goes ahead, keeps it aside byte for byte with
+    # its -wal, and says so.
+    db = tmp_path / "mailbot.db"
+    bot = _config_only(tmp_path, f"sqlite:///{db}")
+    from mailbot.db.session import open_database
+
+    open_database(f"sqlite:///{db}").kw["bind"].dispose()  # no connection left open
+    backup = tmp_path / "backup.db"
+    backup_database(f"sqlite:///{db}", str(backup))
+    garbage = b"not a database any more " * 1000
+    db.write_bytes(garbage)
+    Path(f"{db}-wal").write_bytes(b"x" * 100)
+    capsys.readouterr()
+    assert bot.cli("restore", str(backup)) == 0
+    out = capsys.readouterr().out
+    kept = next(tmp_path.glob("mailbot.db.before-restore-*[0-9Z]"))
+    assert f"kept as {kept} (SQLite could not read it: file is not a database; so it was " \
+        "not checked for codes issued after this backup was made)" in out
+    assert kept.read_bytes() == garbage
+    assert Path(f"{kept}-wal").read_bytes() == b"x" * 100
+    assert _integrity(db) == "ok" and _dump(db) == _dump(backup)

@@ -24,6 +24,12 @@ this one's::
 2026-12-02, so its month is 2026-12: the test does not depend on today's date, it
 imports this month's codes and refreshes one reader before serving. Make the fixture of
 the next release the same way from that release's commit.
+
+The fixture stays at the previous release's schema, never "upgraded" to this one's: while
+no migration has been added since 0.1.0, HEAD is its revision and the upgrade step has
+nothing to do; the first new migration makes it a real upgrade, which these tests then
+prove. A new release adds its own fixture (``release-<version>.sqlite``) and keeps the
+old ones: each is a database some library still has.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from mailbot.clock import utcnow
-from mailbot.db.migrate import HEAD, head_revision
+from mailbot.db.migrate import HEAD, head_revision, known_revisions
 from tests.botenv import Bot, mailbox_toml, request_mail, valid_reader
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "release-0.1.0.sqlite"
@@ -123,8 +129,10 @@ def _upgraded(tmp_path: Path, imap_user, smtp_sink, capsys) -> Bot:
 
 
 def test_the_fixture_is_the_released_schema_with_every_outcome():
-    # The fixture is what 0.1.0 wrote: revision 0004, the demo's 20 decisions.
+    # The fixture is what 0.1.0 wrote: revision 0004, the demo's 20 decisions; a
+    # revision this mailbot's migrations still know how to start from.
     assert _revision(FIXTURE) == RELEASED_REVISION
+    assert RELEASED_REVISION in known_revisions()
     rows = _rows(FIXTURE)
     assert [r[11] for r in sorted(rows["requests"], key=lambda r: (r[4], r[3]))] == \
         DEMO_OUTCOMES
@@ -137,7 +145,7 @@ def test_db_upgrade_brings_a_release_0_1_0_database_to_head_with_its_rows_intact
     # readers, pools, the staff login — as it was.
     before = _rows(FIXTURE)
     bot = _upgraded(tmp_path, imap_user, smtp_sink, capsys)
-    assert HEAD == head_revision()
+    assert HEAD == head_revision() and HEAD in known_revisions()
     assert _revision(tmp_path / "mailbot.db") == HEAD
     assert _rows(tmp_path / "mailbot.db") == before
     # And what they mean, through this version's models.
