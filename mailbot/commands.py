@@ -198,7 +198,8 @@ def cmd_patron(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from mailbot.status import run_status
 
-    return run_status(_open(settings, create=False), settings, as_json=args.json)
+    # Opened inside: a database that cannot be read is exit 1 with one line, no traceback.
+    return run_status(lambda: _open(settings, create=False), settings, as_json=args.json)
 
 
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:

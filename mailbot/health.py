@@ -20,8 +20,16 @@ Something needs attention when:
   out is no problem while nobody waits for it: "no reservations" is the policy.
 * **set_aside** — mail set aside for staff after an error while handling it (request
   state ``error``), not yet marked handled on the dashboard.
-* **replies** — replies that failed (outbox ``failed``: the relay refused them for good,
-  or retrying ran out), not yet marked handled: the patron got no answer.
+* **replies** — replies to a patron's request that failed (outbox ``failed``: the relay
+  refused them for good, or retrying ran out), not yet marked handled: the patron got no
+  answer. A reply is the answer to its request, or the code staff issued for a request
+  ("issue a code anyway"); marking that request handled on the dashboard (or a resend that
+  goes through) ends the problem. Reminders (a code about to run out, mailbot.housekeeping)
+  are left out: the patron has the code already, no request stands behind a reminder, so
+  nothing could ever mark it handled and one refused reminder would keep ``status`` at 1
+  and ``/healthz`` at 503 for ever. They are counted apart (``reminders_failed``, the
+  metric ``mailbot_reminders_failed``); a relay that refuses them is a **relay** problem
+  while it lasts.
 * **relay** — a relay is paused (it refused our login, or asked us to slow down), or its
   last attempt failed (it could not be reached, or refused us) and it has not taken a
   reply since.
@@ -90,7 +98,8 @@ class LibraryFacts:
     set_aside: int = 0  # state error, not marked handled
     manual: int = 0  # not a request: left in the manual folder for staff
     pending: int = 0  # replies not sent yet
-    failed: int = 0  # replies failed, not marked handled
+    failed: int = 0  # replies failed, not marked handled (reminders apart)
+    reminders_failed: int = 0  # reminders that failed: facts, never a problem
     sent: int = 0
     pools: tuple[PoolFacts, ...] = ()
     mailboxes: tuple[MailboxFacts, ...] = ()

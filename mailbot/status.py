@@ -8,19 +8,27 @@ last poll and health (a mailbox in error: why, since when, whether its library i
 decided without it, when its next login is tried); then each relay in use, with its queue
 and health even when nothing waits; the scheduled jobs; what needs attention.
 
+A failed reminder is shown (``reminders_failed``) but needs no attention (mailbot.health,
+**replies**, says why). A database that cannot be read (a damaged file, PostgreSQL down)
+is exit 1 too, with one line saying so; no database where the config points, or another
+user's file, is exit 2 (BadInput, before anything is read).
+
 Read without SQLite's write lock (db.session.reading): ``status`` answers at once while
 the bot works a burst. A few grouped queries whatever the number of libraries (a
-consortium has hundreds).
+consortium has hundreds), none of them reading every sent reply's row (SQLite would walk
+past each message body): the outbox is counted from its indexes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import exists, func, make_url, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot import __version__
@@ -44,18 +52,51 @@ from mailbot.outcomes import Outcome, OutboxState, RequestState
 from mailbot.respond.relays import queue_by_relay
 
 _WHEN = "%Y-%m-%d %H:%M:%S %Z"
+REMINDER = "reminder"  # Outbox.kind of a reminder (mailbot.housekeeping)
 FORMAT = 1  # of the JSON (README, "Monitoring"): bumped when a field changes meaning
 
 
-def run_status(sessions: sessionmaker[Session], settings: Settings, *, as_json: bool) -> int:
-    """Prints the status (lines, or JSON); returns the exit code (1: needs attention)."""
-    snapshot = gather(sessions, settings, utcnow())
+def run_status(open_sessions: Callable[[], sessionmaker[Session]], settings: Settings, *,
+               as_json: bool) -> int:
+    """Opens the database (``open_sessions``: the command's, which checks the file and the
+    schema), prints the status (lines, or JSON) and returns the exit code: 1 when something
+    needs attention, or when the database cannot be read (a damaged file, PostgreSQL down):
+    then one line saying so (with --json the object of ``unreadable_json``), no traceback.
+    What the user must fix in the config (no database there yet, another user's file) is
+    BadInput from ``open_sessions``: exit 2, as for every command."""
+    now = utcnow()
+    try:
+        snapshot = gather(open_sessions(), settings, now)
+    except SQLAlchemyError as exc:
+        reason = unreadable(settings.database_url, exc)
+        if as_json:
+            print(json.dumps(unreadable_json(now, reason), ensure_ascii=False, indent=2))
+        else:
+            print(f"NEEDS ATTENTION: {reason}")
+        return 1
     found = problems(snapshot)
     if as_json:
         print(json.dumps(status_json(snapshot, found), ensure_ascii=False, indent=2))
     else:
         print("\n".join(status_lines(snapshot, found)))
     return 1 if found else 0
+
+
+def unreadable(url: str, exc: SQLAlchemyError) -> str:
+    """Why the database cannot be read, for the operator: the URL without its password and
+    the driver's first line (no SQL, no parameters)."""
+    where = make_url(url).render_as_string(hide_password=True)
+    cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (f"the database {where} cannot be read: "
+            f"{type(exc).__name__}: {cause[0] if cause else '?'}")
+
+
+def unreadable_json(now: datetime, reason: str) -> dict[str, Any]:
+    """``status --json`` when the database cannot be read: the verdict and why, no facts."""
+    return {"format": FORMAT, "ok": False, "database": False, "generated_at": iso(now),
+            "version": __version__,
+            "attention": [{"what": "database", "key": "database", "library": None,
+                           "message": reason}]}
 
 
 # -- the facts ---------------------------------------------------------------------------
@@ -65,6 +106,13 @@ def _handled(request_id: Any) -> Any:
     """SQL: staff marked the request handled on the dashboard (as web.queries.handled_clause
     says for the queue page's counts, which these follow)."""
     return exists().where(AuditLog.request_id == request_id, AuditLog.action == "handled")
+
+
+def _answers() -> Any:
+    """SQL: the request an outbox row answers: its own (a reply), or the one whose code
+    it carries (an override, "issue a code anyway": the row has no request_id)."""
+    return func.coalesce(Outbox.request_id, select(Code.request_id)
+                         .where(Code.id == Outbox.code_id).scalar_subquery())
 
 
 def gather(sessions: sessionmaker[Session], settings: Settings, now: datetime) -> Snapshot:
@@ -92,13 +140,22 @@ def gather(sessions: sessionmaker[Session], settings: Settings, now: datetime) -
                            .where(Request.outcome == Outcome.POOL_EXHAUSTED,
                                   Request.month.in_(set(months.values())))
                            .group_by(Request.library_id, Request.service, Request.month))
+        # Pending and failed rows are few (ix_outbox_state); the sent ones are every reply
+        # ever: counted as all rows of the library less those, from an index that holds
+        # library_id (ix_outbox_to_key), never walking the table and its message bodies.
         outbox = _grouped(session, select(Outbox.library_id, Outbox.state, func.count())
+                          .where(Outbox.state.in_((OutboxState.PENDING, OutboxState.FAILED)))
                           .group_by(Outbox.library_id, Outbox.state))
-        failed = dict(session.execute(
-            select(Outbox.library_id, func.count())
-            .where(Outbox.state == OutboxState.FAILED,
-                   or_(Outbox.request_id.is_(None), ~_handled(Outbox.request_id)))
-            .group_by(Outbox.library_id)).all())
+        rows_of = dict(session.execute(select(Outbox.library_id, func.count())
+                                       .group_by(Outbox.library_id)).all())
+        failed: dict[tuple[str, bool], int] = {}  # (library, a reminder?): count
+        for lib_id, kind, count in session.execute(
+                select(Outbox.library_id, Outbox.kind, func.count())
+                .where(Outbox.state == OutboxState.FAILED,
+                       or_(Outbox.kind == REMINDER, ~_handled(_answers())))
+                .group_by(Outbox.library_id, Outbox.kind)):
+            key = (lib_id, kind == REMINDER)
+            failed[key] = failed.get(key, 0) + count
         codes = {(lib_id, service, month): (total, left) for lib_id, service, month, total, left
                  in session.execute(
                      select(Code.library_id, Code.service, Code.month, func.count(Code.id),
@@ -147,7 +204,10 @@ def gather(sessions: sessionmaker[Session], settings: Settings, now: datetime) -
             set_aside=set_aside.get(lib.id, 0),
             manual=requests.get((lib.id, RequestState.MANUAL), 0),
             pending=outbox.get((lib.id, OutboxState.PENDING), 0),
-            failed=failed.get(lib.id, 0), sent=outbox.get((lib.id, OutboxState.SENT), 0),
+            failed=failed.get((lib.id, False), 0),
+            reminders_failed=failed.get((lib.id, True), 0),
+            sent=max(0, rows_of.get(lib.id, 0) - outbox.get((lib.id, OutboxState.PENDING), 0)
+                     - outbox.get((lib.id, OutboxState.FAILED), 0)),
             pools=pools, mailboxes=tuple(mailboxes)))
     relays = tuple(RelayFacts(
         q.key, q.waiting, q.later, retrying.get(q.key, 0), q.sent_last_day,
@@ -190,7 +250,10 @@ def status_lines(snapshot: Snapshot, found: list[Problem]) -> list[str]:
             lines.append(f"  pool {pool.service:9} {pool.left:6} left of {pool.total}{wait}")
         lines.append(f"  queue: {lib.waiting} waiting, {lib.set_aside} set aside for staff, "
                      f"{lib.manual} in manual folder")
-        lines.append(f"  outbox: {lib.pending} pending, {lib.failed} failed, {lib.sent} sent")
+        n = lib.reminders_failed
+        reminders = f", {n} reminder{'' if n == 1 else 's'} failed" if n else ""
+        lines.append(f"  outbox: {lib.pending} pending, {lib.failed} failed, {lib.sent} sent"
+                     f"{reminders}")
         for mb in lib.mailboxes:
             when = _at(mb.last_poll_at, tz) if mb.last_poll_at else "never"
             health = f"  ERROR: {mb.error}" if mb.error else ""
@@ -282,6 +345,7 @@ def status_json(snapshot: Snapshot, found: list[Problem]) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "ok": not found,
+        "database": True,
         "generated_at": iso(snapshot.generated_at),
         "version": __version__,
         "attention": [p.as_dict() for p in found],
@@ -292,7 +356,8 @@ def status_json(snapshot: Snapshot, found: list[Problem]) -> dict[str, Any]:
                               "down_since": iso(lib.source_down_since)},
             "queue": {"waiting": lib.waiting, "set_aside": lib.set_aside,
                       "manual": lib.manual},
-            "outbox": {"pending": lib.pending, "failed": lib.failed, "sent": lib.sent},
+            "outbox": {"pending": lib.pending, "failed": lib.failed, "sent": lib.sent,
+                       "reminders_failed": lib.reminders_failed},
             "pools": [{"service": p.service, "month": p.month, "imported": p.total,
                        "left": p.left, "waiting": p.waiting,
                        "refused_this_month": p.refused} for p in lib.pools],

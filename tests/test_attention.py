@@ -71,3 +71,9 @@ def test_each_kind_of_trouble_of_a_library_is_listed_in_one_order():
     assert found == [("reader_source", "lib"), ("mailbox", "m"), ("pool", "lib/legimi/2026-03"),
                      ("set_aside", "lib"), ("replies", "lib"), ("relay", "r"),
                      ("job", "month_close")]
+
+
+def test_failed_reminders_never_need_attention_failed_replies_do():
+    # A reminder no staff action can mark handled must not hold status at 1 for ever.
+    assert _judge(reminders_failed=3) == []
+    assert _judge(failed=1, reminders_failed=3) == [("replies", "lib")]

@@ -10,16 +10,16 @@ import json
 import os
 from datetime import datetime, timedelta
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from mailbot.clock import add_months, month_key, utcnow
-from mailbot.db.models import Code, CodePool
+from mailbot.db.models import Code, CodePool, Outbox
 from mailbot.db.session import open_database
 from mailbot.intake.poll import poll_mailbox
 from mailbot.web.app import create_app
 from tests.botenv import Bot, make_bot, request_mail, valid_reader
 from tests.readers.sip2server import Patron, Sip2TestServer
-from tests.servers import SmtpSink
+from tests.servers import SmtpSink, free_port
 from tests.web.webenv import TestClient, csrf_of, login
 
 PASSWORD = "correct horse battery"
@@ -103,7 +103,8 @@ def test_a_healthy_install_exits_0_with_a_line_per_relay_and_the_same_in_json(
     assert lib["reader_source"] == {"kind": "local", "ok": True, "error": None,
                                     "down_since": None}
     assert lib["queue"] == {"waiting": 0, "set_aside": 0, "manual": 0}
-    assert lib["outbox"] == {"pending": 0, "failed": 0, "sent": 1}
+    assert lib["outbox"] == {"pending": 0, "failed": 0, "sent": 1, "reminders_failed": 0}
+    assert data["database"] is True
     assert {"service": "legimi", "month": bot.month, "imported": 2, "left": 1, "waiting": 0,
             "refused_this_month": 0} in lib["pools"]
     [mb] = data["mailboxes"]
@@ -304,3 +305,109 @@ def test_mail_set_aside_for_staff_needs_attention_until_marked_handled(
     _mark_handled(_staff(bot), aside.id)
     code, data = status_json(bot, capsys)
     assert code == 0 and data["libraries"][0]["queue"]["set_aside"] == 0
+
+
+def test_a_failed_reminder_is_shown_but_needs_no_attention(tmp_path, imap_user, capsys,
+                                                           database_url):
+    # The relay refuses the activation reminder for good: the patron has the code, and no
+    # request stands behind a reminder that staff could mark handled. status shows it
+    # (line, JSON, /metrics' own gauge) and exits 0; it is not a failed reply.
+    with SmtpSink() as relay:
+        bot = make_bot(tmp_path, smtp=relay, mailboxes=[imap_user],
+                       policy="reminder_days = 31", database_url=database_url)
+        w = _readers(bot, "Pamietna")
+        assert bot.import_codes(["REMIND-0001"]) == 0
+        _ask(imap_user, w, "Pamietna", 1)
+        assert bot.run_once() == 0
+        relay.fail_with(550, "5.1.1 Mailbox unavailable", stage="RCPT")
+        bot.cli("remind")
+    with open_database(bot.settings().database_url)() as s:
+        assert s.scalars(select(Outbox.state).where(Outbox.kind == "reminder")).all() == [
+            "failed"]
+    code, out = status(bot, capsys)
+    assert code == 0, out
+    assert "  outbox: 0 pending, 0 failed, 1 sent, 1 reminder failed" in out.splitlines()
+    code, data = status_json(bot, capsys)
+    assert code == 0 and data["attention"] == []
+    assert data["libraries"][0]["outbox"] == {"pending": 0, "failed": 0, "sent": 1,
+                                              "reminders_failed": 1}
+    settings = bot.settings()
+    client = TestClient(create_app(settings, open_database(settings.database_url),
+                                   secret="t" * 32), base_url="http://127.0.0.1")
+    assert client.get("/healthz").status_code == 200
+    metrics = client.get("/metrics").text.splitlines()
+    assert 'mailbot_reminders_failed{library="lib"} 1.0' in metrics
+    assert 'mailbot_outbox_failed{library="lib"} 0.0' in metrics
+    assert "mailbot_attention 0.0" in metrics
+
+
+def test_a_failed_code_issued_by_staff_needs_attention_until_its_request_is_handled(
+        tmp_path, imap_user, capsys, database_url):
+    # Staff issue a code anyway for a refused request ("override": its reply carries no
+    # request of its own); the relay refuses it: a failed reply (exit 1) until staff mark
+    # that request handled.
+    with SmtpSink() as relay:
+        bot = make_bot(tmp_path, smtp=relay, mailboxes=[imap_user], database_url=database_url)
+        w = _readers(bot, "Pomylona")
+        assert bot.import_codes(["STAFF-0001"]) == 0
+        raw, _ = request_mail("pomylona@patron.test", "LEGIMI", "Ala Pomylona 0999999")
+        imap_user.append(raw, internaldate=w + timedelta(seconds=1))
+        assert bot.run_once() == 0
+        [refused] = bot.requests()
+        assert refused.outcome == "unknown_card"
+        client = _staff(bot)
+        token = csrf_of(client.get(f"/requests/{refused.id}").text)
+        assert client.post(f"/requests/{refused.id}/override", follow_redirects=True, data={
+            "csrf": token, "service": "legimi", "card": "0140001",
+            "reason": "numer karty sprawdzony telefonicznie"}).status_code == 200
+        relay.fail_with(550, "5.7.1 Recipient refused", stage="RCPT")
+        bot.run_once()
+    with open_database(bot.settings().database_url)() as s:
+        assert s.scalars(select(Outbox.state).where(Outbox.kind == "override")).all() == [
+            "failed"]
+    code, data = status_json(bot, capsys)
+    assert code == 1 and attention(data) == [("replies", "lib")], data["attention"]
+    _mark_handled(client, refused.id)
+    code, data = status_json(bot, capsys)
+    assert code == 0, data["attention"]
+    assert data["libraries"][0]["outbox"]["failed"] == 0
+
+
+def _no_traceback(err: str) -> None:
+    assert "Traceback" not in err, err
+
+
+def test_a_database_that_cannot_be_read_is_one_line_and_exit_1(
+        tmp_path, imap_user, smtp_sink, capsys):
+    # A damaged SQLite file, then PostgreSQL not answering: status prints one line naming
+    # the database (never its password) and why, exits 1; --json says "ok": false,
+    # "database": false with one attention entry. No traceback.
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
+    assert bot.cli("db", "upgrade") == 0
+    db = tmp_path / "mailbot.db"
+    for extra in tmp_path.glob("mailbot.db-*"):
+        extra.unlink()
+    db.write_bytes(b"not a database, a disk gone wrong\n" * 200)
+    capsys.readouterr()
+    assert bot.cli("status") == 1
+    out, err = capsys.readouterr()
+    _no_traceback(err)
+    assert out.splitlines() == [f"NEEDS ATTENTION: the database sqlite:///{db} cannot be "
+                                "read: DatabaseError: file is not a database"]
+    code, data = status_json(bot, capsys)
+    assert code == 1 and data["ok"] is False and data["database"] is False
+    assert attention(data) == [("database", "database")]
+    assert "file is not a database" in data["attention"][0]["message"]
+
+    down = f"postgresql://mailbot:pg-Secret-9@127.0.0.1:{free_port()}/mailbot"
+    bot.config.write_text(bot.config.read_text().replace(f"sqlite:///{db}", down))
+    capsys.readouterr()
+    assert bot.cli("status") == 1
+    out, err = capsys.readouterr()
+    _no_traceback(err)
+    [line] = out.splitlines()
+    assert line.startswith("NEEDS ATTENTION: the database postgresql://mailbot:***@"
+                           "127.0.0.1:") and "OperationalError" in line, line
+    assert "pg-Secret-9" not in out + err
+    code, data = status_json(bot, capsys)
+    assert code == 1 and data["database"] is False and "pg-Secret-9" not in json.dumps(data)

@@ -35,7 +35,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 TEMPLATES_DIR = TEMPLATES / "web"
 SESSION_COOKIE = "mailbot_session"
 # Paths for monitoring tools: no login, no session (web.health, web.metrics).
-MONITORING = frozenset({health.PATH, metrics.PATH})
+MONITORING = frozenset({health.PATH, health.LIVE_PATH, metrics.PATH})
 
 # Pages: only our own files; no inline script; frames only from ourselves (the sandboxed
 # view of a mail's HTML). Mail HTML itself gets a far stricter policy

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailbot.config import Settings
 from mailbot.db.models import LoginAttempt, StaffUser
 from mailbot.db.session import reading
-from mailbot.errors import BadInput, MailbotError
+from mailbot.errors import BadInput, ConfigError
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 # Verifying against this keeps an unknown name as slow as a wrong password.
@@ -313,25 +313,39 @@ def authenticate(sessions: sessionmaker[Session], settings: Settings, *, name: s
 
 def secret_key(settings: Settings) -> str:
     """The key that signs session cookies: from the environment, or a key file made on
-    first start (never a built-in default)."""
+    first start (never a built-in default). ConfigError (exit 2) naming the config key
+    (web.secret_key_env, or web.secret_key_file for the file, set or default) when it is
+    too short, cannot be read or cannot be made; never the key itself."""
     web = settings.web
     if web.secret_key_env:
         value = os.environ.get(web.secret_key_env, "")
         if len(value) < 32:
-            raise MailbotError(f"web.secret_key_env: {web.secret_key_env} must hold at least "
-                               "32 characters")
+            state = "is not set" if not value else "holds fewer than 32 characters"
+            raise ConfigError(f"the environment variable {web.secret_key_env} {state}: it "
+                              "must hold the web secret key, at least 32 characters",
+                              file=settings.source, column="web.secret_key_env")
         return value
     path = Path(web.secret_key_file) if web.secret_key_file else default_key_file(settings)
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"web secret key file {path}: {why}", file=settings.source,
+                           column="web.secret_key_file")
+
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        value = path.read_text(encoding="ascii").strip()
+        try:
+            value = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeError) as exc:
+            raise bad(f"cannot be read ({getattr(exc, 'strerror', None) or exc}); let mailbot's "
+                      "user read it, or delete it and restart to make a new one") from None
         if len(value) < 32:
-            raise MailbotError(f"web secret key file {path} is too short; delete it and "
-                               "restart to make a new one") from None
+            raise bad("too short (under 32 characters); delete it and restart to make a "
+                      "new one") from None
         return value
     except OSError as exc:
-        raise MailbotError(f"cannot create the web secret key file {path}: {exc}") from None
+        raise bad(f"cannot be made ({exc.strerror or exc}); mailbot's user must be able to "
+                  "write its folder, or set web.secret_key_file or web.secret_key_env") from None
     value = secrets.token_urlsafe(48)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(value + "\n")

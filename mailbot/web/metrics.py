@@ -28,12 +28,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    InfoMetricFamily,
-    Metric,
-)
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -53,6 +48,7 @@ from mailbot.outcomes import OutboxState
 from mailbot.status import gather
 
 if TYPE_CHECKING:
+    from mailbot.config import Settings
     from mailbot.web.context import WebState
 
 log = logging.getLogger(__name__)
@@ -87,7 +83,13 @@ class Throughput:
     latencies: dict[str, list[float]] = field(default_factory=dict)
 
 
-def throughput(sessions: sessionmaker[Session], now: datetime) -> Throughput:
+def throughput(sessions: sessionmaker[Session], settings: Settings,
+               now: datetime) -> Throughput:
+    """Read for a scrape. The latency query asks for the configured relays' last hour
+    (ix_outbox_relay_sent: relay, sent_at), so it reads that hour's rows only, never every
+    reply ever sent; a reply is marked sent with its relay (respond.rows), and one sent
+    through a relay since removed from the config was not sent in the last hour."""
+    relays = sorted({*settings.relays, settings.smtp.key})  # the global one: see queue_by_relay
     with reading(sessions) as session:
         outcomes = {(lib, outcome): n for lib, outcome, n in session.execute(
             select(MailRequest.library_id, MailRequest.outcome, func.count())
@@ -96,8 +98,8 @@ def throughput(sessions: sessionmaker[Session], now: datetime) -> Throughput:
         latencies: dict[str, list[float]] = {}
         for lib, due, sent in session.execute(
                 select(Outbox.library_id, Outbox.due_at, Outbox.sent_at)
-                .where(Outbox.state == OutboxState.SENT, Outbox.kind == "reply",
-                       Outbox.sent_at > now - LATENCY_WINDOW)):
+                .where(Outbox.relay.in_(relays), Outbox.sent_at > now - LATENCY_WINDOW,
+                       Outbox.state == OutboxState.SENT, Outbox.kind == "reply")):
             seconds = (as_aware(sent) - as_aware(due)).total_seconds()
             latencies.setdefault(lib, []).append(max(0.0, seconds))
     return Throughput(outcomes, {lib: sorted(v) for lib, v in latencies.items()})
@@ -118,7 +120,7 @@ class DatabaseCollector(Collector):
         now = self.state.clock()
         try:
             snapshot = gather(self.state.sessions, self.state.settings, now)
-            seen = throughput(self.state.sessions, now)
+            seen = throughput(self.state.sessions, self.state.settings, now)
         except SQLAlchemyError as exc:
             log.warning("%s: the database cannot be read: %s", PATH, exc)
             yield _gauge("mailbot_up", UP, [((), 0)])
@@ -146,12 +148,12 @@ def families(snapshot: Snapshot, found: list[Problem], seen: Throughput) -> Iter
     yield info
     yield _gauge("mailbot_attention", "Problems that need attention (what `mailbot status` "
                  "lists; 0: healthy)", [((), len(found))])
-    requests = CounterMetricFamily(
-        "mailbot_requests", "Requests decided, by library and outcome (every request the "
-        "database holds)", labels=["library", "outcome"])
-    for (lib, outcome), n in sorted(seen.outcomes.items()):
-        requests.add_metric([lib, outcome], n)
-    yield requests
+    # A gauge, not a counter: staff's "issue a code anyway" rewrites a request's outcome
+    # (unknown_card -> issued), so one outcome's number can go down.
+    yield _gauge("mailbot_requests", "Requests decided, by library and outcome (every "
+                 "request the database holds; an outcome staff change moves it)",
+                 sorted(((lib, outcome), n) for (lib, outcome), n in seen.outcomes.items()),
+                 ("library", "outcome"))
     per_library = ("library",)
     yield _gauge("mailbot_queue_waiting", "Requests waiting to be decided",
                  [((lib.id,), lib.waiting) for lib in libs], per_library)
@@ -160,8 +162,12 @@ def families(snapshot: Snapshot, found: list[Problem], seen: Throughput) -> Iter
     yield _gauge("mailbot_outbox_pending", "Replies not sent yet (waiting for the send "
                  "window, a relay's limits or pause, or being retried)",
                  [((lib.id,), lib.pending) for lib in libs], per_library)
-    yield _gauge("mailbot_outbox_failed", "Replies that failed, not marked handled",
-                 [((lib.id,), lib.failed) for lib in libs], per_library)
+    yield _gauge("mailbot_outbox_failed", "Replies to requests that failed, not marked "
+                 "handled (reminders apart)", [((lib.id,), lib.failed) for lib in libs],
+                 per_library)
+    yield _gauge("mailbot_reminders_failed", "Reminders (a code about to run out) that "
+                 "failed; never needs attention, as the patron has the code",
+                 [((lib.id,), lib.reminders_failed) for lib in libs], per_library)
     yield _gauge("mailbot_reader_source_up", "1: the library's reader source answered when "
                  "last asked; 0: it is down",
                  [((lib.id,), int(lib.source_error is None)) for lib in libs], per_library)

@@ -1,12 +1,14 @@
 """Serving the dashboard with uvicorn: in a thread beside the daemon's, or in the
 foreground for ``mailbot demo`` (Ctrl-C stops it).
 
-``take_port`` takes the daemon's port first, with nothing but the standard library:
-``mailbot run`` refuses to start when it is taken, before anything else has started
-(daemon.py), rather than run on without its dashboard, /healthz and /metrics."""
+``take_port`` takes the daemon's port first, and checks the dashboard's secret key:
+``mailbot run`` refuses to start (exit 2, naming the key to change) when the port cannot be
+had or the key is bad, before anything else has started (daemon.py), rather than run on
+without its dashboard, /healthz and /metrics."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import threading
@@ -29,21 +31,44 @@ BACKLOG = 2048  # uvicorn's own default
 
 def take_port(settings: Settings) -> socket.socket | None:
     """``mailbot run``'s dashboard port (web.host, web.port), listening; ConfigError (exit
-    2) naming it and the key when another program (or another mailbot) has it. None with
-    web.enabled = false, said once, loudly."""
+    2) naming the key when the port cannot be had (taken by another program, below 1024
+    without root, web.host not this machine's) or when the dashboard's secret key is bad
+    (web_secret). None with web.enabled = false, said once, loudly."""
     web = settings.web
     if not web.enabled:
         log.warning("web.enabled = false: no dashboard, no /healthz and no /metrics "
                     "(mailbot status still answers)")
         return None
+    web_secret(settings)  # a bad key stops `mailbot run` here, as a taken port does
     try:
         return listen(web.host, web.port)
     except OSError as exc:
+        why, column = PORT_ERRORS.get(exc.errno or 0, (
+            f"{exc.strerror or exc}; check web.host and web.port", "web.port"))
         raise ConfigError(
-            f"mailbot run cannot listen on {web.host}:{web.port} for the dashboard: "
-            f"{exc.strerror or exc} (another program, or another mailbot, has that port); "
-            "free it, set another web.port, or set web.enabled = false",
-            file=settings.source, column="web.port") from None
+            f"mailbot run cannot listen on {web.host}:{web.port} for the dashboard: {why}, "
+            "or set web.enabled = false", file=settings.source, column=column) from None
+
+
+# Why a port cannot be had, in the operator's words, and the key to change.
+PORT_ERRORS = {
+    errno.EADDRINUSE: ("the port is taken by another program (or another mailbot); free "
+                       "it, or set another web.port", "web.port"),
+    errno.EACCES: ("a port below 1024 needs root; choose web.port >= 1024 (a proxy in front "
+                   "can serve port 80 or 443)", "web.port"),
+    errno.EADDRNOTAVAIL: ("web.host is not an address of this machine; set web.host to one "
+                          "of its addresses (127.0.0.1 behind a proxy, 0.0.0.0 for all)",
+                          "web.host"),
+}
+
+
+def web_secret(settings: Settings) -> str:
+    """The key that signs the dashboard's session cookies (web.auth.secret_key: from
+    web.secret_key_env, or the key file, made on first start); ConfigError naming the key
+    when it is too short, cannot be read or cannot be made."""
+    from mailbot.web.auth import secret_key
+
+    return secret_key(settings)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -65,13 +90,15 @@ def listen(host: str, port: int) -> socket.socket:
 
 def dashboard(settings: Settings, sessions: sessionmaker[Session], sock: socket.socket, *,
               wake_sender: Callable[[], None]) -> WebServer | None:
-    """The daemon's dashboard, to serve on ``sock`` (take_port's); None if the app cannot
-    be made (the reason logged, the port let go): the bot runs on without it."""
+    """The daemon's dashboard, to serve on ``sock`` (take_port's, which checked its secret
+    key: a bad key stopped the daemon there); None if the app cannot be made all the same
+    (the reason logged, the port let go): the bot runs on without it."""
     web = settings.web
     try:
         from mailbot.web.app import create_app
 
-        app = create_app(settings, sessions, wake_sender=wake_sender)
+        app = create_app(settings, sessions, secret=web_secret(settings),
+                         wake_sender=wake_sender)
         return WebServer(app, host=web.host, port=web.port,
                          forwarded_allow_ips=web.forwarded_allow_ips, sock=sock)
     except Exception as exc:

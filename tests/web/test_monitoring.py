@@ -42,10 +42,22 @@ def served(settings: Any, sessions: Any) -> Iterator[str]:
         server.join()
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect comes back as the answer (an HTTPError with its 30x status)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def not_following(*handlers: Any) -> Any:
+    """An opener that does not follow redirects: a 302 to /login is seen as a 302."""
+    return urllib.request.build_opener(_NoRedirect, *handlers)
+
+
 def get(url: str, opener: Any = None) -> tuple[int, dict[str, str], str]:
     """Status, headers (names in lower case) and body of a GET."""
     try:
-        with (opener or urllib.request.build_opener()).open(url, timeout=10) as r:
+        with (opener or not_following()).open(url, timeout=10) as r:
             return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
@@ -78,10 +90,13 @@ def test_a_healthy_site_answers_200_and_its_metrics_say_what_happened(tmp_path):
         assert data["ok"] is True and data["database"] is True and data["attention"] == []
         assert "set-cookie" not in headers
         m = scrape(base)
+        types = {f.name: f.type for f in text_string_to_metric_families(
+            get(f"{base}/metrics")[2])}
     assert value(m, "mailbot_up") == 1 and value(m, "mailbot_attention") == 0
-    assert value(m, "mailbot_requests_total", library="north", outcome="issued") == 1
-    assert value(m, "mailbot_requests_total", library="north", outcome="unknown_card") == 1
-    assert value(m, "mailbot_requests_total", library="south", outcome="issued") == 1
+    assert value(m, "mailbot_requests", library="north", outcome="issued") == 1
+    assert value(m, "mailbot_requests", library="north", outcome="unknown_card") == 1
+    assert value(m, "mailbot_requests", library="south", outcome="issued") == 1
+    assert types["mailbot_requests"] == "gauge"  # an override moves a request: it can go down
     assert value(m, "mailbot_codes_left", library="north", service="legimi", month=month) == 2
     assert value(m, "mailbot_codes_imported", library="north", service="legimi",
                  month=month) == 3
@@ -91,6 +106,7 @@ def test_a_healthy_site_answers_200_and_its_metrics_say_what_happened(tmp_path):
         assert value(m, "mailbot_queue_waiting", library=lib) == 0
         assert value(m, "mailbot_outbox_pending", library=lib) == 0
         assert value(m, "mailbot_outbox_failed", library=lib) == 0
+        assert value(m, "mailbot_reminders_failed", library=lib) == 0
         assert value(m, "mailbot_set_aside", library=lib) == 0
         assert value(m, "mailbot_reader_source_up", library=lib) == 1
     north = next(mb.key for mb in settings.mailboxes if mb.library == "north")
@@ -128,6 +144,9 @@ def test_a_broken_mailbox_makes_healthz_503_and_metrics_count_it(tmp_path):
         site.run_once()
         status, _, body = get(f"{base}/healthz")
         m = scrape(base)
+        live, headers, live_body = get(f"{base}/livez")  # for a load balancer: still up
+    assert live == 200 and headers["content-type"] == "application/json"
+    assert json.loads(live_body)["ok"] is True and json.loads(live_body)["database"] is True
     data = json.loads(body)
     north = next(mb.key for mb in settings.mailboxes if mb.library == "north")
     assert status == 503 and data["ok"] is False
@@ -148,8 +167,11 @@ def test_a_database_that_cannot_be_read_is_503_and_mailbot_up_0(tmp_path):
     with served(site.settings, sessionmaker(gone)) as base:
         status, _, body = get(f"{base}/healthz")
         m = scrape(base)
+        live, _, live_body = get(f"{base}/livez")
     data = json.loads(body)
     assert status == 503 and data["ok"] is False and data["database"] is False
+    assert live == 503 and json.loads(live_body)["database"] is False
+    assert "no-such-folder" not in live_body
     assert [p["what"] for p in data["attention"]] == ["database"]
     assert "no-such-folder" not in body
     assert m == {("mailbot_up", frozenset()): 0}
@@ -172,10 +194,16 @@ def test_monitoring_needs_no_login_sets_no_cookie_and_takes_no_write_lock(
                                        "password": PASSWORD, "next": "/queue"}).encode()
         assert browser.open(f"{base}/login", data=data, timeout=10).geturl().endswith("/queue")
         assert SESSION_COOKIE in {c.name for c in jar}
-        for path in ("/healthz", "/metrics"):
-            status, headers, _ = get(f"{base}{path}", browser)
+        # (The opener of get() follows no redirect: a page that needs a login is a 302.)
+        assert get(f"{base}/queue")[0] in (302, 303)
+        kinds = {"/healthz": "application/json", "/livez": "application/json",
+                 "/metrics": "text/plain; version=0.0.4"}
+        for path, kind in kinds.items():
+            status, headers, _ = get(f"{base}{path}",
+                                     not_following(urllib.request.HTTPCookieProcessor(jar)))
             assert status == 200 and "set-cookie" not in headers, path
-            assert get(f"{base}{path}")[0] == 200  # no cookie: no redirect to /login
+            status, headers, _ = get(f"{base}{path}")  # no cookie: no redirect to /login
+            assert status == 200 and headers["content-type"].startswith(kind), path
 
         monkeypatch.setattr(db_session, "SQLITE_TIMEOUT", 0.3)
         bot = sqlite3.connect(tmp_path / "mailbot.db", isolation_level=None)
@@ -188,3 +216,26 @@ def test_monitoring_needs_no_login_sets_no_cookie_and_takes_no_write_lock(
         finally:
             bot.execute("ROLLBACK")
             bot.close()
+
+
+def test_an_outcome_staff_change_moves_mailbot_requests_down(tmp_path):
+    # Staff issue a code anyway for the unknown card: the request's outcome is issued now,
+    # so unknown_card goes from 1 to 0 (absent) and issued from 1 to 2: a gauge.
+    site = make_site(tmp_path)
+    seed_requests(site)
+    assert site.add_user("north-staff", "north") == 0
+    refused = site.request_of("obcy@patron.test")
+    c = site.client()
+    c.post("/login", data={"csrf": csrf_of(c.get("/login").text), "name": "north-staff",
+                           "password": PASSWORD, "next": "/queue"})
+    token = csrf_of(c.get(f"/requests/{refused.id}").text)
+    r = c.post(f"/requests/{refused.id}/override", follow_redirects=True, data={
+        "csrf": token, "service": "legimi", "card": "1000002",
+        "reason": "numer karty sprawdzony telefonicznie"})
+    assert r.status_code == 200 and site.request_of("obcy@patron.test").outcome == "issued"
+    settings = site.settings
+    with served(settings, open_database(settings.database_url)) as base:
+        m = scrape(base)
+    assert value(m, "mailbot_requests", library="north", outcome="issued") == 2
+    assert ("mailbot_requests", frozenset({("library", "north"),
+                                           ("outcome", "unknown_card")})) not in m
