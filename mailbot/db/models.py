@@ -188,6 +188,8 @@ class Request(Base):
         Index("ix_requests_queue", "library_id", "state", "received_at", "uid", "id"),
         Index("ix_requests_message_id", "library_id", "message_id"),
         Index("ix_requests_card_month", "library_id", "card_number", "month"),
+        # Monitoring's counts by outcome (/metrics, status's refusals of the month).
+        Index("ix_requests_outcome", "library_id", "outcome", "month", "service"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
