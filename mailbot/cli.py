@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mailbot import __version__
+from mailbot import __version__, startup
 from mailbot.errors import BadInput, MailbotError
 from mailbot.logs import configure_logging
 
@@ -144,12 +144,21 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    startup.begin()  # on again once the database is open (mailbot.commands._open)
+    try:
+        return _main(args)
+    finally:
+        startup.done()
+
+
+def _main(args: argparse.Namespace) -> int:
     # Their output is their table, lines or JSON: only warnings join it.
     quiet = args.command in ("demo", "check", "init") or getattr(args, "json", False)
     configure_logging(logging.DEBUG if args.verbose else
                       logging.WARNING if quiet else logging.INFO)
     try:
         if args.command == "demo":
+            startup.done()  # it serves until Ctrl-C: the collector on, as in a daemon
             from mailbot.demo import run_demo
 
             return run_demo(args.dir, serve=not args.no_serve, port=args.port)

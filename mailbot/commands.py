@@ -10,6 +10,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from mailbot import startup
 from mailbot.errors import BadInput
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ def _open(settings: Settings, *, create: bool = True) -> sessionmaker[Session]:
 
     sessions = open_database(settings.database_url, create=create)
     sync_config(sessions, settings)
+    startup.done()  # the imports are behind us: the collector on again (mailbot.startup)
     return sessions
 
 

@@ -134,3 +134,18 @@ def test_restore_takes_discard_newer(tmp_path, smtp_sink, capsys) -> None:
     assert bot.cli("backup", str(tmp_path / "copy.db")) == 0
     assert bot.cli("restore", "--discard-newer", str(tmp_path / "copy.db")) == 0
     assert "restored " in capsys.readouterr().out
+
+
+def test_the_collector_is_back_on_after_a_command(tmp_path) -> None:
+    # mailbot.startup turns the cyclic collector off for the start-up only: after any
+    # command (one that opens the database and one that fails before) it is on again.
+    import gc
+
+    config = tmp_path / "mailbot.toml"
+    config.write_text(f'database_url = "sqlite:///{tmp_path}/m.db"\n', encoding="utf-8")
+    assert main(["--config", str(config), "db", "upgrade"]) == 0
+    assert gc.isenabled()
+    assert main(["--config", str(tmp_path / "missing.toml"), "status"]) == 2
+    assert gc.isenabled()
+    assert main(["--config", str(config), "status"]) == 0
+    assert gc.isenabled()
