@@ -66,7 +66,7 @@ def _not_written(target: Path, exc: OSError) -> NotWritten:
         message = f"cannot write it: there is no folder {folder}"
     elif isinstance(exc, PermissionError):
         message = (f"cannot write it: the folder {folder} is not writable for user "
-                   f"{_user(os.geteuid())}{_owned_by(folder)}")
+                   f"{user_name(os.geteuid())}{_owned_by(folder)}")
     elif isinstance(exc, IsADirectoryError):
         message = "cannot write it: it is a folder"
     else:
@@ -81,10 +81,11 @@ def _owned_by(folder: Path) -> str:
         st = folder.stat()
     except OSError:
         return ""
-    return f" (it belongs to user {_user(st.st_uid)}, mode {st.st_mode & 0o777:04o})"
+    return f" (it belongs to user {user_name(st.st_uid)}, mode {st.st_mode & 0o777:04o})"
 
 
-def _user(uid: int) -> str:
+def user_name(uid: int) -> str:
+    """A user's name for a message (``with uid N`` when it has none)."""
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:

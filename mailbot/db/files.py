@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import make_url
 
 from mailbot.errors import BadInput
+from mailbot.private_files import user_name
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -56,7 +57,7 @@ def check_database_file(url: str, *, create: bool = True, euid: int | None = Non
     refuse_foreign_owner(url, euid=euid)
     if not exists and not _may(path.parent, os.W_OK | os.X_OK):
         raise BadInput(f"the folder {path.parent} (where {path.name} would be made) is not "
-                       f"writable for user {_user(os.geteuid())}: {_whose(path.parent)}; or "
+                       f"writable for user {user_name(os.geteuid())}: {_whose(path.parent)}; or "
                        "fix database_url")
 
 
@@ -70,7 +71,7 @@ def _whose(path: Path) -> str:
     mode = f"mode {st.st_mode & 0o777:04o}"
     if st.st_uid == os.geteuid():
         return f"it is this user's ({mode}): change its mode"
-    return (f"it belongs to user {_user(st.st_uid)} ({mode}): run this as that user "
+    return (f"it belongs to user {user_name(st.st_uid)} ({mode}): run this as that user "
             f"(sudo -u {_sudo_user(st.st_uid)} mailbot ...)")
 
 
@@ -82,13 +83,13 @@ def unreadable_database(path: Path) -> BadInput | None:
     except PermissionError:
         folder = next((p for p in path.parents if p.exists() and not _may(p, os.X_OK)),
                       path.parent)
-        return BadInput(f"cannot read {path}: user {_user(os.geteuid())} may not enter the "
+        return BadInput(f"cannot read {path}: user {user_name(os.geteuid())} may not enter the "
                         f"folder {folder}: {_whose(folder)}")
     except OSError:
         return None
     if _may(path, os.R_OK):
         return None
-    return BadInput(f"cannot read {path} as user {_user(os.geteuid())}: {_whose(path)}")
+    return BadInput(f"cannot read {path} as user {user_name(os.geteuid())}: {_whose(path)}")
 
 
 def refuse_foreign_owner(url: str, *, euid: int | None = None) -> None:
@@ -105,7 +106,7 @@ def refuse_foreign_owner(url: str, *, euid: int | None = None) -> None:
         return  # no such folder: SQLite's own error names it
     if st.st_uid == euid:
         return
-    user = _user(st.st_uid)
+    user = user_name(st.st_uid)
     if euid == 0:
         if target == path:
             what, why = path, ("files root creates beside it (its lock files, the "
@@ -121,12 +122,6 @@ def refuse_foreign_owner(url: str, *, euid: int | None = None) -> None:
                        f"{st.st_mode & 0o777:04o}): run this as that user (sudo -u "
                        f"{_sudo_user(st.st_uid)} mailbot ...)")
 
-
-def _user(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"with uid {uid}"
 
 
 def _sudo_user(uid: int) -> str:
