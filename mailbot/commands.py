@@ -30,6 +30,15 @@ def _open(settings: Settings, *, create: bool = True) -> sessionmaker[Session]:
     return sessions
 
 
+def _writing(settings: Settings) -> Any:
+    """For the block that writes: a restore waits for it, and it for a restore
+    (mailbot.db.running; nothing on PostgreSQL). The database is open already, so the
+    checks of who may create files beside it have passed."""
+    from mailbot.db.running import holding_running
+
+    return holding_running(settings.database_url)
+
+
 def _now() -> Any:
     from mailbot.clock import utcnow
 
@@ -41,15 +50,16 @@ def cmd_import_readers(settings: Settings, args: argparse.Namespace) -> int:
 
     settings.library(args.library)
     sessions = _open(settings)
-    result = import_readers(sessions, settings, path=args.file, library_id=args.library,
-                            now=_now())
-    removed = ""
-    if args.remove_missing:
-        from mailbot.imports.load import remove_missing_readers
+    with _writing(settings):
+        result = import_readers(sessions, settings, path=args.file, library_id=args.library,
+                                now=_now())
+        removed = ""
+        if args.remove_missing:
+            from mailbot.imports.load import remove_missing_readers
 
-        gone = remove_missing_readers(sessions, path=args.file, library_id=args.library,
-                                      limits=settings.imports)
-        removed = f", {gone} removed (not in the file)"
+            gone = remove_missing_readers(sessions, path=args.file, library_id=args.library,
+                                          limits=settings.imports)
+            removed = f", {gone} removed (not in the file)"
     print(f"{args.file}: {result.created} readers added, {result.updated} updated, "
           f"{result.unchanged} unchanged{removed}")
     return 0
@@ -60,9 +70,10 @@ def cmd_import_codes(settings: Settings, args: argparse.Namespace) -> int:
 
     settings.library(args.library)
     sessions = _open(settings)
-    result = import_codes(sessions, settings, path=args.file, library_id=args.library,
-                          service=args.service, month=args.month, column=args.column,
-                          now=_now())
+    with _writing(settings):
+        result = import_codes(sessions, settings, path=args.file, library_id=args.library,
+                              service=args.service, month=args.month, column=args.column,
+                              now=_now())
     print(f"{args.file}: {result.added} {args.service} codes for {args.month} added "
           f"(pool #{result.pool_id})")
     return 0
@@ -73,8 +84,9 @@ def cmd_import_activations(settings: Settings, args: argparse.Namespace) -> int:
 
     settings.library(args.library)
     sessions = _open(settings)
-    r = import_activations(sessions, settings, path=args.file, library_id=args.library,
-                           column=args.column, now=_now())
+    with _writing(settings):
+        r = import_activations(sessions, settings, path=args.file, library_id=args.library,
+                               column=args.column, now=_now())
     months = (f"penalties now apply for {', '.join(r.months)}" if r.months else
               "no month in it has ended yet, so no penalty follows from it")
     print(f"{args.file}: {r.activated} activated, {r.not_activated} not activated, "
@@ -187,8 +199,9 @@ def cmd_patron(settings: Settings, args: argparse.Namespace) -> int:
         else:
             print(text)
         return 0
-    counts = erase_patron(sessions, library_id=args.library, card=args.card,
-                          dry_run=not args.yes)
+    with _writing(settings):
+        counts = erase_patron(sessions, library_id=args.library, card=args.card,
+                              dry_run=not args.yes)
     summary = ", ".join(f"{n} {what}" for what, n in counts.items())
     if not args.yes:
         print(f"would erase for card {args.card}: {summary}; nothing erased (add --yes)")
@@ -267,7 +280,8 @@ def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{u.name:24} {scope}")
         return 0
     if args.user_command == "remove":
-        remove_user(sessions, name=args.name)
+        with _writing(settings):
+            remove_user(sessions, name=args.name)
         print(f"user {args.name} removed")
         return 0
     if args.user_command == "add":
@@ -277,12 +291,16 @@ def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
         if not args.library and not args.admin:
             raise BadInput("a user needs at least one --library (or --admin)",
                            column="--library")
-        user = add_user(sessions, settings, name=args.name, password=_new_password(),
-                        libraries=args.library, is_admin=args.admin, now=_now())
+        password = _new_password()
+        with _writing(settings):
+            user = add_user(sessions, settings, name=args.name, password=password,
+                            libraries=args.library, is_admin=args.admin, now=_now())
         scope = "admin (all libraries)" if user.is_admin else ", ".join(user.libraries)
         print(f"user {user.name} added: {scope}")
         return 0
-    set_password(sessions, name=args.name, password=_new_password(), now=_now())
+    password = _new_password()
+    with _writing(settings):
+        set_password(sessions, name=args.name, password=password, now=_now())
     print(f"password of {args.name} changed; their open sessions are logged out")
     return 0
 

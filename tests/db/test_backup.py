@@ -525,3 +525,33 @@ def test_restore_over_a_database_sqlite_cannot_read_keeps_it_as_it_was(tmp_path,
     assert kept.read_bytes() == garbage
     assert Path(f"{kept}-wal").read_bytes() == b"x" * 100
     assert _integrity(db) == "ok" and _dump(db) == _dump(backup)
+
+
+def test_restore_refuses_while_an_import_writes(tmp_path, smtp_sink, capsys):
+    # An import holds the running lock while it writes: a real `mailbot import-readers`
+    # reading a file that is not finished yet (a FIFO: the writer is this test) makes a
+    # restore refuse, naming it; once the import is done the restore goes through.
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[])
+    assert bot.cli("db", "upgrade") == 0
+    backup = tmp_path / "empty.db"
+    assert bot.cli("backup", str(backup)) == 0
+    fifo = tmp_path / "czytelnicy.csv"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "mailbot", "--config", str(bot.config),
+                             "import-readers", str(fifo), "--library", "lib"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lock = running_path(bot.settings().database_url)
+        assert wait_until(lambda: lock.exists() and
+                          lock.read_text().split(" ")[0] == str(proc.pid), 30)
+        capsys.readouterr()
+        assert bot.cli("restore", str(backup)) == 1
+        assert f"process {proc.pid}" in capsys.readouterr().err
+        with open(fifo, "w", encoding="utf-8") as f:  # the import reads it and ends
+            f.write("numer_karty;imie;nazwisko;email\n0601234;Ala;Nowak;ala@patron.test\n")
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert bot.cli("restore", str(backup)) == 0
