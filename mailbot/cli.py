@@ -65,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--month", required=True, help="YYYY-MM")
     c.add_argument("--column", help="the code column: header, 1-based index or letter")
 
+    pool = sub.add_parser("pool", help="a month's code pool")
+    psub = pool.add_subparsers(dest="pool_command", required=True, metavar="ACTION")
+    pw = psub.add_parser("withdraw", help="withdraw the pool's codes not issued yet (audited; "
+                                          "issued codes stay)")
+    pw.add_argument("--library", required=True)
+    pw.add_argument("--service", required=True, choices=SERVICE_CHOICES)
+    pw.add_argument("--month", required=True, help="YYYY-MM")
+    pw.add_argument("--dry-run", action="store_true",
+                    help="say how many codes would be withdrawn; change nothing")
+
     a = sub.add_parser("import-activations", help="mark codes activated from the platform's report")
     a.add_argument("file")
     a.add_argument("--library", required=True)

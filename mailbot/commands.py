@@ -94,6 +94,26 @@ def cmd_import_activations(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pool(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass
+
+    from mailbot.imports.withdraw import withdraw_pool
+
+    sessions = _open(settings, create=False)
+    with _writing(settings):
+        w = withdraw_pool(sessions, settings, library_id=args.library, service=args.service,
+                          month=args.month, user=f"{getpass.getuser()} (command line)",
+                          now=_now(), dry_run=args.dry_run)
+    kept = f"{w.issued} issued and {w.expired} expired code(s) stay"
+    if args.dry_run:
+        print(f"would withdraw {w.withdrawn} unissued {w.service} code(s) of {w.month} from "
+              f"{w.library_id}; {kept}; nothing changed (dry run)")
+    else:
+        print(f"withdrew {w.withdrawn} unissued {w.service} code(s) of {w.month} from "
+              f"{w.library_id}; {kept} (audit log: withdraw_pool)")
+    return 0
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from mailbot.db.files import check_database_file
     from mailbot.db.running import holding_running
@@ -312,7 +332,7 @@ _DB = frozenset({"database"})
 SECRETS: dict[str, frozenset[str] | None] = {
     "import-readers": _DB, "import-codes": _DB, "import-activations": _DB,
     "patron": _DB, "db": _DB, "status": _DB, "report": _DB, "user": _DB,
-    "backup": _DB, "restore": _DB,
+    "backup": _DB, "restore": _DB, "pool": _DB,
     "remind": _DB | {"mail"},
     "check": _DB | {"mail", "readers"},
     "run": ALL_SECRETS,  # run --once: all but "web" (mailbot.cli.main)
@@ -321,6 +341,7 @@ SECRETS: dict[str, frozenset[str] | None] = {
 RUN_ONCE_SECRETS = _DB | {"mail", "readers"}
 
 COMMANDS = {
+    "pool": cmd_pool,
     "import-readers": cmd_import_readers,
     "import-codes": cmd_import_codes,
     "import-activations": cmd_import_activations,

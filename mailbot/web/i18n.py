@@ -243,6 +243,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "action_handled": "oznaczono jako załatwione", "action_desk_issue": "wydanie przy ladzie",
         "action_import_readers": "import czytelników", "action_import_codes": "import kodów",
         "action_import_activations": "import aktywacji",
+        "action_withdraw_pool": "wycofanie puli",
     },
     "en": {
         "nav_label": "Main menu", "nav_queue": "Queue", "nav_requests": "Requests",
@@ -408,6 +409,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "action_handled": "marked as handled", "action_desk_issue": "issued at the desk",
         "action_import_readers": "reader import", "action_import_codes": "code import",
         "action_import_activations": "activation import",
+        "action_withdraw_pool": "pool withdrawn",
     },
 }
 

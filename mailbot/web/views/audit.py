@@ -13,7 +13,7 @@ from mailbot.web.context import Ctx, page
 
 # The actions staff can filter by, in the order the page offers them.
 ACTIONS = ("resend", "override", "handled", "desk_issue", "import_readers", "import_codes",
-           "import_activations")
+           "import_activations", "withdraw_pool")
 
 
 @page
