@@ -103,6 +103,11 @@ def parse_codes(table: Table, *, column: str | int | None = None) -> list[CodeRo
     return codes
 
 
+def named_code_column(table: Table) -> bool:
+    """Whether a header names the code column (else it is found by its values' shape)."""
+    return bool(_named_columns(table))
+
+
 def code_column(table: Table, option: str | int | None = None) -> int:
     """The index of the code column, found as ``parse_codes`` finds it."""
     return _choose_column(table, option)[0]

@@ -23,6 +23,7 @@ from mailbot.db.models import ActivationReport, Code, CodePool, Reader
 from mailbot.errors import BadInput
 from mailbot.imports.activations import parse_activations
 from mailbot.imports.codes import parse_codes
+from mailbot.imports.mixups import card_like_values, reader_headers
 from mailbot.imports.readers import parse_readers
 from mailbot.imports.tables import Table, read_table
 
@@ -97,7 +98,13 @@ def import_codes(sessions: sessionmaker[Session], settings: Settings, *, path: s
     if month_end(y, m, settings.library_tz(library_id)) <= now:
         raise BadInput(f"{month} is over: its codes could never be issued", column="--month")
     table = _read(path, settings.imports)
-    rows = parse_codes(table, column=column)  # never empty: an empty file is BadInput
+    sign = reader_headers(table)
+    if sign is None:
+        rows = parse_codes(table, column=column)  # never empty: an empty file is BadInput
+        sign = card_like_values(table, rows, column=column,
+                                card_pattern=settings.library(library_id).card_pattern)
+    if sign is not None:
+        raise BadInput(f"{sign}; nothing imported", file=table.file, row=table.header_row)
     with sessions.begin() as session:
         # Case-insensitively, as within one file: "abc" and "ABC" are one code twice.
         values = [r.code.casefold() for r in rows]

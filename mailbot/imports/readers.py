@@ -63,6 +63,11 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s.][^@\s]*\.[^@\s.]+")
 _SCIENTIFIC = re.compile(r"\d+([.,]\d+)?[eE][+-]?\d+")
 
 
+def reader_field(header: str) -> str | None:
+    """The reader field a header names (in any of its known names), or None."""
+    return _FIELD_BY_KEY.get(header_key(header))
+
+
 def parse_readers(table: Table) -> list[ReaderRow]:
     """Every reader in ``table``; raises one ``BadInput`` listing all problems found."""
     columns = _map_columns(table)
