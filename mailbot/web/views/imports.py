@@ -12,10 +12,10 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from mailbot.clock import month_key, month_of
 from mailbot.config import SERVICES
 from mailbot.db.models import AuditLog
 from mailbot.errors import BadInput
+from mailbot.imports.months import default_import_month
 from mailbot.web import actions
 from mailbot.web.context import Ctx, page
 
@@ -51,8 +51,8 @@ def imports(ctx: Ctx) -> Response:
     kind = ctx.field("kind")
     values = {"library": ctx.field("library") or (ctx.scope[0] if ctx.scope else ""),
               "service": ctx.field("service") or SERVICES[0],
-              "month": ctx.field("month") or month_key(*month_of(now, ctx.settings.library_tz(
-                  ctx.scope[0]))) if ctx.scope else "",
+              "month": ctx.field("month") or default_import_month(
+                  now, ctx.settings.library_tz(ctx.scope[0])) if ctx.scope else "",
               "column": ctx.field("column"), "kind": kind}
     if ctx.request.method == "POST":
         lib = ctx.require_library(ctx.field("library"))
