@@ -244,6 +244,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "action_import_readers": "import czytelników", "action_import_codes": "import kodów",
         "action_import_activations": "import aktywacji",
         "action_withdraw_pool": "wycofanie puli",
+        "withdraw": "Wycofaj niewydane", "withdraw_title": "Wycofanie niewydanych kodów puli",
+        "withdraw_will": "Do wycofania: {n} (kody jeszcze niewydane). Znikną z systemu; "
+                         "plik z poprawnymi kodami można potem zaimportować ponownie.",
+        "withdraw_keeps": "Zostają bez zmian: wydane {issued}, wygasłe {expired}.",
+        "withdraw_confirm": "Wycofaj te kody", "cancel": "Anuluj", "back": "Wróć",
+        "done_withdrawn": "Wycofano niewydane kody: {n}. Wydane ({issued}) zostały.",
+        "err_no_pool": "Nie ma puli {service} na {month}.",
     },
     "en": {
         "nav_label": "Main menu", "nav_queue": "Queue", "nav_requests": "Requests",
@@ -410,6 +417,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "action_import_readers": "reader import", "action_import_codes": "code import",
         "action_import_activations": "activation import",
         "action_withdraw_pool": "pool withdrawn",
+        "withdraw": "Withdraw unissued", "withdraw_title": "Withdrawing a pool's unissued codes",
+        "withdraw_will": "To be withdrawn: {n} (codes not issued yet). They leave the "
+                         "system; a file of the right codes can be imported again after.",
+        "withdraw_keeps": "Kept as they are: issued {issued}, expired {expired}.",
+        "withdraw_confirm": "Withdraw these codes", "cancel": "Cancel", "back": "Back",
+        "done_withdrawn": "Unissued codes withdrawn: {n}. The issued ones ({issued}) stay.",
+        "err_no_pool": "There is no {service} pool for {month}.",
     },
 }
 

@@ -197,3 +197,31 @@ def test_desk_imports_pools_reports_and_audit_in_the_browser(dashboard, tmp_path
     expect(page.locator("table.list")).to_contain_text("import kodów")
     page.screenshot(path=SHOTS / "audit.png", full_page=True)
     assert dialogs == []
+
+
+def test_staff_withdraw_a_pools_unissued_codes_after_a_confirmation(dashboard, imap_user):
+    # Pule kodów: "Wycofaj niewydane" shows what goes and what stays, and only the button
+    # on that page withdraws; the issued code stays, the audit log says who did it.
+    bot, server, page, context, dialogs, sessions = dashboard
+    raw, _ = request_mail("ala@patron.test", "LEGIMI", "Alicja Łada 0990001")
+    imap_user.append(raw, internaldate=bot.window() + timedelta(seconds=3))
+    assert bot.run_once() == 0
+    page.goto(server.url + "pools")
+    row = page.locator("table.list tbody tr", has_text="Legimi")
+    expect(row).to_contain_text("4")  # five bought, one issued
+    row.get_by_role("link", name="Wycofaj niewydane").click()
+    expect(page.locator("h1")).to_have_text("Wycofanie niewydanych kodów puli")
+    expect(page.locator("main")).to_contain_text("Do wycofania: 4")
+    expect(page.locator("main")).to_contain_text("wydane 1, wygasłe 0")
+    page.screenshot(path=SHOTS / "pool-withdraw.png", full_page=True)
+    with sessions() as s:  # the confirmation page changed nothing
+        assert s.scalar(select(func.count()).select_from(LedgerEntry)) == 1
+    page.get_by_role("button", name="Wycofaj te kody").click()
+    expect(page.locator(".flash")).to_contain_text("Wycofano niewydane kody: 4")
+    expect(page.locator("table.list tbody tr", has_text="Legimi")).not_to_contain_text(
+        "Wycofaj niewydane")
+    page.goto(server.url + "audit")
+    expect(page.locator("table")).to_contain_text("wycofanie puli")
+    expect(page.locator("table")).to_contain_text("bibliotekarka")
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(LedgerEntry)) == 1

@@ -28,6 +28,7 @@ def routes() -> list[Route]:
         Route("/requests/{request_id:int}/handled", requests.request_handled,
               methods=["POST"]),
         Route("/pools", pools.pools),
+        Route("/pools/withdraw", pools.pool_withdraw, methods=["GET", "POST"]),
         Route("/desk", desk.desk, methods=["GET", "POST"]),
         Route("/desk/slip/{code_id:int}", desk.desk_slip),
         Route("/imports", imports.imports, methods=["GET", "POST"]),

@@ -1,5 +1,6 @@
-"""The code pools: what is left of each, and one pool's month as charts (codes left over
-time, requests a minute)."""
+"""The code pools: what is left of each, one pool's month as charts (codes left over
+time, requests a minute), and withdrawing a pool's unissued codes (a confirmation page
+first; mailbot.imports.withdraw does it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.responses import Response
 from mailbot.clock import month_end, month_key, month_of, parse_month
 from mailbot.config import SERVICES
 from mailbot.web import charts, queries
+from mailbot.errors import BadInput
 from mailbot.web.context import Ctx, page
 
 
@@ -49,3 +51,28 @@ def pools(ctx: Ctx) -> Response:
                       chart={"depletion": depletion, "per_minute": per_minute,
                              "series": series, "minutes": minutes,
                              "requests": sum(series.per_minute)})
+
+
+@page
+def pool_withdraw(ctx: Ctx) -> Response:
+    """GET: what withdrawing the pool would take and keep, and the button; POST: does it."""
+    from mailbot.imports.withdraw import withdraw_pool
+
+    post = ctx.request.method == "POST"
+    get = ctx.field if post else ctx.query
+    lib = ctx.require_library(get("library"))
+    service, month = get("service"), get("month")
+    back = f"/pools?library={lib}&service={service}&month={month}"
+    if service not in SERVICES:
+        return ctx.redirect("/pools")
+    name = ctx.user.name if ctx.user else "?"
+    try:
+        result = withdraw_pool(ctx.sessions, ctx.settings, library_id=lib, service=service,
+                               month=month, user=name, now=ctx.now(), dry_run=not post)
+    except BadInput:
+        ctx.flash("err_no_pool", "error", service=service, month=month)
+        return ctx.redirect("/pools")
+    if post:
+        ctx.flash("done_withdrawn", n=result.withdrawn, issued=result.issued)
+        return ctx.redirect(back)
+    return ctx.render("pool_withdraw.html.j2", nav="pools", w=result, back=back)
