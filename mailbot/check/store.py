@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailbot.check.items import Failed
 from mailbot.config import LibrarySettings
+from mailbot.db.files import sqlite_file
 from mailbot.db.migrate import current_revision, head_revision
 from mailbot.db.models import Reader
 from mailbot.db.session import make_engine
@@ -41,12 +42,8 @@ class Database:
 
     def missing_file(self) -> Path | None:
         """The SQLite file of the url when it does not exist (yet); else None."""
-        u = make_url(self.url)
-        path = u.database if u.get_backend_name() == "sqlite" else None
-        if path and path != ":memory:" and not path.startswith("file:") \
-                and not Path(path).exists():
-            return Path(path)
-        return None
+        path = sqlite_file(self.url)
+        return path if path is not None and not path.exists() else None
 
     def engine(self) -> Engine:
         with self._lock:

@@ -21,21 +21,33 @@ import os
 import pwd
 from pathlib import Path
 
-from sqlalchemy import make_url
+from sqlalchemy import Engine, make_url
 
 from mailbot.errors import BadInput
 from mailbot.private_files import user_name
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The absolute path of the database file of a SQLite ``url``; None for any other."""
-    u = make_url(url)
+def sqlite_file(target: Engine | str) -> Path | None:
+    """The absolute path of the database file of a SQLite ``target`` (an engine or its
+    URL); None for any other database, an in-memory one or a ``file:`` URI."""
+    u = target.url if isinstance(target, Engine) else make_url(target)
     if u.get_backend_name() != "sqlite":
         return None
     path = u.database
     if not path or path == ":memory:" or path.startswith("file:"):
         return None
     return Path(os.path.abspath(path))
+
+
+def lock_file(target: Engine | str, suffix: str) -> Path | None:
+    """``<database><suffix>`` beside the SQLite file of ``target`` (``.sending``,
+    ``.running``), resolved whole (a symlinked file too): every spelling of one database,
+    one lock. None where there is no file to guard."""
+    path = sqlite_file(target)
+    if path is None:
+        return None
+    resolved = path.resolve()
+    return resolved.with_name(resolved.name + suffix)
 
 
 def check_database_file(url: str, *, create: bool = True, euid: int | None = None) -> None:

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
 
 from mailbot.errors import BadInput, MailbotError
 
@@ -40,16 +40,10 @@ _RECORD = 96  # bytes: one fixed-width "pid since" record, overwritten by each t
 
 def running_path(target: Engine | str) -> Path | None:
     """The lock file of the SQLite database of ``target`` (an engine or its URL); None
-    where there is nothing to guard. Resolved as respond/sender_lock.lock_path resolves
-    its own (a symlinked file too): every spelling of one database, one lock."""
-    url = target.url if isinstance(target, Engine) else make_url(target)
-    if url.get_backend_name() != "sqlite":
-        return None
-    database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    resolved = Path(database).resolve()
-    return resolved.with_name(resolved.name + ".running")
+    where there is nothing to guard (mailbot.db.files.lock_file)."""
+    from mailbot.db.files import lock_file
+
+    return lock_file(target, ".running")
 
 
 def _url(target: Engine | str) -> str:
@@ -87,13 +81,7 @@ def _open(path: Path, target: Engine | str) -> int:
 
 def _owner(path: Path) -> str:
     """"belongs to user X (mode M) and this is user Y", for a message."""
-    import pwd
-
-    def name(uid: int) -> str:
-        try:
-            return pwd.getpwuid(uid).pw_name
-        except KeyError:
-            return f"with uid {uid}"
+    from mailbot.private_files import user_name as name
 
     try:
         st = path.stat()

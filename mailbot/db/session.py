@@ -25,8 +25,10 @@ def private_sqlite_file(url: str) -> None:
     SQLite gives the -wal and -shm files it creates the main file's permissions (and,
     made by root, its owner), so they follow (tests/test_paths.py). An in-memory database
     or a ``file:`` URI is left to whoever wrote it."""
-    path = make_url(url).database
-    if not path or path == ":memory:" or path.startswith("file:"):
+    from mailbot.db.files import sqlite_file
+
+    path = sqlite_file(url)
+    if path is None:
         return
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)

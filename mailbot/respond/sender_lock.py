@@ -32,15 +32,11 @@ WAIT_STEP = 0.05  # seconds between two tries while waiting for the lock
 
 def lock_path(engine: Engine) -> Path | None:
     """The lock file of a SQLite database file; None where there is nothing to guard
-    (PostgreSQL claims rows itself; an in-memory database has one process)."""
-    if engine.dialect.name != "sqlite":
-        return None
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    # Resolved whole (a symlinked file too): every spelling of one database, one lock.
-    resolved = Path(database).resolve()
-    return resolved.with_name(resolved.name + ".sending")
+    (PostgreSQL claims rows itself; an in-memory database has one process): resolved
+    whole, as every lock beside the database (mailbot.db.files.lock_file)."""
+    from mailbot.db.files import lock_file
+
+    return lock_file(engine, ".sending")
 
 
 class SenderLock:
