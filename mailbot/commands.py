@@ -115,13 +115,11 @@ def cmd_pool(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.db.files import check_database_file
     from mailbot.db.running import holding_running
 
-    # Root on the service's database is refused before the lock file beside it is made.
-    check_database_file(settings.database_url)
     # Held from before the database is opened (its schema checked, an SQLite file
-    # upgraded), so a run started during a restore waits for it (mailbot.db.running).
+    # upgraded), so a run started during a restore waits for it; taking it refuses root
+    # on the service's database before the lock file is made (mailbot.db.running).
     with holding_running(settings.database_url):
         sessions = _open(settings)
         if not args.once:
