@@ -118,6 +118,21 @@ password = "{user.password}"
 """
 
 
+def sip2_policy(port: int) -> str:
+    """A library's policy keys for a SIP2 reader source on 127.0.0.1:``port`` (login
+    mailbot / sip-secret), quick to give up when it does not answer."""
+    return f"""
+reader_source = "sip2"
+[libraries.sip2]
+host = "127.0.0.1"
+port = {port}
+username = "mailbot"
+password = "sip-secret"
+timeout = 0.5
+retries = 1
+"""
+
+
 def make_bot(tmp_path: Path, *, smtp: Any, mailboxes: list[Any], library: str = "lib",
              policy: str = "", tables: str = "", database_url: str | None = None) -> Bot:
     """Writes the TOML config: one library, the given IMAP users as its mailboxes."""

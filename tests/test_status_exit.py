@@ -17,7 +17,7 @@ from mailbot.db.models import Code, CodePool, Outbox
 from mailbot.db.session import open_database
 from mailbot.intake.poll import poll_mailbox
 from mailbot.web.app import create_app
-from tests.botenv import Bot, make_bot, request_mail, valid_reader
+from tests.botenv import Bot, make_bot, request_mail, sip2_policy, valid_reader
 from tests.readers.sip2server import Patron, Sip2TestServer
 from tests.servers import SmtpSink, free_port
 from tests.web.webenv import TestClient, csrf_of, login
@@ -202,16 +202,7 @@ def test_a_reader_source_that_is_down_needs_attention(tmp_path, imap_user, smtp_
     port = server.port
     server.stop()
     try:
-        bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], policy=f"""
-reader_source = "sip2"
-[libraries.sip2]
-host = "127.0.0.1"
-port = {port}
-username = "mailbot"
-password = "sip-secret"
-timeout = 0.5
-retries = 1
-""")
+        bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], policy=sip2_policy(port))
         w = bot.window()
         assert bot.import_codes(["SIP-0001"]) == 0
         raw, _ = request_mail("c@patron.test", "LEGIMI", "Jan Czytelnik 0140001")

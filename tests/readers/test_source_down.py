@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.botenv import make_bot, request_mail
+from tests.botenv import make_bot, request_mail, sip2_policy
 from tests.readers.sip2server import Patron, Sip2TestServer
 
 
@@ -19,16 +19,7 @@ def test_requests_wait_while_sip2_is_down_and_are_decided_in_order_once_it_answe
     port = server.port
     server.stop()
     try:
-        bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], policy=f"""
-reader_source = "sip2"
-[libraries.sip2]
-host = "127.0.0.1"
-port = {port}
-username = "mailbot"
-password = "sip-secret"
-timeout = 0.5
-retries = 1
-""")
+        bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user], policy=sip2_policy(port))
         w = bot.window()
         assert bot.import_codes(["SIP-0001", "SIP-0002"]) == 0
         for i in (3, 1, 2):  # UID order differs from arrival order
