@@ -408,6 +408,9 @@ class AuditLog(Base):
     request_id: Mapped[int | None] = mapped_column(Integer)
     code_id: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str] = mapped_column(Text, default="")
+    # The values the dashboard words the entry with, in the reader's language
+    # ("audit_<action>" in its catalogue); None on entries written before 0.3.
+    args: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 @event.listens_for(Session, "before_flush")

@@ -32,9 +32,13 @@ class ActionRefused(Exception):
 
 def audit(session: Session, *, user: str, action: str, library_id: str | None,
           now: datetime, request_id: int | None = None, code_id: int | None = None,
-          detail: str = "") -> None:
+          detail: str = "", args: dict[str, Any] | None = None) -> None:
+    """Appends to the audit log. ``detail`` is the English line (for the CLI and old
+    readers); ``args`` are the values of the entry's text in the dashboard's catalogue
+    (key ``audit_<action>``), JSON-able (str, int), so staff read it in their language."""
     session.add(AuditLog(at=now, user_name=user, library_id=library_id, action=action,
-                         request_id=request_id, code_id=code_id, detail=detail[:2000]))
+                         request_id=request_id, code_id=code_id, detail=detail[:2000],
+                         args=args))
 
 
 def resend(session: Session, *, outbox_id: int, request: Request, user: str,
