@@ -5,79 +5,18 @@ Each step saves a screenshot to docs/screenshots/ (the README shows them)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from datetime import timedelta
-from pathlib import Path
 
 import openpyxl
-import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from mailbot.db.models import LedgerEntry, Reader
-from mailbot.db.session import open_database
-from mailbot.web.app import create_app
-from mailbot.web.server import WebServer
-from tests.botenv import make_bot, request_mail
-from tests.servers import free_port
-from tests.web.browser import ARGS, ensure_chromium
+from tests.botenv import request_mail
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PASSWORD = "biblioteka-2026!"
-
-
-def _ok(year: int) -> str:
-    return f"{year + 1}-12-31;0;0;{year}-01-15;{year}-02-01"
-
-
-@pytest.fixture
-def dashboard(tmp_path, imap_user, smtp_sink):
-    """A library with readers, codes and one IMAP mailbox; the dashboard on a free port;
-    a logged-in Chromium page."""
-    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user],
-                   policy='contact = "tel. 22 123 45 67"',
-                   tables="[web]\nlive_refresh_seconds = 2.0\n")
-    w = bot.window()
-    assert bot.import_readers([
-        f"0990001;Alicja;Łada;ala@patron.test;{_ok(w.year)}",
-        f"0990002;Żaneta;Wróbel;zaneta@patron.test;{_ok(w.year)}",
-        f"0990003;Jan;Dług;jan@patron.test;{w.year + 1}-12-31;9,99;0;{w.year}-01-15;"
-        f"{w.year}-02-01"]) == 0
-    assert bot.import_codes([f"LEG-{i:04d}-E2E" for i in range(1, 6)]) == 0
-    os.environ["MAILBOT_NEW_PASSWORD"] = PASSWORD
-    try:
-        assert bot.cli("user", "add", "bibliotekarka", "--library", "lib") == 0
-    finally:
-        del os.environ["MAILBOT_NEW_PASSWORD"]
-    settings = bot.settings()
-    sessions = open_database(settings.database_url)
-    server = WebServer(create_app(settings, sessions), host="127.0.0.1", port=free_port())
-    assert server.start(), "the dashboard did not start"
-    chromium = ensure_chromium()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        # No skip: if Chromium cannot start, this raises and the test errors.
-        browser = pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 860},
-                                          accept_downloads=True, locale="pl-PL")
-            page = context.new_page()
-            dialogs: list[str] = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(server.url + "login")
-            expect(page.locator("h1")).to_have_text("Logowanie")
-            page.fill("input[name=name]", "bibliotekarka")
-            page.fill("input[name=password]", PASSWORD)
-            page.screenshot(path=SHOTS / "login.png")
-            page.click("button[type=submit]")
-            expect(page.locator("h1")).to_have_text("Kolejka na żywo")
-            yield bot, server, page, context, dialogs, sessions
-        finally:
-            browser.close()
-            server.stop()
-            server.join()
+from tests.web.conftest import SHOTS
 
 
 def test_the_live_queue_shows_a_request_appended_to_dovecot(dashboard, imap_user):
