@@ -5,11 +5,19 @@ Pure decisions come from the desk chain (mailbot.rules.chains.DESK): the e-mail 
 what cannot apply at a counter (the card search, the sender address, the per-address cap),
 then the desk's pool, which leaves alone the codes owed to e-mail requests waiting. The
 window still applies: a month's codes are not handed out before it opens.
+
+The staff may overrule what the reader data says ("Wydaj mimo to", with a reason): the
+patron in front of them just paid the fine, returned the books, renewed the card, or shows
+a card the local data does not know yet. ``override_verdict`` says whether they may and
+which refusals they overrule; the code still comes from the desk's pool on the same terms.
+For a patron who already has this month's code, the desk shows that code to reprint
+(``Received``), never a second one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,25 +27,95 @@ from sqlalchemy.orm import Session
 
 from mailbot.clock import month_key, month_of
 from mailbot.config import LibrarySettings, Settings
-from mailbot.db.models import Code, Request
-from mailbot.decide.batch import ReaderSource, issued_this_month_of, unactivated_months_of
+from mailbot.db.models import Code, LedgerEntry, Request
+from mailbot.decide.batch import (
+    ReaderSource,
+    issued_this_month_of,
+    pools_imported,
+    unactivated_months_of,
+)
 from mailbot.ledger import Channel, InSession, codes_left
 from mailbot.outcomes import Outcome, RequestState
 from mailbot.readers.local import LocalReaders
-from mailbot.rules.chains import DESK, run
 from mailbot.rules.base import ELIGIBLE, Facts
+from mailbot.rules.chains import DESK, run
+
+# Refusals the staff at the counter may overrule, with a reason: what the (possibly a day
+# old) reader data says, and the card and name checks, which the staff can do better by
+# looking at the card. Never the month's window (its codes are not handed out before it
+# opens), a code already received this month (the desk reprints that one), the age limit
+# (a term of the licence, not of the library's data), nor an empty pool or a service the
+# library does not offer.
+OVERRULABLE: frozenset[str] = frozenset({
+    Outcome.UNKNOWN_CARD, Outcome.NAME_MISMATCH, Outcome.INACTIVE_ACCOUNT, Outcome.DEBT,
+    Outcome.OVERDUE, Outcome.DATA_NOT_UPDATED, Outcome.NO_LOANS_THIS_YEAR, Outcome.BLOCKED})
+
+# The rules that read the reader's record: for a card not on file (overruled by staff who
+# see it) they have nothing to ask.
+_READS_READER: frozenset[str] = frozenset({
+    Outcome.NAME_MISMATCH, Outcome.INACTIVE_ACCOUNT, Outcome.AGE_RESTRICTED, Outcome.DEBT,
+    Outcome.OVERDUE, Outcome.DATA_NOT_UPDATED, Outcome.NO_LOANS_THIS_YEAR})
+
+
+@dataclass(frozen=True)
+class OverrideVerdict:
+    """What "issue anyway" would do: ``allowed`` (the outcome is ELIGIBLE), or the outcome
+    that stands (too early, already received, age limit, no code for the desk …)."""
+
+    outcome: str
+    overruled: tuple[str, ...]  # the refusals staff overrule, in the chain's order
+    note: str = ""
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome == ELIGIBLE and bool(self.overruled)
+
+
+def override_verdict(facts: Facts) -> OverrideVerdict:
+    """The desk chain with the overrulable refusals waived: a refusal that is not
+    overrulable still stands, and the desk's pool has the last word as for any patron."""
+    def asked(rule: Any) -> bool:
+        return facts.reader is not None or rule.name not in _READS_READER
+
+    waived = [rule for rule in DESK.rules if rule.name in OVERRULABLE and asked(rule)]
+    overruled = tuple(rule.name for rule in waived if rule.check(facts) is not None)
+    chain = dataclasses.replace(DESK, rules=tuple(
+        rule for rule in DESK.rules if rule.name not in OVERRULABLE and asked(rule)))
+    hit, _ = run(chain, facts)
+    assert hit is not None  # the desk's pool has the last word
+    return OverrideVerdict(hit.outcome, overruled, hit.note, dict(hit.args))
+
+
+@dataclass(frozen=True)
+class Received:
+    """The code a card already received this month (the desk offers to reprint it)."""
+
+    code_id: int
+    service: str
+    month: str
+    issued_at: datetime
+    channel: str  # mailbot.ledger.Channel: by e-mail, at the desk, by a staff override
 
 
 @dataclass(frozen=True)
 class DeskVerdict:
     outcome: str  # "eligible", or the refusal's outcome name
-    note: str
+    note: str  # a key of the dashboard's catalogue (note_<note>), with ``args``
     context: dict[str, Any]
     trail: list[dict[str, Any]]
     codes_left: int
     owed_to_email: int  # undecided e-mail requests for this service, ahead of the patron
     patron: str | None  # the name on file, for the staff to compare
     email: str | None = None  # the address on file (for the activation reminder)
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # A refusal: whether staff may issue anyway, overruling which refusals.
+    override: OverrideVerdict | None = None
+    received: Received | None = None  # already_received: the code to reprint
+
+    @property
+    def overridable(self) -> bool:
+        return self.override is not None and self.override.allowed
 
 
 def owed_to_email(session: Session, library_id: str, service: str, now: datetime,
@@ -50,6 +128,23 @@ def owed_to_email(session: Session, library_id: str, service: str, now: datetime
     if except_id is not None:
         stmt = stmt.where(Request.id != except_id)
     return session.scalar(stmt) or 0
+
+
+def received_this_month(session: Session, library: LibrarySettings, card: str, month: str,
+                        service: str) -> Received | None:
+    """The card's first code of the month in this library (of this service only if the
+    library gives one code per service), as AlreadyReceived counts it."""
+    stmt = (select(LedgerEntry).where(LedgerEntry.library_id == library.id,
+                                      LedgerEntry.card_number == card,
+                                      LedgerEntry.month == month)
+            .order_by(LedgerEntry.id).limit(1))
+    if library.one_code_per_month == "per_service":
+        stmt = stmt.where(LedgerEntry.service == service)
+    entry = session.scalar(stmt)
+    if entry is None:
+        return None
+    return Received(entry.code_id, entry.service, entry.month, entry.issued_at,
+                    entry.channel)
 
 
 def desk_check(session: Session, settings: Settings, *, library_id: str, card: str,
@@ -74,13 +169,19 @@ def desk_check(session: Session, settings: Settings, *, library_id: str, card: s
             service=service if library.one_code_per_month == "per_service" else None),
         unactivated_months=unactivated_months_of(session, library, card, month),
         decided_at=now, codes_left=left, owed_to_email=owed,
+        # No code left: was the month's pool ever imported (pool_not_ready)?
+        pool_imported=left > 0 or bool(pools_imported(session, library_id,
+                                                      [(service, month)])),
     )
     hit, trail = run(DESK, facts)
     assert hit is not None  # the desk's pool has the last word
     patron = f"{reader.first_name} {reader.last_name}".strip() if reader else None
     email = reader.email if reader else None
+    override = None if hit.outcome == ELIGIBLE else override_verdict(facts)
+    received = (received_this_month(session, library, card, month, service)
+                if hit.outcome == Outcome.ALREADY_RECEIVED else None)
     return DeskVerdict(hit.outcome, hit.note, dict(hit.context), trail, left, owed, patron,
-                       email)
+                       email, args=dict(hit.args), override=override, received=received)
 
 
 def desk_issue(session: Session, settings: Settings, *, library_id: str, card: str,
@@ -92,6 +193,36 @@ def desk_issue(session: Session, settings: Settings, *, library_id: str, card: s
                          service=service, now=now, source=source)
     if verdict.outcome != ELIGIBLE:
         return verdict, None
+    return _issue(session, settings, verdict, library_id=library_id, card=card,
+                  service=service, now=now)
+
+
+def desk_override(session: Session, settings: Settings, *, library_id: str, card: str,
+                  name: str, service: str, reason: str, shown: Collection[str],
+                  now: datetime,
+                  source: ReaderSource | None = None) -> tuple[DeskVerdict, Code | None]:
+    """"Issue anyway" at the desk: checks again (the verdict may have changed since the
+    staff read it) and issues a code if the patron is eligible now, or if every refusal is
+    one staff may overrule, all of them among ``shown`` (the refusals the staff were shown
+    and confirmed: a reader import meanwhile may have added a debt they never saw), and
+    the desk's pool has a code for them. Otherwise no code, and the verdict as it is now.
+    The caller audits it with the reason and ``verdict.override.overruled`` (empty:
+    eligible by now).
+    """
+    if not reason.strip():
+        raise ValueError("a reason is required to issue a code anyway")
+    verdict = desk_check(session, settings, library_id=library_id, card=card, name=name,
+                         service=service, now=now, source=source)
+    if verdict.outcome != ELIGIBLE and not (
+            verdict.overridable and verdict.override is not None
+            and set(verdict.override.overruled) <= set(shown)):
+        return verdict, None
+    return _issue(session, settings, verdict, library_id=library_id, card=card,
+                  service=service, now=now)
+
+
+def _issue(session: Session, settings: Settings, verdict: DeskVerdict, *, library_id: str,
+           card: str, service: str, now: datetime) -> tuple[DeskVerdict, Code | None]:
     library: LibrarySettings = settings.library(library_id)
     month = month_key(*month_of(now, settings.library_tz(library_id)))
     code = InSession(session, library.id).issue(
@@ -99,5 +230,6 @@ def desk_issue(session: Session, settings: Settings, *, library_id: str, card: s
         request_id=None, now=now, channel=Channel.DESK)
     if code is None:  # taken meanwhile by the bot
         return dataclasses.replace(verdict, outcome=Outcome.POOL_EXHAUSTED,
-                                   note="the last code was just issued"), None
+                                   note="last_code_just_taken", args={},
+                                   override=None), None
     return verdict, code

@@ -16,8 +16,10 @@ Something needs attention when:
   was imported for some month) while patrons ask for them: this month's pool has none
   left and requests for the service wait to be decided; or no pool at all was imported
   for this month and requests for the service were already refused ``pool_exhausted``
-  this month (last month's import was not repeated). A pool that was bought and handed
-  out is no problem while nobody waits for it: "no reservations" is the policy.
+  this month (last month's import was not repeated); or requests of a service the library
+  offers were answered ``pool_not_ready`` this month and still no code of it is there
+  (staff were told by e-mail too, mailbot.respond.staff_alert). A pool that was bought and
+  handed out is no problem while nobody waits for it: "no reservations" is the policy.
 * **set_aside** — mail set aside for staff after an error while handling it (request
   state ``error``), not yet marked handled on the dashboard.
 * **replies** — replies to a patron's request that failed (outbox ``failed``: the relay
@@ -30,6 +32,12 @@ Something needs attention when:
   and ``/healthz`` at 503 for ever. They are counted apart (``reminders_failed``, the
   metric ``mailbot_reminders_failed``); a relay that refuses them is a **relay** problem
   while it lasts.
+* **staff_alert** — the e-mail telling staff that a pool was not imported (a
+  ``pool_not_ready``, mailbot.respond.staff_alert) failed (a typo in ``staff_email``: 550),
+  and that pool is still missing. It is no **replies** problem: no request stands behind
+  it (nothing to resend or mark handled) and its Message-ID stops a second alert, so it
+  would need attention for ever. It clears once the pool is imported or its month is over;
+  failed alerts are counted apart (``staff_alerts_failed``) like reminders.
 * **relay** — a relay is paused (it refused our login, or asked us to slow down), or its
   last attempt failed (it could not be reached, or refused us) and it has not taken a
   reply since.
@@ -61,6 +69,8 @@ class PoolFacts:
     waiting: int = 0  # requests for the service waiting to be decided
     refused: int = 0  # requests for the service refused pool_exhausted this month
     dealt_in: bool = False  # a pool of this service was imported for some month
+    not_ready: int = 0  # requests for the service answered pool_not_ready this month
+    alert_failed: bool = False  # this month's staff alert of the pool failed to send
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,7 @@ class LibraryFacts:
     pending: int = 0  # replies not sent yet
     failed: int = 0  # replies failed, not marked handled (reminders apart)
     reminders_failed: int = 0  # reminders that failed: facts, never a problem
+    alerts_failed: int = 0  # staff alerts that failed, any month: facts (see staff_alert)
     sent: int = 0
     pools: tuple[PoolFacts, ...] = ()
     mailboxes: tuple[MailboxFacts, ...] = ()
@@ -230,6 +241,13 @@ def _mailbox_reason(mb: MailboxFacts, tz: ZoneInfo) -> str:
 def pool_problems(lib: LibraryFacts) -> list[Problem]:
     found = []
     for pool in lib.pools:
+        if pool.total == 0 and pool.not_ready:
+            found.append(Problem(
+                "pool", f"{lib.id}/{pool.service}/{pool.month}",
+                f"library {lib.id}: the {pool.service} pool of {pool.month}",
+                f"was not imported: {_n(pool.not_ready, 'request')} answered "
+                "pool_not_ready this month", library=lib.id))
+            continue
         if pool.left > 0 or not pool.dealt_in:
             continue
         if pool.waiting:
@@ -263,8 +281,16 @@ def replies_problems(lib: LibraryFacts) -> list[Problem]:
         "queue page's 'failed sends': resend, or mark handled)"))]
 
 
+def staff_alert_problems(lib: LibraryFacts) -> list[Problem]:
+    return [Problem(
+        "staff_alert", f"{lib.id}/{pool.service}/{pool.month}",
+        f"library {lib.id}: the staff alert of the {pool.service} pool of {pool.month}",
+        "failed (check staff_email); the pool is still not imported", library=lib.id)
+        for pool in lib.pools if pool.alert_failed and pool.total == 0]
+
+
 LIBRARY_RULES = (reader_source_problems, mailbox_problems, pool_problems,
-                 set_aside_problems, replies_problems)
+                 staff_alert_problems, set_aside_problems, replies_problems)
 
 
 def relay_problem(relay: RelayFacts, tz: ZoneInfo) -> Problem | None:

@@ -19,6 +19,7 @@ from mailbot.clock import last_day, month_end, month_key, month_of, parse_month
 from mailbot.config import LibrarySettings, Settings
 from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.decide import reply_context
+from mailbot.imports.staged import StagedUploads
 from mailbot.outcomes import SETTLED, Notice, OutboxState
 from mailbot.respond.compose import compose_reply
 from mailbot.respond.i18n import format_date, service_name
@@ -109,6 +110,7 @@ def _queue_one(session: Session, settings: Settings, library: LibrarySettings, c
         original_subject="", original_message_id=request.message_id if request else None,
         request_key=f"reminder|{library.id}|{code.id}",
         now=now, templates_dir=settings.templates_dir, subject=subject,
+        texts_dir=library.texts_dir,
     )
     session.add(Outbox(kind="reminder", request_id=None, code_id=code.id,
                        library_id=library.id, mail_from=reply.mail_from, to_address=item.email,
@@ -171,4 +173,7 @@ def purge_old_mail(sessions: sessionmaker[Session], settings: Settings, now: dat
             purged += 1
     if purged:
         log.info("retention purge: %d raw mail(s) and reply bodies removed", purged)
+    # Uploads the dashboard kept for a preview nobody confirmed (codes, patrons' data).
+    if swept := StagedUploads().sweep():  # by file times: the wall clock
+        log.info("retention purge: %d abandoned import upload(s) removed", swept)
     return purged

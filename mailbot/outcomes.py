@@ -33,6 +33,7 @@ _SILENT = {"replies": False, "code": False, "refusal": False}
 
 class Outcome(StrEnum):
     ISSUED = "issued"
+    SERVICE_NOT_OFFERED = "service_not_offered"
     TOO_EARLY = "too_early"
     NO_CARD = "no_card"
     AMBIGUOUS_CARD = "ambiguous_card"
@@ -48,6 +49,7 @@ class Outcome(StrEnum):
     DATA_NOT_UPDATED = "data_not_updated"
     NO_LOANS_THIS_YEAR = "no_loans_this_year"
     BLOCKED = "blocked"
+    POOL_NOT_READY = "pool_not_ready"
     POOL_EXHAUSTED = "pool_exhausted"
     # Too many replies to one sender today: counted as a refusal, but answered with silence.
     RATE_LIMITED = "rate_limited"
@@ -79,6 +81,8 @@ class Outcome(StrEnum):
 
 _MEANINGS: dict[Outcome, _Meaning] = {
     Outcome.ISSUED: _Meaning(True, True, False, "wydano kod", "code issued"),
+    Outcome.SERVICE_NOT_OFFERED: _Meaning(**_REFUSAL, pl="serwis spoza oferty biblioteki",
+                                          en="service not offered"),
     Outcome.TOO_EARLY: _Meaning(**_REFUSAL, pl="za wcześnie", en="too early"),
     Outcome.NO_CARD: _Meaning(**_REFUSAL, pl="brak numeru karty", en="no card number"),
     Outcome.AMBIGUOUS_CARD: _Meaning(**_REFUSAL, pl="kilka numerów karty",
@@ -103,6 +107,10 @@ _MEANINGS: dict[Outcome, _Meaning] = {
                                          en="no loans this year"),
     Outcome.BLOCKED: _Meaning(**_REFUSAL, pl="blokada (nieaktywowany kod)",
                               en="blocked (unactivated code)"),
+    # The window opened and no code of the service was imported for the month (staff are
+    # told); a pool that ran out is pool_exhausted.
+    Outcome.POOL_NOT_READY: _Meaning(**_REFUSAL, pl="pula jeszcze niezaimportowana",
+                                     en="pool not imported yet"),
     Outcome.POOL_EXHAUSTED: _Meaning(**_REFUSAL, pl="brak kodów w puli", en="no codes left"),
     Outcome.RATE_LIMITED: _Meaning(False, False, True, "limit odpowiedzi", "reply limit"),
     Outcome.ELIGIBILITY_TEST: _Meaning(True, False, False, "test uprawnień",

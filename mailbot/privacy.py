@@ -97,7 +97,9 @@ def erase_patron(sessions: sessionmaker[Session], *, library_id: str, card: str,
         for r in requests:
             r.raw, r.from_address, r.patron_name = None, None, None
             r.subject, r.card_number = ERASED, None
-            r.trail = [{**t, "note": ERASED} if "note" in t else t for t in r.trail]
+            # A note's values name the patron too (a card, a reason typed by staff).
+            r.trail = [{**{k: v for k, v in t.items() if k != "args"}, "note": ERASED}
+                       if "note" in t else t for t in r.trail]
         for o in outbox:
             o.message, o.to_address = b"", ERASED
         session.info["erasure"] = True  # the ledger's and audit log's one permitted change
@@ -109,5 +111,5 @@ def erase_patron(sessions: sessionmaker[Session], *, library_id: str, card: str,
         for entry in session.scalars(select(AuditLog).where(or_(
                 AuditLog.request_id.in_(request_ids), AuditLog.code_id.in_(code_ids),
                 AuditLog.detail.contains(card)))):
-            entry.detail = ERASED
+            entry.detail, entry.args = ERASED, None
     return counts

@@ -5,6 +5,11 @@ codes expired and the median time from arrival to the reply being sent — as XL
 Branches are the library's mailboxes; codes handed out at the walk-in desk form their own
 row. Pool figures (bought, expired, left) belong to the library and service, so they are
 on the library's total row only.
+
+Headers, refusal reasons and service names are in the report's language (Polish by
+default, English too); the first sheet is named by the month and the refusals sheet keeps
+each reason's outcome id in its last column, for tools that filter or pivot. The time it
+was generated is the library's wall clock, with its zone named (staff never read UTC).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
@@ -21,12 +27,12 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailbot.clock import month_end, month_start, parse_month
+from mailbot.clock import as_aware, month_end, month_start, parse_month
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.db.session import reading
 from mailbot.errors import BadInput
-from mailbot.outcomes import REFUSALS, OutboxState
+from mailbot.outcomes import REFUSALS, OutboxState, Outcome
 from mailbot.private_files import write_private
 
 
@@ -41,7 +47,7 @@ _LABELS = {
         "expired": "Wygasłe (niewydane)", "bought": "Kupione", "left": "Pozostało",
         "median": "Mediana czasu odpowiedzi [s]", DESK: "wydane przy ladzie",
         TOTAL: "RAZEM", "refusals_sheet": "Odmowy", "outcome": "Powód odmowy",
-        "count": "Liczba", "generated": "Wygenerowano {at}",
+        "count": "Liczba", "generated": "Wygenerowano {at}", "outcome_id": "Kod wyniku",
     },
     "en": {
         "title": "mailbot monthly report — {month}", "library": "Library",
@@ -50,7 +56,7 @@ _LABELS = {
         "expired": "Expired (never issued)", "bought": "Bought", "left": "Left",
         "median": "Median reply time [s]", DESK: "issued at the desk", TOTAL: "TOTAL",
         "refusals_sheet": "Refusals", "outcome": "Refusal reason", "count": "Count",
-        "generated": "Generated {at}",
+        "generated": "Generated {at}", "outcome_id": "Outcome id",
     },
 }
 _SERVICE = {"legimi": "Legimi", "empik_go": "Empik Go"}
@@ -165,9 +171,24 @@ def build_rows(session: Session, settings: Settings, *, month: str,
     return rows
 
 
+def report_zone(settings: Settings, libraries: list[str] | None) -> ZoneInfo:
+    """The zone a report's times are given in: its libraries' (the installation's when
+    they differ)."""
+    ids = [lib.id for lib in settings.libraries if libraries is None or lib.id in libraries]
+    zones = {settings.library_tz(i).key for i in ids}
+    return ZoneInfo(zones.pop()) if len(zones) == 1 else ZoneInfo(settings.timezone)
+
+
+def generated_at(now: datetime, zone: ZoneInfo) -> str:
+    """"2026-12-02 10:15 CET (Europe/Warsaw)": the wall clock, its zone abbreviated and
+    named."""
+    return f"{as_aware(now).astimezone(zone):%Y-%m-%d %H:%M %Z} ({zone.key})"
+
+
 def build_workbook(rows: list[ReportRow], *, month: str, lang: str = "pl",
-                   now: datetime | None = None) -> Workbook:
-    t = _LABELS[lang if lang in _LABELS else "pl"]
+                   now: datetime | None = None, zone: ZoneInfo | None = None) -> Workbook:
+    lang = lang if lang in _LABELS else "pl"
+    t = _LABELS[lang]
     refusals = [o for o in REFUSALS if any(r.refused.get(o) for r in rows)]
     wb = Workbook()
     ws = wb.active
@@ -175,11 +196,12 @@ def build_workbook(rows: list[ReportRow], *, month: str, lang: str = "pl",
     ws.append([t["title"].format(month=month)])
     ws["A1"].font = Font(bold=True, size=14)
     if now is not None:
-        ws.append([t["generated"].format(at=now.strftime("%Y-%m-%d %H:%M UTC"))])
+        ws.append([t["generated"].format(at=generated_at(now, zone or ZoneInfo("UTC")))])
     else:
         ws.append([])
     header = [t["library"], t["branch"], t["service"], t["requests"], t["issued"],
-              t["refused"], *refusals, t["activated"], t["expired"], t["bought"], t["left"],
+              t["refused"], *(Outcome(o).label(lang) for o in refusals), t["activated"],
+              t["expired"], t["bought"], t["left"],
               t["median"]]
     ws.append(header)
     head_row = ws.max_row
@@ -200,7 +222,8 @@ def build_workbook(rows: list[ReportRow], *, month: str, lang: str = "pl",
     ws.freeze_panes = ws.cell(row=head_row + 1, column=4)
     # The refusals again, one line each: easy to filter or pivot.
     ws2 = wb.create_sheet(t["refusals_sheet"])
-    ws2.append([t["library"], t["branch"], t["service"], t["outcome"], t["count"]])
+    ws2.append([t["library"], t["branch"], t["service"], t["outcome"], t["count"],
+                t["outcome_id"]])
     for cell in ws2[1]:
         cell.font = Font(bold=True)
     for r in rows:
@@ -209,9 +232,9 @@ def build_workbook(rows: list[ReportRow], *, month: str, lang: str = "pl",
         for outcome in REFUSALS:
             if r.refused.get(outcome):
                 branch = t.get(r.branch, r.branch) if r.branch == DESK else r.branch
-                ws2.append([r.library_id, branch, _SERVICE.get(r.service, r.service), outcome,
-                            r.refused[outcome]])
-    for col, width in zip("ABCDE", (16, 34, 12, 22, 10), strict=True):
+                ws2.append([r.library_id, branch, _SERVICE.get(r.service, r.service),
+                            Outcome(outcome).label(lang), r.refused[outcome], outcome])
+    for col, width in zip("ABCDEF", (16, 34, 12, 30, 10, 20), strict=True):
         ws2.column_dimensions[col].width = width
     return wb
 
@@ -223,7 +246,8 @@ def report_bytes(sessions: sessionmaker[Session], settings: Settings, *, month: 
     with reading(sessions) as session:
         rows = build_rows(session, settings, month=month, libraries=libraries, now=now)
     buf = io.BytesIO()
-    build_workbook(rows, month=month, lang=lang, now=now).save(buf)
+    build_workbook(rows, month=month, lang=lang, now=now,
+                   zone=report_zone(settings, libraries)).save(buf)
     return buf.getvalue(), len(rows)
 
 

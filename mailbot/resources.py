@@ -1,5 +1,6 @@
-"""Where mailbot's own files are: the reply and dashboard templates, and the documented
-example config and systemd unit an installation starts from.
+"""Where mailbot's own files are: the reply and dashboard templates, the staff guide the
+dashboard serves, and the documented example config and systemd unit an installation
+starts from.
 
 The source keeps them at the top level (``templates/``, beside ``mailbot/``); a built wheel
 carries the same folder inside the package (``mailbot/templates/``, pyproject.toml's
@@ -25,6 +26,17 @@ def templates_root() -> Path:
 
 
 TEMPLATES = templates_root()
+
+
+def docs_root() -> Path:
+    """The folder holding the staff guide (``pl/``) and its ``screenshots/``: found like
+    ``templates/`` (a wheel carries ``docs/pl`` and ``docs/screenshots`` as
+    ``mailbot/docs/``, a checkout has them at the top level)."""
+    inside = _PACKAGE / "docs"
+    if inside.is_dir():
+        return inside
+    return _PACKAGE.parent / "docs"
+
 
 # In a wheel under mailbot/share/; in a checkout at these places beside the package.
 _SHARED = {"config.example.toml": "config.example.toml",

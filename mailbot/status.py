@@ -9,7 +9,8 @@ decided without it, when its next login is tried); then each relay in use, with 
 and health even when nothing waits; the scheduled jobs; what needs attention.
 
 A failed reminder is shown (``reminders_failed``) but needs no attention (mailbot.health,
-**replies**, says why). A database that cannot be read (a damaged file, PostgreSQL down)
+**replies**, says why); a failed staff alert (``staff_alerts_failed``) only while its
+month's pool is still not imported (**staff_alert**). A database that cannot be read (a damaged file, PostgreSQL down)
 is exit 1 too, with one line saying so; no database where the config points, or another
 user's file, is exit 2 (BadInput, before anything is read).
 
@@ -50,9 +51,11 @@ from mailbot.health import (
 )
 from mailbot.outcomes import Outcome, OutboxState, RequestState
 from mailbot.respond.relays import queue_by_relay
+from mailbot.respond.staff_alert import KIND, alert_message_id
 
 _WHEN = "%Y-%m-%d %H:%M:%S %Z"
 REMINDER = "reminder"  # Outbox.kind of a reminder (mailbot.housekeeping)
+STAFF_ALERT = KIND  # Outbox.kind of a staff alert (mailbot.respond.staff_alert)
 FORMAT = 1  # of the JSON (README, "Monitoring"): bumped when a field changes meaning
 
 
@@ -140,6 +143,11 @@ def gather(sessions: sessionmaker[Session], settings: Settings, now: datetime) -
                            .where(Request.outcome == Outcome.POOL_EXHAUSTED,
                                   Request.month.in_(set(months.values())))
                            .group_by(Request.library_id, Request.service, Request.month))
+        not_ready = _grouped(session, select(Request.library_id, Request.service,
+                                             Request.month, func.count())
+                             .where(Request.outcome == Outcome.POOL_NOT_READY,
+                                    Request.month.in_(set(months.values())))
+                             .group_by(Request.library_id, Request.service, Request.month))
         # Pending and failed rows are few (ix_outbox_state); the sent ones are every reply
         # ever: counted as all rows of the library less those, from an index that holds
         # library_id (ix_outbox_to_key), never walking the table and its message bodies.
@@ -151,11 +159,17 @@ def gather(sessions: sessionmaker[Session], settings: Settings, now: datetime) -
         failed: dict[tuple[str, bool], int] = {}  # (library, a reminder?): count
         for lib_id, kind, count in session.execute(
                 select(Outbox.library_id, Outbox.kind, func.count())
-                .where(Outbox.state == OutboxState.FAILED,
+                .where(Outbox.state == OutboxState.FAILED, Outbox.kind != STAFF_ALERT,
                        or_(Outbox.kind == REMINDER, ~_handled(_answers())))
                 .group_by(Outbox.library_id, Outbox.kind)):
             key = (lib_id, kind == REMINDER)
             failed[key] = failed.get(key, 0) + count
+        # Staff alerts apart (mailbot.health, **staff_alert**): few rows, by Message-ID.
+        alerts_failed: dict[str, set[str]] = {}
+        for lib_id, message_id in session.execute(
+                select(Outbox.library_id, Outbox.message_id)
+                .where(Outbox.state == OutboxState.FAILED, Outbox.kind == STAFF_ALERT)):
+            alerts_failed.setdefault(lib_id, set()).add(message_id)
         codes = {(lib_id, service, month): (total, left) for lib_id, service, month, total, left
                  in session.execute(
                      select(Code.library_id, Code.service, Code.month, func.count(Code.id),
@@ -185,7 +199,10 @@ def gather(sessions: sessionmaker[Session], settings: Settings, now: datetime) -
             service, month, *codes.get((lib.id, service, month), (0, 0)),
             waiting=waiting.get((lib.id, service), 0),
             refused=refused.get((lib.id, service, month), 0),
-            dealt_in=(lib.id, service) in dealt_in) for service in SERVICES)
+            dealt_in=(lib.id, service) in dealt_in,
+            not_ready=not_ready.get((lib.id, service, month), 0),
+            alert_failed=alert_message_id(lib.id, service, month)
+            in alerts_failed.get(lib.id, ())) for service in SERVICES)
         mailboxes = []
         for mb in settings.mailboxes_of(lib.id):
             row = rows.get(mb.key)
@@ -206,6 +223,7 @@ def gather(sessions: sessionmaker[Session], settings: Settings, now: datetime) -
             pending=outbox.get((lib.id, OutboxState.PENDING), 0),
             failed=failed.get((lib.id, False), 0),
             reminders_failed=failed.get((lib.id, True), 0),
+            alerts_failed=len(alerts_failed.get(lib.id, ())),
             sent=max(0, rows_of.get(lib.id, 0) - outbox.get((lib.id, OutboxState.PENDING), 0)
                      - outbox.get((lib.id, OutboxState.FAILED), 0)),
             pools=pools, mailboxes=tuple(mailboxes)))
@@ -252,6 +270,9 @@ def status_lines(snapshot: Snapshot, found: list[Problem]) -> list[str]:
                      f"{lib.manual} in manual folder")
         n = lib.reminders_failed
         reminders = f", {n} reminder{'' if n == 1 else 's'} failed" if n else ""
+        if lib.alerts_failed:
+            n = lib.alerts_failed
+            reminders += f", {n} staff alert{'' if n == 1 else 's'} failed"
         lines.append(f"  outbox: {lib.pending} pending, {lib.failed} failed, {lib.sent} sent"
                      f"{reminders}")
         for mb in lib.mailboxes:
@@ -357,7 +378,8 @@ def status_json(snapshot: Snapshot, found: list[Problem]) -> dict[str, Any]:
             "queue": {"waiting": lib.waiting, "set_aside": lib.set_aside,
                       "manual": lib.manual},
             "outbox": {"pending": lib.pending, "failed": lib.failed, "sent": lib.sent,
-                       "reminders_failed": lib.reminders_failed},
+                       "reminders_failed": lib.reminders_failed,
+                       "staff_alerts_failed": lib.alerts_failed},
             "pools": [{"service": p.service, "month": p.month, "imported": p.total,
                        "left": p.left, "waiting": p.waiting,
                        "refused_this_month": p.refused} for p in lib.pools],

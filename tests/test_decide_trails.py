@@ -1,4 +1,5 @@
-"""The rule trail stored with every decision stays exactly what it was (issue 16).
+"""The rule trail stored with every decision stays exactly what it was (issue 16), notes
+as catalogue keys with their values (issue 19: staff read them in their language).
 
 Staff read the trail on the dashboard (which rules were asked, which refused and why), and
 the refactor that made the rate limit, the pool and the eligibility test rules of declared
@@ -30,7 +31,8 @@ DEMO_NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 def test_every_outcome_of_the_demo_keeps_its_full_trail(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]):
-    # One request per outcome (and a few more): rule names, results, notes, in order.
+    # One request per outcome (and a few more): rule names, results, notes and their
+    # values, in order.
     counter = itertools.count(1)
     monkeypatch.setattr("mailbot.demo.make_msgid",
                         lambda domain: f"<sample.{next(counter)}@{domain}>")
@@ -53,6 +55,9 @@ def test_every_outcome_of_the_demo_keeps_its_full_trail(tmp_path: Path,
     assert actual == pinned
 
 
+# The library offers the service asked for: every chain asks that first.
+_OFFERED = {"rule": "service_not_offered", "result": "passed"}
+_OPEN = {"rule": "too_early", "result": "passed"}
 _PASSED = [{"rule": name, "result": "passed"} for name in (
     "no_card", "ambiguous_card", "unknown_card", "name_mismatch", "sender_mismatch",
     "already_received", "address_limit", "inactive_account", "age_restricted", "debt",
@@ -100,37 +105,41 @@ def test_the_eligibility_test_the_address_cap_and_the_age_limit_keep_their_trail
         imap_user.append(raw, internaldate=w + timedelta(seconds=sec))
     assert bot.run_once() == 0
     got = [(r.kind, r.outcome, r.trail) for r in bot.requests()]
-    test_note = "test only: nothing issued"
+    test_note = {"note": "eligibility_test", "args": {}}
     issued = [r for r in bot.requests() if r.outcome == "issued"]
-    pool_notes = [f"code #{r.code.id} from pool #{r.code.pool_id}" for r in issued]
+    pool_notes = [{"note": "code_from_pool",
+                   "args": {"code_id": r.code.id, "pool_id": r.code.pool_id}} for r in issued]
+    debt_note = {"note": "debt", "args": {"amount": "5.00"}}
     assert [g[:2] for g in got] == [
         ("test", "eligibility_test"), ("test", "eligibility_test"),
         ("test", "eligibility_test"), ("request", "issued"), ("request", "address_limit"),
         ("request", "age_restricted"), ("request", "issued"), ("test", "eligibility_test"),
         ("request", "debt")]
     trails = [g[2] for g in got]
-    assert trails[0] == [*_PASSED, {"rule": "eligibility_test", "result": "eligible",
-                                    "note": test_note + "; window not open yet"}]
-    assert trails[1] == [*_PASSED, {"rule": "eligibility_test", "result": "eligible",
-                                    "note": test_note}]
-    assert trails[2] == [*_upto("debt"), {"rule": "debt", "result": "refused",
-                                          "note": "balance due 5.00"},
-                         {"rule": "eligibility_test", "result": "debt", "note": test_note}]
-    assert trails[3] == [{"rule": "too_early", "result": "passed"}, *_PASSED,
-                         {"rule": "pool", "result": "issued", "note": pool_notes[0]}]
-    assert trails[4] == [{"rule": "too_early", "result": "passed"}, *_upto("address_limit"),
+    assert trails[0] == [_OFFERED, *_PASSED, {"rule": "eligibility_test", "result": "eligible",
+                                    "note": "eligibility_test_before_window", "args": {}}]
+    assert trails[1] == [_OFFERED, *_PASSED, {"rule": "eligibility_test", "result": "eligible",
+                                    **test_note}]
+    assert trails[2] == [_OFFERED, *_upto("debt"),
+                         {"rule": "debt", "result": "refused", **debt_note},
+                         {"rule": "eligibility_test", "result": "debt", **test_note}]
+    assert trails[3] == [_OFFERED, _OPEN, *_PASSED,
+                         {"rule": "pool", "result": "issued", **pool_notes[0]}]
+    assert trails[4] == [_OFFERED, _OPEN, *_upto("address_limit"),
                          {"rule": "address_limit", "result": "refused",
-                          "note": "1 code(s) to this address this month already (cap 1)"}]
-    assert trails[5] == [{"rule": "too_early", "result": "passed"}, *_upto("age_restricted"),
+                          "note": "address_limit", "args": {"n": 1, "cap": 1}}]
+    assert trails[5] == [_OFFERED, _OPEN, *_upto("age_restricted"),
                          {"rule": "age_restricted", "result": "refused",
-                          "note": "age 10 below 16"}]
-    assert trails[6] == [{"rule": "too_early", "result": "passed"}, *_PASSED,
-                         {"rule": "pool", "result": "issued", "note": pool_notes[1]}]
+                          "note": "age_restricted", "args": {"age": 10, "min_age": 16}}]
+    assert trails[6] == [_OFFERED, _OPEN, *_PASSED,
+                         {"rule": "pool", "result": "issued", **pool_notes[1]}]
     assert trails[7][-1] == {"rule": "eligibility_test", "result": "already_received",
-                             "note": test_note}
+                             **test_note}
     assert trails[7][-2]["rule"] == "already_received"
     assert trails[7][-2]["result"] == "refused"
-    assert trails[8][-1] == {"rule": "debt", "result": "refused", "note": "balance due 5.00"}
+    # (The rule does not know a test's reply shows no code: its note is the e-mail's.)
+    assert trails[7][-2]["note"] == "already_received_repeated"
+    assert trails[8][-1] == {"rule": "debt", "result": "refused", **debt_note}
 
 
 def test_a_test_after_the_pool_ran_out_and_the_rate_limit_keep_their_trails(
@@ -153,11 +162,11 @@ def test_a_test_after_the_pool_ran_out_and_the_rate_limit_keep_their_trails(
     reqs = bot.requests()
     assert [r.outcome for r in reqs] == ["issued", "pool_exhausted", "eligibility_test",
                                          "rate_limited"]
-    assert reqs[1].trail == [{"rule": "too_early", "result": "passed"}, *_PASSED,
-                             {"rule": "pool", "result": "refused",
-                              "note": f"no legimi code left for {bot.month}"}]
-    assert reqs[2].trail == [*_PASSED, {"rule": "eligibility_test",
+    assert reqs[1].trail == [_OFFERED, _OPEN, *_PASSED,
+                             {"rule": "pool", "result": "refused", "note": "no_code_left",
+                              "args": {"service": "legimi", "month": bot.month}}]
+    assert reqs[2].trail == [_OFFERED, *_PASSED, {"rule": "eligibility_test",
                                         "result": "pool_exhausted",
-                                        "note": "test only: nothing issued"}]
+                                        "note": "eligibility_test", "args": {}}]
     assert reqs[3].trail == [{"rule": "rate_limit", "result": "refused",
-                              "note": "1 replies to this address today already; no reply"}]
+                              "note": "rate_limit", "args": {"n": 1}}]

@@ -32,8 +32,10 @@ def test_an_eligible_request_is_issued_the_pools_next_code():
     # Every rule passes: the pool's next free code, named in the trail and the reply.
     d = decide(_facts())
     assert (d.outcome, d.code) == ("issued", CODE)
-    assert d.trail == [{"rule": "too_early", "result": "passed"}, *PASSED,
-                       {"rule": "pool", "result": "issued", "note": "code #12 from pool #3"}]
+    assert d.trail == [{"rule": "service_not_offered", "result": "passed"},
+                       {"rule": "too_early", "result": "passed"}, *PASSED,
+                       {"rule": "pool", "result": "issued", "note": "code_from_pool",
+                        "args": {"code_id": 12, "pool_id": 3}}]
     assert d.context == {"patron_first_name": "Anna", "code": "KOD-0012"}
     assert d.replies
 
@@ -41,21 +43,23 @@ def test_an_eligible_request_is_issued_the_pools_next_code():
 def test_with_no_free_code_left_the_pool_is_exhausted():
     d = decide(_facts(next_code=None))
     assert (d.outcome, d.code) == ("pool_exhausted", None)
-    assert d.trail[-1] == {"rule": "pool", "result": "refused",
-                           "note": "no legimi code left for 2026-11"}
+    assert d.trail[-1] == {"rule": "pool", "result": "refused", "note": "no_code_left",
+                           "args": {"service": "legimi", "month": "2026-11"}}
 
 
 def test_a_decision_after_its_month_ended_issues_nothing():
     # Unissued codes expire with their month, even if one is still in the pool's queue.
     d = decide(_facts(decided_at=datetime(2026, 11, 30, 23, 0, tzinfo=UTC)))
     assert (d.outcome, d.code) == ("pool_exhausted", None)
-    assert d.trail[-1]["note"] == "decided after 2026-11 ended: its codes expired"
+    assert d.trail[-1]["note"] == "month_ended"
+    assert d.trail[-1]["args"] == {"month": "2026-11"}
 
 
 def test_a_refusal_takes_no_code_and_says_why():
     d = decide(_facts(reader=replace(READER, balance_due=Decimal("2.50"))))
     assert (d.outcome, d.code) == ("debt", None)
-    assert d.trail[-1] == {"rule": "debt", "result": "refused", "note": "balance due 2.50"}
+    assert d.trail[-1] == {"rule": "debt", "result": "refused", "note": "debt",
+                           "args": {"amount": "2.50"}}
     assert d.context["balance_due"] == Decimal("2.50")
 
 
@@ -64,9 +68,10 @@ def test_a_sender_past_the_daily_cap_gets_silence_and_a_one_line_trail():
     d = decide(_facts(library=lib, replies_today=3))
     assert (d.outcome, d.code, d.replies) == ("rate_limited", None, False)
     assert d.trail == [{"rule": "rate_limit", "result": "refused",
-                        "note": "3 replies to this address today already; no reply"}]
+                        "note": "rate_limit", "args": {"n": 3}}]
     # Under the cap the gate leaves no line at all.
-    assert decide(_facts(library=lib, replies_today=2)).trail[0]["rule"] == "too_early"
+    assert decide(_facts(library=lib, replies_today=2)).trail[0]["rule"] == \
+        "service_not_offered"
 
 
 def test_a_test_mail_gets_a_verdict_and_never_a_code():
@@ -74,13 +79,14 @@ def test_a_test_mail_gets_a_verdict_and_never_a_code():
     d = decide(_facts(codes_left=4, next_code=None), test=True)
     assert (d.outcome, d.code) == ("eligibility_test", None)
     assert d.context["verdict"] == "eligible" and d.context["before_window"] is False
-    assert d.trail == [*PASSED, {"rule": "eligibility_test", "result": "eligible",
-                                 "note": "test only: nothing issued"}]
+    assert d.trail == [{"rule": "service_not_offered", "result": "passed"}, *PASSED,
+                       {"rule": "eligibility_test", "result": "eligible",
+                                 "note": "eligibility_test", "args": {}}]
     assert decide(_facts(codes_left=0), test=True).context["verdict"] == "pool_exhausted"
     early = decide(_facts(codes_left=0, received_at=datetime(2026, 10, 31, 23, tzinfo=WAW)),
                    test=True)
     assert early.context["verdict"] == "eligible" and early.context["before_window"] is True
-    assert early.trail[-1]["note"] == "test only: nothing issued; window not open yet"
+    assert early.trail[-1]["note"] == "eligibility_test_before_window"
     again = IssuedThisMonth(service="legimi", code="OLD-1", email="anna@example.org",
                             issued_at=datetime(2026, 11, 1, 0, 1, tzinfo=UTC))
     repeat = decide(_facts(issued_this_month=again, codes_left=4), test=True)

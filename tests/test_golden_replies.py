@@ -28,6 +28,7 @@ import pytest
 from mailbot.demo import run_demo
 from mailbot.respond.compose import compose_reply
 from mailbot.respond.render import NOTICES, REPLY_OUTCOMES
+from mailbot.rules.offered import offer
 
 GOLDEN = Path(__file__).parent / "data" / "golden_replies.json"
 WARSAW = ZoneInfo("Europe/Warsaw")
@@ -66,6 +67,10 @@ def _context(service: str) -> dict[str, Any]:
         "verdict": "debt",
         "max_codes": 3,
         "before_window": True,
+        # service_not_offered: what the library offers; pool_exhausted: the other service.
+        "offered": (offer("legimi"),),
+        "other_services": (offer("empik_go" if service == "legimi" else "legimi"),),
+        "staff_told": True,  # pool_not_ready: a staff address was sent the alert
     }
 
 

@@ -38,8 +38,10 @@ def test_the_derived_lists_partition_the_catalogue() -> None:
     assert set(REPLY_OUTCOMES) | set(NO_REPLY_OUTCOMES) == set(Outcome)
     assert CODE_OUTCOMES == {Outcome.ISSUED, Outcome.ALREADY_RECEIVED}
     assert CODE_OUTCOMES <= set(REPLY_OUTCOMES)
-    # The report's columns follow the chain; the silent rate limit is counted too.
-    assert REFUSALS[0] == Outcome.TOO_EARLY and REFUSALS[-1] == Outcome.RATE_LIMITED
+    # The report's columns follow the chain (a service not offered is asked first, the
+    # pool last: not ready before exhausted); the silent rate limit is counted too.
+    assert REFUSALS[0] == Outcome.SERVICE_NOT_OFFERED and REFUSALS[-1] == Outcome.RATE_LIMITED
+    assert REFUSALS.index(Outcome.POOL_NOT_READY) + 1 == REFUSALS.index(Outcome.POOL_EXHAUSTED)
     assert Outcome.ISSUED not in REFUSALS and Outcome.ELIGIBILITY_TEST not in REFUSALS
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import create_engine, select, text
@@ -103,7 +104,8 @@ def test_a_healthy_install_exits_0_with_a_line_per_relay_and_the_same_in_json(
     assert lib["reader_source"] == {"kind": "local", "ok": True, "error": None,
                                     "down_since": None}
     assert lib["queue"] == {"waiting": 0, "set_aside": 0, "manual": 0}
-    assert lib["outbox"] == {"pending": 0, "failed": 0, "sent": 1, "reminders_failed": 0}
+    assert lib["outbox"] == {"pending": 0, "failed": 0, "sent": 1, "reminders_failed": 0,
+                             "staff_alerts_failed": 0}
     assert data["database"] is True
     assert {"service": "legimi", "month": bot.month, "imported": 2, "left": 1, "waiting": 0,
             "refused_this_month": 0} in lib["pools"]
@@ -229,7 +231,7 @@ def test_a_pool_out_of_codes_needs_attention_while_requests_wait_for_it(
     # The month's one code is issued: no problem while nobody waits ("no reservations").
     # A request read and not yet decided waits for the empty pool: exit 1. Decided (refused
     # pool_exhausted), nobody waits: exit 0. A service the library had last month but
-    # not this month, and refused this month: exit 1. One it never had: no problem.
+    # not this month, and answered pool_not_ready this month: exit 1.
     bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user])
     w = _readers(bot, "Pierwsza", "Druga", "Trzecia")
     assert bot.import_codes(["POOL-0001"]) == 0
@@ -264,10 +266,10 @@ def test_a_pool_out_of_codes_needs_attention_while_requests_wait_for_it(
                    service="empik_go", month=last))
     _ask(imap_user, w, "Trzecia", 3, subject="EMPIK GO")
     assert bot.run_once() == 0
-    assert [r.outcome for r in bot.requests()][-1] == "pool_exhausted"
+    assert [r.outcome for r in bot.requests()][-1] == "pool_not_ready"
     code, data = status_json(bot, capsys)
     assert code == 1 and attention(data) == [("pool", f"lib/empik_go/{bot.month}")]
-    assert "was not imported: 1 request refused pool_exhausted" in \
+    assert "was not imported: 1 request answered pool_not_ready" in \
         data["attention"][0]["message"]
 
 
@@ -321,7 +323,8 @@ def test_a_failed_reminder_is_shown_but_needs_no_attention(tmp_path, imap_user, 
     code, data = status_json(bot, capsys)
     assert code == 0 and data["attention"] == []
     assert data["libraries"][0]["outbox"] == {"pending": 0, "failed": 0, "sent": 1,
-                                              "reminders_failed": 1}
+                                              "reminders_failed": 1,
+                                              "staff_alerts_failed": 0}
     settings = bot.settings()
     client = TestClient(create_app(settings, open_database(settings.database_url),
                                    secret="t" * 32), base_url="http://127.0.0.1")
@@ -402,3 +405,44 @@ def test_a_database_that_cannot_be_read_is_one_line_and_exit_1(
     assert "pg-Secret-9" not in out + err
     code, data = status_json(bot, capsys)
     assert code == 1 and data["database"] is False and "pg-Secret-9" not in json.dumps(data)
+
+
+def test_a_failed_staff_alert_needs_attention_only_until_the_pool_is_imported(
+        tmp_path, imap_user, capsys):
+    # staff_email with a typo: the relay refuses it (550) as it refuses the patron's reply
+    # here. The patron's reply is a failed reply until marked handled; the alert has no
+    # request to resend or mark handled, so it is its own item, which clears once the
+    # Empik Go codes are imported; it never counts as a failed send on the queue page.
+    with SmtpSink() as relay:
+        bot = make_bot(tmp_path, smtp=relay, mailboxes=[imap_user],
+                       policy='staff_email = "it@biblitoeka.test"')
+        w = _readers(bot, "Pierwsza")
+        assert bot.import_codes(["ALERT-LEG-0001"]) == 0
+        relay.fail_with(550, "5.1.1 No such user", stage="RCPT")
+        _ask(imap_user, w, "Pierwsza", 1, subject="EMPIK GO")
+        bot.run_once()
+        relay.stop_failing()
+        settings = bot.settings()
+        with open_database(settings.database_url)() as s:
+            assert sorted(s.execute(select(Outbox.kind, Outbox.state)).all()) == [
+                ("reply", "failed"), ("staff_alert", "failed")]
+        [req] = bot.requests()
+        client = _staff(bot)
+        _mark_handled(client, req.id)
+        code, data = status_json(bot, capsys)
+        pool = f"lib/empik_go/{bot.month}"
+        assert code == 1 and attention(data) == [("pool", pool), ("staff_alert", pool)], \
+            data["attention"]
+        assert data["libraries"][0]["outbox"]["failed"] == 0
+        assert data["libraries"][0]["outbox"]["staff_alerts_failed"] == 1
+        live = client.get("/queue/live?lang=pl").text
+        failed_tile = re.search(r'data-count="lib-failed"[^>]*>(\d+)<', live)
+        assert failed_tile and failed_tile.group(1) == "0"  # the alert is no failed send
+        assert 'data-testid="staff-alert-failed-lib-empik_go"' in live
+        assert "Nie udało się wysłać powiadomienia e-mail do pracowników" in live
+        assert bot.import_codes(["ALERT-EGO-0001"], service="empik_go") == 0
+        code, out = status(bot, capsys)
+        assert code == 0, out
+        assert "1 staff alert failed" in out
+        live = client.get("/queue/live?lang=pl").text
+        assert "staff-alert-failed" not in live

@@ -14,10 +14,13 @@ from mailbot.check.items import FAIL, OK, SKIP, Check, Skipped
 from mailbot.check.mail import check_mailbox
 from mailbot.check.relays import check_relay, send_test
 from mailbot.check.store import Database, check_database, check_reader_source, safe_url
+from mailbot.check.texts import ITEM as TEXTS_ITEM
+from mailbot.check.texts import check_texts
 from mailbot.config import LibrarySettings, OAuthSettings, Settings, SmtpSettings
 
 DATABASE_TIMEOUT = 30.0
 MARGIN = 5.0  # seconds beyond the configured timeouts before an item is given up on
+TEXTS_TIMEOUT = 60.0
 
 
 def checks(settings: Settings, db: Database, *, create_folders: bool,
@@ -28,6 +31,10 @@ def checks(settings: Settings, db: Database, *, create_folders: bool,
         found.append(Check(f"library {lib.id} reader source {lib.reader_source}",
                            lambda lib=lib: check_reader_source(lib, db),
                            _source_timeout(lib)))
+    for lib in settings.libraries:
+        if lib.texts_dir:
+            found.append(Check(TEXTS_ITEM.format(id=lib.id, dir=lib.texts_dir),
+                               lambda lib=lib: check_texts(settings, lib), TEXTS_TIMEOUT))
     for mb in settings.mailboxes:
         found.append(Check(f"mailbox {mb.address} ({mb.key})",
                            lambda mb=mb: check_mailbox(mb, create_folders=create_folders),
@@ -49,18 +56,23 @@ def checks(settings: Settings, db: Database, *, create_folders: bool,
 def run_check(settings: Settings, *, create_folders: bool = False,
               send_test_to: str | None = None,
               out: Callable[[str], None] = print) -> int:
-    """Prints a line per item; 0 when nothing failed, else 1."""
+    """Prints a line per item; 0 when nothing failed, 2 when a library's own reply texts
+    are broken (the library's input, as a bad config is), else 1."""
     db = Database(settings.database_url, DATABASE_TIMEOUT)
     counts = {OK: 0, FAIL: 0, SKIP: 0}
+    texts = {TEXTS_ITEM.format(id=lib.id, dir=lib.texts_dir) for lib in settings.libraries
+             if lib.texts_dir}
+    bad_texts = False
     try:
         items = checks(settings, db, create_folders=create_folders, send_test_to=send_test_to)
         for result in run_all(items, scrub=_scrubber(settings)):
             out(result.line)
             counts[result.state] += 1
+            bad_texts |= result.state == FAIL and result.item in texts
     finally:
         db.close()
     out(", ".join(f"{n} {state}" for state, n in counts.items()))
-    return 1 if counts[FAIL] else 0
+    return 2 if bad_texts else 1 if counts[FAIL] else 0
 
 
 def _send(relay: SmtpSettings, sender: str | None, to: str) -> str:

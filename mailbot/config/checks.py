@@ -88,6 +88,22 @@ def _refuse_if(wrong: Callable[[Any], bool], message: str) -> After:
     return After(check)
 
 
+def each_one_of(allowed: tuple[str, ...], what: str) -> After:
+    """A list of names, each one of ``allowed``, at least one, none twice."""
+
+    def check(names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if name not in allowed:
+                raise ValueError(f"unknown {what} {name!r} (known: {', '.join(allowed)})")
+        if not names:
+            raise ValueError(f"needs at least one {what}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"names a {what} twice: {list(names)!r}")
+        return names
+
+    return After(check)
+
+
 def _between(low: int, high: int) -> After:
     return _refuse_if(lambda v: not low <= v <= high, f"must be between {low} and {high}")
 

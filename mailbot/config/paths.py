@@ -19,8 +19,9 @@ from typing import Any
 # The keys that name a file or folder (in any table); a test checks that every key whose
 # name says it is a path is here. ``database_url`` and a SQL source's ``url`` are URLs: a
 # SQLite one's path is made absolute the same way.
-PATH_KEYS = frozenset({"templates_dir", "path", "file_outbox", "ca_file", "client_secret_file",
-                       "certificate_file", "service_account_file", "secret_key_file"})
+PATH_KEYS = frozenset({"templates_dir", "texts_dir", "path", "file_outbox", "ca_file",
+                       "client_secret_file", "certificate_file", "service_account_file",
+                       "secret_key_file"})
 URL_KEYS = frozenset({"database_url", "url"})
 
 

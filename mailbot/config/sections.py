@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from mailbot.config.checks import (
     CLOSED,
     HHMM,
+    Address,
     Amount,
     AtLeastOne,
     Bool,
@@ -35,6 +36,7 @@ from mailbot.config.checks import (
     TimeZone,
     TimeZoneOrEmpty,
     Window,
+    each_one_of,
 )
 from mailbot.config.mail import MailboxSettings, OAuthSettings, SmtpSettings
 from mailbot.errors import ConfigError
@@ -43,6 +45,8 @@ __all__ = ["MailboxSettings", "OAuthSettings", "SmtpSettings"]  # (mail.py's, re
 
 SERVICES = ("legimi", "empik_go")
 Service = Literal["legimi", "empik_go"]
+# The services a library offers (``services`` in its table): each one of SERVICES.
+Services = Annotated[tuple[Str, ...], each_one_of(SERVICES, "service")]
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,12 @@ class LibrarySettings:
     send_window: Window | None = None
     send_working_days_only: Bool = False
     card_pattern: Regex = r"[0-9]{5,14}"
+    # The platforms the library buys codes for (a request for another one is refused as
+    # service_not_offered, and the desk offers only these). Default: every service.
+    services: Services = SERVICES
+    # Told by e-mail (once per service and month) when a month's window opened and no
+    # pool was imported for it (pool_not_ready). Default: the top-level staff_email.
+    staff_email: Address | None = None
     # Verification strictness (SPEC 2.5). Cards are not secrets: the policy decides.
     # A sip2 reader source cannot answer the loan and data-update checks: SIP2 patron
     # information carries no loan history and no data-update date (mailbot.config.load).
@@ -204,6 +214,10 @@ class LibrarySettings:
     contact: Str | None = None
     activation_url_legimi: Str | None = "https://www.legimi.pl/"
     activation_url_empik_go: Str | None = "https://www.empikgo.com/"
+    # The library's own reply texts: a folder laid out like templates/email
+    # (pl/issued.txt.j2, en/_macros.html.j2 …); a file there replaces the shipped one for
+    # this library only (mailbot.respond.render). Relative: to the config file's folder.
+    texts_dir: Str | None = None
     # Repeat an issued code to a patron who asks again from the address it went to.
     repeat_code_to_same_address: Bool = True
     reader_source: Literal["local", "sql", "sip2"] = "local"
@@ -229,6 +243,8 @@ class Settings:
     retention_days: AtLeastOne = 30
     # Mail from these addresses is never answered ("*@spam.example" patterns allowed).
     blocked_senders: tuple[Str, ...] = ()
+    # Staff told of a pool_not_ready (a library's own staff_email wins); None: nobody.
+    staff_email: Address | None = None
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     web: WebSettings = field(default_factory=WebSettings)
@@ -246,6 +262,10 @@ class Settings:
                 return lib
         known = ", ".join(lib.id for lib in self.libraries) or "none configured"
         raise ConfigError(f"unknown library {library_id!r} (known: {known})", file=self.source)
+
+    def staff_email_of(self, library_id: str) -> str | None:
+        """Where staff alerts of the library go: its own staff_email, else the global one."""
+        return self.library(library_id).staff_email or self.staff_email
 
     def library_tz(self, library_id: str) -> ZoneInfo:
         return ZoneInfo(self.library(library_id).timezone or self.timezone)

@@ -377,6 +377,8 @@ class StaffUser(Base):
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The last successful login (login attempts are kept only a month); None: never.
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class LoginAttempt(Base):

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, exists, func, select
 from sqlalchemy.orm import Session
 
 from mailbot.clock import add_months, month_key, month_of, parse_month
@@ -37,6 +37,8 @@ from mailbot.intake.reading import read_mail
 from mailbot.ledger import codes_left, free_code_rows
 from mailbot.outcomes import RequestState
 from mailbot.rules.base import Facts, FreeCode, IssuedThisMonth, ReaderFacts
+from mailbot.rules.once_a_month import AlreadyReceived
+from mailbot.rules.reader import AgeRestricted
 
 
 class ReaderSource(Protocol):
@@ -51,6 +53,9 @@ _QUEUED = (Request.id, Request.mailbox_id, Request.uidvalidity, Request.uid,
            Request.message_id, Request.received_at, Request.date_header, Request.raw,
            Request.from_address, Request.subject, Request.service, Request.kind)
 QueuedRequest = Row[Any]  # with the attributes named in _QUEUED
+
+# The rules of the other service an exhausted pool's reply may name (other_services_left).
+_ALREADY, _AGE = AlreadyReceived(), AgeRestricted()
 
 
 def next_requests(session: Session, library_id: str, horizon: datetime | None,
@@ -179,6 +184,21 @@ def replies_by_day(session: Session, library_id: str, keys: Collection[str], tz:
     return counts
 
 
+def pools_imported(session: Session, library_id: str,
+                   pools: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of ``pools`` ((service, month)) had any code imported (issued, expired or
+    free; a pool withdrawn whole has none): one statement for all of them, each an index
+    seek (ix_codes_free)."""
+    pairs = sorted(pools)
+    if not pairs:
+        return set()
+    row = session.execute(select(*(
+        exists().where(Code.library_id == library_id, Code.service == service,
+                       Code.month == month)
+        for service, month in pairs))).one()
+    return {pair for pair, there in zip(pairs, row, strict=True) if there}
+
+
 def readers_of(session: Session, source: ReaderSource, library_id: str,
                cards: Collection[str]) -> dict[str, ReaderFacts | None]:
     """Every card's reader: in one query where the source can (``lookup_many``)."""
@@ -219,8 +239,10 @@ class BatchReads:
         months = {p.month for p in prepared}
         received = [p.req.received_at for p in prepared]
         # How many codes each (service, month) could take in this batch at most.
+        # (Not for a service the library does not offer: such a request is refused first.)
         needed: Counter[tuple[str, str]] = Counter(
-            (p.req.service or "", p.month) for p in prepared if p.req.kind != "test")
+            (p.req.service or "", p.month) for p in prepared
+            if p.req.kind != "test" and (p.req.service or "") in library.services)
         self.readers = readers_of(session, source, library.id, cards)
         self.issued = issued_entries(session, library.id, cards, months) if cards else {}
         penalty = {p for m in months for p in penalty_months(library, m)}
@@ -238,6 +260,12 @@ class BatchReads:
             (service, month): deque(free_code_rows(session, library_id=library.id,
                                                    service=service, month=month, limit=n))
             for (service, month), n in needed.items()}
+        # Pools with no free code at all: were they ever imported (pool_not_ready)? Asked
+        # only of those, so a batch whose pools have codes asks nothing more.
+        empty = [pool for pool, queue in self.codes.items() if not queue]
+        self.imported = {pool for pool, queue in self.codes.items() if queue}
+        self.imported |= pools_imported(session, library.id, empty)
+        self.asked = set(self.codes)  # pools whose import is known (in self.imported or not)
         self.taken: Counter[tuple[str, str]] = Counter()
         self.left: dict[tuple[str, str], int] = {}  # codes_left, as first asked
         self.mailboxes: dict[int, Mailbox] = {}
@@ -246,7 +274,7 @@ class BatchReads:
         """What the rules need to decide ``item`` now, as the batch stands."""
         req, cards, month, library = item.req, item.cards, item.month, self.library
         card, test = cards.card, req.kind == "test"
-        return Facts(
+        facts = Facts(
             library=library, tz=self.tz, month=(item.year, item.mon),
             service=req.service or "legimi", received_at=req.received_at,
             date_header=req.date_header, from_address=req.from_address,
@@ -263,7 +291,12 @@ class BatchReads:
             if library.replies_per_sender_per_day > 0 and req.from_address else 0,
             next_code=None if test else self.next_code(req.service or "", month),
             codes_left=self.codes_left(req.service or "legimi", month) if test else 0,
+            pool_imported=self.pool_imported(req.service or "legimi", month) if test
+            else (req.service or "", month) in self.imported,
         )
+        if test:
+            return facts
+        return replace(facts, other_services_left=self.other_services_left(item, facts))
 
     # -- questions ------------------------------------------------------------------------
 
@@ -291,6 +324,39 @@ class BatchReads:
             self.left[(service, month)] = codes_left(
                 self.session, library_id=self.library.id, service=service, month=month)
         return self.left[(service, month)] - self.taken[(service, month)]
+
+    def pool_imported(self, service: str, month: str) -> bool:
+        """Was any code of the pool imported (a TEST mail's verdict; requests' pools are
+        known from the start)? Asked only of a pool with no code left, once a batch."""
+        pool = (service, month)
+        if pool not in self.asked:
+            self.asked.add(pool)
+            if self.codes_left(service, month) > 0 \
+                    or pools_imported(self.session, self.library.id, [pool]):
+                self.imported.add(pool)
+        return pool in self.imported
+
+    def other_services_left(self, item: Prepared, facts: Facts) -> tuple[str, ...]:
+        """The library's other services with a free code this month that the card may
+        still take: asked only when the request's own pool is empty, so at most once a
+        batch per service. "May take" is the other service's own rules, as a request for
+        it would meet them: its minimum age (min_age_legimi / min_age_empik_go) and, under
+        one_code_per_month = "per_service", a code of it already issued to the card."""
+        service, month, card = item.req.service or "", item.month, item.cards.card
+        if service not in self.library.services or self.next_code(service, month) is not None:
+            return ()
+        per_service = self.library.one_code_per_month == "per_service"
+        found = []
+        for other in self.library.services:
+            if other == service or self.codes_left(other, month) <= 0:
+                continue
+            theirs = replace(facts, service=other, issued_this_month=self.issued.get(
+                (card, month, other if per_service else None)) if card else None)
+            rules = (_ALREADY, _AGE) if theirs.reader is not None else (_ALREADY,)
+            if any(rule.check(theirs) is not None for rule in rules):
+                continue
+            found.append(other)
+        return tuple(found)
 
     def mailbox(self, mailbox_id: int) -> Mailbox:
         if mailbox_id not in self.mailboxes:

@@ -53,8 +53,9 @@ from mailbot.decide.writes import BatchWrites
 from mailbot.errors import SourceUnavailable
 from mailbot.ledger import Channel, issue_code
 from mailbot.offload import ComposeFailed
-from mailbot.outcomes import RequestState
+from mailbot.outcomes import Outcome, RequestState
 from mailbot.readers.local import LocalReaders
+from mailbot.respond.staff_alert import pool_not_ready_alert, staff_can_be_told
 
 log = logging.getLogger(__name__)
 
@@ -246,11 +247,17 @@ def _decide_one(item: Prepared, reads: BatchReads, writes: BatchWrites, *,
         reads.code_issued(card=card or "", month=item.month, service=code.service,
                           email=(req.from_address or "").lower() or None, code=code.code,
                           issued_at=now)
+    outcome_context = decision.context
+    if decision.outcome == Outcome.POOL_NOT_READY:
+        # The reply says staff were told only when there is someone to tell.
+        outcome_context = {**decision.context,
+                           "staff_told": _tell_staff(item, reads, writes, settings=settings,
+                                                     library=library, tz=tz, now=now)}
     if decision.replies and req.from_address:
         context = decided_context(
             library, tz, item.year, item.mon, service=req.service or "legimi",
             subject=req.subject, received_at=req.received_at, card_number=card,
-            patron_name=item.patron_name, outcome_context=decision.context)
+            patron_name=item.patron_name, outcome_context=outcome_context)
         writes.reply(request=req, mailbox=reads.mailbox(req.mailbox_id),
                      outcome=decision.outcome, context=context, references=item.references,
                      library=library, tz=tz, settings=settings, now=now)
@@ -260,6 +267,31 @@ def _decide_one(item: Prepared, reads: BatchReads, writes: BatchWrites, *,
                     "state": RequestState.DECIDED, "decided_at": now,
                     "trail": decision.trail})
     return Decided(req.id, decision.outcome, code.id if code else None)
+
+
+def _tell_staff(item: Prepared, reads: BatchReads, writes: BatchWrites, *,
+                settings: Settings, library: LibrarySettings, tz: Any, now: datetime) -> bool:
+    """The month's first pool_not_ready of a service tells staff, once
+    (mailbot.respond.staff_alert): its outbox row joins the batch's writes. Whether staff
+    are (or were) told: a staff address and a mailbox to send from. An alert that cannot
+    be written is logged, never a reason to leave the patron's request undecided."""
+    if not staff_can_be_told(settings, library.id):
+        return False
+    pool = (item.req.service or "", item.month)
+    if pool in writes.alerted:
+        return True
+    writes.alerted.add(pool)
+    try:
+        alert = pool_not_ready_alert(reads.session, settings, library, service=pool[0],
+                                     month=pool[1], received_at=item.req.received_at,
+                                     now=now, tz=tz)
+    except Exception:
+        log.exception("library %s: the staff alert for %s %s could not be made",
+                      library.id, *pool)
+        return True
+    if alert is not None:
+        writes.alert(alert)
+    return True
 
 
 def _sources_down(sessions: sessionmaker[Session]) -> set[str]:

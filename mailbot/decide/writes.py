@@ -15,6 +15,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailbot.config import LibrarySettings, Settings
@@ -51,6 +54,9 @@ class BatchWrites:
         self.codes_issued: list[dict[str, Any]] = []
         self.ledger: list[dict[str, Any]] = []
         self.outbox: list[dict[str, Any]] = []
+        self.alerts: list[dict[str, Any]] = []  # outbox rows of messages to staff
+        # (service, month) whose staff alert this batch has looked at (pool_not_ready).
+        self.alerted: set[tuple[str, str]] = set()
 
     def decided(self, row: dict[str, Any]) -> None:
         """A decided request's new values (with its ``id``)."""
@@ -74,6 +80,7 @@ class BatchWrites:
             to=request.from_address or "", original_subject=request.subject,
             original_message_id=request.message_id, original_references=references,
             templates_dir=settings.templates_dir, request_key=request_key, now=now,
+            texts_dir=library.texts_dir,
         )
         row = {"request_id": request.id, "library_id": library.id, "kind": "reply",
                "mail_from": mailbox.address, "to_address": request.from_address or "",
@@ -87,6 +94,11 @@ class BatchWrites:
             # back and this request set aside).
             row["message"] = compose_reply(**job).message
         self.outbox.append(row)
+
+    def alert(self, row: dict[str, Any]) -> None:
+        """An outbox row of a message to staff (mailbot.respond.staff_alert), written with
+        the replies but apart from them (see write)."""
+        self.alerts.append(row)
 
     @property
     def request_ids(self) -> list[int]:
@@ -115,3 +127,25 @@ class BatchWrites:
             for row in self.outbox:
                 row["to_key"] = address_key(row["to_address"])
             insert_rows(session, Outbox.__table__, self.outbox)
+        if outbox and self.alerts:
+            _insert_alerts(session, self.alerts)
+
+
+def _insert_alerts(session: Session, rows: list[dict[str, Any]]) -> None:
+    """The staff alerts, each skipped if its Message-ID is in the outbox already (another
+    process decided the library's first pool_not_ready meanwhile: it is the same alert).
+    A duplicate never raises: it would roll back the batch and leave the patrons'
+    requests undecided for the sake of a message already on its way."""
+    dialect = session.get_bind().dialect.name
+    for row in rows:
+        row = {**row, "to_key": address_key(row["to_address"])}
+        if dialect in ("sqlite", "postgresql"):
+            insert = sqlite_insert if dialect == "sqlite" else pg_insert
+            session.execute(insert(Outbox.__table__).values(**row)
+                            .on_conflict_do_nothing(index_elements=["message_id"]))
+            continue
+        try:
+            with session.begin_nested():
+                session.execute(Outbox.__table__.insert().values(**row))
+        except IntegrityError:
+            pass

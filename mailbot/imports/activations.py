@@ -10,9 +10,8 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from mailbot.errors import BadInput
 from mailbot.imports.codes import code_column, parse_codes
-from mailbot.imports.problems import Problems
+from mailbot.imports.problems import ImportRefused, Problems
 from mailbot.imports.tables import Table, header_key
 from mailbot.values import parse_date
 
@@ -43,9 +42,11 @@ def parse_activations(table: Table, *, column: str | None = None) -> list[Activa
     dates = [i for i, k in enumerate(keys) if k in DATE_HEADERS and i != code_index]
     flags = [i for i, k in enumerate(keys) if k in FLAG_HEADERS and i != code_index]
     if not dates and not flags:
-        raise BadInput("no activation column found (a date such as 'data aktywacji' or a "
-                       "status such as 'aktywny'); headers: " + ", ".join(table.header),
-                       file=table.file, row=table.header_row)
+        raise ImportRefused.one(
+            "no_activation_column",
+            "no activation column found (a date such as 'data aktywacji' or a status such as "
+            "'aktywny'); headers: " + ", ".join(table.header),
+            file=table.file, row=table.header_row, headers=list(table.header))
     by_row = {row.number: row for row in table.rows}
     problems = Problems(file=table.file)
     result = []
@@ -60,7 +61,8 @@ def parse_activations(table: Table, *, column: str | None = None) -> list[Activa
             try:
                 on = parse_date(found.group(0)) if found else parse_date(text)
             except ValueError as exc:
-                problems.add(str(exc), row=code.row, column=table.column_label(i))
+                problems.add(str(exc), row=code.row, column=table.column_label(i),
+                             key="bad_date", value=text)
                 continue
             activated = True
         for i in flags:
@@ -69,7 +71,7 @@ def parse_activations(table: Table, *, column: str | None = None) -> list[Activa
                 activated = True
             elif text not in _NO:
                 problems.add(f"{cells[i]!r} is neither yes nor no (tak/nie)", row=code.row,
-                             column=table.column_label(i))
+                             column=table.column_label(i), key="not_yes_no", value=cells[i])
         result.append(ActivationRow(code.code, activated, on, code.row))
     problems.raise_if_any()
     return result

@@ -15,11 +15,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mailbot.errors import BadInput
-from mailbot.imports.problems import Problems
+from mailbot.imports.problems import ImportRefused, Problems
 from mailbot.imports.tables import Row, Table, column_letter, header_key
 
-__all__ = ["CODE_HEADERS", "CodeRow", "code_column", "is_code_like", "parse_codes"]
+__all__ = ["CODE_HEADERS", "CodeRow", "code_column", "is_code_like", "parse_codes", "read_codes"]
 
 
 @dataclass(frozen=True)
@@ -68,24 +67,38 @@ def is_code_like(text: str) -> bool:
 
 def parse_codes(table: Table, *, column: str | int | None = None) -> list[CodeRow]:
     """The codes of ``table``; ``column`` is a header, a 1-based index or a letter like "B"."""
+    codes, problems = read_codes(table, column=column)
+    problems.raise_if_any()
+    return codes
+
+
+def read_codes(table: Table, *,
+               column: str | int | None = None) -> tuple[list[CodeRow], Problems]:
+    """The good codes of ``table`` and the problems of its other rows, not raised: the
+    dashboard's preview lists those rows as refused. A file without a code column (or
+    without rows) is still ``BadInput`` at once."""
     index, has_header = _choose_column(table, column)
     rows = table.rows if has_header else [Row(table.header_row, table.header), *table.rows]
     label = table.column_label(index) if has_header else column_letter(index)
     if not rows:
-        raise BadInput("there are no codes below the header", file=table.file, row=table.header_row)
+        raise ImportRefused.one("no_codes", "there are no codes below the header",
+                                file=table.file, row=table.header_row)
     problems = Problems(file=table.file)
     codes: list[CodeRow] = []
     first_row_of_code: dict[str, int] = {}
     for row in rows:
         code = row.cells[index].strip()
         if not code:
-            problems.add("the code cell is empty", row=row.number, column=label)
+            problems.add("the code cell is empty", row=row.number, column=label,
+                         key="code_empty")
         elif not is_code_like(code):
             problems.add(
                 f"{code!r} does not look like a code"
                 " (6–64 letters, digits and hyphens, not a date)",
                 row=row.number,
                 column=label,
+                key="not_a_code",
+                value=code,
             )
         else:
             # Platforms treat codes case-insensitively often enough that "abc" and "ABC"
@@ -96,11 +109,13 @@ def parse_codes(table: Table, *, column: str | int | None = None) -> list[CodeRo
                     f"code {code!r} is also in row {earlier} (rows {earlier} and {row.number})",
                     row=row.number,
                     column=label,
+                    key="code_twice",
+                    value=code,
+                    earlier=earlier,
                 )
             else:
                 codes.append(CodeRow(code=code, row=row.number))
-    problems.raise_if_any()
-    return codes
+    return codes, problems
 
 
 def named_code_column(table: Table) -> bool:
@@ -111,6 +126,13 @@ def named_code_column(table: Table) -> bool:
 def code_column(table: Table, option: str | int | None = None) -> int:
     """The index of the code column, found as ``parse_codes`` finds it."""
     return _choose_column(table, option)[0]
+
+
+def code_column_label(table: Table, option: str | int | None = None) -> str:
+    """How the messages name the code column: its header, or its letter in a file that
+    has no header."""
+    index, has_header = _choose_column(table, option)
+    return table.column_label(index) if has_header else column_letter(index)
 
 
 def _choose_column(table: Table, option: str | int | None) -> tuple[int, bool]:
@@ -125,10 +147,12 @@ def _choose_column(table: Table, option: str | int | None) -> tuple[int, bool]:
         _raise_ambiguous(table, named)
     candidates = [i for i in range(len(table.header)) if _holds_codes(table, i)]
     if not candidates:
-        raise BadInput(
+        raise ImportRefused.one(
+            "no_code_column",
             f"no column of codes found among {_listed(table)}; name it with --column",
             file=table.file,
             row=table.header_row,
+            columns=_labels(table),
         )
     if len(candidates) > 1:
         _raise_ambiguous(table, candidates)
@@ -144,10 +168,12 @@ def _named_columns(table: Table) -> list[int]:
 
 def _raise_ambiguous(table: Table, indexes: list[int]) -> None:
     which = ", ".join(repr(table.column_label(i)) for i in indexes)
-    raise BadInput(
+    raise ImportRefused.one(
+        "code_columns_ambiguous",
         f"several columns could hold the codes ({which}); choose one with --column",
         file=table.file,
         row=table.header_row,
+        columns=[table.column_label(i) for i in indexes],
     )
 
 
@@ -157,8 +183,12 @@ def _column_from_option(table: Table, option: str | int) -> tuple[int, bool]:
     width = len(table.header)
     by_name = [i for i, h in enumerate(table.header) if h and header_key(h) == header_key(text)]
     if len(by_name) > 1:
-        raise BadInput(
-            f"several columns are named {text!r}; give a letter or a number", file=table.file
+        raise ImportRefused.one(
+            "column_name_twice",
+            f"several columns are named {text!r}; give a letter or a number",
+            file=table.file,
+            option="--column",
+            name=text,
         )
     if by_name:
         return by_name[0], True
@@ -167,11 +197,18 @@ def _column_from_option(table: Table, option: str | int) -> tuple[int, bool]:
     elif _LETTER.fullmatch(text):
         index = _letter_index(text)
     else:
-        raise BadInput(f"no column {text!r}; the columns are {_listed(table)}", file=table.file)
+        raise ImportRefused.one("no_such_column",
+                                f"no column {text!r}; the columns are {_listed(table)}",
+                                file=table.file, option="--column", name=text,
+                                columns=_labels(table))
     if not 0 <= index < width:
-        raise BadInput(
+        raise ImportRefused.one(
+            "column_out_of_range",
             f"no column {text!r}: the file has {width} column{'s' if width != 1 else ''}",
             file=table.file,
+            option="--column",
+            name=text,
+            n=width,
         )
     return index, False
 
@@ -208,6 +245,11 @@ def _header_is_a_code(table: Table, index: int) -> bool:
 
 def _shape(code: str) -> str:
     return re.sub(r"[A-Za-z0-9]", "x", code)
+
+
+def _labels(table: Table) -> list[str]:
+    """The columns' labels, for the dashboard to quote as its language does."""
+    return [table.column_label(i) for i in range(len(table.header))]
 
 
 def _listed(table: Table) -> str:

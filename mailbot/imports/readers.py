@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable
 
-from mailbot.errors import BadInput
-from mailbot.imports.problems import Problems
+from mailbot.imports.problems import CellError, ImportRefused, Problems
 from mailbot.imports.tables import Row, Table, header_key
 from mailbot.rules.base import ReaderFacts
 from mailbot.values import parse_amount, parse_date
@@ -72,8 +71,9 @@ def parse_readers(table: Table) -> list[ReaderRow]:
     """Every reader in ``table``; raises one ``BadInput`` listing all problems found."""
     columns = _map_columns(table)
     if not table.rows:
-        raise BadInput(
-            "there are no readers below the header", file=table.file, row=table.header_row
+        raise ImportRefused.one(
+            "no_readers", "there are no readers below the header", file=table.file,
+            row=table.header_row,
         )
     problems = Problems(file=table.file)
     readers: list[ReaderRow] = []
@@ -89,6 +89,9 @@ def parse_readers(table: Table) -> list[ReaderRow]:
                 f" (rows {earlier} and {reader.row})",
                 row=reader.row,
                 column=table.column_label(columns["card_number"]),
+                key="card_twice",
+                value=reader.card_number,
+                earlier=earlier,
             )
         readers.append(reader)
     problems.raise_if_any()
@@ -104,7 +107,8 @@ def _map_columns(table: Table) -> dict[str, int]:
         if not header:
             if any(row.cells[index] for row in table.rows):
                 problems.add(
-                    "this column has values but no header", row=table.header_row, column=label
+                    "this column has values but no header", row=table.header_row, column=label,
+                    key="values_no_header",
                 )
             continue
         field = _FIELD_BY_KEY.get(header_key(header))
@@ -113,19 +117,26 @@ def _map_columns(table: Table) -> dict[str, int]:
                 f"unknown column {header!r}; the known columns are {_known_names()}",
                 row=table.header_row,
                 column=header,
+                key="unknown_column",
+                name=header,
+                known=_known_names(),
             )
         elif field in columns:
             problems.add(
                 f"columns {table.header[columns[field]]!r} and {header!r} both mean {field}",
                 row=table.header_row,
                 column=header,
+                key="columns_same_field",
+                first=table.header[columns[field]],
+                second=header,
             )
         else:
             columns[field] = index
     for field in REQUIRED_COLUMNS:
         if field not in columns:
             names = " or ".join(repr(name) for name in COLUMN_NAMES[field][:2])
-            problems.add(f"the required column {names} is missing", row=table.header_row)
+            problems.add(f"the required column {names} is missing", row=table.header_row,
+                         key="required_missing", names=list(COLUMN_NAMES[field][:2]))
     problems.raise_if_any()
     return columns
 
@@ -147,7 +158,10 @@ def _parse_row(
         try:
             values[field] = parse(text)
         except ValueError as exc:
-            problems.add(str(exc), row=row.number, column=table.column_label(index or 0))
+            key, args = ((exc.key, exc.values) if isinstance(exc, CellError)
+                         else (_VALUE_PROBLEM[field], {"value": text}))
+            problems.add(str(exc), row=row.number, column=table.column_label(index or 0),
+                         key=key, **args)
             ok = False
     return ReaderRow(**values, row=row.number) if ok else None  # type: ignore[arg-type]
 
@@ -157,11 +171,13 @@ def _parse_row(
 
 def parse_card_number(text: str) -> str:
     if not text:
-        raise ValueError("the card number is empty")
+        raise CellError("card_empty", "the card number is empty")
     if _SCIENTIFIC.fullmatch(text):
-        raise ValueError(
+        raise CellError(
+            "card_scientific",
             f"{text!r} is a card number mangled by Excel into scientific notation;"
-            " format the column as text and export again"
+            " format the column as text and export again",
+            value=text,
         )
     return text
 
@@ -173,7 +189,7 @@ def parse_name(text: str) -> str:
 def parse_last_name(text: str) -> str:
     name = parse_name(text)
     if not name:
-        raise ValueError("the last name is empty")
+        raise CellError("last_name_empty", "the last name is empty")
     return name
 
 
@@ -182,17 +198,19 @@ def parse_email(text: str) -> str | None:
         return None
     address = text.lower()
     if not _EMAIL.fullmatch(address):
-        raise ValueError(f"{text!r} is not an e-mail address")
+        raise CellError("not_email", f"{text!r} is not an e-mail address", value=text)
     return address
 
 
 def parse_balance_due(text: str) -> Decimal:
     """Money owed, read as ``mailbot.values.parse_amount`` reads it; it cannot be negative."""
     if text.startswith(("-", "\u2212", "(")):
-        raise ValueError(f"{text!r}: the balance due cannot be negative")
+        raise CellError("negative_balance", f"{text!r}: the balance due cannot be negative",
+                        value=text)
     amount = parse_amount(text)
     if amount < 0:  # "zł -5": the sign after the currency
-        raise ValueError(f"{text!r}: the balance due cannot be negative")
+        raise CellError("negative_balance", f"{text!r}: the balance due cannot be negative",
+                        value=text)
     return amount
 
 
@@ -200,9 +218,10 @@ def parse_count(text: str) -> int:
     if not text:
         return 0
     if text.startswith(("-", "\u2212")):
-        raise ValueError(f"{text!r}: the number of overdue items cannot be negative")
+        raise CellError("negative_count",
+                        f"{text!r}: the number of overdue items cannot be negative", value=text)
     if not text.isdigit():
-        raise ValueError(f"{text!r} is not a whole number of items")
+        raise CellError("not_whole", f"{text!r} is not a whole number of items", value=text)
     return int(text)
 
 
@@ -217,4 +236,12 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "data_updated_on": parse_date,
     "last_loan_on": parse_date,
     "birth_date": parse_date,
+}
+
+# The dashboard's wording of a cell mailbot.values refused (a plain ValueError), by field.
+_VALUE_PROBLEM: dict[str, str] = {
+    "card_number": "bad_value", "first_name": "bad_value", "last_name": "bad_value",
+    "email": "not_email", "valid_until": "bad_date", "balance_due": "bad_amount",
+    "overdue_items": "not_whole", "data_updated_on": "bad_date", "last_loan_on": "bad_date",
+    "birth_date": "bad_date",
 }

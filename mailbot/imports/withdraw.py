@@ -74,5 +74,8 @@ def withdraw_pool(sessions: sessionmaker[Session], settings: Settings, *, librar
         session.add(AuditLog(
             at=now, user_name=user, library_id=library_id, action=ACTION,
             detail=f"{service} {month}: {withdrawn} unissued code(s) withdrawn; "
-                   f"{issued} issued and {expired} expired kept"))
+                   f"{issued} issued and {expired} expired kept",
+            # The dashboard words the entry from these (audit_withdraw_pool in web.i18n).
+            args={"service": service, "month": month, "n": withdrawn, "issued": issued,
+                  "expired": expired}))
     return Withdrawal(library_id, service, month, withdrawn, issued, expired)

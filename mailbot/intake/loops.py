@@ -46,6 +46,32 @@ _SYSTEM_LOCAL_PARTS = frozenset({
 })
 
 
+# What the dashboard calls each reason: a catalogue key (``note_loop_<key>``), so staff
+# read it in their language. Reasons not listed are header names only software writes
+# (``_MACHINE_HEADERS``, the RFC 3834 ones): "loop_header", naming the header.
+_REASON_KEYS = {
+    "auto-submitted": "auto_submitted", "empty-return-path": "empty_return_path",
+    "mailer-daemon": "mailer_daemon", "delivery-report": "delivery_report",
+    "feedback-report": "feedback_report", "read-receipt": "read_receipt",
+    "no-reply-address": "no_reply_address", "auto-reply-subject": "auto_reply_subject",
+    "own-address": "own_address", "own-message-id": "own_message_id",
+    "reply-to-own-message": "reply_to_own_message", "x-apple-action": "apple_vacation",
+    "list-id": "mailing_list", "list-unsubscribe": "mailing_list",
+}
+
+
+def reason_note(reason: str) -> tuple[str, dict[str, str]]:
+    """The trail note (catalogue key and values) for a reason of ``loop_reason`` or
+    ``bounce.report_reason``."""
+    if reason.startswith("precedence:"):
+        return "loop_precedence", {"value": reason.partition(":")[2]}
+    key = _REASON_KEYS.get(reason)
+    if key is not None:
+        return "loop_" + key, {}
+    # A header's name as mail clients write it: X-Mailman-Version, List-Post.
+    return "loop_header", {"header": "-".join(p.capitalize() for p in reason.split("-"))}
+
+
 def _local_part(address: str | None) -> str:
     return (address or "").rsplit("@", 1)[0].strip().lower()
 

@@ -6,6 +6,13 @@ millisecond a reply, more than rendering and sending together. Bodies are encode
 ``binascii.b2a_qp`` (C), headers folded at 78 characters and non-ASCII header text put in
 RFC 2047 encoded words by ``email.header``; the result parses back to the same text
 (tests/respond/test_compose.py).
+
+The text part is ``format=flowed`` (RFC 3676), also by hand: wrap.py already knows which
+line breaks it made (soft) and which the template wrote (hard), and what must never be
+broken (codes, URLs, dates); here the lines are only space-stuffed. Neither the standard
+library nor PyPI has a flowed encoder that could take that over (``formatflowed``, last
+released in 2016, re-wraps text by its own rules); decoding it back is
+tests/respond/test_flowed.py.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ _UTF8_QP.header_encoding = QP
 _UTF8_QP.body_encoding = QP
 _RE_PREFIX = re.compile(r"^\s*(re|odp)\s*:", re.IGNORECASE)
 _LINE_BREAKS = re.compile(r"[\r\n]+")
+_STUFF_FIRST = (" ", ">")
 MAX_HEADER_LINE = 78
 
 
@@ -110,25 +118,35 @@ def _from_header(name: str, address: str) -> str:
     return f"{head}{joiner}<{address}>"
 
 
-def quoted_printable(body: str) -> bytes:
+def quoted_printable(body: str, stuffed: bool = False) -> bytes:
     """``body`` in quoted-printable (b2a_qp, istext: line breaks stay line breaks; soft
     breaks keep every line under 77 bytes), with the encoding of each paragraph and line
     cached. b2a_qp encodes each line on its own, and all but a few lines of a reply are the
     same for every patron (~0.15 ms a reply saved). A body with a carriage return is
-    encoded whole."""
+    encoded whole. ``stuffed``: of ``space_stuffed(body)``, stuffed line by line in the
+    cached encoding (a regular expression over the whole text cost ~35 µs a reply)."""
     if "\r" in body:
-        return binascii.b2a_qp(body.encode("utf-8"), istext=True)
+        return binascii.b2a_qp((space_stuffed(body) if stuffed else body).encode("utf-8"),
+                               istext=True)
     *paragraphs, last = body.split("\n\n")
-    return b"".join([_qp_lines(p + "\n\n") for p in paragraphs]) + binascii.b2a_qp(
-        last.encode("utf-8"), istext=True)
+    # The last paragraph line by line: an HTML body is one paragraph, most of whose
+    # lines are the same in every reply too.
+    *lines, final = last.split("\n")
+    if stuffed:
+        lines, final = [_stuffed(line) for line in lines], _stuffed(final)
+    return b"".join([_qp_lines(p + "\n\n", stuffed) for p in paragraphs]
+                    + [_qp_line(line) for line in lines]
+                    + [binascii.b2a_qp(final.encode("utf-8"), istext=True)])
 
 
 @lru_cache(maxsize=2048)
-def _qp_lines(lines: str) -> bytes:
+def _qp_lines(lines: str, stuffed: bool) -> bytes:
     # Complete lines only (``lines`` ends with a line break): where b2a_qp may break a
     # line depends on what follows it. A paragraph holding a patron's value is new each
     # time; its other lines are not.
     *each, _ = lines.split("\n")
+    if stuffed:
+        return b"".join([_qp_line(_stuffed(line)) for line in each])
     return b"".join([_qp_line(line) for line in each])
 
 
@@ -137,10 +155,32 @@ def _qp_line(line: str) -> bytes:
     return binascii.b2a_qp(line.encode("utf-8") + b"\n", istext=True)
 
 
+def space_stuffed(text: str) -> str:
+    """``text`` space-stuffed (RFC 3676 4.4): a space before each line that starts with a
+    space, ">" (a flowed reader would take it for a quote) or "From " (which some mail
+    stores rewrite as ">From "); a flowed reader removes it again. The soft breaks, a
+    space at a line's end, are wrap.py's."""
+    return "\n".join([_stuffed(line) for line in text.split("\n")])
+
+
+def _stuffed(line: str) -> str:
+    return " " + line if line[:1] in _STUFF_FIRST or line.startswith("From ") else line
+
+
 def _text_part(body: str, subtype: str) -> bytes:
     encoded = quoted_printable(body)
     return (f"Content-Type: text/{subtype}; charset=\"utf-8\"\n"
             "Content-Transfer-Encoding: quoted-printable\n\n").encode("ascii") + encoded
+
+
+def _flowed_part(text: str) -> bytes:
+    """The plain-text part as ``format=flowed`` (RFC 3676): a phone's client joins the
+    lines that end in a space and re-wraps the paragraph to its screen, so no reply is
+    read as 78-column lines broken again at 40. Quoted-printable keeps the trailing spaces
+    (as ``=20``), which a relay could otherwise strip."""
+    return (b"Content-Type: text/plain; charset=\"utf-8\"; format=flowed; delsp=no\n"
+            b"Content-Transfer-Encoding: quoted-printable\n\n") + quoted_printable(
+                text, stuffed=True)
 
 
 def compose_reply(
@@ -158,11 +198,14 @@ def compose_reply(
     now: datetime,
     templates_dir: Any = None,
     subject: str | None = None,
+    texts_dir: Any = None,
 ) -> Reply:
     """Renders ``outcome`` (or a notice such as ``reminder``) into a threaded message.
 
-    ``subject`` replaces the default ``Re: <original subject>`` (for notices)."""
-    rendered = render_reply(outcome, context, languages=languages, templates_dir=templates_dir)
+    ``subject`` replaces the default ``Re: <original subject>`` (for notices);
+    ``texts_dir`` is the library's own texts folder (render.render_reply)."""
+    rendered = render_reply(outcome, context, languages=languages, templates_dir=templates_dir,
+                            texts_dir=texts_dir)
     message_id = reply_message_id_for(mailbox_address, request_key)
 
     # "=_" never occurs in quoted-printable text, so the boundary cannot clash with a body.
@@ -190,7 +233,7 @@ def compose_reply(
     message = b"".join((
         # UTF-8 only in an EAI address's To header (_to_header); every other header is ASCII.
         "\n".join(headers).encode("utf-8"), b"\n\nThis is a multipart message in MIME format.\n",
-        delimiter, _text_part(rendered.text, "plain"),
+        delimiter, _flowed_part(rendered.text),
         delimiter, _text_part(rendered.html, "html"),
         f"\n--{boundary}--\n".encode("ascii"),
     ))

@@ -6,6 +6,23 @@ first by default, the next language under a divider. Environments (one per templ
 directory and language, so the ``date``/``month``/... filters speak that language) and
 compiled templates are cached: only the first reply pays for parsing.
 
+A library may keep its own reply texts (``texts_dir`` in its ``[[libraries]]`` table): a
+folder laid out like ``templates/email`` (``pl/issued.txt.j2``, ``en/_macros.html.j2``,
+``layout.txt.j2`` …). A file there replaces the shipped one of that name for that library
+only; every other name falls back to the templates directory. Each (templates directory,
+texts folder, language) has its own cached environment, and the shape cache keys on the
+same, so one library's texts never reach another's replies and none pays for parsing twice.
+
+A library's texts are the library's input, not the program's: an environment that reads a
+texts folder is sandboxed (ImmutableSandboxedEnvironment: no ``__globals__``, no
+attributes starting with ``_``, nothing modified), and a file there that resolves outside
+the folder (a symlink to ``/etc/...``) is refused (``OutsideTexts``). The shipped
+templates keep the plain environment, as fast as before. The cached environments keep
+what they compiled for the life of the process: the daemon reads changed texts after a
+restart, each cron run (``mailbot run --once``) reads them anew, and the dashboard's preview
+renders with ``fresh=True`` (an environment of its own, nothing cached) so it shows the
+files as they are now.
+
 What each outcome's templates may use, and the check of a context against it:
 variables.py. The text sections are wrapped by wrap.py. In a burst most replies come from
 the shape cache (shapes.py), which renders these templates once per reply shape and is
@@ -16,19 +33,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, meta
+from jinja2 import (BaseLoader, ChoiceLoader, Environment, FileSystemLoader, PrefixLoader,
+                    StrictUndefined, TemplateError, TemplateSyntaxError, meta, nodes)
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from mailbot import outcomes
 from mailbot.resources import TEMPLATES
 from mailbot.respond import i18n, shapes
 from mailbot.respond.variables import prepare_context
-from mailbot.respond.wrap import finish, tidy_text
+from mailbot.respond.wrap import finish, soft_breaks, tidy_text
 
 __all__ = [
     "DEFAULT_TEMPLATES_DIR",
@@ -38,10 +57,15 @@ __all__ = [
     "RenderedReply",
     "Section",
     "TemplateNames",
+    "OutsideTexts",
+    "TemplateSource",
+    "TextProblem",
     "environment",
     "render_plainly",
     "render_reply",
     "template_names",
+    "template_sources",
+    "texts_problems",
     "variables_used",
 ]
 
@@ -85,11 +109,177 @@ def template_names(outcome: str, lang: str) -> TemplateNames:
     return TemplateNames(text=f"{base}.txt.j2", html=f"{base}.html.j2")
 
 
-def environment(lang: str, templates_dir: Path | None = None) -> Environment:
-    """The cached Jinja environment for ``lang`` (filters speak that language)."""
+def environment(lang: str, templates_dir: Path | None = None,
+                texts_dir: Path | str | None = None) -> Environment:
+    """The cached Jinja environment for ``lang`` (filters speak that language), reading a
+    library's ``texts_dir`` first when it has one (then sandboxed)."""
     _check_lang(lang)
-    root = DEFAULT_TEMPLATES_DIR if templates_dir is None else _resolve(Path(templates_dir))
-    return _environment(root, lang)
+    return _environment(_root(templates_dir), _texts(texts_dir), lang)
+
+
+class OutsideTexts(TemplateError):
+    """A file of a library's texts folder that resolves outside it (a symlink): never
+    read, so the folder cannot show or send a file of the server."""
+
+    def __init__(self, path: Path, target: Path) -> None:
+        super().__init__(f"{path} points outside the texts folder (to {target}); "
+                         "such a file is not read")
+        self.path = path
+        self.target = target
+
+
+class TemplateSource(NamedTuple):
+    """Where one template of a reply is read from."""
+
+    name: str  # the loader name, e.g. "email/pl/issued.txt.j2"
+    path: Path
+    own: bool  # from the library's texts folder (else shipped / templates_dir)
+
+
+def template_sources(outcome: str, languages: Sequence[str] = ("pl", "en"), *,
+                     templates_dir: Path | None = None,
+                     texts_dir: Path | str | None = None) -> list[TemplateSource]:
+    """The files a reply for ``outcome`` is rendered from (each language's text and HTML,
+    their macros, the layouts), and which of them the library's folder provides."""
+    templates = _templates(outcome, languages, templates_dir, texts_dir)
+    names: list[str] = []
+    for lang in templates.languages:
+        tn = template_names(outcome, lang)
+        names += [tn.text, tn.html, f"email/{lang}/_macros.txt.j2",
+                  f"email/{lang}/_macros.html.j2"]
+    names += [LAYOUT_TEXT, LAYOUT_HTML]
+    found = []
+    for name in names:
+        own = templates.texts is not None and (templates.texts / _own_name(name)).is_file()
+        path = templates.texts / _own_name(name) if own and templates.texts else \
+            templates.root / name
+        if own or path.is_file():
+            found.append(TemplateSource(name, path, own))
+    return found
+
+
+@dataclass(frozen=True)
+class TextProblem:
+    """One finding about a library's texts folder. ``key`` words it in the dashboard's
+    catalogue (``texts_problem_<key>``, with ``file``, ``line`` and ``args``); ``detail``
+    is Jinja's own message, if any (English); ``str()`` is the English sentence the CLI
+    (``mailbot check``) prints. ``blocks``: replies needing the file cannot be put
+    together (a misnamed file is only never read)."""
+
+    key: str
+    file: str
+    line: int | None = None
+    args: Mapping[str, str] = field(default_factory=dict)
+    detail: str = ""
+    blocks: bool = True
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}, line {self.line}"
+        return f"{where}: {_PROBLEM_TEXT[self.key].format(**self.args, detail=self.detail)}"
+
+
+_PROBLEM_TEXT = {
+    "no_folder": "no such folder",
+    "misnamed": "no shipped template is called {name} (it would never be used; see "
+                "templates/email for the names)",
+    "outside": "points outside the texts folder (to {target}); it is not read",
+    "not_utf8": "not UTF-8 text",
+    "syntax": "{detail}",
+    "unsafe": "uses {attribute}, which reply texts may not (sandbox: SecurityError)",
+    "unknown_variable": "unknown variable(s) {names} (this reply is given: {allowed})",
+}
+
+
+def texts_problems(texts_dir: Path | str,
+                   templates_dir: Path | None = None) -> list[TextProblem]:
+    """What is wrong with a library's texts folder, each problem naming its file: a file
+    no shipped template has the name of (it would never be read), one that resolves
+    outside the folder, a syntax error or an unknown filter (with its line), an attribute
+    the sandbox refuses (``__globals__``, ``_x``), a variable the outcome's replies are
+    never given."""
+    from mailbot.respond.variables import CONTEXT_VARIABLES
+
+    texts, root = Path(texts_dir), _root(templates_dir)
+    if not texts.is_dir():
+        return [TextProblem("no_folder", str(texts))]
+    real = texts.resolve()
+    problems: list[TextProblem] = []
+    for path in sorted(p for p in texts.rglob("*") if p.is_file()):
+        rel = path.relative_to(texts).as_posix()
+        name = f"email/{rel}"
+        target = path.resolve()
+        if not target.is_relative_to(real):
+            problems.append(TextProblem("outside", str(path), args={"target": str(target)}))
+            continue
+        if not (root / name).is_file():
+            problems.append(TextProblem("misnamed", str(path), args={"name": rel},
+                                        blocks=False))
+            continue
+        lang, _, base = rel.rpartition("/")
+        env = _environment(root, _texts(texts), lang if lang in i18n.LANGUAGES else "pl")
+        try:
+            source = path.read_text(encoding="utf-8")
+            # Compiling also finds an unknown filter or test, which parsing alone does not.
+            env.compile(source, name, str(path))
+            ast = env.parse(source)
+        except UnicodeDecodeError:
+            problems.append(TextProblem("not_utf8", str(path)))
+            continue
+        except TemplateSyntaxError as exc:
+            problems.append(TextProblem("syntax", str(path), exc.lineno, detail=exc.message or ""))
+            continue
+        unsafe = _unsafe_attribute(ast)
+        if unsafe is not None:
+            problems.append(TextProblem("unsafe", str(path), unsafe[1],
+                                        args={"attribute": unsafe[0]}))
+            continue
+        outcome = base.split(".", 1)[0]
+        if base.startswith("_"):
+            continue  # macros: imported without the context, their names are their own
+        if lang:
+            spec = CONTEXT_VARIABLES.get(outcome)
+            allowed = (spec.required | spec.optional) if spec else None
+        else:  # a layout gets the sections and what every reply has
+            allowed = frozenset.intersection(
+                *(v.required | v.optional for v in CONTEXT_VARIABLES.values())) | {"sections"}
+        if allowed is None:
+            continue
+        unknown = sorted(meta.find_undeclared_variables(ast) - allowed - {"lang"})
+        if unknown:
+            problems.append(TextProblem("unknown_variable", str(path), args={
+                "names": ", ".join(unknown), "allowed": ", ".join(sorted(allowed))}))
+    return problems
+
+
+def _unsafe_attribute(ast: nodes.Template) -> tuple[str, int] | None:
+    """The first attribute the sandbox would refuse at rendering (``x.__class__``,
+    ``x["__init__"]``, ``x|attr("_y")``, a function's ``__globals__`` …), with its line:
+    found here by reading, so the check names it before any reply is rendered."""
+    from jinja2.sandbox import (UNSAFE_FUNCTION_ATTRIBUTES, UNSAFE_GENERATOR_ATTRIBUTES,
+                                UNSAFE_METHOD_ATTRIBUTES)
+
+    internal = UNSAFE_FUNCTION_ATTRIBUTES | UNSAFE_METHOD_ATTRIBUTES | \
+        UNSAFE_GENERATOR_ATTRIBUTES | {"mro", "f_globals", "f_locals", "gi_frame", "cr_frame"}
+
+    def bad(attr: object) -> bool:
+        return isinstance(attr, str) and (attr.startswith("_") or attr in internal)
+
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        if isinstance(node, nodes.Getattr):
+            attr: object = node.attr
+        elif isinstance(node, nodes.Getitem):
+            attr = node.arg.value if isinstance(node.arg, nodes.Const) else None
+        else:
+            attr = node.args[0].value if node.name == "attr" and node.args and \
+                isinstance(node.args[0], nodes.Const) else None
+        if bad(attr):
+            return str(attr), node.lineno
+    return None
+
+
+def _own_name(name: str) -> str:
+    # The texts folder is laid out like templates/email: "email/pl/x.j2" is "pl/x.j2" there.
+    return name.removeprefix("email/")
 
 
 def render_reply(
@@ -98,11 +288,14 @@ def render_reply(
     *,
     languages: Sequence[str] = ("pl", "en"),
     templates_dir: Path | None = None,
+    texts_dir: Path | str | None = None,
 ) -> RenderedReply:
-    """Render the reply for ``outcome``: one section per language, in the order given."""
-    templates = _templates(outcome, languages, templates_dir)
+    """Render the reply for ``outcome``: one section per language, in the order given;
+    ``texts_dir``: the library's own texts, read before the templates directory."""
+    templates = _templates(outcome, languages, templates_dir, texts_dir)
     text, html = shapes.render(templates, prepare_context(outcome, context))
-    return RenderedReply(text=text, html=html)
+    # The soft line breaks of the flowed text part (wrap.py) as RFC 3676 writes them.
+    return RenderedReply(text=soft_breaks(text), html=html)
 
 
 def render_plainly(
@@ -111,19 +304,24 @@ def render_plainly(
     *,
     languages: Sequence[str] = ("pl", "en"),
     templates_dir: Path | None = None,
+    texts_dir: Path | str | None = None,
+    fresh: bool = False,
 ) -> RenderedReply:
     """render_reply without the shape cache: the templates rendered for this reply alone,
-    which the cache must match byte for byte (tests/respond/test_render_cache.py)."""
-    templates = _templates(outcome, languages, templates_dir)
+    which the cache must match byte for byte (tests/respond/test_render_cache.py).
+    ``fresh``: read and compile the files as they are now, in environments of this render
+    alone (the dashboard's preview), instead of the process's cached ones."""
+    templates = _templates(outcome, languages, templates_dir, texts_dir)._replace(fresh=fresh)
     text, html = templates.render(prepare_context(outcome, context))
-    return RenderedReply(text=text, html=html)
+    return RenderedReply(text=soft_breaks(text), html=html)
 
 
 def variables_used(outcome: str, languages: Sequence[str] = ("pl", "en"),
-                   templates_dir: Path | None = None) -> frozenset[str]:
+                   templates_dir: Path | None = None,
+                   texts_dir: Path | str | None = None) -> frozenset[str]:
     """The context variables the reply's templates and the layouts refer to; every
     variable when one of them includes another template that sees the whole context."""
-    return _templates(outcome, languages, templates_dir).variables()
+    return _templates(outcome, languages, templates_dir, texts_dir).variables()
 
 
 class _Templates(NamedTuple):
@@ -132,9 +330,16 @@ class _Templates(NamedTuple):
     root: Path
     outcome: str
     languages: tuple[str, ...]
+    texts: Path | None = None  # the library's own texts folder, read first
+    fresh: bool = False  # uncached environments (render_plainly(fresh=True))
+
+    def environment(self, lang: str) -> Environment:
+        if self.fresh:
+            return _make_environment(self.root, self.texts, lang, cached=False)
+        return _environment(self.root, self.texts, lang)
 
     def variables(self) -> frozenset[str]:
-        return _referenced(self.root, self.outcome, self.languages)
+        return _referenced(self.root, self.texts, self.outcome, self.languages)
 
     def render(self, ctx: dict[str, Any]) -> tuple[str, str]:
         texts, htmls = self.sections(ctx)
@@ -146,7 +351,7 @@ class _Templates(NamedTuple):
         texts: list[str] = []
         htmls: list[str] = []
         for lang in self.languages:
-            env = _environment(self.root, lang)
+            env = self.environment(lang)
             names = template_names(self.outcome, lang)
             texts.append(env.get_template(names.text).render(ctx))
             htmls.append(env.get_template(names.html).render(ctx).strip())
@@ -154,7 +359,7 @@ class _Templates(NamedTuple):
 
     def layouts(self, ctx: dict[str, Any], texts: list[str],
                 htmls: list[str]) -> tuple[str, str]:
-        layout_env = _environment(self.root, self.languages[0])
+        layout_env = self.environment(self.languages[0])
         return (layout_env.get_template(LAYOUT_TEXT).render(
                     ctx, sections=[Section(lang, text)
                                    for lang, text in zip(self.languages, texts)]),
@@ -165,22 +370,30 @@ class _Templates(NamedTuple):
                                    for lang, html in zip(self.languages, htmls)]))
 
 
-def _templates(outcome: str, languages: Sequence[str],
-               templates_dir: Path | None) -> _Templates:
+def _templates(outcome: str, languages: Sequence[str], templates_dir: Path | None,
+               texts_dir: Path | str | None = None) -> _Templates:
     _check_outcome(outcome)
     if isinstance(languages, str) or not languages:
         raise ValueError(f"languages must be a non-empty sequence of codes, got {languages!r}")
     for lang in languages:
         _check_lang(lang)
-    root = DEFAULT_TEMPLATES_DIR if templates_dir is None else _resolve(Path(templates_dir))
-    return _Templates(root, outcome, tuple(languages))
+    return _Templates(_root(templates_dir), outcome, tuple(languages), _texts(texts_dir))
+
+
+def _root(templates_dir: Path | None) -> Path:
+    return DEFAULT_TEMPLATES_DIR if templates_dir is None else _resolve(Path(templates_dir))
+
+
+def _texts(texts_dir: Path | str | None) -> Path | None:
+    return None if not texts_dir else _resolve(Path(texts_dir))
 
 
 @lru_cache(maxsize=256)
-def _referenced(root: Path, outcome: str, languages: tuple[str, ...]) -> frozenset[str]:
+def _referenced(root: Path, texts: Path | None, outcome: str,
+                languages: tuple[str, ...]) -> frozenset[str]:
     names: set[str] = set()
     for lang in languages:
-        env = _environment(root, lang)
+        env = _environment(root, texts, lang)
         tn = template_names(outcome, lang)
         for name in (tn.text, tn.html, LAYOUT_TEXT, LAYOUT_HTML):
             source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
@@ -227,18 +440,52 @@ def _nl2br(value: Any) -> Markup:
     return Markup("<br>\n").join(escape(line) for line in lines)
 
 
+class _TextsLoader(FileSystemLoader):
+    """A library's texts folder: a file that resolves outside it (a symlink, ``..``) is
+    refused with OutsideTexts, never read, and never falls back silently."""
+
+    def __init__(self, texts: Path) -> None:
+        super().__init__(str(texts))
+        self.texts = texts  # resolved (_texts)
+
+    def get_source(self, environment: Environment, template: str) -> Any:
+        source, filename, uptodate = super().get_source(environment, template)
+        target = Path(filename).resolve()
+        if not target.is_relative_to(self.texts):
+            raise OutsideTexts(Path(filename), target)
+        return source, filename, uptodate
+
+
+def _loader(root: Path, texts: Path | None) -> BaseLoader:
+    shipped = FileSystemLoader(str(root))
+    if texts is None:
+        return shipped
+    # "email/pl/issued.txt.j2" is looked up as texts/pl/issued.txt.j2 first; a name the
+    # folder does not have (TemplateNotFound) comes from the templates directory.
+    return ChoiceLoader([PrefixLoader({"email": _TextsLoader(texts)}), shipped])
+
+
 @lru_cache(maxsize=None)
-def _environment(root: Path, lang: str) -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(str(root)),
+def _environment(root: Path, texts: Path | None, lang: str) -> Environment:
+    return _make_environment(root, texts, lang)
+
+
+def _make_environment(root: Path, texts: Path | None, lang: str, *,
+                      cached: bool = True) -> Environment:
+    # A library's own texts are the library's input: sandboxed. The shipped templates
+    # (and a global templates_dir, IT's own) keep the plain, faster environment.
+    kind = Environment if texts is None else ImmutableSandboxedEnvironment
+    env = kind(
+        loader=_loader(root, texts),
         undefined=StrictUndefined,
         autoescape=_autoescape,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        # Templates are compiled once per process; editing one needs a restart.
+        # Templates are compiled once per process; editing one needs a restart of the
+        # daemon (a cached environment); a fresh one (the preview) compiles each time.
         auto_reload=False,
-        cache_size=-1,
+        cache_size=-1 if cached else 0,
     )
     env.filters.update(
         date=partial(i18n.format_date, lang=lang),

@@ -22,6 +22,11 @@ already_received
     (date); optional ``code`` (only when the code may be repeated to this sender),
     ``activation_url``, ``previous_service`` (key; derived from the name when absent).
 debt: ``balance_due`` (Decimal). overdue: ``overdue_items`` (int).
+pool_exhausted: optional ``other_services`` (Offers: service, name, keyword; the
+library's other services still open to the patron this month). service_not_offered:
+``offered`` (the same, for the services the library offers; an eligibility_test's
+verdict service_not_offered has it too). pool_not_ready: optional ``staff_told`` (bool:
+staff were sent the alert; the reply says so only then).
 inactive_account: optional ``valid_until`` (date). blocked: ``blocked_until`` (date: first
 day a code can be asked for again), ``penalty_months`` (int). ambiguous_card:
 ``candidates`` (list[str]). age_restricted: ``min_age`` (int). data_not_updated,
@@ -93,14 +98,19 @@ CONTEXT_VARIABLES: Mapping[str, Variables] = {
     Outcome.DATA_NOT_UPDATED: _vars(["year"]),
     Outcome.NO_LOANS_THIS_YEAR: _vars(["year"], ["since"]),
     Outcome.BLOCKED: _vars(["blocked_until", "penalty_months"]),
-    Outcome.POOL_EXHAUSTED: _vars(),
+    # The other services the patron may still ask for this month: mailbot.rules.offered.Offer.
+    Outcome.POOL_EXHAUSTED: _vars([], ["other_services"]),
+    # staff_told: a staff address was (or is being) sent the alert: the reply says so.
+    Outcome.POOL_NOT_READY: _vars([], ["staff_told"]),
+    # The services the library does offer: Offer (service, name, keyword).
+    Outcome.SERVICE_NOT_OFFERED: _vars(["offered"]),
     Outcome.AGE_RESTRICTED: _vars(["min_age"]),
     # The verdict of a TEST LEGIMI / TEST EMPIK GO mail: "eligible" or a refusal outcome,
     # with that refusal's own variables when it has them.
     Outcome.ELIGIBILITY_TEST: _vars(["verdict"], [
         "before_window", "candidates", "valid_until", "min_age", "balance_due",
         "overdue_items", "year", "since", "blocked_until", "penalty_months",
-        "previous_service_name", "max_codes"]),
+        "previous_service_name", "max_codes", "offered"]),
     Notice.REMINDER: _vars(["code", "deadline", "penalty_months"], ["activation_url"]),
     Outcome.ADDRESS_LIMIT: _vars(["max_codes"]),
 }

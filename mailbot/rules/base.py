@@ -85,6 +85,12 @@ class Facts:
     next_code: FreeCode | None = None
     codes_left: int = 0
     owed_to_email: int = 0
+    # Was any code of the request's service imported for its month (issued, expired or
+    # free; a pool withdrawn whole does not count)? No: pool_not_ready, not pool_exhausted.
+    pool_imported: bool = True
+    # The library's other services that still have a free code this month which this card
+    # may take: asked only once the request's own pool is empty (pool_exhausted names them).
+    other_services_left: tuple[str, ...] = ()
 
     @property
     def local_received(self) -> datetime:
@@ -96,12 +102,16 @@ class Hit:
     """A rule decided: its outcome, a note for staff and values for the reply template.
 
     ``result`` is what the trail says of it: a refusal, or (for a chain's last word) the
-    code issued or a test's verdict."""
+    code issued or a test's verdict. ``note`` names the note's text in the dashboard's
+    catalogue (``note_<note>``, Polish and English) and ``args`` are its values, JSON-able
+    (str, int; dates as ISO strings, money as a string), so the trail stored with the
+    request is read in the staff's language, not in the language the rule was written in."""
 
     outcome: str
     note: str
     context: dict[str, Any] = field(default_factory=dict)
     result: str = "refused"
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 class Rule(Protocol):

@@ -11,7 +11,7 @@ class NoCard:
 
     def check(self, facts: Facts) -> Hit | None:
         if not facts.card_candidates:
-            return Hit(self.name, "no card number in the mail")
+            return Hit(self.name, "no_card")
         return None
 
 
@@ -21,6 +21,6 @@ class AmbiguousCard:
 
     def check(self, facts: Facts) -> Hit | None:
         if facts.card is None and len(facts.card_candidates) > 1:
-            return Hit(self.name, "candidates: " + ", ".join(facts.card_candidates),
-                       {"candidates": list(facts.card_candidates)})
+            return Hit(self.name, "ambiguous_card", {"candidates": list(facts.card_candidates)},
+                       args={"candidates": ", ".join(facts.card_candidates)})
         return None

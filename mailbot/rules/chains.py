@@ -18,6 +18,7 @@ from typing import Any
 from mailbot.rules.base import Facts, Hit, Rule, Verdict
 from mailbot.rules.card import AmbiguousCard, NoCard
 from mailbot.rules.eligibility_test import EligibilityTest
+from mailbot.rules.offered import ServiceNotOffered
 from mailbot.rules.once_a_month import AddressLimit, AlreadyReceived, Blocked
 from mailbot.rules.pool import DeskPool, Pool
 from mailbot.rules.rate_limit import RateLimit
@@ -46,8 +47,10 @@ class Chain:
 
 
 # The eligibility rules of an e-mail request, in the order they are asked (the order of
-# the monthly report's columns).
+# the monthly report's columns). A service the library does not offer is asked first, even
+# before the window (mailbot.rules.offered: no later answer would be of use to the patron).
 RULES: tuple[Rule, ...] = (
+    ServiceNotOffered(),
     TooEarly(),
     NoCard(),
     AmbiguousCard(),
@@ -74,8 +77,10 @@ TEST = Chain("test", gates=(RateLimit(),),
              verdict=EligibilityTest())
 
 # The walk-in desk: the staff type the card and see the patron, so no card search, no
-# sender address and no per-address cap; the window still applies.
+# sender address and no per-address cap; the window still applies, and only the library's
+# own services are handed out.
 DESK = Chain("desk", gates=(), rules=(
+    ServiceNotOffered(),
     TooEarly(),
     UnknownCard(),
     NameMismatch(),
@@ -96,7 +101,8 @@ def evaluate(facts: Facts, rules: tuple[Rule, ...] = RULES) -> tuple[Hit | None,
     for rule in rules:
         hit = rule.check(facts)
         if hit is not None:
-            trail.append({"rule": rule.name, "result": hit.result, "note": hit.note})
+            trail.append({"rule": rule.name, "result": hit.result, "note": hit.note,
+                          "args": hit.args})
             return hit, trail
         trail.append({"rule": rule.name, "result": "passed"})
     return None, trail
@@ -108,7 +114,8 @@ def run(chain: Chain, facts: Facts) -> tuple[Hit | None, Trail]:
     for gate in chain.gates:
         hit = gate.check(facts)
         if hit is not None:
-            return hit, [{"rule": gate.name, "result": hit.result, "note": hit.note}]
+            return hit, [{"rule": gate.name, "result": hit.result, "note": hit.note,
+                          "args": hit.args}]
     refusal, trail = evaluate(facts, chain.rules)
     if chain.verdict is None:
         return refusal, trail
@@ -116,5 +123,6 @@ def run(chain: Chain, facts: Facts) -> tuple[Hit | None, Trail]:
     if hit is None:
         return refusal, trail
     if chain.verdict.recorded:
-        trail.append({"rule": chain.verdict.name, "result": hit.result, "note": hit.note})
+        trail.append({"rule": chain.verdict.name, "result": hit.result, "note": hit.note,
+                          "args": hit.args})
     return hit, trail

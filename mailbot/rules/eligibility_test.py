@@ -23,10 +23,13 @@ class EligibilityTest:
         if refusal is None:
             verdict, context = ELIGIBLE, {}
             if not before and facts.codes_left <= 0:
-                verdict = Outcome.POOL_EXHAUSTED
+                # A pool never imported is not an empty one (mailbot.rules.pool).
+                verdict = (Outcome.POOL_EXHAUSTED if facts.pool_imported
+                           else Outcome.POOL_NOT_READY)
         else:
             verdict, context = refusal.outcome, dict(refusal.context)
         context.pop("code", None)
         context.update(verdict=verdict, before_window=before)
-        return Hit(Outcome.ELIGIBILITY_TEST, "test only: nothing issued"
-                   + ("; window not open yet" if before else ""), context, result=verdict)
+        return Hit(Outcome.ELIGIBILITY_TEST,
+                   "eligibility_test_before_window" if before else "eligibility_test",
+                   context, result=verdict)

@@ -14,13 +14,14 @@ replies, which marks them failed) is done by intake's store before the chain is 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
 from mailbot.intake.bounce import report_reason
-from mailbot.intake.loops import looks_automatic, loop_reason
+from mailbot.intake.loops import looks_automatic, loop_reason, reason_note
 from mailbot.intake.parse import ParsedMail
 from mailbot.outcomes import Outcome, RequestState
 from mailbot.rules.base import Hit
@@ -57,6 +58,27 @@ class IntakeRule(Protocol):
     def check(self, facts: IntakeFacts) -> Hit | None: ...
 
 
+# What intake's store says of a bounce it matched (intake.store._mark_bounced).
+_BOUNCE_MARKED = re.compile(r"outbox ([\d, ]+) marked failed \((.*)\)\Z", re.S)
+
+
+def _bounce_note(bounced: str) -> Hit:
+    """The trail note of a bounce of our replies: which were marked failed, and why (the
+    reason is the receiving server's own words)."""
+    marked = _BOUNCE_MARKED.match(bounced)
+    if marked is not None:
+        return Hit(Outcome.IGNORED_LOOP, "bounce_marked",
+                   args={"replies": marked.group(1), "reason": marked.group(2)})
+    if bounced == "not one of our stored replies":
+        return Hit(Outcome.IGNORED_LOOP, "bounce_unmatched")
+    return Hit(Outcome.IGNORED_LOOP, "bounce_other", args={"detail": bounced})
+
+
+# What looks_automatic says of a mail, when it is not a phrase quoted from the mail.
+_READS_KEYS = {"system account": "reads_system_account", "spam filter: spam": "reads_spam",
+               "spam filter: forged sender": "reads_forged_sender"}
+
+
 class AutomaticMail:
     name = "loop"
     description = ("A program wrote it (RFC 3834 headers, a report, a bounce of our "
@@ -64,12 +86,15 @@ class AutomaticMail:
 
     def check(self, facts: IntakeFacts) -> Hit | None:
         if facts.bounced is not None:
-            return Hit(Outcome.IGNORED_LOOP, f"bounce of our reply: {facts.bounced}")
+            return _bounce_note(facts.bounced)
         # A report nested below the top level (a gateway's DSN, an ARF complaint) is
         # found in the raw bytes; loop_reason sees the top level.
         reason = (loop_reason(facts.parsed, own_addresses=facts.own_addresses)
                   or report_reason(facts.parsed, facts.raw))
-        return Hit(Outcome.IGNORED_LOOP, reason) if reason is not None else None
+        if reason is None:
+            return None
+        note, args = reason_note(reason)
+        return Hit(Outcome.IGNORED_LOOP, note, args=args)
 
 
 class BlockedSender:
@@ -81,7 +106,7 @@ class BlockedSender:
         address = facts.sender
         if address and any(fnmatch.fnmatchcase(address, pattern.lower())
                            for pattern in facts.blocked_senders):
-            return Hit(Outcome.IGNORED_SENDER, "sender on the block list; no reply")
+            return Hit(Outcome.IGNORED_SENDER, "blocked_sender")
         return None
 
 
@@ -91,7 +116,7 @@ class NoService:
 
     def check(self, facts: IntakeFacts) -> Hit | None:
         if facts.service is None:
-            return Hit(Outcome.NOT_A_REQUEST, "subject names no service; left for staff")
+            return Hit(Outcome.NOT_A_REQUEST, "no_service")
         return None
 
 
@@ -103,8 +128,11 @@ class ReadsAutomatic:
     def check(self, facts: IntakeFacts) -> Hit | None:
         machine = looks_automatic(facts.parsed)
         if machine is not None:
-            return Hit(Outcome.NOT_A_REQUEST,
-                       f"reads like an automatic mail ({machine!r}); left for staff")
+            key = _READS_KEYS.get(machine)
+            if key is not None:
+                return Hit(Outcome.NOT_A_REQUEST, key)
+            # A phrase of the mail itself ("out of office"): quoted as the mail has it.
+            return Hit(Outcome.NOT_A_REQUEST, "reads_automatic", args={"phrase": machine})
         return None
 
 
@@ -115,7 +143,7 @@ class NoSender:
 
     def check(self, facts: IntakeFacts) -> Hit | None:
         if facts.sender is None:
-            return Hit(Outcome.NOT_A_REQUEST, "no usable sender address; left for staff")
+            return Hit(Outcome.NOT_A_REQUEST, "no_sender")
         return None
 
 
@@ -144,12 +172,14 @@ class Sorting:
     outcome: Outcome | None = None
     rule: str | None = None
     note: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
 
     @property
     def trail(self) -> list[dict[str, Any]]:
         if self.rule is None:
             return []
-        return [{"rule": self.rule, "result": "refused", "note": self.note}]
+        return [{"rule": self.rule, "result": "refused", "note": self.note,
+                 "args": self.args}]
 
 
 A_REQUEST = Sorting(RequestState.NEW, GoesTo.PROCESSED)
@@ -163,5 +193,5 @@ def sort_mail(facts: IntakeFacts,
         if hit is not None:
             outcome = Outcome(hit.outcome)
             state, goes_to = SORTED[outcome]
-            return Sorting(state, goes_to, outcome, rule.name, hit.note)
+            return Sorting(state, goes_to, outcome, rule.name, hit.note, hit.args)
     return A_REQUEST

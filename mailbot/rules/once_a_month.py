@@ -24,8 +24,9 @@ class AlreadyReceived:
             # Repeating the code is only safe to the address it already went to.
             "code": prev.code if repeat else None,
         }
-        note = f"{prev.service} code issued {prev.issued_at:%Y-%m-%d %H:%M}"
-        return Hit(self.name, note + ("; code repeated" if repeat else ""), context)
+        return Hit(self.name, "already_received_repeated" if repeat else "already_received",
+                   context, args={"service": prev.service,
+                                  "issued_at": prev.issued_at.isoformat()})
 
 
 class Blocked:
@@ -42,8 +43,8 @@ class Blocked:
         until = date(y, m, 1)
         if facts.local_received.date() >= until:
             return None
-        return Hit(self.name, f"code of {latest} not activated; blocked until {until}",
-                   {"blocked_until": until, "penalty_months": months})
+        return Hit(self.name, "blocked", {"blocked_until": until, "penalty_months": months},
+                   args={"month": latest, "until": until.isoformat()})
 
 
 class AddressLimit:
@@ -54,6 +55,6 @@ class AddressLimit:
     def check(self, facts: Facts) -> Hit | None:
         cap = facts.library.max_codes_per_address_per_month
         if cap and facts.codes_to_address >= cap:
-            return Hit(self.name, f"{facts.codes_to_address} code(s) to this address this "
-                       f"month already (cap {cap})", {"max_codes": cap})
+            return Hit(self.name, "address_limit", {"max_codes": cap},
+                       args={"n": facts.codes_to_address, "cap": cap})
         return None

@@ -4,6 +4,18 @@ By e-mail the request gets the pool's next free code (in arrival order), unless 
 is empty or its month has ended (unissued codes expire with their month). At the desk a
 code may be handed out only if some are left beyond those owed to e-mail requests that
 arrived earlier. Both only say so; taking the code is mailbot.ledger's.
+
+A pool never imported for the month is not an empty one (SPEC 3): the window opened and
+no code of the service is there, so the request is ``pool_not_ready`` — the reply says the
+codes are not available yet and staff were told — never ``pool_exhausted``, which tells
+the patron to wait for next month. A patron who wrote at 00:03 before IT imported the file
+gets that reply at once rather than being held: holding would need a second, timed path
+through the queue (and a reply that may never come if the pool is bought late or not at
+all), while an immediate "not yet, write again later" is honest and costs the patron one
+more mail. Staff get one alert per library, service and month (mailbot.respond.staff_alert).
+
+An exhausted pool's reply names the library's other service when it still has codes this
+month and the card may take one (Facts.other_services_left).
 """
 
 from __future__ import annotations
@@ -11,6 +23,16 @@ from __future__ import annotations
 from mailbot.clock import month_end, month_key
 from mailbot.outcomes import Outcome
 from mailbot.rules.base import ELIGIBLE, Facts, Hit
+from mailbot.rules.offered import offer
+
+
+def _exhausted(facts: Facts, note: str, args: dict[str, object], *,
+               others: bool = True) -> Hit:
+    """pool_exhausted, naming the other services the patron could still ask for (none
+    once the month is over: their codes expired with it too)."""
+    named = facts.other_services_left if others else ()
+    return Hit(Outcome.POOL_EXHAUSTED, note,
+               {"other_services": tuple(offer(s) for s in named)}, args=args)
 
 
 class Pool:
@@ -24,14 +46,19 @@ class Pool:
         year, mon = facts.month
         month = month_key(year, mon)
         assert facts.decided_at is not None
+        # A pool never imported is pool_not_ready, also when the month ended before the
+        # request was decided: "wyczerpana" (run out) would be untrue of it (SPEC 3).
+        if not facts.pool_imported and facts.next_code is None:
+            return Hit(Outcome.POOL_NOT_READY, "pool_not_ready",
+                       args={"service": facts.service, "month": month})
         if facts.decided_at >= month_end(year, mon, facts.tz):
-            return Hit(Outcome.POOL_EXHAUSTED,
-                       f"decided after {month} ended: its codes expired")
+            return _exhausted(facts, "month_ended", {"month": month}, others=False)
         code = facts.next_code
         if code is None:
-            return Hit(Outcome.POOL_EXHAUSTED, f"no {facts.service} code left for {month}")
-        return Hit(Outcome.ISSUED, f"code #{code.id} from pool #{code.pool_id}",
-                   {"code": code.code}, result="issued")
+            return _exhausted(facts, "no_code_left",
+                              {"service": facts.service, "month": month})
+        return Hit(Outcome.ISSUED, "code_from_pool", {"code": code.code},
+                   result="issued", args={"code_id": code.id, "pool_id": code.pool_id})
 
 
 class DeskPool:
@@ -45,7 +72,12 @@ class DeskPool:
             return None
         left, owed = facts.codes_left, facts.owed_to_email
         if left - owed <= 0:
-            note = (f"{left} code(s) left, {owed} owed to earlier e-mail requests" if owed
-                    else "no code left this month")
-            return Hit(Outcome.POOL_EXHAUSTED, note)
-        return Hit(ELIGIBLE, "all rules passed", result="passed")
+            if not facts.pool_imported:
+                year, mon = facts.month
+                return Hit(Outcome.POOL_NOT_READY, "pool_not_ready",
+                           args={"service": facts.service, "month": month_key(year, mon)})
+            if owed:
+                return Hit(Outcome.POOL_EXHAUSTED, "codes_owed_to_email",
+                           args={"left": left, "owed": owed})
+            return Hit(Outcome.POOL_EXHAUSTED, "no_code_left_this_month")
+        return Hit(ELIGIBLE, "all_rules_passed", result="passed")

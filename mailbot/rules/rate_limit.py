@@ -20,6 +20,5 @@ class RateLimit:
     def check(self, facts: Facts) -> Hit | None:
         cap = facts.library.replies_per_sender_per_day
         if cap > 0 and facts.from_address and facts.replies_today >= cap:
-            return Hit(Outcome.RATE_LIMITED,
-                       f"{cap} replies to this address today already; no reply")
+            return Hit(Outcome.RATE_LIMITED, "rate_limit", args={"n": cap})
         return None

@@ -17,7 +17,7 @@ class UnknownCard:
 
     def check(self, facts: Facts) -> Hit | None:
         if facts.reader is None:
-            return Hit(self.name, f"card {facts.card} not found")
+            return Hit(self.name, "unknown_card", args={"card": facts.card or ""})
         return None
 
 
@@ -29,7 +29,7 @@ class NameMismatch:
         assert facts.reader is not None
         if facts.library.check_name and not surname_matches(facts.name_text,
                                                             facts.reader.last_name):
-            return Hit(self.name, "the surname on file is not in the mail")
+            return Hit(self.name, "name_mismatch")
         return None
 
 
@@ -43,7 +43,7 @@ class SenderMismatch:
             return None
         on_file = (facts.reader.email or "").strip().lower()
         if not on_file or on_file != (facts.from_address or "").lower():
-            return Hit(self.name, "sender address is not the address on file")
+            return Hit(self.name, "sender_mismatch")
         return None
 
 
@@ -55,8 +55,8 @@ class InactiveAccount:
         assert facts.reader is not None
         valid_until = facts.reader.valid_until
         if valid_until is not None and valid_until < facts.local_received.date():
-            return Hit(self.name, f"card valid until {valid_until.isoformat()}",
-                       {"valid_until": valid_until})
+            return Hit(self.name, "inactive_account", {"valid_until": valid_until},
+                       args={"valid_until": valid_until.isoformat()})
         return None
 
 
@@ -67,8 +67,8 @@ class Debt:
     def check(self, facts: Facts) -> Hit | None:
         assert facts.reader is not None
         if facts.reader.balance_due > Decimal(facts.library.max_balance_due):
-            return Hit(self.name, f"balance due {facts.reader.balance_due}",
-                       {"balance_due": facts.reader.balance_due})
+            return Hit(self.name, "debt", {"balance_due": facts.reader.balance_due},
+                       args={"amount": str(facts.reader.balance_due)})
         return None
 
 
@@ -79,8 +79,8 @@ class Overdue:
     def check(self, facts: Facts) -> Hit | None:
         assert facts.reader is not None
         if facts.reader.overdue_items > facts.library.max_overdue_items:
-            return Hit(self.name, f"{facts.reader.overdue_items} overdue item(s)",
-                       {"overdue_items": facts.reader.overdue_items})
+            return Hit(self.name, "overdue", {"overdue_items": facts.reader.overdue_items},
+                       args={"n": facts.reader.overdue_items})
         return None
 
 
@@ -93,7 +93,10 @@ class DataNotUpdated:
         year = facts.local_received.year
         updated = facts.reader.data_updated_on
         if facts.library.check_data_updated and (updated is None or updated.year < year):
-            return Hit(self.name, f"data last updated {updated or 'never'}", {"year": year})
+            if updated is None:
+                return Hit(self.name, "data_never_updated", {"year": year})
+            return Hit(self.name, "data_not_updated", {"year": year},
+                       args={"updated_on": updated.isoformat()})
         return None
 
 
@@ -107,15 +110,21 @@ class NoLoansThisYear:
         today = facts.local_received.date()
         last = facts.reader.last_loan_on
         if facts.library.check_loans_this_year and (last is None or last.year < today.year):
-            return Hit(self.name, f"last loan {last or 'never'}",
-                       {"year": today.year, "since": None})
+            context = {"year": today.year, "since": None}
+            if last is None:
+                return Hit(self.name, "no_loans_ever", context)
+            return Hit(self.name, "no_loans_this_year", context,
+                       args={"last_loan_on": last.isoformat()})
         months = facts.library.active_loan_months
         if months:
             y, m = add_months(today.year, today.month, -months)
             since = date(y, m, min(today.day, last_day(y, m).day))
             if last is None or last < since:
-                return Hit(self.name, f"last loan {last or 'never'}, none since {since}",
-                           {"year": today.year, "since": since})
+                context = {"year": today.year, "since": since}
+                if last is None:
+                    return Hit(self.name, "no_loans_ever", context)
+                return Hit(self.name, "no_loans_since", context,
+                           args={"last_loan_on": last.isoformat(), "since": since.isoformat()})
         return None
 
 
@@ -133,5 +142,6 @@ class AgeRestricted:
         today = facts.local_received.date()
         age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
         if age < min_age:
-            return Hit(self.name, f"age {age} below {min_age}", {"min_age": min_age})
+            return Hit(self.name, "age_restricted", {"min_age": min_age},
+                       args={"age": age, "min_age": min_age})
         return None

@@ -54,20 +54,26 @@ def resend(session: Session, *, outbox_id: int, request: Request, user: str,
         raise ActionRefused("err_reply_pending")
     before = f"{row.state}, {row.attempts} attempt(s)" + (
         f", last error: {row.last_error}" if row.last_error else "")
+    values = {"reply": row.id, "to": row.to_address, "reply_state": str(row.state),
+              "attempts": row.attempts}
+    if row.last_error:
+        values.update(variant="error", error=row.last_error[:500])
     # The daemon gives up on a reply retry_for seconds after its first failure: a resend
     # starts that clock again.
     row.state, row.due_at, row.created_at = OutboxState.PENDING, now, now
     row.retry_at, row.last_error, row.sent_at, row.attempts = None, None, None, 0
     row.failing_since = None
     audit(session, user=user, action="resend", library_id=request.library_id, now=now,
-          request_id=request.id, detail=f"reply #{row.id} to {row.to_address} (was {before})")
+          request_id=request.id, detail=f"reply #{row.id} to {row.to_address} (was {before})",
+          args=values)
     return row
 
 
 def mark_handled(session: Session, *, request: Request, user: str, note: str,
                  now: datetime) -> None:
     audit(session, user=user, action="handled", library_id=request.library_id, now=now,
-          request_id=request.id, detail=note.strip())
+          request_id=request.id, detail=note.strip(),
+          args={"note": note.strip()} if note.strip() else {"variant": "bare"})
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ def override(session: Session, settings: Settings, *, request: Request, service:
     previous = request.outcome or request.state
     request.trail = [*(request.trail or []), {
         "rule": "staff_override", "result": "issued",
-        "note": f"by {user}: {reason} (was {previous})"}]
+        "note": "staff_override", "args": {"user": user, "reason": reason, "was": str(previous)}}]
     request.outcome, request.state = Outcome.ISSUED, RequestState.DECIDED
     request.decided_at = now
     request.service = service
@@ -138,13 +144,15 @@ def override(session: Session, settings: Settings, *, request: Request, service:
         library_name=library.name, mailbox_address=mailbox.address,
         to=request.from_address, original_subject=request.subject,
         original_message_id=request.message_id, original_references=(),
-        templates_dir=settings.templates_dir,
+        templates_dir=settings.templates_dir, texts_dir=library.texts_dir,
         request_key=f"{mailbox.key}|{request.uidvalidity}|{request.uid}|"
                     f"{request.message_id}|override", now=now)
     pending = session.scalar(select(Outbox).where(Outbox.request_id == request.id,
                                                   Outbox.state == OutboxState.PENDING))
     withdrawn = ""
+    values = {"was": str(previous), "service": service, "card": card, "reason": reason}
     if pending is not None:
+        values.update(variant="withdrawn", reply=pending.id)
         # The refusal has not gone out yet: the patron gets the code instead of it.
         withdrawn = f"; unsent {pending.outcome} reply #{pending.id} withdrawn"
         session.delete(pending)
@@ -156,7 +164,8 @@ def override(session: Session, settings: Settings, *, request: Request, service:
     session.flush()
     audit(session, user=user, action="override", library_id=library.id, now=now,
           request_id=request.id, code_id=code.id,
-          detail=f"{previous} -> issued ({service}, card {card}): {reason}{withdrawn}")
+          detail=f"{previous} -> issued ({service}, card {card}): {reason}{withdrawn}",
+          args=values)
     return Override(code, row)
 
 

@@ -29,7 +29,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from mailbot.clock import as_aware, utcnow
 from mailbot.config import Settings
 from mailbot.db.session import reading
-from mailbot.web import i18n
+from mailbot.web import i18n, notes
+from mailbot.web.problems import problem_kind
 from mailbot.web.auth import StaffView, csrf_ok, load_user, new_csrf_token
 from mailbot.web.forms import FORM_CAP, read_form
 
@@ -123,6 +124,22 @@ def render(ctx: Ctx, template: str, **data: Any) -> str:
             return "—"
         return as_aware(dt).astimezone(ZoneInfo(zone) if zone else tz).strftime(fmt)
 
+    def zone_of(library_id: str | None) -> ZoneInfo:
+        """A library's zone (what its staff read times in); the installation's for none."""
+        if library_id and any(lib.id == library_id for lib in ctx.settings.libraries):
+            return ctx.settings.library_tz(library_id)
+        return tz  # none, or a library no longer configured: its old rows still show
+
+    def note_text(note: Any, args: dict[str, Any] | None = None,
+                  library_id: str | None = None) -> str:
+        """A trail step (or a note key and its values) in the page's language, its times
+        in the library's zone (web.notes)."""
+        return notes.note_text(ctx.lang, note, args, zone=zone_of(library_id))
+
+    def audit_text(entry: Any) -> str:
+        return notes.audit_text(ctx.lang, entry.action, entry.args, entry.detail,
+                                zone=zone_of(entry.library_id))
+
     base = {
         "t": ctx.t, "lang": ctx.lang, "user": ctx.user, "csrf": csrf_token(ctx.request),
         "path": ctx.request.url.path, "lang_url": lang_url, "local": local,
@@ -132,6 +149,8 @@ def render(ctx: Ctx, template: str, **data: Any) -> str:
         "rule_label": lambda r: i18n.rule_label(ctx.lang, r),
         "service_label": i18n.service_label, "refresh": ctx.settings.web.live_refresh_seconds,
         "why_keys": i18n.why_keys(ctx.lang),
+        "note_text": note_text, "audit_text": audit_text, "problem_kind": problem_kind,
+        "zone_name": lambda library_id=None: zone_of(library_id).key,
     }
     base.update(data)
     return ctx.state.env.get_template(template).render(**base)

@@ -11,25 +11,29 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from mailbot.clock import month_end, month_key, month_of, month_start, parse_month
-from mailbot.config import SERVICES, Settings
+from mailbot.config import Settings
 from mailbot.db.models import (
     AuditLog,
     Code,
+    CodePool,
     LedgerEntry,
     Library,
     Mailbox,
     Outbox,
+    Reader,
     Request,
 )
 from mailbot.decide.horizon import MailboxHealth, mailbox_health
 from mailbot.intake.parse import parse_mail
-from mailbot.outcomes import SETTLED, OutboxState, RequestState
+from mailbot.outcomes import SETTLED, Outcome, OutboxState, RequestState
 from mailbot.respond.relays import RelayQueue
+from mailbot.respond.staff_alert import alert_message_id
 from mailbot.rules.window import window_opens
+from mailbot.web.search import contains, prepare, starts_with
 
 
 def handled_clause() -> Any:
@@ -53,6 +57,11 @@ class LibraryQueue:
     failed: int = 0
     set_aside: int = 0
     codes_left: dict[str, int] = field(default_factory=dict)
+    # Services offered with no code imported for the month although its window is open
+    # (pool_not_ready), each with the requests already answered so: the queue's banner.
+    not_ready: list[tuple[str, int]] = field(default_factory=list)
+    # Of those, the services whose e-mail to staff failed (mailbot.respond.staff_alert).
+    alert_failed: list[str] = field(default_factory=list)
     source_name: str = "local"
     source_error: str | None = None
     source_down_since: datetime | None = None
@@ -107,6 +116,9 @@ def queue_snapshot(session: Session, settings: Settings, libraries: list[str],
         q.sending_rows = list(session.scalars(sending.order_by(Outbox.due_at).limit(rows)))
         failed = (select(Outbox).outerjoin(Request, Request.id == Outbox.request_id)
                   .where(Outbox.library_id == lib_id, Outbox.state == OutboxState.FAILED,
+                         # A staff alert is no patron's send: the pool_not_ready banner
+                         # shows it while its pool is missing (alert_failed), not for ever.
+                         Outbox.kind != "staff_alert",
                          or_(Outbox.request_id.is_(None), ~handled_clause())))
         q.failed = _count(session, failed)
         q.failed_rows = list(session.scalars(failed.order_by(Outbox.id.desc()).limit(rows)))
@@ -116,16 +128,46 @@ def queue_snapshot(session: Session, settings: Settings, libraries: list[str],
         q.set_aside = _count(session, aside)
         q.set_aside_rows = list(session.scalars(
             aside.order_by(Request.received_at.desc()).limit(rows)))
-        for service in SERVICES:
+        for service in lib.services:  # (a service the library does not offer: no tile)
             q.codes_left[service] = session.scalar(select(func.count(Code.id)).where(
                 Code.library_id == lib_id, Code.service == service, Code.month == month,
                 Code.issued_at.is_(None), Code.expired_at.is_(None))) or 0
+        q.not_ready = _not_ready(session, lib, tz, month, now)
+        if q.not_ready:
+            failed_alerts = set(session.scalars(select(Outbox.message_id).where(
+                Outbox.library_id == lib_id, Outbox.kind == "staff_alert",
+                Outbox.state == OutboxState.FAILED)))
+            q.alert_failed = [s for s, _ in q.not_ready
+                              if alert_message_id(lib_id, s, month) in failed_alerts]
         keys = [m.key for m in settings.mailboxes_of(lib_id)]
         for mb in session.scalars(select(Mailbox).where(Mailbox.key.in_(keys))
                                   .order_by(Mailbox.id)):
             q.mailboxes.append(mailbox_health(mb, settings.daemon.mailbox_grace, now))
         out.append(q)
     return out
+
+
+def _not_ready(session: Session, lib: Any, tz: Any, month: str,
+               now: datetime) -> list[tuple[str, int]]:
+    """The library's services with no code at all imported for ``month`` once its window
+    opened, each with its requests answered pool_not_ready this month. A service never
+    imported for any month is shown only once patrons ask for it (then the library should
+    import it, or leave it out of ``services``): not every month for ever."""
+    if now < window_opens(lib, tz, *parse_month(month)):
+        return []
+    found = []
+    for service in lib.services:
+        if session.scalar(select(exists().where(Code.library_id == lib.id,
+                                                Code.service == service,
+                                                Code.month == month))):
+            continue
+        answered = session.scalar(select(func.count(Request.id)).where(
+            Request.library_id == lib.id, Request.month == month,
+            Request.service == service, Request.outcome == Outcome.POOL_NOT_READY)) or 0
+        if answered or session.scalar(select(exists().where(
+                CodePool.library_id == lib.id, CodePool.service == service))):
+            found.append((service, answered))
+    return found
 
 
 def _count(session: Session, stmt: Any) -> int:
@@ -142,14 +184,52 @@ class RequestFilter:
     outcome: str = ""
     mailbox: str = ""  # mailbox id
     library: str = ""
-    card: str = ""
-    address: str = ""
+    card: str = ""  # the start of a card number
+    address: str = ""  # part of the sender's address
+    q: str = ""  # the search box: the start of a card number, a name or part of an address
+    channel: str = ""  # "email", "desk" (codes issued at the desk), "" both
     page: int = 1
 
 
-def request_list(session: Session, settings: Settings, libraries: list[str],
-                 f: RequestFilter, *, per_page: int = 50) -> tuple[list[Request], int]:
-    stmt = select(Request).where(Request.library_id.in_(libraries))
+CHANNELS = ("email", "desk")
+
+
+@dataclass(frozen=True)
+class DeskRow:
+    """A code issued at the walk-in desk: no mail, no request, only its ledger entry (and
+    the audit entry, if staff issued it over a refusal)."""
+
+    code_id: int
+    library_id: str
+    service: str
+    month: str
+    card_number: str
+    email: str | None
+    issued_at: datetime
+    patron: str | None  # the name on file
+    anyway: str | None = None  # the refusal overruled ("issue anyway"), if it was
+
+
+@dataclass(frozen=True)
+class ListRow:
+    """One row of the requests list: an e-mail request, or a code issued at the desk."""
+
+    at: datetime
+    request: Request | None = None
+    desk: DeskRow | None = None
+
+
+def _names_match(library_id: Any, card_number: Any, text: str) -> Any:
+    """SQL: the reader of this card in this library has ``text`` in their name."""
+    return exists().where(
+        Reader.library_id == library_id, Reader.card_number == card_number,
+        or_(contains(Reader.first_name + " " + Reader.last_name, text),
+            contains(Reader.last_name + " " + Reader.first_name, text)))
+
+
+def _email_rows(settings: Settings, libraries: list[str], f: RequestFilter) -> Any:
+    stmt = select(literal("request").label("kind"), Request.id.label("id"),
+                  Request.received_at.label("at")).where(Request.library_id.in_(libraries))
     if f.library:
         stmt = stmt.where(Request.library_id == f.library)
     if f.month:
@@ -168,15 +248,94 @@ def request_list(session: Session, settings: Settings, libraries: list[str],
             stmt = stmt.where(Request.outcome == f.outcome)
     if f.mailbox:
         stmt = stmt.where(Request.mailbox_id == int(f.mailbox))
-    if f.card:
-        stmt = stmt.where(Request.card_number == f.card.strip())
-    if f.address:
-        needle = f.address.strip().lower().replace("%", r"\%").replace("_", r"\_")
-        stmt = stmt.where(func.lower(Request.from_address).like(f"%{needle}%", escape="\\"))
-    total = _count(session, stmt)
-    rows = list(session.scalars(stmt.order_by(Request.received_at.desc(), Request.id.desc())
-                                .limit(per_page).offset((max(1, f.page) - 1) * per_page)))
+    if f.card.strip():
+        stmt = stmt.where(starts_with(Request.card_number, f.card.strip()))
+    if f.address.strip():
+        stmt = stmt.where(contains(Request.from_address, f.address.strip()))
+    if f.q.strip():
+        q = f.q.strip()
+        stmt = stmt.where(or_(starts_with(Request.card_number, q),
+                              contains(Request.from_address, q),
+                              contains(Request.patron_name, q),
+                              _names_match(Request.library_id, Request.card_number, q)))
+    return stmt
+
+
+def _desk_rows(libraries: list[str], f: RequestFilter) -> Any | None:
+    """The desk's codes under the same filters; None: the filters leave none (a mailbox,
+    an outcome other than a code issued, a request's state)."""
+    if f.mailbox or (f.outcome and f.outcome != "issued"):
+        return None
+    stmt = select(literal("desk").label("kind"), LedgerEntry.code_id.label("id"),
+                  LedgerEntry.issued_at.label("at")).where(
+        LedgerEntry.library_id.in_(libraries), LedgerEntry.channel == "desk")
+    if f.library:
+        stmt = stmt.where(LedgerEntry.library_id == f.library)
+    if f.month:
+        stmt = stmt.where(LedgerEntry.month == f.month)
+    if f.service:
+        stmt = stmt.where(LedgerEntry.service == f.service)
+    if f.card.strip():
+        stmt = stmt.where(starts_with(LedgerEntry.card_number, f.card.strip()))
+    if f.address.strip():
+        stmt = stmt.where(contains(LedgerEntry.email, f.address.strip()))
+    if f.q.strip():
+        q = f.q.strip()
+        stmt = stmt.where(or_(starts_with(LedgerEntry.card_number, q),
+                              contains(LedgerEntry.email, q),
+                              _names_match(LedgerEntry.library_id, LedgerEntry.card_number,
+                                           q)))
+    return stmt
+
+
+def request_list(session: Session, settings: Settings, libraries: list[str],
+                 f: RequestFilter, *, per_page: int = 50) -> tuple[list[ListRow], int]:
+    """The requests and the desk's codes matching ``f``, newest first, one page of them,
+    and how many match in all."""
+    parts = []
+    if f.channel != "desk":
+        parts.append(_email_rows(settings, libraries, f))
+    desk = _desk_rows(libraries, f) if f.channel != "email" else None
+    if desk is not None:
+        parts.append(desk)
+    if not parts:
+        return [], 0
+    prepare(session)
+    both = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
+    total = session.scalar(select(func.count()).select_from(both)) or 0
+    found = session.execute(select(both.c.kind, both.c.id)
+                            .order_by(both.c.at.desc(), both.c.kind, both.c.id.desc())
+                            .limit(per_page).offset((max(1, f.page) - 1) * per_page)).all()
+    request_ids = [i for kind, i in found if kind == "request"]
+    requests = {r.id: r for r in session.scalars(
+        select(Request).where(Request.id.in_(request_ids)))} if request_ids else {}
+    desks = _desk_details(session, [i for kind, i in found if kind == "desk"])
+    rows = []
+    for kind, i in found:
+        if kind == "request":
+            rows.append(ListRow(requests[i].received_at, request=requests[i]))
+        else:
+            rows.append(ListRow(desks[i].issued_at, desk=desks[i]))
     return rows, total
+
+
+def _desk_details(session: Session, code_ids: list[int]) -> dict[int, DeskRow]:
+    if not code_ids:
+        return {}
+    anyway = {code_id: (args or {}).get("outcome") for code_id, args in session.execute(
+        select(AuditLog.code_id, AuditLog.args).where(AuditLog.code_id.in_(code_ids),
+                                                      AuditLog.action == "desk_override"))}
+    out = {}
+    for entry, first, last in session.execute(
+            select(LedgerEntry, Reader.first_name, Reader.last_name)
+            .outerjoin(Reader, and_(Reader.library_id == LedgerEntry.library_id,
+                                    Reader.card_number == LedgerEntry.card_number))
+            .where(LedgerEntry.code_id.in_(code_ids))):
+        out[entry.code_id] = DeskRow(
+            entry.code_id, entry.library_id, entry.service, entry.month, entry.card_number,
+            entry.email, entry.issued_at,
+            f"{first or ''} {last or ''}".strip() or None, anyway.get(entry.code_id))
+    return out
 
 
 def months_seen(session: Session, settings: Settings, libraries: list[str],

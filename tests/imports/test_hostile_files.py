@@ -138,6 +138,12 @@ def test_a_file_name_of_dots_is_an_error_or_imported_never_a_500(site):
                                      "service": "legimi", "month": site.month},
                    files={"file": (name, f"kod\nDOTS-CODE-{i:03d}\n".encode())})
         assert r.status_code == 200, (name, r.status_code, r.text[-300:])
+        # The preview names the kept upload by its token; confirming imports it.
+        preview = re.search(r'name="token" value="([^"]+)"', r.text)
+        assert preview, r.text[-300:]
+        r = c.post("/imports/confirm", data={"csrf": token, "token": preview.group(1),
+                                             "action": "confirm"})
+        assert r.status_code == 200, (name, r.status_code, r.text[-300:])
     with site.sessions() as s:
         assert s.scalar(select(func.count(Code.id)).where(Code.code.like("DOTS-CODE-%"))) == 5
 

@@ -51,8 +51,8 @@ def nested_report() -> bytes:
 PROCESSED, MANUAL = "mailbot/processed", "mailbot/manual"
 
 
-def refused(rule: str, note: str) -> list[dict[str, Any]]:
-    return [{"rule": rule, "result": "refused", "note": note}]
+def refused(rule: str, note: str, **args: Any) -> list[dict[str, Any]]:
+    return [{"rule": rule, "result": "refused", "note": note, "args": args}]
 
 
 # (mail, state, outcome, kind, service, trail, pending_move): each way intake sorts mail.
@@ -61,35 +61,34 @@ CASES: dict[str, tuple[bytes, str, str | None, str, str | None, list[Any], str]]
     "a test request": (mail(subject="TEST LEGIMI"), "new", None, "test", "legimi", [],
                        PROCESSED),
     "an auto-reply": (mail("Auto-Submitted: auto-replied\n"), "ignored", "ignored_loop",
-                      "request", None, refused("loop", "auto-submitted"), PROCESSED),
+                      "request", None, refused("loop", "loop_auto_submitted"), PROCESSED),
     "a report nested in a mixed mail": (
         nested_report(), "ignored", "ignored_loop", "request", None,
-        refused("loop", "delivery-report"), PROCESSED),
+        refused("loop", "loop_delivery_report"), PROCESSED),
     "a bounce of our stored reply": (
         bounce(), "ignored", "ignored_loop", "request", None,
-        refused("loop", "bounce of our reply: outbox 1 marked failed (5.1.1)"), PROCESSED),
+        refused("loop", "bounce_marked", replies="1", reason="5.1.1"), PROCESSED),
     "a bounce of a reply not stored": (
         bounce("<mailbot.fedcba9876543210fedc@biblioteka.test>"), "ignored", "ignored_loop",
-        "request", None, refused("loop", "bounce of our reply: not one of our stored replies"),
+        "request", None, refused("loop", "bounce_unmatched"),
         PROCESSED),
     "a blocked sender": (
         mail(sender="Zenon <z@spam.test>"), "ignored", "ignored_sender", "request", None,
-        refused("blocked_senders", "sender on the block list; no reply"), PROCESSED),
+        refused("blocked_senders", "blocked_sender"), PROCESSED),
     "a blocked sender's test": (
         mail(sender="z@spam.test", subject="TEST LEGIMI"), "ignored", "ignored_sender", "test",
-        None, refused("blocked_senders", "sender on the block list; no reply"), PROCESSED),
+        None, refused("blocked_senders", "blocked_sender"), PROCESSED),
     "a subject naming no service": (
         mail(subject="Pytanie o godziny otwarcia"), "manual", "not_a_request", "request",
-        None, refused("subject", "subject names no service; left for staff"), MANUAL),
+        None, refused("subject", "no_service"), MANUAL),
     "a body reading like a program's": (
         mail(body="Karta 2000123456\n------ Failed Recipients ------\n\n<jan@example.pl>:"
                   " mailbox unavailable.\n"),
         "manual", "not_a_request", "request", None,
-        refused("loop", "reads like an automatic mail ('failed recipients'); left for "
-                        "staff"), MANUAL),
+        refused("loop", "reads_automatic", phrase="failed recipients"), MANUAL),
     "no usable sender": (
         mail(sender="jan"), "manual", "not_a_request", "request", None,
-        refused("sender", "no usable sender address; left for staff"), MANUAL),
+        refused("sender", "no_sender"), MANUAL),
 }
 
 

@@ -8,6 +8,7 @@ HTML, decoded headers, lines within RFC 5322's limits and no defects.
 from __future__ import annotations
 
 import email
+import re
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
@@ -57,7 +58,12 @@ def test_bodies_parse_back_to_exactly_what_was_rendered(outcome: str,
     assert plain.get_content_type() == "text/plain"
     assert html.get_content_type() == "text/html"
     assert plain["Content-Transfer-Encoding"] == "quoted-printable"
-    assert plain.get_content() == rendered.text
+    # format=flowed (tests/respond/test_flowed.py): lines starting with a space, ">" or
+    # "From " are space-stuffed; unstuffed, the text is exactly the rendered one.
+    assert plain.get_param("format") == "flowed"
+    content = plain.get_content()
+    assert not re.search(r"(?m)^(>|From )", content)
+    assert re.sub(r"(?m)^ ", "", content) == rendered.text
     assert html.get_content() == rendered.html
     assert msg.defects == [] and plain.defects == [] and html.defects == []
     for line in reply.message.split(b"\n"):
@@ -128,3 +134,20 @@ def test_line_by_line_quoted_printable_is_b2a_qp_of_the_whole_body(body: str) ->
     from mailbot.respond.compose import quoted_printable
 
     assert quoted_printable(body) == binascii.b2a_qp(body.encode("utf-8"), istext=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab ć>\t\r\nF=rom.-"), max_size=200))
+def test_stuffed_quoted_printable_is_b2a_qp_of_the_stuffed_body(body: str) -> None:
+    # The text part stuffs line by line inside the cached encoding: the same bytes as
+    # stuffing the whole text (RFC 3676 4.4), then encoding it whole.
+    import binascii
+
+    from mailbot.respond.compose import quoted_printable, space_stuffed
+
+    stuffed = space_stuffed(body)
+    assert quoted_printable(body, stuffed=True) == binascii.b2a_qp(stuffed.encode("utf-8"),
+                                                                    istext=True)
+    lines = stuffed.split("\n")
+    assert all(not line.startswith((">", "From ")) for line in lines)
+    assert [line[1:] if line.startswith(" ") else line for line in lines] == body.split("\n")

@@ -25,6 +25,7 @@ from mailbot.respond.render import (
     template_names,
 )
 from mailbot.respond.variables import CODE_OUTCOMES, CONTEXT_VARIABLES
+from mailbot.rules.offered import offer
 
 WARSAW = ZoneInfo("Europe/Warsaw")
 SAMPLE_CODE = "ZQX7-CODE-4242"
@@ -68,6 +69,9 @@ def full_context(service: str = "legimi", **overrides: Any) -> dict[str, Any]:
         "verdict": "debt",
         "max_codes": 3,
         "before_window": True,
+        # service_not_offered: what the library offers; pool_exhausted: the other service.
+        "offered": (offer("legimi"),),
+        "other_services": (offer("empik_go" if service == "legimi" else "legimi"),),
     }
     ctx.update(overrides)
     return ctx
@@ -106,7 +110,8 @@ def test_reply_outcomes_are_the_spec_outcomes_plus_issue_3s() -> None:
     # Every outcome of SPEC §3 that gets a reply has a template key, plus the age limit and
     # the eligibility test verdict; no-reply outcomes have none.
     assert set(REPLY_OUTCOMES) == SPEC_OUTCOMES | {"age_restricted", "eligibility_test",
-                                                   "address_limit"}
+                                                   "address_limit", "service_not_offered",
+                                                   "pool_not_ready"}
     assert not set(REPLY_OUTCOMES) & set(NO_REPLY_OUTCOMES)
     assert len(set(REPLY_OUTCOMES)) == len(REPLY_OUTCOMES)
 
@@ -222,10 +227,17 @@ def test_a_missing_required_variable_is_an_error(outcome: str) -> None:
 
 @pytest.mark.parametrize("outcome", REPLY_OUTCOMES)
 def test_polish_section_is_polite_and_has_polish_letters(outcome: str) -> None:
-    # The Polish text addresses the patron as Pan/Pani and keeps its diacritics intact.
+    # One polite register: the library speaks as "we" (informujemy, prosimy, przesyłamy)
+    # and addresses the patron as Pan/Pani or impersonally ("należy", "można"), never with
+    # the bare "Proszę wejść…" nor the familiar "ty"; diacritics intact.
     reply = render_reply(outcome, full_context(library_contact=None))
     pl, _ = sections(reply)
-    assert "Pan/Pani" in pl or "Pana/Pani" in pl
+    assert re.search(r"\b\w{2,}(?:emy|amy|imy|ymy)\b", pl)  # informujemy, dziękujemy …
+    assert not re.search(r"\bProszę\b", pl)
+    assert not re.search(r"\b(twój|twoja|twoje|twojego|ciebie|tobie|wejdź|zainstaluj|"
+                         r"kliknij|napisz|sprawdź|podaj|wyślij)\b", pl, re.IGNORECASE)
+    # The dashboard calls an expired account "konto nieważne"; the reply says the same.
+    assert "nieaktywn" not in pl
     assert POLISH_LETTERS & set(pl)
     assert not MOJIBAKE.search(reply.text)
     assert not MOJIBAKE.search(reply.html)
@@ -312,7 +324,8 @@ def test_long_lines_wrap_without_orphans_or_split_dates() -> None:
     for outcome in REPLY_OUTCOMES:
         pl, en = sections(render_reply(outcome, ctx))
         for line in pl.splitlines():
-            assert not re.search(r"\s[aiouwz]$", line), line
+            # A soft line break (format=flowed) ends the line in a space.
+            assert not re.search(r"\s[aiouwz]$", line.rstrip(" ")), line
         for text in (pl, en):
             assert not re.search(r"\d\n\s*(listopada|grudnia|November|December)", text)
 

@@ -49,7 +49,8 @@ def test_the_first_rule_that_hits_sorts_the_mail():
                               service=None))
     assert (sorting.state, sorting.outcome, sorting.goes_to) == (
         RequestState.IGNORED, Outcome.IGNORED_LOOP, GoesTo.PROCESSED)
-    assert sorting.trail == [{"rule": "loop", "result": "refused", "note": "auto-submitted"}]
+    assert sorting.trail == [{"rule": "loop", "result": "refused",
+                              "note": "loop_auto_submitted", "args": {}}]
     # Not automatic: the block list, before the missing service.
     assert sort_mail(facts(sender="z@spam.test", service=None)).outcome == \
         Outcome.IGNORED_SENDER
@@ -57,14 +58,27 @@ def test_the_first_rule_that_hits_sorts_the_mail():
 
 def test_a_bounce_of_our_reply_names_what_was_marked_failed():
     sorting = sort_mail(facts(bounced="outbox 7 marked failed (5.1.1)"))
-    assert sorting.note == "bounce of our reply: outbox 7 marked failed (5.1.1)"
+    assert (sorting.note, sorting.args) == ("bounce_marked",
+                                            {"replies": "7", "reason": "5.1.1"})
     assert sorting.outcome == Outcome.IGNORED_LOOP
+    unmatched = sort_mail(facts(bounced="not one of our stored replies"))
+    assert (unmatched.note, unmatched.args) == ("bounce_unmatched", {})
+
+
+def test_each_loop_reason_is_a_catalogue_key_with_its_values():
+    # Staff read why a mail was ignored in their language: a key, and the header named.
+    for headers, note, args in [
+            ("Precedence: bulk\n", "loop_precedence", {"value": "bulk"}),
+            ("X-Mailman-Version: 2.1\n", "loop_header", {"header": "X-Mailman-Version"}),
+            ("List-Id: <l.example>\n", "loop_mailing_list", {})]:
+        sorting = sort_mail(facts(headers))
+        assert (sorting.rule, sorting.note, sorting.args) == ("loop", note, args)
 
 
 def test_what_is_no_request_is_left_for_staff_saying_why():
     for changes, rule, note in [
-            ({"service": None}, "subject", "subject names no service; left for staff"),
-            ({"sender": None}, "sender", "no usable sender address; left for staff")]:
+            ({"service": None}, "subject", "no_service"),
+            ({"sender": None}, "sender", "no_sender")]:
         sorting = sort_mail(facts(**changes))
         assert (sorting.state, sorting.outcome, sorting.goes_to, sorting.rule,
                 sorting.note) == (RequestState.MANUAL, Outcome.NOT_A_REQUEST, GoesTo.MANUAL,

@@ -99,7 +99,7 @@ def test_desk_imports_pools_reports_and_audit_in_the_browser(dashboard, tmp_path
         {"name": "czytelnicy.csv", "mimeType": "text/csv", "buffer": bad})
     form.locator("button[type=submit]").click()
     error = page.get_by_test_id("import-error")
-    expect(error).to_contain_text("czytelnicy.csv, row 3")
+    expect(error).to_contain_text("czytelnicy.csv, wiersz 3")
     expect(error).to_contain_text("Nic nie zaimportowano")
     page.screenshot(path=SHOTS / "imports-error.png", full_page=True)
     with sessions() as s:
@@ -109,7 +109,8 @@ def test_desk_imports_pools_reports_and_audit_in_the_browser(dashboard, tmp_path
         {"name": "legimi-extra.csv", "mimeType": "text/csv",
          "buffer": b"kod\nLEG-EXTRA-1\nLEG-EXTRA-2\n"})
     good.locator("button[type=submit]").click()
-    expect(page.get_by_test_id("import-result")).to_contain_text("dodano 2 kodów")
+    page.get_by_test_id("preview-confirm").click()
+    expect(page.get_by_test_id("import-result")).to_contain_text("dodano 2 kody")
 
     page.click("nav >> text=Pule kodów")
     expect(page.locator("svg.chart").first).to_be_visible()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailbot.errors import BadInput
+from mailbot.imports.problems import ImportRefused
 from mailbot.imports.tables.csv import csv_rows
 from mailbot.imports.tables.decoding import decode_text
 from mailbot.imports.tables.html import html_rows, is_html
@@ -48,12 +48,13 @@ def read_table(path: str | Path, *, sheet: str | None = None, max_rows: int = MA
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise BadInput(too_big(size, max_bytes), file=name)
+            raise ImportRefused.in_both(too_big(size, max_bytes), file=name)
         data = path.read_bytes()
     except OSError as exc:
-        raise BadInput(f"cannot read the file: {exc.strerror or exc}", file=name) from exc
+        raise ImportRefused.one("cannot_read", f"cannot read the file: {exc.strerror or exc}",
+                                file=name, reason=str(exc.strerror or exc)) from exc
     if not data.strip():
-        raise BadInput("the file is empty", file=name)
+        raise ImportRefused.one("file_empty", "the file is empty", file=name)
     limit = Limit(name, max_rows)
     if data.startswith(_XLSX_MAGIC):
         check_zip(data, file=name, max_bytes=max_bytes)

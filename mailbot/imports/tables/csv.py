@@ -7,7 +7,7 @@ import itertools
 import re
 from collections.abc import Iterator
 
-from mailbot.errors import BadInput
+from mailbot.imports.problems import ImportRefused
 from mailbot.imports.tables.table import RawRow
 
 __all__ = ["csv_rows"]
@@ -23,7 +23,8 @@ def csv_rows(text: str, *, file: str) -> Iterator[RawRow]:
         for number, cells in enumerate(csv.reader(_lines(text), delimiter=delimiter), 1):
             yield number, cells
     except csv.Error as exc:
-        raise BadInput(f"this CSV file cannot be read: {exc}", file=file) from exc
+        raise ImportRefused.one("unreadable", f"this CSV file cannot be read: {exc}",
+                                file=file, format="CSV", reason=str(exc)) from exc
 
 
 def _lines(text: str) -> Iterator[str]:

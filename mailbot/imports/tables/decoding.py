@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import codecs
 
-from mailbot.errors import BadInput
+from mailbot.imports.problems import ImportRefused
 
 __all__ = ["decode_text", "strip_bom"]
 
@@ -34,9 +34,11 @@ def decode_text(data: bytes, *, file: str, declared: str | None = None) -> str:
         try:
             return body.decode(bom_encoding)
         except UnicodeDecodeError as exc:
-            raise BadInput(f"the file is not valid {bom_encoding} text", file=file) from exc
+            raise ImportRefused.one("not_encoding", f"the file is not valid {bom_encoding} text",
+                                    file=file, encoding=bom_encoding) from exc
     if b"\x00" in body:
-        raise BadInput("this is neither a spreadsheet nor a text file", file=file)
+        raise ImportRefused.one("not_a_table", "this is neither a spreadsheet nor a text file",
+                                file=file)
     # cp1250 decodes almost any byte string, so it must come last: it is what Excel on a
     # Polish Windows writes when asked for "CSV".
     for encoding in (declared, "utf-8", "cp1250"):
@@ -45,4 +47,5 @@ def decode_text(data: bytes, *, file: str, declared: str | None = None) -> str:
                 return body.decode(encoding)
             except (UnicodeDecodeError, LookupError):
                 continue
-    raise BadInput("the file is neither UTF-8 nor Windows-1250 text", file=file)
+    raise ImportRefused.one("not_utf8_cp1250", "the file is neither UTF-8 nor Windows-1250 text",
+                            file=file)

@@ -11,6 +11,7 @@ import re
 from html.parser import HTMLParser
 
 from mailbot.errors import BadInput
+from mailbot.imports.problems import ImportRefused
 from mailbot.imports.tables.decoding import decode_text, strip_bom
 from mailbot.imports.tables.limits import MAX_CELLS, Limit
 from mailbot.imports.tables.table import MAX_TITLE_ROWS, RawRow, reason
@@ -46,11 +47,13 @@ def html_rows(data: bytes, *, file: str, limit: Limit) -> list[RawRow]:
     except BadInput:
         raise
     except Exception as exc:  # noqa: BLE001 — HTMLParser on hostile input
-        raise BadInput(f"this HTML file cannot be read: {reason(exc)}", file=file) from exc
+        raise ImportRefused.one("unreadable", f"this HTML file cannot be read: {reason(exc)}",
+                                file=file, format="HTML", reason=reason(exc)) from exc
     for rows in parser.tables:
         if any(any(cell for cell in cells) for cells in rows):
             return [(number, cells) for number, cells in enumerate(rows, 1)]
-    raise BadInput("this HTML file has no table with any data", file=file)
+    raise ImportRefused.one("html_no_table", "this HTML file has no table with any data",
+                            file=file)
 
 
 class _OpenTable:

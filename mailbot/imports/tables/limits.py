@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from mailbot.config.sections import ImportSettings
 from mailbot.errors import BadInput
+from mailbot.imports.problems import ImportRefused
 
 __all__ = ["MAX_BYTES", "MAX_CELLS", "MAX_ROWS", "Limit", "too_big"]
 
@@ -32,7 +33,7 @@ class Limit:
 
     def too_many_rows(self) -> BadInput:
         n = f"{self.max_rows:,}"
-        return BadInput(
+        return ImportRefused.in_both(
             f"plik ma więcej niż {n.replace(',', ' ')} wierszy, a jeden import przyjmuje "
             f"najwyżej tyle ([imports] max_rows); proszę podzielić go na mniejsze pliki / "
             f"the file has "
@@ -41,7 +42,7 @@ class Limit:
 
     def too_many_cells(self, rows: int, width: int) -> BadInput:
         n = f"{MAX_CELLS:,}"
-        return BadInput(
+        return ImportRefused.in_both(
             f"plik ma zbyt wiele komórek ({rows} wierszy × {width} kolumn, najwyżej "
             f"{n.replace(',', ' ')}); proszę usunąć zbędne kolumny / the file has too many cells "
             f"({rows} rows × {width} columns, at most {n}); remove the columns not needed; "

@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mailbot.errors import BadInput
+from mailbot.imports.problems import ImportRefused
 from mailbot.imports.tables.limits import MAX_CELLS, Limit
 
 __all__ = ["MAX_TITLE_ROWS", "RawRow", "Row", "Table", "build_table", "column_letter",
@@ -86,7 +86,7 @@ def build_table(raw_rows: Iterable[RawRow], *, file: str, limit: Limit) -> Table
     # The header is found among the first rows (a title may sit above it).
     head = list(itertools.islice(stream, MAX_TITLE_ROWS + 2))
     if not head:
-        raise BadInput("the file has no rows, not even a header", file=file)
+        raise ImportRefused.one("no_rows", "the file has no rows, not even a header", file=file)
     start = _header_index(head)
     header_number, header = head[start]
     body: list[tuple[int, list[str]]] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from mailbot.errors import BadInput
+from mailbot.imports.problems import ImportRefused
 
 __all__ = ["pick_sheet", "render"]
 
@@ -18,14 +18,15 @@ __all__ = ["pick_sheet", "render"]
 def pick_sheet(names: list[str], wanted: str | None, *, file: str) -> str:
     """The sheet called ``wanted`` (any case), or the first; ``BadInput`` listing them."""
     if not names:
-        raise BadInput("the workbook has no sheets", file=file)
+        raise ImportRefused.one("no_sheets", "the workbook has no sheets", file=file)
     if wanted is None:
         return names[0]
     for name in names:
         if name.strip().casefold() == wanted.strip().casefold():
             return name
     listed = ", ".join(repr(n) for n in names)
-    raise BadInput(f"no sheet named {wanted!r}; the sheets are {listed}", file=file)
+    raise ImportRefused.one("no_sheet", f"no sheet named {wanted!r}; the sheets are {listed}",
+                            file=file, name=wanted, sheets=listed)
 
 
 def render(value: object) -> str:

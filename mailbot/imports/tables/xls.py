@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mailbot.errors import BadInput
+from mailbot.imports.problems import ImportRefused
 from mailbot.imports.tables.limits import Limit
 from mailbot.imports.tables.table import Table, build_table, reason
 from mailbot.imports.tables.workbook import pick_sheet, render
@@ -16,7 +17,8 @@ def xls_table(data: bytes, *, file: str, sheet: str | None, limit: Limit) -> Tab
     try:
         book = xlrd.open_workbook(file_contents=data, on_demand=True)
     except Exception as exc:  # xlrd raises XLRDError, struct errors, … for broken files
-        raise BadInput(
+        raise ImportRefused.one(
+            "bad_xls",
             "this looks like a legacy Excel (XLS) file but cannot be read; "
             "save it as XLSX or CSV",
             file=file,
@@ -27,8 +29,9 @@ def xls_table(data: bytes, *, file: str, sheet: str | None, limit: Limit) -> Tab
         except BadInput:
             raise
         except Exception as exc:  # xlrd reads a sheet's records only now
-            raise BadInput(f"this XLS workbook cannot be read: {reason(exc)}",
-                           file=file) from exc
+            raise ImportRefused.one("unreadable",
+                                    f"this XLS workbook cannot be read: {reason(exc)}",
+                                    file=file, format="XLS", reason=reason(exc)) from exc
         rows = (
             (index + 1, [_xls_cell(cell, datemode=book.datemode) for cell in ws.row(index)])
             for index in range(ws.nrows)

@@ -10,6 +10,7 @@ import io
 import zipfile
 
 from mailbot.errors import BadInput
+from mailbot.imports.problems import ImportRefused
 from mailbot.imports.tables.limits import Limit
 from mailbot.imports.tables.table import Table, build_table, reason
 from mailbot.imports.tables.workbook import pick_sheet, render
@@ -23,7 +24,9 @@ def xlsx_table(data: bytes, *, file: str, sheet: str | None, limit: Limit) -> Ta
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a broken or foreign zip
-        raise BadInput(_zip_complaint(data), file=file) from exc
+        message = _zip_complaint(data)
+        raise ImportRefused.one("ods" if "OpenDocument" in message else "bad_zip", message,
+                                file=file) from exc
     try:
         worksheet = pick_sheet(workbook.sheetnames, sheet, file=file)
         ws = workbook[worksheet]
@@ -39,8 +42,9 @@ def xlsx_table(data: bytes, *, file: str, sheet: str | None, limit: Limit) -> Ta
         except BadInput:
             raise
         except Exception as exc:  # a broken sheet: XML errors, bad cell references, …
-            raise BadInput(f"this XLSX workbook cannot be read: {reason(exc)}",
-                           file=file) from exc
+            raise ImportRefused.one("unreadable",
+                                    f"this XLSX workbook cannot be read: {reason(exc)}",
+                                    file=file, format="XLSX", reason=reason(exc)) from exc
     finally:
         workbook.close()
 

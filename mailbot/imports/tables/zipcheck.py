@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from mailbot.errors import BadInput
+from mailbot.imports.problems import ImportRefused
 from mailbot.imports.tables.limits import too_big
 
 __all__ = ["MAX_PACKING_RATIO", "check_zip"]
@@ -39,19 +39,20 @@ def check_zip(data: bytes, *, file: str, max_bytes: int) -> None:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-        raise BadInput("this looks like a zip file but not a readable XLSX workbook",
-                       file=file) from exc
+        raise ImportRefused.one("bad_zip",
+                                "this looks like a zip file but not a readable XLSX workbook",
+                                file=file) from exc
     with archive:
         members = archive.infolist()
         unpacked = sum(info.file_size for info in members)
         if unpacked > max_bytes:
-            raise BadInput(too_big(unpacked, max_bytes).replace(
+            raise ImportRefused.in_both(too_big(unpacked, max_bytes).replace(
                 "plik jest za duży (", "plik po rozpakowaniu jest za duży (").replace(
                 "the file is too large (", "the file is too large unpacked ("), file=file)
         for info in members:
             if info.file_size > _RATIO_FLOOR and \
                     info.file_size > MAX_PACKING_RATIO * max(info.compress_size, 1):
-                raise BadInput(
+                raise ImportRefused.in_both(
                     f"część {info.filename!r} po rozpakowaniu ma {info.file_size // 2**20} MiB "
                     f"(spakowana {info.compress_size // 1024} KiB): to bomba zip, a nie "
                     f"arkusz / part "
@@ -60,7 +61,7 @@ def check_zip(data: bytes, *, file: str, max_bytes: int) -> None:
                     "nothing imported", file=file)
         for info in members:
             if not info.is_dir() and _holds_dtd(archive, info):
-                raise BadInput(
+                raise ImportRefused.in_both(
                     f"część {info.filename!r} zawiera deklarację DTD lub encji (<!DOCTYPE>), "
                     f"której żaden arkusz nie ma / part {info.filename!r} declares a DTD or "
                     "entities (<!DOCTYPE>), which no workbook has; nothing imported",

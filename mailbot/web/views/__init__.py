@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from mailbot.web.views import audit, desk, imports, login, pools, queue, reports, requests
+from mailbot.web.views import (accounts, audit, desk, guide, imports, login, pools, queue,
+                               reports, requests, texts)
 
 
 def routes() -> list[Route]:
@@ -32,7 +33,15 @@ def routes() -> list[Route]:
         Route("/desk", desk.desk, methods=["GET", "POST"]),
         Route("/desk/slip/{code_id:int}", desk.desk_slip),
         Route("/imports", imports.imports, methods=["GET", "POST"]),
+        Route("/imports/confirm", imports.import_confirm, methods=["POST"]),
         Route("/reports", reports.reports),
         Route("/reports/download", reports.report_download),
         Route("/audit", audit.audit_log),
+        Route("/accounts", accounts.accounts),
+        Route("/accounts", accounts.account_action, methods=["POST"]),
+        Route("/accounts/remove", accounts.account_remove),
+        Route("/texts", texts.texts),
+        Route("/texts/{library}/{outcome}.html", texts.text_html),
+        Route("/pomoc", guide.guide),
+        Route("/pomoc/zrzuty/{name:str}", guide.guide_image),
     ]

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from mailbot.clock import month_end, month_key, month_of, parse_month
 from mailbot.config import SERVICES
-from mailbot.web import charts, queries
+from mailbot.web import charts, i18n, queries
 from mailbot.errors import BadInput
 from mailbot.web.context import Ctx, page
 
@@ -70,7 +70,7 @@ def pool_withdraw(ctx: Ctx) -> Response:
         result = withdraw_pool(ctx.sessions, ctx.settings, library_id=lib, service=service,
                                month=month, user=name, now=ctx.now(), dry_run=not post)
     except BadInput:
-        ctx.flash("err_no_pool", "error", service=service, month=month)
+        ctx.flash("err_no_pool", "error", service=i18n.service_label(service), month=month)
         return ctx.redirect("/pools")
     if post:
         ctx.flash("done_withdrawn", n=result.withdrawn, issued=result.issued)

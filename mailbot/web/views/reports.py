@@ -28,7 +28,7 @@ def _report_scope(ctx: Ctx) -> tuple[str, list[str]]:
 
 @page
 def reports(ctx: Ctx) -> Response:
-    from mailbot.report import build_rows
+    from mailbot.report import build_rows, generated_at, report_zone
 
     month, libs = _report_scope(ctx)
     with ctx.reading() as session:
@@ -39,8 +39,11 @@ def reports(ctx: Ctx) -> Response:
     download = "/reports/download?" + urlencode(
         {"month": month, **({"library": ctx.query("library")} if ctx.query("library") else {}),
          "lang": ctx.lang})
+    # As of when, in the libraries' own zone and named (the XLSX says the same).
+    generated = generated_at(ctx.now(), report_zone(ctx.settings, libs)) if libs else ""
     return ctx.render("reports.html.j2", nav="reports", rows=rows, month=month, months=months,
-                      refusals=refusals, download=download, sel_library=ctx.query("library"))
+                      refusals=refusals, download=download, sel_library=ctx.query("library"),
+                      generated=generated)
 
 
 @page

@@ -1,6 +1,7 @@
-"""The requests: the filtered list, one request in detail (its mail, replies, trail and
-audit), the mail's own HTML in a sandboxed frame, and what staff may do to a request
-(resend a reply, issue a code anyway, mark it handled: web.actions)."""
+"""The requests: the filtered list (with the codes issued at the desk, and the search by
+card, name and address), one request in detail (its mail, replies, trail and audit), the
+mail's own HTML in a sandboxed frame, and what staff may do to a request (resend a reply,
+issue a code anyway, mark it handled: web.actions)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def _filter(ctx: Ctx, months: list[str], mailboxes: list[Mailbox]) -> queries.Re
         f.library = ctx.require_library(lib)
     f.card = ctx.query("card")[:64]
     f.address = ctx.query("address")[:320]
+    f.q = ctx.query("q")[:200]
+    f.channel = ctx.query("channel") if ctx.query("channel") in queries.CHANNELS else ""
     page_no = ctx.query("page")
     f.page = int(page_no) if page_no.isdigit() and int(page_no) > 0 else 1
     return f
@@ -55,7 +58,7 @@ def request_list(ctx: Ctx) -> Response:
         f = _filter(ctx, months, mailboxes)
         rows, total = queries.request_list(session, ctx.settings, ctx.scope, f,
                                            per_page=per_page)
-        reply_state = _reply_states(session, [r.id for r in rows])
+        reply_state = _reply_states(session, [r.request.id for r in rows if r.request])
         mailbox_names = {m.id: m.address for m in mailboxes}
     params = {k: v for k, v in vars(f).items() if v and k != "page"}
     pages = max(1, (total + per_page - 1) // per_page)
@@ -66,6 +69,7 @@ def request_list(ctx: Ctx) -> Response:
     return ctx.render("requests.html.j2", nav="requests", rows=rows, total=total, f=f,
                       months=months, mailboxes=mailboxes, mailbox_names=mailbox_names,
                       services=SERVICES, outcomes=_outcome_choices(), pages=pages,
+                      channels=queries.CHANNELS,
                       page_url=page_url, reply_state=reply_state)
 
 

@@ -1,0 +1,62 @@
+"""A sample reply context for each outcome, with one library's settings: what the text
+preview on the dashboard and ``mailbot check`` render a library's reply texts with.
+
+The library's own values (name, contact, activation pages, penalty, window) come from its
+settings through decide.reply_context, as a real reply's do; only the patron and the
+outcome's reasons are made up. Times are in the library's zone.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from mailbot.clock import add_months, month_of
+from mailbot.config import LibrarySettings
+from mailbot.decide.context import reply_context
+from mailbot.respond.i18n import service_name
+from mailbot.respond.variables import CONTEXT_VARIABLES
+
+SAMPLE_CODE = "LGM-7Q2X-9KD4-PL"
+SAMPLE_CARD = "0012345"
+SAMPLE_NAME = "Anna Kowalska"
+
+
+def sample_context(library: LibrarySettings, tz: Any, outcome: str, *, now: datetime,
+                   service: str = "legimi") -> dict[str, Any]:
+    """The context ``outcome``'s reply would get this month (the month of ``now`` in the
+    library's zone), for a made-up patron asking for ``service``."""
+    from mailbot.rules.offered import offer
+
+    year, mon = month_of(now, tz)
+    received = now.astimezone(tz).replace(microsecond=0)
+    ctx = reply_context(library, tz, year, mon, service=service, subject=service_name(service)
+                        .upper(), received_at=received, card_number=SAMPLE_CARD,
+                        patron_name=SAMPLE_NAME)
+    other = "empik_go" if service == "legimi" else "legimi"
+    blocked_year, blocked_month = add_months(year, mon, max(library.penalty_months, 1))
+    extras: dict[str, Any] = {
+        "code": SAMPLE_CODE,
+        "previous_service": other,
+        "previous_service_name": service_name(other),
+        "previous_issued_at": received - timedelta(days=1) if received.day > 1 else received,
+        "balance_due": Decimal("12.50"),
+        "overdue_items": 2,
+        "valid_until": date(year, mon, 1) - timedelta(days=1),
+        "blocked_until": date(blocked_year, blocked_month, 1),
+        "candidates": [SAMPLE_CARD, "0098765"],
+        "min_age": library.min_age(service) or 16,
+        "year": year,
+        "since": None,
+        "verdict": "debt",
+        "before_window": False,
+        "max_codes": library.max_codes_per_address_per_month or 3,
+        # The services the library offers, and those besides the one asked for.
+        "offered": tuple(offer(s) for s in library.services),
+        "other_services": tuple(offer(s) for s in library.services if s != service),
+    }
+    spec = CONTEXT_VARIABLES.get(outcome)
+    wanted = (spec.required | spec.optional) if spec else frozenset(extras)
+    ctx.update({k: v for k, v in extras.items() if k in wanted and ctx.get(k) is None})
+    return ctx
