@@ -18,6 +18,8 @@ Read without SQLite's write lock (db.session.reading): ``status`` answers at onc
 the bot works a burst. A few grouped queries whatever the number of libraries (a
 consortium has hundreds), none of them reading every sent reply's row (SQLite would walk
 past each message body): the outbox is counted from its indexes.
+
+Still one concept over 400 lines: what `mailbot status` gathers and prints; the staff-alert counts should move beside the health rules next.
 """
 
 from __future__ import annotations

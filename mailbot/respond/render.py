@@ -27,6 +27,8 @@ What each outcome's templates may use, and the check of a context against it:
 variables.py. The text sections are wrapped by wrap.py. In a burst most replies come from
 the shape cache (shapes.py), which renders these templates once per reply shape and is
 held to give exactly what rendering them for the one reply gives (``render_plainly``).
+
+Still one concept over 400 lines: turning a reply's key and context into its text and HTML (the caches, the library's texts folder and its checks are parts of it); the texts-folder checks should move to their own module next.
 """
 
 from __future__ import annotations

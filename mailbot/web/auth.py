@@ -3,6 +3,8 @@ client address, and per address), the session secret and CSRF tokens.
 
 Passwords are only ever hashed here; they are never logged, echoed or stored. Each account
 is scoped to a list of libraries; an admin sees the whole consortium.
+
+Still one concept over 400 lines: staff accounts and their logins; the accounts page's functions should move to their own module next.
 """
 
 from __future__ import annotations

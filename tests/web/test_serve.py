@@ -112,7 +112,7 @@ def test_mailbot_report_writes_the_monthly_xlsx(tmp_path, capsys):
     north = next(r for r in rows if r["Library"] == "north"
                  and r["Branch (mailbox)"] == "ebooki@north.test" and r["Service"] == "Legimi")
     assert north["Requests"] == 3 and north["Codes issued"] == 1
-    assert north["unknown_card"] == 1 and north["name_mismatch"] == 1
+    assert north["unknown card"] == 1 and north["name does not match"] == 1
     assert north["Refusals total"] == 2
     assert north["Median reply time [s]"] is not None
     total = next(r for r in rows if r["Library"] == "north" and r["Branch (mailbox)"] == "TOTAL"
