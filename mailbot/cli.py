@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mailbot import __version__, startup
+from mailbot import __version__, services, startup
 from mailbot.errors import BadInput, MailbotError
 from mailbot.logs import configure_logging
 
@@ -22,9 +22,8 @@ log = logging.getLogger("mailbot")
 
 DEFAULT_CONFIG = "mailbot.toml"
 SYSTEM_CONFIG = "/etc/mailbot/mailbot.toml"  # where the README's install puts it
-# The platforms of --service (mailbot.config.SERVICES, which this module does not import;
-# tests/test_cli.py checks the two agree).
-SERVICE_CHOICES = ("legimi", "empik_go")
+# The platforms of --service: mailbot.services (tiny; the config machinery stays unloaded).
+SERVICE_CHOICES = services.IDS
 
 DESCRIPTION = ("mailbot hands out Legimi and Empik Go e-book codes to library patrons who "
                "ask by e-mail, in order of arrival, one code a month.")

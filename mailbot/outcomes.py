@@ -1,10 +1,11 @@
 """The outcome catalogue: every outcome a request can have, and what each one means.
 
 One entry per outcome says whether the patron gets a reply, whether that reply may show a
-code, whether it counts as a refusal (a column of the monthly report) and how staff call
-it. Every list of outcomes elsewhere (templates, deciding, the report, the dashboard's
-filters and labels) is derived from here, so a new outcome is one line in this file plus
-its templates.
+code, and whether it counts as a refusal (a column of the monthly report); what staff call
+it is the message catalogue's ``outcome_<id>`` (mailbot/locale). Every list of outcomes
+elsewhere (templates, deciding, the report, the dashboard's filters and labels) is derived
+from here, so a new outcome is one line in this file, its label in each catalogue and its
+templates.
 
 The order of ``Outcome`` is the order the checks are asked in (the report's columns), then
 the outcomes no patron hears about.
@@ -23,8 +24,6 @@ class _Meaning:
     replies: bool  # the patron gets a reply (a template per language)
     code: bool  # the reply may show a code
     refusal: bool  # counted as a refusal in the report
-    pl: str  # the label staff read
-    en: str
 
 
 _REFUSAL = {"replies": True, "code": False, "refusal": True}
@@ -74,51 +73,41 @@ class Outcome(StrEnum):
         return _MEANINGS[self].refusal
 
     def label(self, lang: str) -> str:
-        """What staff call it on the dashboard, ``pl`` (the default) or ``en``."""
-        meaning = _MEANINGS[self]
-        return meaning.en if lang == "en" else meaning.pl
+        """What staff call it, ``pl`` (the default) or ``en``: the message catalogue's
+        ``outcome_<id>`` (mailbot/locale)."""
+        from mailbot import translations
+
+        return translations.text(lang, f"outcome_{self}")
 
 
 _MEANINGS: dict[Outcome, _Meaning] = {
-    Outcome.ISSUED: _Meaning(True, True, False, "wydano kod", "code issued"),
-    Outcome.SERVICE_NOT_OFFERED: _Meaning(**_REFUSAL, pl="serwis spoza oferty biblioteki",
-                                          en="service not offered"),
-    Outcome.TOO_EARLY: _Meaning(**_REFUSAL, pl="za wcześnie", en="too early"),
-    Outcome.NO_CARD: _Meaning(**_REFUSAL, pl="brak numeru karty", en="no card number"),
-    Outcome.AMBIGUOUS_CARD: _Meaning(**_REFUSAL, pl="kilka numerów karty",
-                                     en="several card numbers"),
-    Outcome.UNKNOWN_CARD: _Meaning(**_REFUSAL, pl="nieznana karta", en="unknown card"),
-    Outcome.NAME_MISMATCH: _Meaning(**_REFUSAL, pl="nazwisko nie pasuje",
-                                    en="name does not match"),
-    Outcome.SENDER_MISMATCH: _Meaning(**_REFUSAL, pl="inny adres nadawcy",
-                                      en="other sender address"),
+    Outcome.ISSUED: _Meaning(True, True, False),
+    Outcome.SERVICE_NOT_OFFERED: _Meaning(**_REFUSAL),
+    Outcome.TOO_EARLY: _Meaning(**_REFUSAL),
+    Outcome.NO_CARD: _Meaning(**_REFUSAL),
+    Outcome.AMBIGUOUS_CARD: _Meaning(**_REFUSAL),
+    Outcome.UNKNOWN_CARD: _Meaning(**_REFUSAL),
+    Outcome.NAME_MISMATCH: _Meaning(**_REFUSAL),
+    Outcome.SENDER_MISMATCH: _Meaning(**_REFUSAL),
     # The reply repeats the code received earlier this month; still a refusal of a new one.
-    Outcome.ALREADY_RECEIVED: _Meaning(True, True, True, "kod już otrzymany",
-                                       "code already received"),
-    Outcome.ADDRESS_LIMIT: _Meaning(**_REFUSAL, pl="limit kodów na adres",
-                                    en="codes-per-address limit"),
-    Outcome.INACTIVE_ACCOUNT: _Meaning(**_REFUSAL, pl="konto nieważne", en="account not valid"),
-    Outcome.AGE_RESTRICTED: _Meaning(**_REFUSAL, pl="ograniczenie wiekowe", en="age limit"),
-    Outcome.DEBT: _Meaning(**_REFUSAL, pl="zadłużenie", en="money owed"),
-    Outcome.OVERDUE: _Meaning(**_REFUSAL, pl="przetrzymane książki", en="overdue loans"),
-    Outcome.DATA_NOT_UPDATED: _Meaning(**_REFUSAL, pl="dane nieaktualne",
-                                       en="data not updated"),
-    Outcome.NO_LOANS_THIS_YEAR: _Meaning(**_REFUSAL, pl="brak wypożyczeń w tym roku",
-                                         en="no loans this year"),
-    Outcome.BLOCKED: _Meaning(**_REFUSAL, pl="blokada (nieaktywowany kod)",
-                              en="blocked (unactivated code)"),
+    Outcome.ALREADY_RECEIVED: _Meaning(True, True, True),
+    Outcome.ADDRESS_LIMIT: _Meaning(**_REFUSAL),
+    Outcome.INACTIVE_ACCOUNT: _Meaning(**_REFUSAL),
+    Outcome.AGE_RESTRICTED: _Meaning(**_REFUSAL),
+    Outcome.DEBT: _Meaning(**_REFUSAL),
+    Outcome.OVERDUE: _Meaning(**_REFUSAL),
+    Outcome.DATA_NOT_UPDATED: _Meaning(**_REFUSAL),
+    Outcome.NO_LOANS_THIS_YEAR: _Meaning(**_REFUSAL),
+    Outcome.BLOCKED: _Meaning(**_REFUSAL),
     # The window opened and no code of the service was imported for the month (staff are
     # told); a pool that ran out is pool_exhausted.
-    Outcome.POOL_NOT_READY: _Meaning(**_REFUSAL, pl="pula jeszcze niezaimportowana",
-                                     en="pool not imported yet"),
-    Outcome.POOL_EXHAUSTED: _Meaning(**_REFUSAL, pl="brak kodów w puli", en="no codes left"),
-    Outcome.RATE_LIMITED: _Meaning(False, False, True, "limit odpowiedzi", "reply limit"),
-    Outcome.ELIGIBILITY_TEST: _Meaning(True, False, False, "test uprawnień",
-                                       "eligibility test"),
-    Outcome.IGNORED_LOOP: _Meaning(**_SILENT, pl="poczta automatyczna", en="automatic mail"),
-    Outcome.IGNORED_SENDER: _Meaning(**_SILENT, pl="nadawca zablokowany", en="blocked sender"),
-    Outcome.NOT_A_REQUEST: _Meaning(**_SILENT, pl="nie jest prośbą o kod",
-                                    en="not a code request"),
+    Outcome.POOL_NOT_READY: _Meaning(**_REFUSAL),
+    Outcome.POOL_EXHAUSTED: _Meaning(**_REFUSAL),
+    Outcome.RATE_LIMITED: _Meaning(False, False, True),
+    Outcome.ELIGIBILITY_TEST: _Meaning(True, False, False),
+    Outcome.IGNORED_LOOP: _Meaning(**_SILENT),
+    Outcome.IGNORED_SENDER: _Meaning(**_SILENT),
+    Outcome.NOT_A_REQUEST: _Meaning(**_SILENT),
 }
 
 # Derived lists, in catalogue order.

@@ -6,10 +6,11 @@ Branches are the library's mailboxes; codes handed out at the walk-in desk form 
 row. Pool figures (bought, expired, left) belong to the library and service, so they are
 on the library's total row only.
 
-Headers, refusal reasons and service names are in the report's language (Polish by
-default, English too); the first sheet is named by the month and the refusals sheet keeps
-each reason's outcome id in its last column, for tools that filter or pivot. The time it
-was generated is the library's wall clock, with its zone named (staff never read UTC).
+Headers and refusal reasons are in the report's language (Polish by default, English
+too: the message catalogue's ``xlsx_*`` and ``outcome_*`` entries); the first sheet is named
+by the month and the refusals sheet keeps each reason's outcome id in its last column, for
+tools that filter or pivot. The time it was generated is the library's wall clock, with its
+zone named (staff never read UTC).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailbot import services, translations
 from mailbot.clock import as_aware, month_end, month_start, parse_month
 from mailbot.config import SERVICES, Settings
 from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request
@@ -39,27 +41,6 @@ from mailbot.private_files import write_private
 DESK = "desk"
 TOTAL = "total"
 
-_LABELS = {
-    "pl": {
-        "title": "Raport miesięczny mailbota — {month}", "library": "Biblioteka",
-        "branch": "Filia (skrzynka)", "service": "Serwis", "requests": "Zgłoszenia",
-        "issued": "Wydane kody", "refused": "Odmowy razem", "activated": "Aktywowane",
-        "expired": "Wygasłe (niewydane)", "bought": "Kupione", "left": "Pozostało",
-        "median": "Mediana czasu odpowiedzi [s]", DESK: "wydane przy ladzie",
-        TOTAL: "RAZEM", "refusals_sheet": "Odmowy", "outcome": "Powód odmowy",
-        "count": "Liczba", "generated": "Wygenerowano {at}", "outcome_id": "Kod wyniku",
-    },
-    "en": {
-        "title": "mailbot monthly report — {month}", "library": "Library",
-        "branch": "Branch (mailbox)", "service": "Service", "requests": "Requests",
-        "issued": "Codes issued", "refused": "Refusals total", "activated": "Activated",
-        "expired": "Expired (never issued)", "bought": "Bought", "left": "Left",
-        "median": "Median reply time [s]", DESK: "issued at the desk", TOTAL: "TOTAL",
-        "refusals_sheet": "Refusals", "outcome": "Refusal reason", "count": "Count",
-        "generated": "Generated {at}", "outcome_id": "Outcome id",
-    },
-}
-_SERVICE = {"legimi": "Legimi", "empik_go": "Empik Go"}
 
 
 @dataclass
@@ -185,10 +166,22 @@ def generated_at(now: datetime, zone: ZoneInfo) -> str:
     return f"{as_aware(now).astimezone(zone):%Y-%m-%d %H:%M %Z} ({zone.key})"
 
 
+class _Labels:
+    """The report's words: the catalogue's ``xlsx_<name>`` (mailbot/locale)."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang
+
+    def __getitem__(self, name: str) -> str:
+        return translations.text(self.lang, f"xlsx_{name}")
+
+    def branch(self, branch: str) -> str:
+        return self[branch] if branch in (DESK, TOTAL) else branch
+
+
 def build_workbook(rows: list[ReportRow], *, month: str, lang: str = "pl",
                    now: datetime | None = None, zone: ZoneInfo | None = None) -> Workbook:
-    lang = lang if lang in _LABELS else "pl"
-    t = _LABELS[lang]
+    t = _Labels(lang)
     refusals = [o for o in REFUSALS if any(r.refused.get(o) for r in rows)]
     wb = Workbook()
     ws = wb.active
@@ -210,8 +203,8 @@ def build_workbook(rows: list[ReportRow], *, month: str, lang: str = "pl",
         cell.alignment = Alignment(wrap_text=True, vertical="top")
         cell.fill = PatternFill("solid", fgColor="DDE7F0")
     for r in rows:
-        branch = t.get(r.branch, r.branch) if r.branch in (DESK, TOTAL) else r.branch
-        ws.append([r.library_id, branch, _SERVICE.get(r.service, r.service), r.requests,
+        branch = t.branch(r.branch)
+        ws.append([r.library_id, branch, services.name(r.service) or r.service, r.requests,
                    r.issued, r.refused_total, *(r.refused.get(o, 0) for o in refusals),
                    r.activated, r.expired, r.bought, r.left, r.median_reply])
         if r.branch == TOTAL:
@@ -231,8 +224,8 @@ def build_workbook(rows: list[ReportRow], *, month: str, lang: str = "pl",
             continue
         for outcome in REFUSALS:
             if r.refused.get(outcome):
-                branch = t.get(r.branch, r.branch) if r.branch == DESK else r.branch
-                ws2.append([r.library_id, branch, _SERVICE.get(r.service, r.service),
+                branch = t.branch(r.branch)
+                ws2.append([r.library_id, branch, services.name(r.service) or r.service,
                             Outcome(outcome).label(lang), r.refused[outcome], outcome])
     for col, width in zip("ABCDEF", (16, 34, 12, 30, 10, 20), strict=True):
         ws2.column_dimensions[col].width = width

@@ -42,7 +42,7 @@ def test_help_speaks_to_users_and_imports_nothing_heavy() -> None:
              "from mailbot.cli import main\n"
              "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
              "heavy = [m for m in ('sqlalchemy', 'starlette', 'uvicorn', 'holidays', "
-             "'pydantic', 'jinja2', 'alembic', 'apscheduler', 'mailbot.config', "
+             "'pydantic', 'jinja2', 'alembic', 'apscheduler', 'babel', 'mailbot.config', "
              "'mailbot.db.models') if m in sys.modules]\n"
              "print('HEAVY', heavy)\n")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,

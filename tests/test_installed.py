@@ -77,7 +77,7 @@ def test_the_sdist_and_wheel_carry_templates_migrations_and_static_files(install
     source = {f"mailbot/templates/{p.relative_to(ROOT / 'templates')}"
               for p in (ROOT / "templates").rglob("*") if p.is_file()}
     assert source and source <= names, sorted(source - names)[:5]
-    for folder in ("mailbot/db/migrations", "mailbot/web/static"):
+    for folder in ("mailbot/db/migrations", "mailbot/web/static", "mailbot/locale"):
         shipped = {f"{folder}/{p.relative_to(ROOT / folder)}"
                    for p in (ROOT / folder).rglob("*")
                    if p.is_file() and "__pycache__" not in p.parts}

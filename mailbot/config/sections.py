@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
+from mailbot import services
 from mailbot.config.checks import (
     CLOSED,
     HHMM,
@@ -43,7 +44,7 @@ from mailbot.errors import ConfigError
 
 __all__ = ["MailboxSettings", "OAuthSettings", "SmtpSettings"]  # (mail.py's, re-exported)
 
-SERVICES = ("legimi", "empik_go")
+SERVICES = services.IDS  # mailbot/services.py
 Service = Literal["legimi", "empik_go"]
 # The services a library offers (``services`` in its table): each one of SERVICES.
 Services = Annotated[tuple[Str, ...], each_one_of(SERVICES, "service")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from mailbot import services
 from mailbot.intake.mail.plaintext import INVISIBLE
 from mailbot.text import LOOKALIKES, fold
 
@@ -18,7 +19,8 @@ _SUBJECT_PREFIX = re.compile(
     re.IGNORECASE,
 )
 _NOT_ALNUM = re.compile(r"[\W_]+")
-_SERVICES = {"legimi": "legimi", "empikgo": "empik_go"}
+# A subject's key -> the service it asks for ("empikgo" -> "empik_go"), from mailbot.services.
+_SERVICES = {_NOT_ALNUM.sub("", s.subject.lower()): s.id for s in services.SHIPPED}
 
 
 _MAX_SUBJECT = 1000  # no request subject is longer; longer ones are not read at all

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+from mailbot import services
+
 __all__ = [
     "LANGUAGES",
     "format_date",
@@ -36,7 +38,6 @@ _EN_MONTHS = (
     "July", "August", "September", "October", "November", "December",
 )  # fmt: skip
 
-_SERVICE_NAMES = {"legimi": "Legimi", "empik_go": "Empik Go"}
 
 
 def _check_lang(lang: str) -> str:
@@ -146,7 +147,7 @@ def plural(n: int, *forms: str, lang: str) -> str:
 def service_name(service: str) -> str:
     """``legimi`` -> ``Legimi``, ``empik_go`` -> ``Empik Go``; an unknown key is title-cased."""
     key = service_key(service)
-    return _SERVICE_NAMES.get(key, key.replace("_", " ").title())
+    return services.name(key) or key.replace("_", " ").title()
 
 
 def service_key(service: str) -> str:

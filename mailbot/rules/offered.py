@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from mailbot import services
 from mailbot.outcomes import Outcome
 from mailbot.respond.i18n import service_name
 from mailbot.rules.base import Facts, Hit
 
-# The subject a patron writes to ask for each service (mailbot.intake.subjects reads it).
-SUBJECT_KEYWORDS = {"legimi": "LEGIMI", "empik_go": "EMPIK GO"}
 
 
 class Offer(NamedTuple):
@@ -31,7 +30,7 @@ class Offer(NamedTuple):
 
 def offer(service: str) -> Offer:
     return Offer(service, service_name(service),
-                 SUBJECT_KEYWORDS.get(service, service.upper()))
+                 services.subject(service) or service.upper())
 
 
 class ServiceNotOffered:

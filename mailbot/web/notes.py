@@ -10,7 +10,7 @@ values (no ``args``) are English text and are shown as stored.
 How a value is shown follows from its name: ``*_at`` an instant (ISO with offset) →
 the zone's wall clock and zone abbreviation; ``service`` a service's name; ``outcome``
 and ``was`` an outcome's label; ``amount`` money with the language's decimal mark; ``n``
-picks the plural form of a counted text (``note_<key>_one/_few/_many``); ``month`` (YYYY-MM)
+picks the plural form of a counted text (a plural catalogue entry); ``month`` (YYYY-MM)
 the month's name ("luty 2027"); ``reply_state``
 a reply's state; ``variant`` picks a text's variant (``audit_override_withdrawn``).
 """
@@ -54,7 +54,7 @@ def _shown(lang: str, name: str, value: Any, zone: ZoneInfo) -> Any:
             return format_month(*parse_month(str(value)), lang)
         except ValueError:
             return value
-    if name == "reply_state" and f"reply_{value}" in i18n.MESSAGES[lang]:
+    if name == "reply_state" and i18n.has(lang, f"reply_{value}"):
         return i18n.t(lang, f"reply_{value}")
     if name == "amount" and lang == "pl":
         return str(value).replace(".", ",")
@@ -63,18 +63,19 @@ def _shown(lang: str, name: str, value: Any, zone: ZoneInfo) -> Any:
 
 def worded(lang: str, key: str, args: Mapping[str, Any], zone: ZoneInfo) -> str | None:
     """The catalogue's text ``key`` with ``args`` shown (None: no such text)."""
-    lang = lang if lang in i18n.MESSAGES else "pl"
-    messages = i18n.MESSAGES[lang]
     shown = {name: _shown(lang, name, value, zone) for name, value in args.items()
              if name != "variant"}
     if args.get("variant"):
         key = f"{key}_{args['variant']}"
-    if isinstance(args.get("n"), int) and f"{key}_one" in messages:
-        key = f"{key}_{i18n.plural_form(lang, args['n'])}"
-    if key not in messages:
+    if not i18n.has(lang, key):
         return None
     try:
-        return messages[key].format(**shown)
+        if i18n.is_counted(lang, key):
+            if not isinstance(args.get("n"), int):
+                return None
+            shown.pop("n", None)
+            return i18n.tn(lang, key, args["n"], **shown)
+        return i18n.t(lang, key).format(**shown)
     except (KeyError, IndexError, ValueError):
         return None  # a value the text names is missing: shown raw by the caller
 

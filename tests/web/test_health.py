@@ -156,11 +156,9 @@ def test_polish_counts_take_the_right_form():
                      25: "25 odpowiedzi czeka"}
     assert i18n.tn("en", "relay_waiting", 1) == "1 reply waiting"
     assert i18n.tn("en", "relay_waiting", 3) == "3 replies waiting"
-    for key in i18n.MESSAGES["pl"]:
-        if key.endswith("_one"):
-            stem = key[:-4]
-            for lang in i18n.LANGUAGES:
-                assert {f"{stem}_one", f"{stem}_few", f"{stem}_many"} <= set(i18n.MESSAGES[lang])
+    for key in i18n.keys("pl"):
+        if i18n.is_counted("pl", key):
+            assert all(i18n.is_counted(lang, key) for lang in i18n.LANGUAGES), key
 
 
 def test_in_the_browser_the_queue_shows_the_broken_branch_and_the_paused_relay(

@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import select
 from starlette.routing import Route
 
+from mailbot import translations
 from mailbot.db.models import AuditLog, Code, LedgerEntry, Mailbox, Outbox, Reader, Relay, \
     Request
 from mailbot.db.session import open_database
@@ -424,11 +425,9 @@ def test_every_note_a_rule_can_leave_has_its_text_in_both_languages(site):
     with sessions() as s:
         for r in s.scalars(select(Request)):
             keys |= {step["note"] for step in r.trail or [] if "note" in step}
-    messages = i18n.MESSAGES
     missing = {}
     for lang in i18n.LANGUAGES:
-        missing[lang] = sorted(k for k in keys if f"note_{k}" not in messages[lang]
-                               and f"note_{k}_one" not in messages[lang])
+        missing[lang] = sorted(k for k in keys if not i18n.has(lang, f"note_{k}"))
     assert missing == {"pl": [], "en": []}
 
 
@@ -438,26 +437,29 @@ def test_no_polish_note_text_holds_an_english_word():
               "received_at": "2026-11-30T22:59:50+00:00", "opens_at": "2026-11-30T23:00:00+00:00",
               "date_at": "2026-11-30T22:59:48+00:00", "issued_at": "2026-12-01T21:45:00+00:00",
               "service": "empik_go", "was": "debt", "reply_state": "sent"}
-    pl = i18n.MESSAGES["pl"]
-    for key in sorted(k for k in pl if k.startswith(("note_", "audit_", "problem_"))):
-        fields = {f for _, f, _, _ in string.Formatter().parse(pl[key]) if f}
-        args = {f: sample.get(f, "0001004") for f in fields}
-        base = re.sub(r"_(one|few|many)\Z", "", key)
-        prefix, _, rest = base.partition("_")
-        if prefix == "audit":
-            action, variant = rest, None
-            for known in ("resend", "handled", "override"):
-                if rest.startswith(known + "_"):
-                    action, variant = known, rest[len(known) + 1:]
-            text = notes.audit_text("pl", action, {**args, **({"variant": variant}
-                                                             if variant else {})},
-                                    "", zone=WAW)
-        elif prefix == "note":
-            text = notes.note_text("pl", rest, args, zone=WAW)
-        else:
-            text = pl[key]
-        text = text.replace("Legimi", "").replace("Empik Go", "")
-        assert not english_in(text), (key, text)
+    pl = translations.entries("pl")
+    for key, forms in sorted((k, t) for k, t in pl.items()
+                             if k.startswith(("note_", "audit_", "problem_"))):
+        counted = isinstance(forms, tuple)  # a plural entry: each of its forms is read
+        fields = {f for form in (forms if counted else (forms,))
+                  for _, f, _, _ in string.Formatter().parse(form) if f}
+        for n in (1, 3, 5) if counted else (3,):
+            args = {f: sample.get(f, "0001004") for f in fields} | ({"n": n} if counted else {})
+            prefix, _, rest = key.partition("_")
+            if prefix == "audit":
+                action, variant = rest, None
+                for known in ("resend", "handled", "override"):
+                    if rest.startswith(known + "_"):
+                        action, variant = known, rest[len(known) + 1:]
+                text = notes.audit_text("pl", action, {**args, **({"variant": variant}
+                                                                 if variant else {})},
+                                        "", zone=WAW)
+            elif prefix == "note":
+                text = notes.note_text("pl", rest, args, zone=WAW)
+            else:
+                text = i18n.tn("pl", key, **args) if counted else forms
+            text = text.replace("Legimi", "").replace("Empik Go", "")
+            assert not english_in(text), (key, n, text)
     # Times as the Warsaw clock says them, with the zone's name.
     assert notes.note_text("pl", "already_received", {"service": "legimi",
                                                       "issued_at": sample["issued_at"]},

@@ -15,7 +15,7 @@ from mailbot.web.context import Ctx, page
 
 # The actions staff can filter by, in the order the catalogue names them: an action that
 # has a label (``action_<name>``) is offered, so a new one needs no change here.
-ACTIONS = tuple(key.removeprefix("action_") for key in i18n.MESSAGES["pl"]
+ACTIONS = tuple(key.removeprefix("action_") for key in i18n.keys("pl")
                 if key.startswith("action_"))
 
 
