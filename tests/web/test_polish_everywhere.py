@@ -1,12 +1,15 @@
 """A librarian who reads Polish meets no English on the dashboard (issue 19).
 
-Every GET page of the route table is rendered in Polish over the demo's data (a request
-of every outcome, with its rule trail, loops and mail left for staff), staff actions that
-write the audit log (issue anyway, resend, handled), a mailbox whose login is refused and
-a relay that cannot be reached. The visible text (and the texts a screen reader reads:
-title, aria-label, placeholder, alt) must hold no word of an English word list. What the
-patron or a server wrote is not ours to translate and is taken out first: subjects, mail
-text, names, addresses, card numbers, codes, and the technical details folded away for IT.
+Every GET page of the route table is rendered in Polish over the demo's data and a second
+round of mail the demo has no outcome for (a branch that offers Legimi only and has not
+imported its pool, whose staff alert could not be sent; a family sharing one address; a
+child; a TEST mail; a blocked sender): a request of every outcome, with its rule trail,
+loops and mail left for staff. Then staff actions that write the audit log (issue anyway,
+resend, handled), a mailbox whose login is refused and a relay that cannot be reached.
+The visible text (and the texts a screen reader reads: title, aria-label, placeholder,
+alt) must hold no word of an English word list. What the patron or a server wrote is not
+ours to translate and is taken out first: subjects, mail text, names, addresses, card
+numbers, codes, and the technical details folded away for IT.
 
 And the notes a rule can leave: each has its text in both languages, each note the demo's
 trails hold has one, and no Polish note text holds an English word.
@@ -16,9 +19,13 @@ from __future__ import annotations
 
 import ast
 import html
+import mailbox
+import os
 import re
 import string
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
 from html.parser import HTMLParser
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -30,7 +37,7 @@ from starlette.routing import Route
 from mailbot import translations
 from mailbot.db.models import AuditLog, Code, LedgerEntry, Mailbox, Outbox, Reader, Relay, \
     Request
-from mailbot.db.session import open_database
+from mailbot.db.session import open_database, sync_config
 from mailbot.demo import run_demo
 from mailbot.intake import loops
 from mailbot.outcomes import REFUSALS, Outcome
@@ -161,13 +168,116 @@ def _patron_data(sessions) -> list[str]:  # noqa: ANN001
     return [v for v in values if len(v) >= 2]
 
 
+BRANCH = "filia"  # the second round's branch: Legimi only, no pool imported this month
+# The second round: what the demo's mail does not reach. A top-level block list and staff
+# address; the demo library answers TEST mail, has a minimum age for Legimi and lets one
+# address collect one code a month; a branch offers Legimi only.
+ROUND_TWO_TOP = """blocked_senders = ["*@oferty.example.net"]
+staff_email = "it@biblioteka-demo.example.org"
+"""
+ROUND_TWO_DEMO = """eligibility_test = true
+min_age_legimi = 16
+max_codes_per_address_per_month = 1
+"""
+ROUND_TWO_BRANCH = """
+[[libraries]]
+id = "filia"
+name = "Biblioteka Publiczna Demo, Filia nr 2"
+contact = "tel. 22 000 00 02"
+services = ["legimi"]
+
+[[mailboxes]]
+library = "filia"
+address = "filia@biblioteka-demo.example.org"
+type = "maildir"
+path = "{root}/Maildir-filia"
+"""
+READERS_HEADER = ("numer_karty;imie;nazwisko;email;wazna_do;zadluzenie;przetrzymania;"
+                  "aktualizacja_danych;ostatnie_wypozyczenie;data_urodzenia\n")
+# (card, first name, surname, address, birth date), each card valid, owing nothing, its
+# data and a loan of this year: two of a family writing from the father's address (he had
+# his code), a child ({y10}: ten years ago), a patron who tests first; the branch's reader.
+ROUND_TWO_READERS = {
+    "demo": (("0001013", "Ewa", "Nowak", "piotr.nowak@example.org", "02.02.1990"),
+             ("0001014", "Adam", "Nowak", "piotr.nowak@example.org", "03.03.1992"),
+             ("0001015", "Barbara", "Mazur", "b.mazur@example.org", "04.04.1980"),
+             ("0001016", "Ola", "Zając", "ola.zajac@example.org", "15.06.{y10}")),
+    BRANCH: (("0002001", "Leszek", "Mazur", "l.mazur@example.org", "05.05.1975"),),
+}
+# (library, sender, subject, body, the outcome it must get), in arrival order.
+ROUND_TWO_MAIL = (
+    ("demo", "piotr.nowak@example.org", "LEGIMI", "Ewa Nowak, karta 0001013", "address_limit"),
+    ("demo", "piotr.nowak@example.org", "LEGIMI", "Adam Nowak, karta 0001014", "address_limit"),
+    ("demo", "ola.zajac@example.org", "LEGIMI", "Ola Zając 0001016", "age_restricted"),
+    ("demo", "b.mazur@example.org", "TEST LEGIMI", "Barbara Mazur 0001015", "eligibility_test"),
+    # A test whose verdict is a refusal (debt) reads in Polish too.
+    ("demo", "jan.wojcik@example.org", "TEST LEGIMI", "Jan Wójcik 0001004", "eligibility_test"),
+    ("demo", "Promocje <promocje@oferty.example.net>", "LEGIMI", "Kody taniej!",
+     "ignored_sender"),
+    (BRANCH, "l.mazur@example.org", "LEGIMI", "Leszek Mazur 0002001", "pool_not_ready"),
+    (BRANCH, "l.mazur@example.org", "EMPIK GO", "Leszek Mazur 0002001", "service_not_offered"),
+)
+
+
+def _round_two_mail(sender: str, to: str, subject: str, body: str) -> tuple[str, bytes]:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg["Message-ID"] = make_msgid(domain="example.org")
+    msg.set_content(body)
+    return msg["Message-ID"], bytes(msg)
+
+
+def _round_two(root: Path, config: Path, now: datetime) -> None:
+    """The demo's installation reconfigured and sent the mail of ROUND_TWO_MAIL, processed
+    as ``run --once`` does, each mail checked for the outcome it is there for."""
+    from mailbot.clock import month_of
+    from mailbot.config import load_settings
+    from mailbot.imports.load import import_readers
+    from mailbot.rules.window import window_opens
+    from mailbot.runonce import run_once
+
+    text = config.read_text(encoding="utf-8")
+    top, demo = "\n[smtp]\n", "replies_per_sender_per_day = 3\n"
+    assert top in text and demo in text, "the demo's config changed: update the second round"
+    text = text.replace(top, "\n" + ROUND_TWO_TOP + top, 1).replace(demo, demo + ROUND_TWO_DEMO)
+    config.write_text(text + ROUND_TWO_BRANCH.format(root=root), encoding="utf-8")
+    settings = load_settings(config)
+    sessions = open_database(settings.database_url)
+    sync_config(sessions, settings)
+    year, month = month_of(now, WAW)
+    for lib, readers in ROUND_TWO_READERS.items():
+        rows = "".join(f"{card};{first};{last};{email};31.12.{year + 1};0;0;01.01.{year};"
+                       f"01.{month:02d}.{year};{born.format(y10=year - 10)}\n"
+                       for card, first, last, email, born in readers)
+        path = root / f"readers-{lib}.csv"
+        path.write_text(READERS_HEADER + rows, encoding="utf-8")
+        import_readers(sessions, settings, path=str(path), library_id=lib, now=now)
+    window = window_opens(settings.library("demo"), WAW, year, month)
+    expected = {}
+    for i, (lib, sender, subject, body, outcome) in enumerate(ROUND_TWO_MAIL):
+        box = settings.mailboxes_of(lib)[0]
+        message_id, raw = _round_two_mail(sender, box.address, subject, body)
+        md = mailbox.Maildir(box.path, create=True)
+        key = md.add(raw)
+        arrival = (window + timedelta(minutes=2, seconds=5 * i)).timestamp()
+        os.utime(next(Path(box.path).glob(f"*/{key}*")), (arrival, arrival))
+        expected[message_id] = outcome
+    run_once(sessions, settings, now=max(now, window + timedelta(minutes=10)))
+    with sessions() as s:
+        got = {r.message_id: r.outcome for r in s.scalars(
+            select(Request).where(Request.message_id.in_(expected)))}
+    assert got == expected
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """The demo installation, its staff's actions done, a mailbox and a relay failing."""
+    """The demo installation and its second round, its staff's actions done, a mailbox
+    and a relay failing."""
     root = tmp_path_factory.mktemp("polish") / "demo"
     now = datetime.now(UTC)
     assert run_demo(str(root), now=now) == 0
     config = root / "mailbot.toml"
+    _round_two(root, config, now)
     # A relay that cannot be reached, so the queue shows its row (the demo's replies went
     # to the file outbox before).
     text = config.read_text(encoding="utf-8").replace(
@@ -182,7 +292,8 @@ def site(tmp_path_factory):
     add_user(sessions, settings, name="bibliotekarka", password=PASSWORD, libraries=["demo"],
              is_admin=True, now=now)
     with sessions.begin() as s:
-        mb = s.scalars(select(Mailbox)).one()
+        mb = s.scalars(select(Mailbox).where(
+            Mailbox.address == "ebooki@biblioteka-demo.example.org")).one()
         mb.last_error = ("imap.biblioteka-demo.example.org:993: login refused: "
                          "[AUTHENTICATIONFAILED] Invalid credentials (Failure)")
         mb.down_since = now - timedelta(minutes=20)
@@ -192,10 +303,18 @@ def site(tmp_path_factory):
         relay.down_since = now - timedelta(minutes=5)
         s.add(relay)
         # One reply that could not go out, and one that bounced: the queue's failed list.
-        failed = s.scalars(select(Outbox).where(Outbox.state == "sent")).first()
+        failed = s.scalars(select(Outbox).where(Outbox.state == "sent",
+                                                Outbox.kind != "staff_alert")
+                           .order_by(Outbox.id)).first()
         assert failed is not None
         failed.state, failed.attempts = "failed", 3
         failed.last_error = "the relay answered 550 5.1.1 <x@example.org>: user unknown"
+        # And the branch's staff alert (its pool is not imported): the queue's banner says
+        # the staff were not told.
+        alert = s.scalars(select(Outbox).where(Outbox.kind == "staff_alert")).one()
+        alert.state, alert.attempts = "failed", 3
+        alert.last_error = "the relay answered 550 5.7.1 <it@biblioteka-demo.example.org>: " \
+                           "relaying denied"
     from starlette.testclient import TestClient
 
     client = TestClient(create_app(settings, sessions), base_url="http://testserver")
@@ -226,10 +345,35 @@ def site(tmp_path_factory):
     r = client.post(f"/requests/{issued}/resend", follow_redirects=True,
                     data={"csrf": form, "outbox_id": str(sent.id)})
     assert r.status_code == 200
+    # Issue anyway over the address limit: a daughter with a card of her own.
+    family = by_outcome["address_limit"]
+    r = client.post(f"/requests/{family}/override", follow_redirects=True,
+                    data={"csrf": form, "service": "legimi", "card": "0001013",
+                          "reason": "córka, własna karta"})
+    assert r.status_code == 200
     with sessions() as s:
-        actions = {a.action for a in s.scalars(select(AuditLog))}
-        assert {"override", "handled", "resend"} <= actions
+        actions = [a.action for a in s.scalars(select(AuditLog))]
+        assert {"override", "handled", "resend"} <= set(actions)
+        assert actions.count("override") == 2
     return settings, sessions, client
+
+
+def test_the_pages_are_read_over_a_request_of_every_outcome(site):
+    # Each outcome of the catalogue is some request's (or was, before staff issued a code
+    # anyway), and the queue shows the branch's missing pool and its unsent staff alert:
+    # the pages above are read with all of them, and a change here cannot drop one unseen.
+    settings, sessions, client = site
+    with sessions() as s:
+        reqs = list(s.scalars(select(Request)))
+    outcomes = {r.outcome for r in reqs}
+    was = {step["args"]["was"] for r in reqs for step in r.trail or []
+           if step.get("rule") == "staff_override"}
+    assert {"debt", "address_limit"} <= was
+    assert sorted(set(Outcome) - outcomes - was) == []
+    assert "address_limit" in outcomes  # the family's other request, still refused
+    queue = client.get("/queue/live?lang=pl").text
+    assert f'data-testid="pool-not-ready-{BRANCH}-legimi"' in queue
+    assert f'data-testid="staff-alert-failed-{BRANCH}-legimi"' in queue
 
 
 def _get_urls(sessions) -> list[str]:  # noqa: ANN001
