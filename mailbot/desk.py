@@ -111,7 +111,7 @@ class DeskVerdict:
     args: dict[str, Any] = dataclasses.field(default_factory=dict)
     # A refusal: whether staff may issue anyway, overruling which refusals.
     override: OverrideVerdict | None = None
-    received: Received | None = None  # already_received: the code to reprint
+    received: Received | None = None  # a refusal of a card with this month's code: to reprint
 
     @property
     def overridable(self) -> bool:
@@ -178,8 +178,11 @@ def desk_check(session: Session, settings: Settings, *, library_id: str, card: s
     patron = f"{reader.first_name} {reader.last_name}".strip() if reader else None
     email = reader.email if reader else None
     override = None if hit.outcome == ELIGIBLE else override_verdict(facts)
+    # Any refusal, not only already_received: a card the local data does not know (yet)
+    # that was given a code anyway is refused as unknown_card before that rule is asked,
+    # and the patron still needs that code's slip again.
     received = (received_this_month(session, library, card, month, service)
-                if hit.outcome == Outcome.ALREADY_RECEIVED else None)
+                if hit.outcome != ELIGIBLE else None)
     return DeskVerdict(hit.outcome, hit.note, dict(hit.context), trail, left, owed, patron,
                        email, args=dict(hit.args), override=override, received=received)
 

@@ -128,6 +128,14 @@ def test_staff_may_issue_anyway_over_the_reader_data_with_a_reason(
                                 service="empik_go", reason="again", shown=("debt",),
                                 now=now)
         assert code is None and v.outcome == "already_received" and not v.overridable
+        # The card the local data still does not know got its code anyway: the desk
+        # shows that code to reprint (the card check comes before "already received"),
+        # and "issue anyway" would now stop at the code already received.
+        v = desk_check(s, settings, library_id="lib", card="5550001", name="",
+                       service="legimi", now=now)
+        assert v.outcome == "unknown_card" and v.received is not None
+        assert (v.received.code_id, v.received.channel) == (entries["5550001"].code_id, "desk")
+        assert not v.overridable and v.override.outcome == "already_received"
 
 
 def test_issue_anyway_overrules_only_the_refusals_staff_were_shown(
