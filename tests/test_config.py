@@ -195,6 +195,88 @@ def test_value_rules_name_the_key_and_the_rule():
             settings_from_dict({**MINIMAL, **changes})
 
 
+# A consortium's file has dozens of [[libraries]] and [[mailboxes]] tables: nobody counts
+# them to find libraries[17], so a mistake in one names it as its IT knows it too.
+CONSORTIUM = {
+    "libraries": [{"id": "wbp", "name": "WBP"}, {"id": "wbp-poznan", "name": "Filia Poznań"}],
+    "mailboxes": [{"library": "wbp", "address": "ebooki@wbp.example.org", "username": "w",
+                   "password": "p"},
+                  {"library": "wbp-poznan", "address": "ebooki@poznan.example.org",
+                   "username": "p", "password": "p", "folder": "Ebooki"}],
+}
+
+
+def _consortium(table: str, index: int, changes: dict) -> dict:
+    tables = [dict(t) for t in CONSORTIUM[table]]
+    tables[index].update(changes)
+    return {**CONSORTIUM, table: tables}
+
+
+def test_a_mistake_in_a_library_names_the_library_by_its_id(monkeypatch):
+    # A key's own rule, a rule between keys, a secret missing from the environment, an
+    # unknown key: each names libraries[1] by its path and, after what is wrong, its id.
+    monkeypatch.delenv("T_POZNAN_SQL", raising=False)
+    cases = (({"penalty_months": -1}, r"libraries\[1\]\.penalty_months'?: must not be negative"),
+             ({"reader_source": "sip2", "check_loans_this_year": True},
+              r"libraries\[1\]\.check_loans_this_year'?: cannot be answered by a sip2"),
+             ({"reader_source": "sql", "sql": {"url_env": "T_POZNAN_SQL"}},
+              r"libraries\[1\]\.sql\.url_env'?: environment variable T_POZNAN_SQL is not set"),
+             ({"windw_day": 3}, r"libraries\[1\]\.windw_day'?: unknown key"))
+    for changes, message in cases:
+        with pytest.raises(ConfigError, match=message) as err:
+            settings_from_dict(_consortium("libraries", 1, changes))
+        assert str(err.value).endswith(' (in [[libraries]] id = "wbp-poznan")'), err.value
+        assert err.value.column.startswith("libraries[1].")  # the key's path, unchanged
+    # A duplicate or missing id is the key that would name the table: not named twice.
+    for data, message in ((_consortium("libraries", 1, {"id": "wbp"}),
+                           r"libraries\[1\]\.id'?: duplicate library id 'wbp'$"),
+                          ({**CONSORTIUM, "libraries": [{"name": "WBP"}]},
+                           r"libraries\[0\]\.id'?: is required$")):
+        with pytest.raises(ConfigError, match=message):
+            settings_from_dict(data)
+
+
+def test_a_mistake_in_a_mailbox_names_it_by_its_address_and_folder():
+    # The address, and the folder when it is not INBOX (one address may be read in
+    # several folders); a reference to another mailbox's relay names that one too.
+    with pytest.raises(ConfigError, match=r"mailboxes\[1\]\.port'?: must be an integer, "
+                                          r"not '993' \(in \[\[mailboxes\]\] address = "
+                                          r"\"ebooki@poznan\.example\.org\", folder = "
+                                          r"\"Ebooki\"\)$"):
+        settings_from_dict(_consortium("mailboxes", 1, {"port": "993"}))
+    with pytest.raises(ConfigError, match=r"mailboxes\[0\]\.library'?: no library with id "
+                                          r"'wbp-gniezno' \(in \[\[mailboxes\]\] address = "
+                                          r"\"ebooki@wbp\.example\.org\"\)$"):
+        settings_from_dict(_consortium("mailboxes", 0, {"library": "wbp-gniezno"}))
+    # A mistyped address names no address (nor, without it, the folder).
+    with pytest.raises(ConfigError, match=r"mailboxes\[1\]\.address'?: must be a string, "
+                                          r"not 7$"):
+        settings_from_dict(_consortium("mailboxes", 1, {"address": 7}))
+    relay = {"host": "smtp.example.org", "username": "konsorcjum", "password": "p"}
+    data = _consortium("mailboxes", 0, {"smtp": relay})
+    data["mailboxes"][1]["smtp"] = {**relay, "max_per_day": 500}
+    with pytest.raises(ConfigError, match=r"mailboxes\[1\]\.smtp'?: the same account as "
+                                          r"mailboxes\[0\]\.smtp \(address = "
+                                          r"\"ebooki@wbp\.example\.org\"\) with other limits.* "
+                                          r"\(in \[\[mailboxes\]\] address = "
+                                          r"\"ebooki@poznan\.example\.org\", folder = "):
+        settings_from_dict(data)
+
+
+def test_the_command_line_names_the_library_and_exits_with_2(tmp_path: Path, capsys):
+    # The whole line an IT reads, from a real file: file, key path, what is wrong, the id.
+    config = tmp_path / "mailbot.toml"
+    config.write_text('[[libraries]]\nid = "wbp"\nname = "WBP"\n\n'
+                      '[[libraries]]\nid = "wbp-poznan"\nname = "Filia"\npenalty_months = -1\n',
+                      encoding="utf-8")
+    from mailbot.cli import main
+
+    assert main(["--config", str(config), "status"]) == 2
+    assert capsys.readouterr().err == (
+        f"mailbot: error: {config}, column 'libraries[1].penalty_months': must not be "
+        'negative (in [[libraries]] id = "wbp-poznan")\n')
+
+
 def test_loaded_settings_are_frozen_hashable_picklable_and_equal_when_loaded_again(
         monkeypatch: pytest.MonkeyPatch):
     # Worker processes get the settings pickled; caches key on them: both must keep working.
@@ -305,7 +387,8 @@ def test_one_account_has_one_set_of_limits_and_one_address_one_account():
     data["mailboxes"].append({"library": "b", "address": "ebooki@b.example.org", "username": "b",
                               "password": "p", "smtp": {**shared, "max_per_hour": 200}})
     with pytest.raises(ConfigError, match=r"mailboxes\[1\]\.smtp': the same account as "
-                                          r"mailboxes\[0\]\.smtp with other limits"):
+                                          r"mailboxes\[0\]\.smtp \(address = "
+                                          r"\"ebooki@a\.example\.org\"\) with other limits"):
         settings_from_dict(data)
     data["mailboxes"][1]["smtp"]["max_per_hour"] = 100
     assert list(settings_from_dict(data).relays) == ["smtp://konsorcjum@smtp.home.pl:587"]
@@ -343,7 +426,8 @@ def test_one_account_configured_two_ways_is_refused():
                               "password": "p", "smtp": {**shared, "password": "dorbe"}})
     with pytest.raises(ConfigError, match=r"mailboxes\[1\]\.smtp': the same account "
                                           r"\(smtp://konsorcjum@smtp\.home\.pl:587\) as "
-                                          r"mailboxes\[0\]\.smtp, configured otherwise "
+                                          r"mailboxes\[0\]\.smtp \(address = "
+                                          r"\"ebooki@a\.example\.org\"\), configured otherwise "
                                           r"\(password\)") as err:
         settings_from_dict(data)
     assert "dorbe" not in str(err.value)

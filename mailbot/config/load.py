@@ -4,7 +4,10 @@ rules between keys, then the secrets from the environment.
 Every mistake is one ``ConfigError`` (exit code 2) naming the file, the key's path
 (``libraries[0].penalty_months``) and what is wrong, in mailbot's words: pydantic's own
 messages are not shown (they echo values, and a value may be a password). When the file
-has several mistakes, the first is named.
+has several mistakes, the first is named. A key in a ``[[libraries]]`` or ``[[mailboxes]]``
+table also names the table by what its IT knows it by, the library's ``id`` or the
+mailbox's ``address`` (``... (in [[libraries]] id = "wbp-poznan")``): a consortium's file
+has dozens of these tables, and nobody counts them to find ``libraries[17]``.
 
 Relative paths are then made relative to the file's folder (mailbot.config.paths), and
 the secrets the command uses read from the environment (mailbot.config.secrets).
@@ -13,6 +16,7 @@ the secrets the command uses read from the environment (mailbot.config.secrets).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tomllib
@@ -57,6 +61,13 @@ def settings_from_dict(data: dict[str, Any], *, source: str = "<dict>",
                        secrets: frozenset[str] | None = None) -> Settings:
     """Builds validated settings from parsed TOML (used by tests and the demo). A
     ``source`` naming a file (not ``<...>``) makes relative paths relative to its folder."""
+    try:
+        return _settings(data, source, secrets)
+    except ConfigError as exc:
+        raise _in_table(exc, data) from None
+
+
+def _settings(data: dict[str, Any], source: str, secrets: frozenset[str] | None) -> Settings:
     from pydantic import ValidationError
 
     kinds = SECRET_KINDS if secrets is None else frozenset(secrets)
@@ -135,6 +146,45 @@ def _key_path(loc: tuple[str | int, ...]) -> str:
         else:
             path += f".{part}" if path else part
     return path
+
+
+_TABLE = re.compile(r"(libraries|mailboxes)\[(\d+)\]")
+# What names a table, as the file has it; a mailbox's folder only when it is not the
+# default (one address may be read in several folders).
+_NAMED_BY = {"libraries": ("id",), "mailboxes": ("address", "folder")}
+
+
+def _table_name(array: str, table: Any) -> str:
+    """``id = "wbp-poznan"``, ``address = "ebooki@wbp.pl", folder = "Filia"``: the keys
+    of the table (parsed TOML, or its settings) that identify it; "" when it has none
+    (not given, or not a string)."""
+    def value(name: str) -> Any:
+        return table.get(name) if isinstance(table, dict) else getattr(table, name, None)
+
+    shown = [f"{name} = {json.dumps(v, ensure_ascii=False)}" for name in _NAMED_BY[array]
+             if isinstance(v := value(name), str) and v and (name, v) != ("folder", "INBOX")]
+    return ", ".join(shown)
+
+
+def _in_table(error: ConfigError, data: dict[str, Any]) -> ConfigError:
+    """``error`` with the table its key is in named, from the file as parsed (pydantic's
+    errors come before there are settings); unchanged outside a table, and when the key
+    at fault is the one that names the table (a duplicate id, a wrong address)."""
+    column = error.column or ""
+    m = _TABLE.match(column)
+    if not m:
+        return error
+    array, index = m.group(1), int(m.group(2))
+    tables = data.get(array)
+    if not isinstance(tables, (list, tuple)) or index >= len(tables):
+        return error
+    table = tables[index]
+    key = column[m.end():].lstrip(".").split(".")[0]
+    name = _table_name(array, table) if isinstance(table, dict) else ""
+    if not name or key == _NAMED_BY[array][0]:
+        return error
+    return ConfigError(f"{error.message} (in [[{array}]] {name})", file=error.file,
+                       row=error.row, column=column)
 
 
 def _type_at(loc: tuple[str | int, ...]) -> Any:
@@ -296,10 +346,15 @@ def _check_shared_relays(settings: Settings) -> None:
     relays = [("smtp", settings.smtp)] + [
         (f"mailboxes[{i}].smtp", _effective(mb.smtp, mb.oauth))
         for i, mb in enumerate(settings.mailboxes) if mb.smtp is not None]
+    # The relay met first is named by its mailbox too (the one at fault is, as every
+    # mailbox key is: _in_table).
+    mailbox_of = {f"mailboxes[{i}].smtp": mb for i, mb in enumerate(settings.mailboxes)}
     for key, relay in relays:
         seen_key, seen = first.setdefault(relay.key, (key, relay))
         if seen == relay:
             continue
+        if seen_key in mailbox_of:
+            seen_key += f" ({_table_name('mailboxes', mailbox_of[seen_key])})"
         limits = ("max_per_minute", "max_per_hour", "max_per_day")
         other = [f.name for f in dataclasses.fields(SmtpSettings)
                  if getattr(seen, f.name) != getattr(relay, f.name)]

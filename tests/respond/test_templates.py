@@ -465,6 +465,18 @@ def test_refusals_say_why_and_what_to_do(outcome: str, pl_phrase: str, en_phrase
     assert en_phrase in en
 
 
+@pytest.mark.parametrize("outcome", REPLY_OUTCOMES)
+def test_english_needs_no_article_chosen_for_the_service_name(outcome: str) -> None:
+    # "a Empik Go code" is wrong and "an Legimi code" would be: the English texts put no
+    # article straight before a service's name ("a code for Empik Go").
+    reply = render_reply(outcome, full_context("empik_go"))
+    _, en = flat_sections(reply)
+    html = flat(re.sub(r"<[^>]+>", " ", reply.html.partition('lang="en"')[2]))
+    assert html, "no English section in the HTML"
+    for text in (en, html):
+        assert not re.search(r"\ban? (Empik Go|Legimi)\b", text), text
+
+
 @pytest.mark.parametrize(
     ("items", "pl_phrase", "en_phrase"),
     [

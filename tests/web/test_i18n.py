@@ -86,3 +86,10 @@ def test_polish_texts_use_polish_letters():
                  "Zbyt wiele nieudanych prób", "Wyczerpywanie się puli", "żywo"):
         assert word in pl
     assert "Zgloszenia" not in pl and "dzialan" not in pl
+
+
+def test_english_texts_put_no_article_before_a_service_name():
+    # "a Empik Go code" is wrong and "an Legimi code" too: "a code for {service}" fits both.
+    for key, text in translations.entries("en").items():
+        for form in text if isinstance(text, tuple) else (text,):
+            assert not re.search(r"\b(a|an)\s+\{service\}", form, re.I), (key, form)
