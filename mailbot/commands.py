@@ -289,7 +289,7 @@ def _new_password() -> str:
 
 
 def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.web.auth import add_user, list_users, remove_user, set_password
+    from mailbot.web.staff_accounts import add_user, list_users, remove_user, set_password
 
     sessions = _open(settings, create=args.user_command == "add")
     if args.user_command == "list":

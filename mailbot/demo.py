@@ -178,7 +178,7 @@ def _demo_login(sessions, settings, now: datetime) -> str:  # noqa: ANN001
     """A fresh admin login for the dashboard; returns its password (shown once)."""
     import secrets
 
-    from mailbot.web.auth import add_user
+    from mailbot.web.staff_accounts import add_user
 
     password = secrets.token_urlsafe(12)
     add_user(sessions, settings, name=DEMO_USER, password=password, libraries=["demo"],

@@ -14,9 +14,9 @@ from pathlib import Path
 from mailbot.check.items import Failed
 from mailbot.clock import utcnow
 from mailbot.config import LibrarySettings, Settings
-from mailbot.respond.render import (NOTICES, REPLY_OUTCOMES, render_plainly,
-                                    template_sources, texts_problems)
+from mailbot.respond.render import NOTICES, REPLY_OUTCOMES, render_plainly, template_sources
 from mailbot.respond.samples import sample_context
+from mailbot.respond.texts_check import texts_problems
 
 ITEM = "library {id} reply texts {dir}"
 
@@ -37,7 +37,8 @@ def check_texts(settings: Settings, lib: LibrarySettings) -> str:
             continue
         own += 1
         try:
-            render_plainly(outcome, sample_context(lib, tz, outcome, now=utcnow()),
+            render_plainly(outcome, sample_context(lib, tz, outcome, now=utcnow(),
+                                                   settings=settings),
                            languages=lib.languages, templates_dir=templates_dir,
                            texts_dir=lib.texts_dir)
         except Exception as exc:  # any template error, named with the files it came from

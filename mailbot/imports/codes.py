@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from mailbot.imports.problems import ImportRefused, Problems
 from mailbot.imports.tables import Row, Table, column_letter, header_key
@@ -81,38 +82,30 @@ def read_codes(table: Table, *,
     rows = table.rows if has_header else [Row(table.header_row, table.header), *table.rows]
     label = table.column_label(index) if has_header else column_letter(index)
     if not rows:
-        raise ImportRefused.one("no_codes", "there are no codes below the header",
-                                file=table.file, row=table.header_row)
+        raise _refused_at_header(table, "there are no codes below the header", key="no_codes")
     problems = Problems(file=table.file)
+
+    def refuse(row: Row, message: str, *, key: str, **args: Any) -> None:
+        # Every problem of a code is in its own cell: its row, the code column.
+        problems.add(message, row=row.number, column=label, key=key, **args)
+
     codes: list[CodeRow] = []
     first_row_of_code: dict[str, int] = {}
     for row in rows:
         code = row.cells[index].strip()
         if not code:
-            problems.add("the code cell is empty", row=row.number, column=label,
-                         key="code_empty")
+            refuse(row, "the code cell is empty", key="code_empty")
         elif not is_code_like(code):
-            problems.add(
-                f"{code!r} does not look like a code"
-                " (6–64 letters, digits and hyphens, not a date)",
-                row=row.number,
-                column=label,
-                key="not_a_code",
-                value=code,
-            )
+            refuse(row, f"{code!r} does not look like a code"
+                   " (6–64 letters, digits and hyphens, not a date)",
+                   key="not_a_code", value=code)
         else:
             # Platforms treat codes case-insensitively often enough that "abc" and "ABC"
             # in one file are far more likely a mistake than two distinct codes.
             earlier = first_row_of_code.setdefault(code.casefold(), row.number)
             if earlier != row.number:
-                problems.add(
-                    f"code {code!r} is also in row {earlier} (rows {earlier} and {row.number})",
-                    row=row.number,
-                    column=label,
-                    key="code_twice",
-                    value=code,
-                    earlier=earlier,
-                )
+                refuse(row, f"code {code!r} is also in row {earlier} (rows {earlier} and"
+                       f" {row.number})", key="code_twice", value=code, earlier=earlier)
             else:
                 codes.append(CodeRow(code=code, row=row.number))
     return codes, problems
@@ -147,13 +140,9 @@ def _choose_column(table: Table, option: str | int | None) -> tuple[int, bool]:
         _raise_ambiguous(table, named)
     candidates = [i for i in range(len(table.header)) if _holds_codes(table, i)]
     if not candidates:
-        raise ImportRefused.one(
-            "no_code_column",
-            f"no column of codes found among {_listed(table)}; name it with --column",
-            file=table.file,
-            row=table.header_row,
-            columns=_labels(table),
-        )
+        raise _refused_at_header(
+            table, f"no column of codes found among {_listed(table)}; name it with --column",
+            key="no_code_column", columns=_labels(table))
     if len(candidates) > 1:
         _raise_ambiguous(table, candidates)
     return candidates[0], not _header_is_a_code(table, candidates[0])
@@ -168,28 +157,32 @@ def _named_columns(table: Table) -> list[int]:
 
 def _raise_ambiguous(table: Table, indexes: list[int]) -> None:
     which = ", ".join(repr(table.column_label(i)) for i in indexes)
-    raise ImportRefused.one(
-        "code_columns_ambiguous",
-        f"several columns could hold the codes ({which}); choose one with --column",
-        file=table.file,
-        row=table.header_row,
-        columns=[table.column_label(i) for i in indexes],
-    )
+    raise _refused_at_header(
+        table, f"several columns could hold the codes ({which}); choose one with --column",
+        key="code_columns_ambiguous", columns=[table.column_label(i) for i in indexes])
+
+
+def _refused_at_header(table: Table, message: str, *, key: str,
+                       **args: Any) -> ImportRefused:
+    """A refusal of the file as a whole (no codes, no single code column): located at its
+    header row, where the code column should have been named."""
+    return ImportRefused.one(key, message, file=table.file, row=table.header_row, **args)
 
 
 def _column_from_option(table: Table, option: str | int) -> tuple[int, bool]:
     """The column ``--column`` means, and whether it was named by its header."""
     text = str(option).strip()
     width = len(table.header)
+
+    def refused(message: str, *, key: str, **args: Any) -> ImportRefused:
+        # About the option, not a cell: the dashboard names its form field instead.
+        return ImportRefused.one(key, message, file=table.file, option="--column", name=text,
+                                 **args)
+
     by_name = [i for i, h in enumerate(table.header) if h and header_key(h) == header_key(text)]
     if len(by_name) > 1:
-        raise ImportRefused.one(
-            "column_name_twice",
-            f"several columns are named {text!r}; give a letter or a number",
-            file=table.file,
-            option="--column",
-            name=text,
-        )
+        raise refused(f"several columns are named {text!r}; give a letter or a number",
+                      key="column_name_twice")
     if by_name:
         return by_name[0], True
     if text.isdigit():
@@ -197,19 +190,12 @@ def _column_from_option(table: Table, option: str | int) -> tuple[int, bool]:
     elif _LETTER.fullmatch(text):
         index = _letter_index(text)
     else:
-        raise ImportRefused.one("no_such_column",
-                                f"no column {text!r}; the columns are {_listed(table)}",
-                                file=table.file, option="--column", name=text,
-                                columns=_labels(table))
+        raise refused(f"no column {text!r}; the columns are {_listed(table)}",
+                      key="no_such_column", columns=_labels(table))
     if not 0 <= index < width:
-        raise ImportRefused.one(
-            "column_out_of_range",
-            f"no column {text!r}: the file has {width} column{'s' if width != 1 else ''}",
-            file=table.file,
-            option="--column",
-            name=text,
-            n=width,
-        )
+        columns = "column" if width == 1 else "columns"
+        raise refused(f"no column {text!r}: the file has {width} {columns}",
+                      key="column_out_of_range", n=width)
     return index, False
 
 

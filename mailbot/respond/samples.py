@@ -2,8 +2,10 @@
 preview on the dashboard and ``mailbot check`` render a library's reply texts with.
 
 The library's own values (name, contact, activation pages, penalty, window) come from its
-settings through decide.reply_context, as a real reply's do; only the patron and the
-outcome's reasons are made up. Times are in the library's zone.
+settings through decide.reply_context, as a real reply's do; so does whether the reply
+says staff were told (pool_not_ready's ``staff_told``: a staff address, the library's or
+the global one, and a mailbox to send the alert from, as decide.runner asks it). Only the
+patron and the outcome's reasons are made up. Times are in the library's zone.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from decimal import Decimal
 from typing import Any
 
 from mailbot.clock import add_months, month_of
-from mailbot.config import LibrarySettings
+from mailbot.config import LibrarySettings, Settings
 from mailbot.decide.context import reply_context
 from mailbot.respond.i18n import service_name
+from mailbot.respond.staff_alert import staff_can_be_told
 from mailbot.respond.variables import CONTEXT_VARIABLES
 
 SAMPLE_CODE = "LGM-7Q2X-9KD4-PL"
@@ -24,9 +27,11 @@ SAMPLE_NAME = "Anna Kowalska"
 
 
 def sample_context(library: LibrarySettings, tz: Any, outcome: str, *, now: datetime,
-                   service: str = "legimi") -> dict[str, Any]:
+                   settings: Settings, service: str = "legimi") -> dict[str, Any]:
     """The context ``outcome``'s reply would get this month (the month of ``now`` in the
-    library's zone), for a made-up patron asking for ``service``."""
+    library's zone), for a made-up patron asking for ``service``. ``settings``: the whole
+    configuration ``library`` is in, for what a reply knows beyond the library's own table
+    (the global staff address, the library's mailboxes)."""
     from mailbot.rules.offered import offer
 
     year, mon = month_of(now, tz)
@@ -55,6 +60,7 @@ def sample_context(library: LibrarySettings, tz: Any, outcome: str, *, now: date
         # The services the library offers, and those besides the one asked for.
         "offered": tuple(offer(s) for s in library.services),
         "other_services": tuple(offer(s) for s in library.services if s != service),
+        "staff_told": staff_can_be_told(settings, library.id),
     }
     spec = CONTEXT_VARIABLES.get(outcome)
     wanted = (spec.required | spec.optional) if spec else frozenset(extras)

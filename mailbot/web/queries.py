@@ -1,7 +1,8 @@
 """What the dashboard's pages read: plain values out of the database, scoped to the
 libraries the logged-in user may see. No page ever queries without a scope.
 
-Still one concept over 400 lines: the dashboard's reads; the requests list (with its desk rows) should move to its own module next.
+The requests list (e-mail requests and the desk's codes, under one set of filters) is
+requests_list.
 """
 
 from __future__ import annotations
@@ -14,20 +15,18 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, literal, or_, select, union_all
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from mailbot.clock import month_end, month_key, month_of, month_start, parse_month
+from mailbot.clock import month_end, month_key, month_of, parse_month
 from mailbot.config import Settings
 from mailbot.db.models import (
     AuditLog,
     Code,
     CodePool,
-    LedgerEntry,
     Library,
     Mailbox,
     Outbox,
-    Reader,
     Request,
 )
 from mailbot.decide.horizon import MailboxHealth, mailbox_health
@@ -36,7 +35,6 @@ from mailbot.outcomes import SETTLED, Outcome, OutboxState, RequestState
 from mailbot.respond.relays import RelayQueue
 from mailbot.respond.staff_alert import alert_message_id
 from mailbot.rules.window import window_opens
-from mailbot.web.search import contains, prepare, starts_with
 
 
 def handled_clause() -> Any:
@@ -177,168 +175,7 @@ def _count(session: Session, stmt: Any) -> int:
     return session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
 
 
-# -- requests ---------------------------------------------------------------------------------
-
-
-@dataclass
-class RequestFilter:
-    month: str = ""
-    service: str = ""
-    outcome: str = ""
-    mailbox: str = ""  # mailbox id
-    library: str = ""
-    card: str = ""  # the start of a card number
-    address: str = ""  # part of the sender's address
-    q: str = ""  # the search box: the start of a card number, a name or part of an address
-    channel: str = ""  # "email", "desk" (codes issued at the desk), "" both
-    page: int = 1
-
-
-CHANNELS = ("email", "desk")
-
-
-@dataclass(frozen=True)
-class DeskRow:
-    """A code issued at the walk-in desk: no mail, no request, only its ledger entry (and
-    the audit entry, if staff issued it over a refusal)."""
-
-    code_id: int
-    library_id: str
-    service: str
-    month: str
-    card_number: str
-    email: str | None
-    issued_at: datetime
-    patron: str | None  # the name on file
-    anyway: str | None = None  # the refusal overruled ("issue anyway"), if it was
-
-
-@dataclass(frozen=True)
-class ListRow:
-    """One row of the requests list: an e-mail request, or a code issued at the desk."""
-
-    at: datetime
-    request: Request | None = None
-    desk: DeskRow | None = None
-
-
-def _names_match(library_id: Any, card_number: Any, text: str) -> Any:
-    """SQL: the reader of this card in this library has ``text`` in their name."""
-    return exists().where(
-        Reader.library_id == library_id, Reader.card_number == card_number,
-        or_(contains(Reader.first_name + " " + Reader.last_name, text),
-            contains(Reader.last_name + " " + Reader.first_name, text)))
-
-
-def _email_rows(settings: Settings, libraries: list[str], f: RequestFilter) -> Any:
-    stmt = select(literal("request").label("kind"), Request.id.label("id"),
-                  Request.received_at.label("at")).where(Request.library_id.in_(libraries))
-    if f.library:
-        stmt = stmt.where(Request.library_id == f.library)
-    if f.month:
-        tz = ZoneInfo(settings.timezone)
-        y, m = parse_month(f.month)
-        stmt = stmt.where(Request.received_at >= month_start(y, m, tz),
-                          Request.received_at < month_end(y, m, tz))
-    if f.service:
-        stmt = stmt.where(Request.service == f.service)
-    if f.outcome:
-        if f.outcome == "waiting":
-            stmt = stmt.where(Request.state == RequestState.NEW)
-        elif f.outcome == "set_aside":
-            stmt = stmt.where(Request.state == RequestState.ERROR)
-        else:
-            stmt = stmt.where(Request.outcome == f.outcome)
-    if f.mailbox:
-        stmt = stmt.where(Request.mailbox_id == int(f.mailbox))
-    if f.card.strip():
-        stmt = stmt.where(starts_with(Request.card_number, f.card.strip()))
-    if f.address.strip():
-        stmt = stmt.where(contains(Request.from_address, f.address.strip()))
-    if f.q.strip():
-        q = f.q.strip()
-        stmt = stmt.where(or_(starts_with(Request.card_number, q),
-                              contains(Request.from_address, q),
-                              contains(Request.patron_name, q),
-                              _names_match(Request.library_id, Request.card_number, q)))
-    return stmt
-
-
-def _desk_rows(libraries: list[str], f: RequestFilter) -> Any | None:
-    """The desk's codes under the same filters; None: the filters leave none (a mailbox,
-    an outcome other than a code issued, a request's state)."""
-    if f.mailbox or (f.outcome and f.outcome != "issued"):
-        return None
-    stmt = select(literal("desk").label("kind"), LedgerEntry.code_id.label("id"),
-                  LedgerEntry.issued_at.label("at")).where(
-        LedgerEntry.library_id.in_(libraries), LedgerEntry.channel == "desk")
-    if f.library:
-        stmt = stmt.where(LedgerEntry.library_id == f.library)
-    if f.month:
-        stmt = stmt.where(LedgerEntry.month == f.month)
-    if f.service:
-        stmt = stmt.where(LedgerEntry.service == f.service)
-    if f.card.strip():
-        stmt = stmt.where(starts_with(LedgerEntry.card_number, f.card.strip()))
-    if f.address.strip():
-        stmt = stmt.where(contains(LedgerEntry.email, f.address.strip()))
-    if f.q.strip():
-        q = f.q.strip()
-        stmt = stmt.where(or_(starts_with(LedgerEntry.card_number, q),
-                              contains(LedgerEntry.email, q),
-                              _names_match(LedgerEntry.library_id, LedgerEntry.card_number,
-                                           q)))
-    return stmt
-
-
-def request_list(session: Session, settings: Settings, libraries: list[str],
-                 f: RequestFilter, *, per_page: int = 50) -> tuple[list[ListRow], int]:
-    """The requests and the desk's codes matching ``f``, newest first, one page of them,
-    and how many match in all."""
-    parts = []
-    if f.channel != "desk":
-        parts.append(_email_rows(settings, libraries, f))
-    desk = _desk_rows(libraries, f) if f.channel != "email" else None
-    if desk is not None:
-        parts.append(desk)
-    if not parts:
-        return [], 0
-    prepare(session)
-    both = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
-    total = session.scalar(select(func.count()).select_from(both)) or 0
-    found = session.execute(select(both.c.kind, both.c.id)
-                            .order_by(both.c.at.desc(), both.c.kind, both.c.id.desc())
-                            .limit(per_page).offset((max(1, f.page) - 1) * per_page)).all()
-    request_ids = [i for kind, i in found if kind == "request"]
-    requests = {r.id: r for r in session.scalars(
-        select(Request).where(Request.id.in_(request_ids)))} if request_ids else {}
-    desks = _desk_details(session, [i for kind, i in found if kind == "desk"])
-    rows = []
-    for kind, i in found:
-        if kind == "request":
-            rows.append(ListRow(requests[i].received_at, request=requests[i]))
-        else:
-            rows.append(ListRow(desks[i].issued_at, desk=desks[i]))
-    return rows, total
-
-
-def _desk_details(session: Session, code_ids: list[int]) -> dict[int, DeskRow]:
-    if not code_ids:
-        return {}
-    anyway = {code_id: (args or {}).get("outcome") for code_id, args in session.execute(
-        select(AuditLog.code_id, AuditLog.args).where(AuditLog.code_id.in_(code_ids),
-                                                      AuditLog.action == "desk_override"))}
-    out = {}
-    for entry, first, last in session.execute(
-            select(LedgerEntry, Reader.first_name, Reader.last_name)
-            .outerjoin(Reader, and_(Reader.library_id == LedgerEntry.library_id,
-                                    Reader.card_number == LedgerEntry.card_number))
-            .where(LedgerEntry.code_id.in_(code_ids))):
-        out[entry.code_id] = DeskRow(
-            entry.code_id, entry.library_id, entry.service, entry.month, entry.card_number,
-            entry.email, entry.issued_at,
-            f"{first or ''} {last or ''}".strip() or None, anyway.get(entry.code_id))
-    return out
+# -- requests (the list itself: requests_list) ---------------------------------------------
 
 
 def months_seen(session: Session, settings: Settings, libraries: list[str],
@@ -486,8 +323,3 @@ def pool_series(session: Session, settings: Settings, *, library_id: str, servic
         per_minute[int((at - opens).total_seconds() // 60)] += 1
     return PoolSeries(opens, bought, depletion, per_minute, first_empty)
 
-
-def codes_issued_by_desk(session: Session, code_id: int) -> tuple[Code, LedgerEntry] | None:
-    row = session.execute(select(Code, LedgerEntry).join(
-        LedgerEntry, LedgerEntry.code_id == Code.id).where(Code.id == code_id)).first()
-    return (row[0], row[1]) if row else None

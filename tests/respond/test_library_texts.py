@@ -11,7 +11,8 @@ import pytest
 from mailbot.cli import main
 from mailbot.respond import shapes
 from mailbot.respond.render import (DEFAULT_TEMPLATES_DIR, render_plainly, render_reply,
-                                    template_sources, texts_problems)
+                                    template_sources)
+from mailbot.respond.texts_check import texts_problems
 from tests.respond.test_templates import full_context
 
 OWN_ISSUED = (

@@ -269,7 +269,7 @@ def test_two_admins_demoting_each_other_at_once_leave_one_on_postgresql(tmp_path
 
     from mailbot.clock import utcnow
     from mailbot.db.session import open_database
-    from mailbot.web import auth
+    from mailbot.web import staff_accounts
     from tests.databases import fresh_postgres
     from tests.web.webenv import make_site
 
@@ -277,21 +277,21 @@ def test_two_admins_demoting_each_other_at_once_leave_one_on_postgresql(tmp_path
     with fresh_postgres() as url:
         sessions = open_database(url)
         for name in ("boss-a", "boss-b"):
-            auth.add_user(sessions, settings, name=name, password="haslo-szefa-2026",
-                          libraries=["north"], is_admin=True, now=utcnow())
+            staff_accounts.add_user(sessions, settings, name=name, password="haslo-szefa-2026",
+                                    libraries=["north"], is_admin=True, now=utcnow())
         other = sessions()
         other.begin()
-        assert sum(1 for n in other.scalars(auth.admin_rows()) if n != "boss-a") == 1
-        other.execute(update(auth.StaffUser).where(auth.StaffUser.name == "boss-a")
+        assert sum(1 for n in other.scalars(staff_accounts.admin_rows()) if n != "boss-a") == 1
+        other.execute(update(StaffUser).where(StaffUser.name == "boss-a")
                       .values(is_admin=False))
         result: list[object] = []
 
         def demote_b() -> None:
             try:
-                result.append(auth.set_scope(sessions, settings, name="boss-b",
-                                             libraries=["north"], is_admin=False,
-                                             now=utcnow()))
-            except auth.AccountError as exc:
+                result.append(staff_accounts.set_scope(sessions, settings, name="boss-b",
+                                                       libraries=["north"], is_admin=False,
+                                                       now=utcnow()))
+            except staff_accounts.AccountError as exc:
                 result.append(exc)
 
         worker = threading.Thread(target=demote_b)
@@ -301,11 +301,11 @@ def test_two_admins_demoting_each_other_at_once_leave_one_on_postgresql(tmp_path
         other.commit()
         other.close()
         worker.join(timeout=10)
-        assert len(result) == 1 and isinstance(result[0], auth.AccountError), result
+        assert len(result) == 1 and isinstance(result[0], staff_accounts.AccountError), result
         assert result[0].key == "last_admin"
         with sessions() as s:
-            admins = list(s.scalars(auth.select(auth.StaffUser.name).where(
-                auth.StaffUser.is_admin.is_(True))))
+            admins = list(s.scalars(select(StaffUser.name).where(
+                StaffUser.is_admin.is_(True))))
         assert admins == ["boss-b"]
         sessions.kw["bind"].dispose()
 

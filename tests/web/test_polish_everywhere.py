@@ -43,7 +43,7 @@ from mailbot.intake import loops
 from mailbot.outcomes import REFUSALS, Outcome
 from mailbot.rules import intake as intake_rules
 from mailbot.web import i18n, notes
-from mailbot.web.auth import add_user
+from mailbot.web.staff_accounts import add_user
 from mailbot.web.views import routes
 from tests.web.webenv import PASSWORD, csrf_of
 
@@ -488,7 +488,7 @@ def test_the_audit_log_words_its_entries_in_the_staffs_language(site):
            "przy ladzie" in pl
     assert "Notatka: odpowiedziano telefonicznie" in pl
     assert "wróciła do kolejki wysyłki (była: wysłana" in pl
-    assert "a Legimi code was issued (card 0001004). Reason: zapłacił karę przy ladzie" in en
+    assert "a code for Legimi was issued (card 0001004). Reason: zapłacił karę przy ladzie" in en
     assert "is back in the sending queue (was: sent" in en
     assert "debt -> issued (legimi, card 1): old row" in pl  # old rows stay readable
 

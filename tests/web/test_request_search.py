@@ -9,7 +9,7 @@ from datetime import timedelta
 from mailbot.clock import utcnow
 from mailbot.db.session import open_database
 from mailbot.desk import desk_issue
-from mailbot.web.queries import RequestFilter, request_list
+from mailbot.web.requests_list import RequestFilter, request_list
 from tests.botenv import make_bot, request_mail
 
 

@@ -129,6 +129,37 @@ def test_every_reply_previews_for_the_librarys_own_settings_only(tmp_path):
     assert client.get("/texts?outcome=ignored_loop").status_code == 404
 
 
+def test_the_pool_not_ready_preview_says_staff_were_told_when_they_would_be(tmp_path):
+    # Without a staff address the reply does not say staff were told; with the library's
+    # staff_email the real run alerts them, and the previewed reply (text and HTML) says
+    # so, as the patron's will.
+    from tests.web.webenv import login, make_site
+
+    site = make_site(tmp_path)
+    assert site.add_user("anna", "north") == 0
+
+    def preview() -> tuple[str, str]:
+        client = site.client()
+        login(client, "anna")
+        page = client.get("/texts?outcome=pool_not_ready")
+        frame = client.get("/texts/north/pool_not_ready.html")
+        assert page.status_code == 200 and frame.status_code == 200
+        return " ".join(page.text.split()), " ".join(frame.text.split())
+
+    told_pl = "Pracownicy biblioteki zostali o tym powiadomieni."
+    told_en = "The library staff have been told."
+    page, frame = preview()
+    assert told_pl not in page and told_en not in frame
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace('name = "Biblioteka Północna"\n',
+                                        'name = "Biblioteka Północna"\n'
+                                        'staff_email = "kierownik@north.test"\n', 1),
+                           encoding="utf-8")
+    page, frame = preview()
+    assert told_pl in page and told_en in page
+    assert told_pl in frame and told_en in frame
+
+
 def test_a_broken_own_text_is_named_on_the_preview(tmp_path):
     # A syntax error in the library's own file: the preview names the file and line (as
     # `mailbot check` does) and says the reply cannot be put together, instead of failing.

@@ -1,6 +1,6 @@
 """Staff accounts, for admins: list them (role, libraries, last login, paused or not), add
 one, set a new password, change its libraries and role, remove it — the same functions
-as ``mailbot user …`` (web.auth), each audited.
+as ``mailbot user …`` (web.staff_accounts), each audited.
 
 Anybody else gets "not found", as for a library outside their scope. A generated
 password is shown once: the form's POST keeps it in this process's memory for a few
@@ -22,9 +22,10 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from mailbot.web import auth
+from mailbot.web import staff_accounts
 from mailbot.web.actions import audit
-from mailbot.web.auth import AccountError, StaffView
+from mailbot.web.auth import StaffView
+from mailbot.web.staff_accounts import AccountError
 from mailbot.web.context import Ctx, csrf_token, page
 
 NO = "—"  # the audit entries' values are words of no language: ✓ / — and library ids
@@ -100,10 +101,10 @@ def _chosen_libraries(ctx: Ctx) -> list[str]:
 
 def _page(ctx: Ctx, *, status: int = 200, error: str | None = None,
           shown: tuple[str, str] | None = None, v: dict[str, Any] | None = None) -> Response:
-    accounts = auth.list_accounts(ctx.sessions, ctx.settings, now=ctx.now())
+    accounts = staff_accounts.list_accounts(ctx.sessions, ctx.settings, now=ctx.now())
     return ctx.render("accounts.html.j2", status=status, nav="accounts", accounts=accounts,
-                      error=error, shown=shown, v=v or {}, min_password=auth.MIN_PASSWORD,
-                      confirm=None, zones=_zones(ctx))
+                      error=error, shown=shown, v=v or {},
+                      min_password=staff_accounts.MIN_PASSWORD, confirm=None, zones=_zones(ctx))
 
 
 def _zones(ctx: Ctx) -> dict[str, str]:
@@ -128,19 +129,21 @@ def account_action(ctx: Ctx) -> Response:
     password = password if isinstance(password, str) else ""
     generated = not password and do in ("add", "password")
     if generated:
-        password = auth.generate_password()
+        password = staff_accounts.generate_password()
     now = ctx.now()
     try:
         if do == "add":
-            view = auth.add_user(ctx.sessions, ctx.settings, name=name, password=password,
-                                 libraries=libraries, is_admin=admin, now=now)
+            view = staff_accounts.add_user(ctx.sessions, ctx.settings, name=name,
+                                           password=password, libraries=libraries,
+                                           is_admin=admin, now=now)
             args = {"name": name, "libraries": _libs(view), "admin": YES if admin else NO}
             _audit(ctx, "account_add", set(view.libraries),
                    f"account {name} added ({'admin, ' if admin else ''}libraries: "
                    f"{_libs(view)})", args)
             ctx.flash("done_account_added", name=name)
         elif do == "password":
-            view = auth.set_password(ctx.sessions, name=name, password=password, now=now)
+            view = staff_accounts.set_password(ctx.sessions, name=name, password=password,
+                                               now=now)
             _audit(ctx, "account_password", set(view.libraries),
                    f"account {name}: new password, sessions ended", {"name": name})
             if view.id == me.id:
@@ -148,8 +151,9 @@ def account_action(ctx: Ctx) -> Response:
                 ctx.request.session["ver"] = view.session_version
             ctx.flash("done_account_password", name=name)
         elif do == "scope":
-            before, after_view = auth.set_scope(ctx.sessions, ctx.settings, name=name,
-                                                libraries=libraries, is_admin=admin, now=now)
+            before, after_view = staff_accounts.set_scope(
+                ctx.sessions, ctx.settings, name=name, libraries=libraries, is_admin=admin,
+                now=now)
             after = ", ".join(dict.fromkeys(libraries)) or NO
             args = {"name": name, "before": _libs(before), "libraries": after,
                     "admin_before": YES if before.is_admin else NO,
@@ -164,7 +168,7 @@ def account_action(ctx: Ctx) -> Response:
                     return ctx.redirect("/queue")  # no accounts page for her any more
             ctx.flash("done_account_scope", name=name)
         elif do == "remove":
-            gone = auth.remove_account(ctx.sessions, name=name)
+            gone = staff_accounts.remove_account(ctx.sessions, name=name)
             args = {"name": name, "libraries": _libs(gone),
                     "admin": YES if gone.is_admin else NO}
             _audit(ctx, "account_remove", set(gone.libraries),
@@ -187,10 +191,11 @@ def account_remove(ctx: Ctx) -> Response:
     """GET: the confirmation page of removing an account (the form posts to /accounts)."""
     _admin_only(ctx)
     name = ctx.query("name")
-    found = [a for a in auth.list_accounts(ctx.sessions, ctx.settings, now=ctx.now())
+    found = [a for a in staff_accounts.list_accounts(ctx.sessions, ctx.settings,
+                                                     now=ctx.now())
              if a.name == name]
     if not found:
         raise HTTPException(404)
     return ctx.render("accounts.html.j2", nav="accounts", confirm=found[0], accounts=[],
-                      error=None, shown=None, v={}, min_password=auth.MIN_PASSWORD,
-                      zones=_zones(ctx))
+                      error=None, shown=None, v={},
+                      min_password=staff_accounts.MIN_PASSWORD, zones=_zones(ctx))

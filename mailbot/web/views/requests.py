@@ -18,12 +18,12 @@ from mailbot.clock import parse_month
 from mailbot.config import SERVICES
 from mailbot.db.models import Mailbox, Outbox, Request
 from mailbot.outcomes import Outcome
-from mailbot.web import actions, queries
+from mailbot.web import actions, queries, requests_list
 from mailbot.web.context import Ctx, page
 from mailbot.web.mailhtml import inert_html
 
-def _filter(ctx: Ctx, months: list[str], mailboxes: list[Mailbox]) -> queries.RequestFilter:
-    f = queries.RequestFilter()
+def _filter(ctx: Ctx, months: list[str], mailboxes: list[Mailbox]) -> requests_list.RequestFilter:
+    f = requests_list.RequestFilter()
     month = ctx.query("month")
     if month:
         try:
@@ -43,7 +43,7 @@ def _filter(ctx: Ctx, months: list[str], mailboxes: list[Mailbox]) -> queries.Re
     f.card = ctx.query("card")[:64]
     f.address = ctx.query("address")[:320]
     f.q = ctx.query("q")[:200]
-    f.channel = ctx.query("channel") if ctx.query("channel") in queries.CHANNELS else ""
+    f.channel = ctx.query("channel") if ctx.query("channel") in requests_list.CHANNELS else ""
     page_no = ctx.query("page")
     f.page = int(page_no) if page_no.isdigit() and int(page_no) > 0 else 1
     return f
@@ -56,8 +56,8 @@ def request_list(ctx: Ctx) -> Response:
         months = queries.months_seen(session, ctx.settings, ctx.scope, ctx.now())
         mailboxes = queries.mailboxes_in(session, ctx.scope)
         f = _filter(ctx, months, mailboxes)
-        rows, total = queries.request_list(session, ctx.settings, ctx.scope, f,
-                                           per_page=per_page)
+        rows, total = requests_list.request_list(session, ctx.settings, ctx.scope, f,
+                                                 per_page=per_page)
         reply_state = _reply_states(session, [r.request.id for r in rows if r.request])
         mailbox_names = {m.id: m.address for m in mailboxes}
     params = {k: v for k, v in vars(f).items() if v and k != "page"}
@@ -69,7 +69,7 @@ def request_list(ctx: Ctx) -> Response:
     return ctx.render("requests.html.j2", nav="requests", rows=rows, total=total, f=f,
                       months=months, mailboxes=mailboxes, mailbox_names=mailbox_names,
                       services=SERVICES, outcomes=_outcome_choices(), pages=pages,
-                      channels=queries.CHANNELS,
+                      channels=requests_list.CHANNELS,
                       page_url=page_url, reply_state=reply_state)
 
 

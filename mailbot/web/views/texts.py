@@ -10,7 +10,7 @@ stop Chromium's preconnects, and a library's own text may name any host.
 
 The preview renders the files as they are now (render_plainly(fresh=True), no cached
 environment): the running daemon sends changed texts only after a restart. Problems are
-catalogue keys with their file and line (render.TextProblem); Jinja's own (English)
+catalogue keys with their file and line (texts_check.TextProblem); Jinja's own (English)
 message is only a folded detail.
 """
 
@@ -25,8 +25,9 @@ from starlette.responses import HTMLResponse, Response
 
 from mailbot.config import SERVICES, LibrarySettings
 from mailbot.respond.render import (NOTICES, REPLY_OUTCOMES, OutsideTexts, render_plainly,
-                                    template_sources, texts_problems)
+                                    template_sources)
 from mailbot.respond.samples import SAMPLE_CARD, SAMPLE_CODE, SAMPLE_NAME, sample_context
+from mailbot.respond.texts_check import texts_problems
 from mailbot.web.context import Ctx, page
 from mailbot.web.mailhtml import inert_html
 
@@ -43,7 +44,7 @@ def _render(ctx: Ctx, lib: LibrarySettings, outcome: str, service: str) -> Any:
     tz = ctx.settings.library_tz(lib.id)
     # fresh: the files as they are now, not what this process compiled earlier.
     return render_plainly(outcome, sample_context(lib, tz, outcome, now=ctx.now(),
-                                                  service=service),
+                                                  settings=ctx.settings, service=service),
                           languages=lib.languages, templates_dir=_templates_dir(ctx),
                           texts_dir=lib.texts_dir, fresh=True)
 
@@ -116,7 +117,8 @@ def texts(ctx: Ctx) -> Response:
     except Exception as exc:  # a library's own text may be broken: say so, name it
         error = _render_error(exc)
     tz = ctx.settings.library_tz(lib.id)
-    sample = sample_context(lib, tz, outcome, now=ctx.now(), service=service)
+    sample = sample_context(lib, tz, outcome, now=ctx.now(), settings=ctx.settings,
+                            service=service)
     return ctx.render(
         "texts.html.j2", nav="texts", lib=lib, outcome=outcome, service=service,
         services=SERVICES, outcomes=OUTCOMES, notices=tuple(str(n) for n in NOTICES),
