@@ -136,8 +136,12 @@ def _parser() -> argparse.ArgumentParser:
     ua.add_argument("--library", action="append", default=[],
                     help="a library this user may see and act for (repeatable)")
     ua.add_argument("--admin", action="store_true", help="the whole consortium")
+    ua.add_argument("--temporary", action="store_true",
+                    help="its owner must choose their own password at the first login")
     up = usub.add_parser("passwd", help="set a new password (logs the user out everywhere)")
     up.add_argument("name")
+    up.add_argument("--temporary", action="store_true",
+                    help="its owner must choose their own password at the next login")
     ur = usub.add_parser("remove", help="delete a staff login")
     ur.add_argument("name")
     usub.add_parser("list", help="list staff logins and their libraries")

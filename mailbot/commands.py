@@ -312,13 +312,15 @@ def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
         password = _new_password()
         with _writing(settings):
             user = add_user(sessions, settings, name=args.name, password=password,
-                            libraries=args.library, is_admin=args.admin, now=_now())
+                            libraries=args.library, is_admin=args.admin, now=_now(),
+                            must_change=args.temporary)
         scope = "admin (all libraries)" if user.is_admin else ", ".join(user.libraries)
         print(f"user {user.name} added: {scope}")
         return 0
     password = _new_password()
     with _writing(settings):
-        set_password(sessions, name=args.name, password=password, now=_now())
+        set_password(sessions, name=args.name, password=password, now=_now(),
+                     must_change=args.temporary)
     print(f"password of {args.name} changed; their open sessions are logged out")
     return 0
 

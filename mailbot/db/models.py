@@ -32,6 +32,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    false,
     inspect,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -379,6 +380,10 @@ class StaffUser(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # The last successful login (login attempts are kept only a month); None: never.
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An administrator set this password (accounts page): its owner must choose their own
+    # before any other page opens (web/views/password.py).
+    must_change_password: Mapped[bool] = mapped_column(default=False,
+                                                       server_default=false())
 
 
 class LoginAttempt(Base):

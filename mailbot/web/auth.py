@@ -47,6 +47,8 @@ class StaffView:
     is_admin: bool
     libraries: tuple[str, ...]
     session_version: int
+    # An administrator set the password: no page but choosing one's own opens (password.py).
+    must_change_password: bool = False
 
     def can_see(self, library_id: str | None) -> bool:
         return library_id is not None and (self.is_admin or library_id in self.libraries)
@@ -58,7 +60,7 @@ class StaffView:
 
 def view_of(user: StaffUser) -> StaffView:
     return StaffView(user.id, user.name, bool(user.is_admin), tuple(user.libraries or ()),
-                     user.session_version)
+                     user.session_version, bool(user.must_change_password))
 
 
 def hash_password(password: str) -> str:
@@ -194,6 +196,11 @@ def _paused(session: Session, settings: Settings, name: str, remote: str,
 # argon2id takes 64 MiB and both cores of a small machine per verification: a flood from
 # many addresses queues here instead of exhausting memory.
 _verifying = threading.BoundedSemaphore(2)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """The password matches the hash (argon2id; at most two verifications at a time)."""
+    return _verify(password_hash, password)
 
 
 def _verify(password_hash: str | None, password: str) -> bool:

@@ -174,13 +174,17 @@ def lang_of(request: Request) -> tuple[str, bool]:
 
 
 def page(fn: Callable[..., Response] | None = None, *, login: bool = True,
-         upload: bool = False) -> Any:
+         upload: bool = False, before_new_password: bool = False) -> Any:
     """Wraps a page function ``fn(ctx, **path_params) -> Response`` as an endpoint.
 
     Everything that can be checked without a POST's body is checked before it is read:
     the session (a page behind the login refuses a stranger's POST unread), a cross-site
     origin (Sec-Fetch-Site), and the body's size (``upload`` pages take up to
-    ``web.max_upload_bytes``, the others FORM_CAP). Then the CSRF token in the form."""
+    ``web.max_upload_bytes``, the others FORM_CAP). Then the CSRF token in the form.
+
+    A user whose password an administrator set (``must_change_password``) sees only the
+    pages marked ``before_new_password`` (choosing a password, logging out) until they
+    have chosen their own: a GET elsewhere goes to /password, a POST is refused."""
 
     def wrap(fn: Callable[..., Response]) -> Callable[[Request], Any]:
         @functools.wraps(fn)
@@ -199,6 +203,11 @@ def page(fn: Callable[..., Response] | None = None, *, login: bool = True,
                                                  if request.url.query else "")
                     return RedirectResponse("/login?" + urlencode({"next": target}), 303)
                 raise HTTPException(403, "login")
+            if login and user is not None and user.must_change_password and \
+                    not before_new_password:
+                if request.method == "GET":
+                    return RedirectResponse("/password", 303)
+                raise HTTPException(403, "password")
             form = None
             if request.method == "POST":
                 # A browser says where a form came from; another site's is refused unread.

@@ -21,7 +21,7 @@ from mailbot.config import Settings
 from mailbot.db.models import LoginAttempt, StaffUser
 from mailbot.db.session import reading
 from mailbot.errors import BadInput
-from mailbot.web.auth import (StaffView, hash_password, locked_until,
+from mailbot.web.auth import (StaffView, hash_password, locked_until, verify_password,
                               name_paused_elsewhere_until, view_of)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{2,100}$")
@@ -57,7 +57,10 @@ def _check_libraries(settings: Settings, libraries: list[str], is_admin: bool) -
 
 
 def add_user(sessions: sessionmaker[Session], settings: Settings, *, name: str,
-             password: str, libraries: list[str], is_admin: bool, now: datetime) -> StaffView:
+             password: str, libraries: list[str], is_admin: bool, now: datetime,
+             must_change: bool = False) -> StaffView:
+    """A new account; ``must_change``: its owner chooses their own password at the first
+    login (the accounts page sets it: the administrator knows this one)."""
     if not NAME_RE.match(name):
         raise AccountError("a user name is 2-100 letters, digits or . _ @ -", column="NAME",
                            key="account_name")
@@ -68,16 +71,18 @@ def add_user(sessions: sessionmaker[Session], settings: Settings, *, name: str,
             raise AccountError(f"user {name!r} exists already (use `user passwd`)",
                                column="NAME", key="account_exists", name=name)
         user = StaffUser(name=name, password_hash=hash_password(password), is_admin=is_admin,
-                         libraries=libs, session_version=1, created_at=now, updated_at=now)
+                         libraries=libs, session_version=1, created_at=now, updated_at=now,
+                         must_change_password=must_change)
         session.add(user)
         session.flush()
         return view_of(user)
 
 
 def set_password(sessions: sessionmaker[Session], *, name: str, password: str,
-                 now: datetime) -> StaffView:
+                 now: datetime, must_change: bool = False) -> StaffView:
     """A new password: every open session of the user ends, a lock-out is lifted. The
-    account as it is now (its new session version)."""
+    account as it is now (its new session version). ``must_change``: set by somebody else
+    (an administrator), so its owner is asked for their own at the next login."""
     check_password_strength(password)
     with sessions.begin() as session:
         user = session.scalar(select(StaffUser).where(StaffUser.name == name))
@@ -87,10 +92,35 @@ def set_password(sessions: sessionmaker[Session], *, name: str, password: str,
         user.password_hash = hash_password(password)
         user.session_version += 1  # logs out every open session of this user
         user.updated_at = now
+        user.must_change_password = must_change
         # A new password lifts a lock-out.
         session.execute(delete(LoginAttempt).where(LoginAttempt.name == name,
                                                    LoginAttempt.ok.is_(False)))
         return view_of(user)
+
+
+def change_own_password(sessions: sessionmaker[Session], *, user_id: int, version: int,
+                        current: str, new: str, repeated: str, now: datetime) -> StaffView:
+    """The logged-in user replaces their password (the dashboard's "Zmień hasło"): the
+    current one must be right, the new one strong, different and typed twice alike. Their
+    other sessions end; the caller keeps this one (the returned session version)."""
+    with reading(sessions) as session:
+        user = session.get(StaffUser, user_id)
+        if user is None or user.session_version != version:
+            raise AccountError("the session has ended", column="SESSION", key="account_missing",
+                               name="")
+        name, password_hash = user.name, user.password_hash
+    # Verified outside any transaction, as a login is (web.auth.authenticate).
+    if not verify_password(password_hash, current):
+        raise AccountError("the current password is wrong", column="CURRENT",
+                           key="password_current_wrong")
+    if new != repeated:
+        raise AccountError("the two new passwords differ", column="NEW",
+                           key="password_repeat_differs")
+    if new == current:
+        raise AccountError("the new password is the current one", column="NEW",
+                           key="password_same")
+    return set_password(sessions, name=name, password=new, now=now)
 
 
 def remove_user(sessions: sessionmaker[Session], *, name: str) -> None:
@@ -172,6 +202,7 @@ class Account:
     last_login_at: datetime | None
     # Until when its logins are paused (from at least one address), if they are now.
     locked_until: datetime | None
+    must_change_password: bool = False  # an administrator set it: changed at next login
 
 
 def list_accounts(sessions: sessionmaker[Session], settings: Settings, *,
@@ -199,7 +230,8 @@ def list_accounts(sessions: sessionmaker[Session], settings: Settings, *,
             paused = [u for u in untils if u is not None]
             found.append(Account(user.name, bool(user.is_admin), tuple(user.libraries or ()),
                                  user.created_at, user.last_login_at,
-                                 max(paused) if paused else None))
+                                 max(paused) if paused else None,
+                                 bool(user.must_change_password)))
         return found
 
 

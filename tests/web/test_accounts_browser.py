@@ -1,6 +1,7 @@
 """Staff accounts on the dashboard (Konta), in real Chromium: an admin adds an account
 with a generated password (shown once, a reload neither shows nor resets it again), sees
-its last login, resets its password (its sessions end), changes its libraries and role,
+its last login, resets its password (its sessions end; its owner must choose their own
+at the next login), changes its libraries and role,
 and removes it; the last admin cannot demote herself (nor, on PostgreSQL, two admins each
 other at once; nor the CLI remove her); a paused account shows as such and a new password
 lifts the pause. Librarians never see the page. Each step is in the audit log."""
@@ -25,6 +26,15 @@ def _login(page: Page, url: str, name: str, password: str) -> None:
     page.fill("input[name=name]", name)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
+
+
+def _choose_password(page: Page, current: str, new: str) -> None:
+    """The page a login with an administrator's password opens: choose one's own."""
+    expect(page.locator("h1")).to_have_text("Zmiana hasła")
+    page.get_by_label("Obecne hasło").fill(current)
+    page.get_by_label("Nowe hasło", exact=True).fill(new)
+    page.get_by_label("Nowe hasło jeszcze raz").fill(new)
+    page.get_by_role("button", name="Zmień hasło").click()
 
 
 def _row(page: Page, name: str):  # noqa: ANN202
@@ -86,8 +96,19 @@ def test_an_admin_manages_staff_accounts_on_the_dashboard(dashboard):
     kasia_ctx = context.browser.new_context(locale="pl-PL")
     kasia = kasia_ctx.new_page()
     _login(kasia, server.url, "kasia", shown)
+    # The admin knows that password: before any other page, Kasia chooses her own; the
+    # menu is not there, and another page sends her back.
+    expect(kasia.locator("h1")).to_have_text("Zmiana hasła")
+    expect(kasia.get_by_test_id("password-form")).to_be_visible()
+    expect(kasia.locator("nav.main-nav")).to_have_count(0)
+    kasia.screenshot(path=SHOTS / "password-change.png", full_page=True)
+    kasia.goto(server.url + "requests")
+    expect(kasia.locator("h1")).to_have_text("Zmiana hasła")
+    _choose_password(kasia, shown, "kasi-wlasne-haslo")
     expect(kasia.locator("h1")).to_have_text("Kolejka na żywo")
+    expect(kasia.locator(".flash.ok")).to_contain_text("Hasło zostało zmienione")
     admin.reload()
+    expect(_row(admin, "kasia").get_by_test_id("must-change")).to_have_count(0)
     expect(_row(admin, "kasia").get_by_test_id("last-login")).not_to_have_text("nigdy")
 
     # A new password chosen by the admin: kasia's session ends at once, the old password
@@ -102,7 +123,10 @@ def test_an_admin_manages_staff_accounts_on_the_dashboard(dashboard):
     _login(kasia, server.url, "kasia", shown)
     expect(kasia.locator("[role=alert], .flash.error, .error").first).to_contain_text(
         "Nieprawidłowa nazwa użytkownika lub hasło")
+    expect(_row(admin, "kasia").get_by_test_id("must-change")).to_have_text(
+        "hasło tymczasowe, do zmiany przy logowaniu")
     _login(kasia, server.url, "kasia", "nowe-haslo-kasi-1")
+    _choose_password(kasia, "nowe-haslo-kasi-1", "kasi-drugie-haslo")
     expect(kasia.locator("h1")).to_have_text("Kolejka na żywo")
 
     # Scope: no library and no admin is refused, in Polish; admin is saved. The last
@@ -163,7 +187,7 @@ def test_an_admin_manages_staff_accounts_on_the_dashboard(dashboard):
         assert s.scalar(select(StaffUser.password_hash).where(
             StaffUser.name == "bibliotekarka")) == before
     _login(guesser, server.url, "bibliotekarka", fresh)
-    expect(guesser.locator("h1")).to_have_text("Kolejka na żywo")
+    expect(guesser.locator("h1")).to_have_text("Zmiana hasła")
 
     # Remove kasia: a confirmation page first, then she is gone.
     _row(admin, "kasia").get_by_test_id("remove-kasia").click()
@@ -236,7 +260,7 @@ def test_librarians_cannot_reach_accounts_and_the_last_admin_stays(tmp_path):
     key = str(again.url).split("shown=")[1]
     assert 'data-testid="password-value"' not in boss_elsewhere.get(
         f"/accounts?shown={key}").text
-    assert "Kolejka na żywo" in login(site.client(), "anna", anna_password).text
+    assert "Zmiana hasła" in login(site.client(), "anna", anna_password).text
     cookie = boss.cookies.get("mailbot_session")
     assert cookie  # signed, not encrypted: its data is readable base64 JSON
     data = base64.b64decode(cookie.split(".")[0] + "==").decode()
@@ -246,7 +270,7 @@ def test_librarians_cannot_reach_accounts_and_the_last_admin_stays(tmp_path):
         names = sorted(s.scalars(select(StaffUser.name)))
     assert names == ["anna", "boss", "ola"]  # no "intruz"; the last admin is still there
     ola = site.client()
-    assert "Kolejka na żywo" in login(ola, "ola", password).text
+    assert "Zmiana hasła" in login(ola, "ola", password).text
     # An admin's own new password: this session goes on, her other ones end.
     other = site.client()
     login(other, "boss")

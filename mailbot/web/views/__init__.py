@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from mailbot.web.views import (accounts, audit, desk, guide, imports, login, pools, queue,
-                               reports, requests, texts)
+                               password, reports, requests, texts)
 
 
 def routes() -> list[Route]:
@@ -40,6 +40,7 @@ def routes() -> list[Route]:
         Route("/accounts", accounts.accounts),
         Route("/accounts", accounts.account_action, methods=["POST"]),
         Route("/accounts/remove", accounts.account_remove),
+        Route("/password", password.password, methods=["GET", "POST"]),
         Route("/texts", texts.texts),
         Route("/texts/{library}/{outcome}.html", texts.text_html),
         Route("/pomoc", guide.guide),

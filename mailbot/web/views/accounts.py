@@ -135,15 +135,16 @@ def account_action(ctx: Ctx) -> Response:
         if do == "add":
             view = staff_accounts.add_user(ctx.sessions, ctx.settings, name=name,
                                            password=password, libraries=libraries,
-                                           is_admin=admin, now=now)
+                                           is_admin=admin, now=now, must_change=True)
             args = {"name": name, "libraries": _libs(view), "admin": YES if admin else NO}
             _audit(ctx, "account_add", set(view.libraries),
                    f"account {name} added ({'admin, ' if admin else ''}libraries: "
                    f"{_libs(view)})", args)
             ctx.flash("done_account_added", name=name)
         elif do == "password":
+            # Somebody else's: its owner chooses their own at the next login.
             view = staff_accounts.set_password(ctx.sessions, name=name, password=password,
-                                               now=now)
+                                               now=now, must_change=name != me.name)
             _audit(ctx, "account_password", set(view.libraries),
                    f"account {name}: new password, sessions ended", {"name": name})
             if view.id == me.id:

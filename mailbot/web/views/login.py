@@ -60,7 +60,7 @@ def login(ctx: Ctx) -> Response:
     return ctx.redirect(nxt)
 
 
-@page
+@page(before_new_password=True)
 def logout(ctx: Ctx) -> Response:
     # The cookie alone proves nothing afterwards: a copy of it (another tab, a stolen
     # one) is refused too, because the user's session version moves on (as with a new
