@@ -199,11 +199,8 @@ _verifying = threading.BoundedSemaphore(2)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
-    """The password matches the hash (argon2id; at most two verifications at a time)."""
-    return _verify(password_hash, password)
-
-
-def _verify(password_hash: str | None, password: str) -> bool:
+    """The password matches the hash (argon2id; at most two verifications at a time). No
+    hash (no such account) still costs one verification, against a dummy hash."""
     with _verifying:
         try:
             return _hasher.verify(password_hash or _DUMMY_HASH, password) and \
@@ -236,7 +233,7 @@ def authenticate(sessions: sessionmaker[Session], settings: Settings, *, name: s
         session.execute(delete(LoginAttempt).where(LoginAttempt.at < now - ATTEMPTS_KEPT))
         session.flush()
         attempt_id = attempt.id
-    if _verify(password_hash, password):
+    if verify_password(password_hash, password):
         # A hash made with older parameters is renewed, also outside the transaction.
         renewed = hash_password(password) if password_hash and \
             _hasher.check_needs_rehash(password_hash) else None
