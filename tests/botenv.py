@@ -4,6 +4,7 @@ wired to the test suite's real Dovecot and aiosmtpd."""
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -71,6 +72,15 @@ class Bot:
 
     def run_once(self) -> int:
         return self.cli("run", "--once")
+
+    def add_user(self, name: str, password: str, *, library: str | None = "lib") -> None:
+        """A dashboard account made as IT makes one (``mailbot user add``)."""
+        os.environ["MAILBOT_NEW_PASSWORD"] = password
+        try:
+            scope = ("--library", library) if library else ()
+            assert self.cli("user", "add", name, *scope) == 0
+        finally:
+            del os.environ["MAILBOT_NEW_PASSWORD"]
 
     def settings(self):  # noqa: ANN201
         return load_settings(self.config)

@@ -7,7 +7,6 @@ that is out while requests wait, mail set aside for staff."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import datetime, timedelta
 
@@ -64,11 +63,7 @@ def _ask(user, w: datetime, name: str, i: int, subject: str = "LEGIMI") -> None:
 
 def _staff(bot: Bot) -> TestClient:
     """A librarian logged in to the dashboard of ``bot``."""
-    os.environ["MAILBOT_NEW_PASSWORD"] = PASSWORD
-    try:
-        assert bot.cli("user", "add", "kierowniczka", "--library", "lib") == 0
-    finally:
-        del os.environ["MAILBOT_NEW_PASSWORD"]
+    bot.add_user("kierowniczka", PASSWORD)
     settings = bot.settings()
     client = TestClient(create_app(settings, open_database(settings.database_url),
                                    secret="t" * 32), base_url="http://127.0.0.1")

@@ -7,7 +7,6 @@ served by uvicorn on a free loopback port, and a Chromium page logged in as the 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -42,11 +41,7 @@ def dashboard(tmp_path, imap_user, smtp_sink):
         f"0990003;Jan;Dług;jan@patron.test;{w.year + 1}-12-31;9,99;0;{w.year}-01-15;"
         f"{w.year}-02-01"]) == 0
     assert bot.import_codes([f"LEG-{i:04d}-E2E" for i in range(1, 6)]) == 0
-    os.environ["MAILBOT_NEW_PASSWORD"] = PASSWORD
-    try:
-        assert bot.cli("user", "add", "bibliotekarka", "--library", "lib") == 0
-    finally:
-        del os.environ["MAILBOT_NEW_PASSWORD"]
+    bot.add_user("bibliotekarka", PASSWORD)
     settings = bot.settings()
     sessions = open_database(settings.database_url)
     server = WebServer(create_app(settings, sessions), host="127.0.0.1", port=free_port())
