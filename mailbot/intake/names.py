@@ -31,8 +31,13 @@ _NAME_STOPWORDS = frozenset(
     ipad android wyslano legimi empik go biblioteka biblioteki karta karty numer nr kod kodu
     imie nazwisko czytelnik czytelnika wiadomosc od do temat data subject to cc re fwd tel
     telefon email mail ul al z w na i o dla the and with mam chcialbym chcialabym
+    ebookpoint biblio ibuk libra storytel audioteka bookbeat publio nasbi
     """.split()
 )
+# (The names of the other platforms Polish libraries buy ("[[services]]", issue 20) are
+# here too, so "Ebookpoint Biblio" above a card is not taken for a patron. A platform
+# named otherwise in a config is not: the name found is for display and the reply's
+# greeting, the name check reads the whole mail.)
 
 
 def _clean_name(value: str) -> str | None:

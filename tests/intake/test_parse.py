@@ -754,6 +754,13 @@ def test_extract_name_next_to_the_card():
     assert extract_name(parsed) == "Jan Nowak"
 
 
+def test_a_platform_name_by_the_card_is_not_the_patrons_name():
+    # Poznań's third platform (issue 20): "Ebookpoint Biblio" above the card is the
+    # service asked for, not a patron; the name two lines up is.
+    parsed = parse_mail(mail("Anna Nowak\nEbookpoint Biblio\n0012345".encode()))
+    assert extract_name(parsed) == "Anna Nowak"
+
+
 def test_extract_name_prefers_the_new_text():
     # a name in what the patron wrote now beats a labelled name in the quote
     text = "Jan Nowak\n0012345\n\nOn Sun, Nov 1, 2026 B <b@b.pl> wrote:\n> Imię i nazwisko: Anna Zet"
