@@ -22,8 +22,12 @@ log = logging.getLogger("mailbot")
 
 DEFAULT_CONFIG = "mailbot.toml"
 SYSTEM_CONFIG = "/etc/mailbot/mailbot.toml"  # where the README's install puts it
-# The platforms of --service: mailbot.services (tiny; the config machinery stays unloaded).
+# The shipped platforms of --service: mailbot.services (tiny; the config machinery stays
+# unloaded). A config's [[services]] add theirs: argparse cannot know them before the
+# config is read, so --service is checked once it is (an unknown one: exit 2, naming the
+# config's ids), and the help names the shipped ones.
 SERVICE_CHOICES = services.IDS
+SERVICE_HELP = f"{', '.join(SERVICE_CHOICES)} or the id of one of the config's [[services]]"
 
 DESCRIPTION = ("mailbot hands out Legimi and Empik Go e-book codes to library patrons who "
                "ask by e-mail, in order of arrival, one code a month.")
@@ -60,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("import-codes", help="add a code pool from XLSX, XLS, CSV or HTML")
     c.add_argument("file")
     c.add_argument("--library", required=True)
-    c.add_argument("--service", required=True, choices=SERVICE_CHOICES)
+    c.add_argument("--service", required=True, metavar="SERVICE", help=SERVICE_HELP)
     c.add_argument("--month", required=True, help="YYYY-MM")
     c.add_argument("--column", help="the code column: header, 1-based index or letter")
 
@@ -69,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     pw = psub.add_parser("withdraw", help="withdraw the pool's codes not issued yet (audited; "
                                           "issued codes stay)")
     pw.add_argument("--library", required=True)
-    pw.add_argument("--service", required=True, choices=SERVICE_CHOICES)
+    pw.add_argument("--service", required=True, metavar="SERVICE", help=SERVICE_HELP)
     pw.add_argument("--month", required=True, help="YYYY-MM")
     pw.add_argument("--dry-run", action="store_true",
                     help="say how many codes would be withdrawn; change nothing")

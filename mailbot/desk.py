@@ -12,6 +12,10 @@ a card the local data does not know yet. ``override_verdict`` says whether they 
 which refusals they overrule; the code still comes from the desk's pool on the same terms.
 For a patron who already has this month's code, the desk shows that code to reprint
 (``Received``), never a second one.
+
+Where the library keeps quotas (mailbot.quotas), the desk draws from the desk's part of
+the pool, then from what of the general part no earlier e-mail is owed; never from the
+first-time patrons' part.
 """
 
 from __future__ import annotations
@@ -25,36 +29,38 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mailbot import quotas
 from mailbot.clock import month_key, month_of
 from mailbot.config import LibrarySettings, Settings
 from mailbot.db.models import Code, LedgerEntry, Request
-from mailbot.decide.batch import (
-    ReaderSource,
-    issued_this_month_of,
-    pools_imported,
-    unactivated_months_of,
-)
-from mailbot.ledger import Channel, InSession, codes_left
+from mailbot.decide.batch import ReaderSource, pools_imported
+from mailbot.decide.card_history import issued_this_month_of, unactivated_months_of
+from mailbot.decide.policies import lock_library
+from mailbot.ledger import Channel, InSession, codes_left, pool_use
 from mailbot.outcomes import Outcome, RequestState
 from mailbot.readers.local import LocalReaders
 from mailbot.rules.base import ELIGIBLE, Facts
 from mailbot.rules.chains import DESK, run
+from mailbot.services import SHIPPED_CATALOGUE, Catalogue
 
 # Refusals the staff at the counter may overrule, with a reason: what the (possibly a day
 # old) reader data says, and the card and name checks, which the staff can do better by
-# looking at the card. Never the month's window (its codes are not handed out before it
-# opens), a code already received this month (the desk reprints that one), the age limit
-# (a term of the licence, not of the library's data), nor an empty pool or a service the
-# library does not offer.
+# looking at the card (an account not confirmed: the staff see the patron's ID). Never
+# the month's window (its codes are not handed out before it opens), a code already
+# received this month (the desk reprints that one), the age limit (a term of the
+# licence, not of the library's data), nor an empty pool or a service the library does
+# not offer.
 OVERRULABLE: frozenset[str] = frozenset({
-    Outcome.UNKNOWN_CARD, Outcome.NAME_MISMATCH, Outcome.INACTIVE_ACCOUNT, Outcome.DEBT,
-    Outcome.OVERDUE, Outcome.DATA_NOT_UPDATED, Outcome.NO_LOANS_THIS_YEAR, Outcome.BLOCKED})
+    Outcome.UNKNOWN_CARD, Outcome.NAME_MISMATCH, Outcome.INACTIVE_ACCOUNT,
+    Outcome.UNCONFIRMED_ACCOUNT, Outcome.DEBT, Outcome.OVERDUE, Outcome.DATA_NOT_UPDATED,
+    Outcome.NO_LOANS_THIS_YEAR, Outcome.BLOCKED})
 
 # The rules that read the reader's record: for a card not on file (overruled by staff who
 # see it) they have nothing to ask.
 _READS_READER: frozenset[str] = frozenset({
-    Outcome.NAME_MISMATCH, Outcome.INACTIVE_ACCOUNT, Outcome.AGE_RESTRICTED, Outcome.DEBT,
-    Outcome.OVERDUE, Outcome.DATA_NOT_UPDATED, Outcome.NO_LOANS_THIS_YEAR})
+    Outcome.NAME_MISMATCH, Outcome.INACTIVE_ACCOUNT, Outcome.UNCONFIRMED_ACCOUNT,
+    Outcome.AGE_RESTRICTED, Outcome.DEBT, Outcome.OVERDUE, Outcome.DATA_NOT_UPDATED,
+    Outcome.NO_LOANS_THIS_YEAR})
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,7 @@ class DeskVerdict:
     # A refusal: whether staff may issue anyway, overruling which refusals.
     override: OverrideVerdict | None = None
     received: Received | None = None  # a refusal of a card with this month's code: to reprint
+    quota: quotas.Parts | None = None  # the pool's parts while its quotas hold
 
     @property
     def overridable(self) -> bool:
@@ -131,15 +138,22 @@ def owed_to_email(session: Session, library_id: str, service: str, now: datetime
 
 
 def received_this_month(session: Session, library: LibrarySettings, card: str, month: str,
-                        service: str) -> Received | None:
+                        service: str,
+                        catalogue: Catalogue = SHIPPED_CATALOGUE) -> Received | None:
     """The card's first code of the month in this library (of this service only if the
-    library gives one code per service), as AlreadyReceived counts it."""
+    library gives one code per service or the service is counted only against itself;
+    else of the services counted across), as AlreadyReceived counts it."""
     stmt = (select(LedgerEntry).where(LedgerEntry.library_id == library.id,
                                       LedgerEntry.card_number == card,
                                       LedgerEntry.month == month)
             .order_by(LedgerEntry.id).limit(1))
-    if library.one_code_per_month == "per_service":
-        stmt = stmt.where(LedgerEntry.service == service)
+    scope = catalogue.counted_against(
+        service, per_service=library.one_code_per_month == "per_service")
+    alone = [s.id for s in catalogue.services if not s.one_a_month]
+    if scope is not None:
+        stmt = stmt.where(LedgerEntry.service == scope)
+    elif alone:
+        stmt = stmt.where(LedgerEntry.service.not_in(alone))
     entry = session.scalar(stmt)
     if entry is None:
         return None
@@ -160,18 +174,22 @@ def desk_check(session: Session, settings: Settings, *, library_id: str, card: s
     policy = library if name.strip() else dataclasses.replace(library, check_name=False)
     left = codes_left(session, library_id=library_id, service=service, month=month)
     owed = owed_to_email(session, library_id, service, now)
+    quota = desk_quota(session, library, tz, service=service, year=year, mon=mon, now=now)
+    missed_months, missed_codes = unactivated_months_of(session, library, card, month)
     facts = Facts(
         library=policy, tz=tz, month=(year, mon), service=service, received_at=now,
         date_header=None, from_address=reader.email if reader else None,
         card_candidates=(card,), card=card, name_text=name, reader=reader,
         issued_this_month=issued_this_month_of(
-            session, library_id, card, month,
-            service=service if library.one_code_per_month == "per_service" else None),
-        unactivated_months=unactivated_months_of(session, library, card, month),
-        decided_at=now, codes_left=left, owed_to_email=owed,
+            session, library_id, card, month, catalogue=settings.catalogue,
+            service=settings.catalogue.counted_against(
+                service, per_service=library.one_code_per_month == "per_service")),
+        unactivated_months=missed_months, unactivated_codes=missed_codes,
+        decided_at=now, codes_left=left, owed_to_email=owed, quota=quota,
         # No code left: was the month's pool ever imported (pool_not_ready)?
         pool_imported=left > 0 or bool(pools_imported(session, library_id,
                                                       [(service, month)])),
+        catalogue=settings.catalogue,
     )
     hit, trail = run(DESK, facts)
     assert hit is not None  # the desk's pool has the last word
@@ -181,10 +199,25 @@ def desk_check(session: Session, settings: Settings, *, library_id: str, card: s
     # Any refusal, not only already_received: a card the local data does not know (yet)
     # that was given a code anyway is refused as unknown_card before that rule is asked,
     # and the patron still needs that code's slip again.
-    received = (received_this_month(session, library, card, month, service)
+    received = (received_this_month(session, library, card, month, service,
+                                    settings.catalogue)
                 if hit.outcome != ELIGIBLE else None)
     return DeskVerdict(hit.outcome, hit.note, dict(hit.context), trail, left, owed, patron,
-                       email, args=dict(hit.args), override=override, received=received)
+                       email, args=dict(hit.args), override=override, received=received,
+                       quota=quota)
+
+
+def desk_quota(session: Session, library: LibrarySettings, tz: Any, *, service: str,
+               year: int, mon: int, now: datetime) -> quotas.Parts | None:
+    """What is left of each part of the pool while its quotas hold (None: the library
+    keeps none, or they were released): the desk draws from its own part, then from
+    what of the general part no earlier e-mail is owed (mailbot.rules.pool.DeskPool)."""
+    q = library.quotas
+    if not quotas.held(q, tz, year, mon, now) or service not in library.services:
+        return None
+    use = pool_use(session, library_id=library.id, service=service,
+                   month=month_key(year, mon))
+    return quotas.parts(q, use, release_at=quotas.release_at(q, tz, year, mon))
 
 
 def desk_issue(session: Session, settings: Settings, *, library_id: str, card: str,
@@ -192,6 +225,7 @@ def desk_issue(session: Session, settings: Settings, *, library_id: str, card: s
                source: ReaderSource | None = None) -> tuple[DeskVerdict, Code | None]:
     """Checks again and, if eligible, issues a code in the caller's transaction (the
     caller records who did it in its audit log)."""
+    _one_at_a_time(session, settings, library_id)
     verdict = desk_check(session, settings, library_id=library_id, card=card, name=name,
                          service=service, now=now, source=source)
     if verdict.outcome != ELIGIBLE:
@@ -214,6 +248,7 @@ def desk_override(session: Session, settings: Settings, *, library_id: str, card
     """
     if not reason.strip():
         raise ValueError("a reason is required to issue a code anyway")
+    _one_at_a_time(session, settings, library_id)
     verdict = desk_check(session, settings, library_id=library_id, card=card, name=name,
                          service=service, now=now, source=source)
     if verdict.outcome != ELIGIBLE and not (
@@ -222,6 +257,17 @@ def desk_override(session: Session, settings: Settings, *, library_id: str, card
         return verdict, None
     return _issue(session, settings, verdict, library_id=library_id, card=card,
                   service=service, now=now)
+
+
+def _one_at_a_time(session: Session, settings: Settings, library_id: str) -> None:
+    """Where the library keeps quotas, the desk checks and issues holding the library's
+    decide lock (PostgreSQL; SQLite's write transactions are one at a time anyway): two
+    counters at once would both see the desk part's last code and the second would take a
+    general code an e-mail may be owed. Without quotas, as before (the codes owed to
+    e-mail are counted from the waiting requests, which a decide batch leaves waiting
+    until it commits)."""
+    if settings.library(library_id).quotas.active:
+        lock_library(session, library_id)
 
 
 def _issue(session: Session, settings: Settings, verdict: DeskVerdict, *, library_id: str,

@@ -98,9 +98,10 @@ def _queue_one(session: Session, settings: Settings, library: LibrarySettings, c
     request = session.get(Request, code.request_id) if code.request_id else None
     address = _reminder_address(session, settings, library, request)
     deadline = (month_end(year, month, tz) - timedelta(days=1)).date()
-    name = service_name(code.service)
+    name = service_name(code.service, settings.catalogue)
     context = reply_context(library, tz, year, month, service=code.service, subject="",
-                            received_at=now, card_number=item.card_number, patron_name=None)
+                            received_at=now, card_number=item.card_number, patron_name=None,
+                            catalogue=settings.catalogue)
     context["code"] = code.code
     subject = (f"{name}: prosimy aktywować kod do {format_date(deadline, 'pl')} / "
                f"please activate your code by {format_date(deadline, 'en')}")

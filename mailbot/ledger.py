@@ -10,13 +10,16 @@ the decide batch's codes read ahead and its bulk writes for e-mail (mailbot.deci
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy.orm import Session, aliased
 
+from mailbot.db.batches import in_chunks
 from mailbot.db.models import Code, LedgerEntry
+from mailbot.quotas import PoolUse
 from mailbot.rules.base import FreeCode
 
 
@@ -66,6 +69,39 @@ def codes_left(session: Session, *, library_id: str, service: str, month: str) -
         select(func.count(Code.id)).where(Code.library_id == library_id, Code.service == service,
                                           Code.month == month, *FREE)
     ) or 0
+
+
+def pool_use(session: Session, *, library_id: str, service: str, month: str) -> PoolUse:
+    """What the ledger says of one pool, for its quotas (mailbot.quotas): codes free and
+    issued, those issued by staff (desk, override), and those issued by e-mail to a card
+    with no earlier code from this library (of any service or month: a first-timer's).
+    Asked only of a library that keeps quotas."""
+    earlier = aliased(LedgerEntry)
+    first = ~exists().where(earlier.library_id == LedgerEntry.library_id,
+                            earlier.card_number == LedgerEntry.card_number,
+                            earlier.id < LedgerEntry.id)
+    staff = LedgerEntry.channel.in_((Channel.DESK, Channel.OVERRIDE))
+    first_email = and_(LedgerEntry.channel == Channel.EMAIL, first)
+    issued, by_staff, to_first = session.execute(
+        select(func.count(LedgerEntry.id),
+               func.coalesce(func.sum(case((staff, 1), else_=0)), 0),
+               func.coalesce(func.sum(case((first_email, 1), else_=0)), 0))
+        .where(LedgerEntry.library_id == library_id, LedgerEntry.service == service,
+               LedgerEntry.month == month)).one()
+    return PoolUse(free=codes_left(session, library_id=library_id, service=service,
+                                   month=month),
+                   issued=int(issued), staff=int(by_staff), first_time=int(to_first))
+
+
+def cards_ever_issued(session: Session, library_id: str, cards: Collection[str]) -> set[str]:
+    """Those of ``cards`` this library ever issued a code to (the others are first-time
+    patrons, for the first-time quota)."""
+    found: set[str] = set()
+    for chunk in in_chunks(cards):
+        found.update(session.scalars(
+            select(LedgerEntry.card_number).distinct()
+            .where(LedgerEntry.library_id == library_id, LedgerEntry.card_number.in_(chunk))))
+    return found
 
 
 class Codes(Protocol):

@@ -42,6 +42,7 @@ class Outcome(StrEnum):
     ALREADY_RECEIVED = "already_received"
     ADDRESS_LIMIT = "address_limit"
     INACTIVE_ACCOUNT = "inactive_account"
+    UNCONFIRMED_ACCOUNT = "unconfirmed_account"
     AGE_RESTRICTED = "age_restricted"
     DEBT = "debt"
     OVERDUE = "overdue"
@@ -93,6 +94,8 @@ _MEANINGS: dict[Outcome, _Meaning] = {
     Outcome.ALREADY_RECEIVED: _Meaning(True, True, True),
     Outcome.ADDRESS_LIMIT: _Meaning(**_REFUSAL),
     Outcome.INACTIVE_ACCOUNT: _Meaning(**_REFUSAL),
+    # Created online, never confirmed at the desk (where the library requires it).
+    Outcome.UNCONFIRMED_ACCOUNT: _Meaning(**_REFUSAL),
     Outcome.AGE_RESTRICTED: _Meaning(**_REFUSAL),
     Outcome.DEBT: _Meaning(**_REFUSAL),
     Outcome.OVERDUE: _Meaning(**_REFUSAL),

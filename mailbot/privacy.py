@@ -62,6 +62,7 @@ def export_patron(sessions: sessionmaker[Session], *, library_id: str, card: str
                 if reader.data_updated_on else None,
                 "last_loan_on": reader.last_loan_on.isoformat() if reader.last_loan_on else None,
                 "birth_date": reader.birth_date.isoformat() if reader.birth_date else None,
+                "confirmed": reader.confirmed,
             },
             "requests": [{
                 "received_at": _iso(r.received_at), "from": r.from_address,

@@ -28,14 +28,15 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailbot import services, translations
+from mailbot import translations
 from mailbot.clock import as_aware, month_end, month_start, parse_month
-from mailbot.config import SERVICES, Settings
+from mailbot.config import Settings
 from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.db.session import reading
 from mailbot.errors import BadInput
 from mailbot.outcomes import REFUSALS, OutboxState, Outcome
 from mailbot.private_files import write_private
+from mailbot.services import SHIPPED_CATALOGUE, Catalogue
 
 
 DESK = "desk"
@@ -82,6 +83,7 @@ def build_rows(session: Session, settings: Settings, *, month: str,
         addresses = {mb.id: mb.address for mb in session.scalars(
             select(Mailbox).where(Mailbox.library_id == lib_id).order_by(Mailbox.id))}
         table: dict[tuple[str, str], ReportRow] = {}
+        shown = settings.listed_services(lib)
 
         def row(branch: str, service: str) -> ReportRow:
             key = (branch, service)
@@ -89,12 +91,12 @@ def build_rows(session: Session, settings: Settings, *, month: str,
                 table[key] = ReportRow(lib_id, lib.name, branch, service)
             return table[key]
 
-        for service in SERVICES:
+        for service in shown:
             for address in addresses.values():
                 row(address, service)
         reqs = session.scalars(select(Request).where(
             Request.library_id == lib_id, Request.kind == "request",
-            Request.service.in_(SERVICES),
+            Request.service.in_(shown),
             or_(Request.month == month,
                 (Request.month.is_(None)) & (Request.received_at >= start)
                 & (Request.received_at < end)))).all()
@@ -128,7 +130,7 @@ def build_rows(session: Session, settings: Settings, *, month: str,
             if activated_at is not None:
                 r.activated += 1
         ended = end <= now
-        for service in SERVICES:
+        for service in shown:
             codes = session.execute(select(Code.issued_at, Code.expired_at).where(
                 Code.library_id == lib_id, Code.service == service, Code.month == month)).all()
             total = ReportRow(lib_id, lib.name, TOTAL, service)
@@ -180,7 +182,9 @@ class _Labels:
 
 
 def build_workbook(rows: list[ReportRow], *, month: str, lang: str = "pl",
-                   now: datetime | None = None, zone: ZoneInfo | None = None) -> Workbook:
+                   now: datetime | None = None, zone: ZoneInfo | None = None,
+                   catalogue: Catalogue = SHIPPED_CATALOGUE) -> Workbook:
+    """The report's workbook; a service named as ``catalogue`` (the config's) names it."""
     t = _Labels(lang)
     refusals = [o for o in REFUSALS if any(r.refused.get(o) for r in rows)]
     wb = Workbook()
@@ -204,7 +208,7 @@ def build_workbook(rows: list[ReportRow], *, month: str, lang: str = "pl",
         cell.fill = PatternFill("solid", fgColor="DDE7F0")
     for r in rows:
         branch = t.branch(r.branch)
-        ws.append([r.library_id, branch, services.name(r.service) or r.service, r.requests,
+        ws.append([r.library_id, branch, catalogue.name(r.service) or r.service, r.requests,
                    r.issued, r.refused_total, *(r.refused.get(o, 0) for o in refusals),
                    r.activated, r.expired, r.bought, r.left, r.median_reply])
         if r.branch == TOTAL:
@@ -225,7 +229,7 @@ def build_workbook(rows: list[ReportRow], *, month: str, lang: str = "pl",
         for outcome in REFUSALS:
             if r.refused.get(outcome):
                 branch = t.branch(r.branch)
-                ws2.append([r.library_id, branch, services.name(r.service) or r.service,
+                ws2.append([r.library_id, branch, catalogue.name(r.service) or r.service,
                             Outcome(outcome).label(lang), r.refused[outcome], outcome])
     for col, width in zip("ABCDEF", (16, 34, 12, 30, 10, 20), strict=True):
         ws2.column_dimensions[col].width = width
@@ -240,7 +244,7 @@ def report_bytes(sessions: sessionmaker[Session], settings: Settings, *, month: 
         rows = build_rows(session, settings, month=month, libraries=libraries, now=now)
     buf = io.BytesIO()
     build_workbook(rows, month=month, lang=lang, now=now,
-                   zone=report_zone(settings, libraries)).save(buf)
+                   zone=report_zone(settings, libraries), catalogue=settings.catalogue).save(buf)
     return buf.getvalue(), len(rows)
 
 

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot import __version__
 from mailbot.clock import as_aware, month_key, month_of, utcnow
-from mailbot.config import SERVICES, Settings
+from mailbot.config import Settings
 from mailbot.db.models import AuditLog, Code, CodePool, JobRun, Library, Mailbox, Outbox, Request
 from mailbot.db.session import reading
 from mailbot.decide.horizon import mailbox_health
@@ -204,7 +204,7 @@ def gather(sessions: sessionmaker[Session], settings: Settings, now: datetime) -
             dealt_in=(lib.id, service) in dealt_in,
             not_ready=not_ready.get((lib.id, service, month), 0),
             alert_failed=alert_message_id(lib.id, service, month)
-            in alerts_failed.get(lib.id, ())) for service in SERVICES)
+            in alerts_failed.get(lib.id, ())) for service in settings.listed_services(lib))
         mailboxes = []
         for mb in settings.mailboxes_of(lib.id):
             row = rows.get(mb.key)

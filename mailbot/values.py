@@ -55,7 +55,7 @@ import re
 from datetime import date
 from decimal import Decimal
 
-__all__ = ["parse_amount", "parse_date"]
+__all__ = ["parse_amount", "parse_date", "parse_yes_no"]
 
 # --- amounts -----------------------------------------------------------------------------
 
@@ -187,3 +187,24 @@ def parse_date(text: str | None, *, month_first: bool = False) -> date | None:
         except ValueError:
             raise ValueError(f"{text!r} is not a day of the calendar") from None
     raise ValueError(f"{text!r} is not a date (expected YYYY-MM-DD or DD.MM.YYYY)")
+
+
+# Yes/no as people and library systems write it (``parse_yes_no``): Polish and English
+# words, a mark, 1/0. The words of a "confirmed" column are there too ("niepotwierdzone").
+_YES = frozenset({"tak", "t", "yes", "y", "true", "1", "x", "✓", "✔", "potwierdzone",
+                  "potwierdzony", "potwierdzona", "confirmed"})
+_NO = frozenset({"nie", "n", "no", "false", "0", "niepotwierdzone", "niepotwierdzony",
+                 "niepotwierdzona", "unconfirmed", "not confirmed"})
+
+
+def parse_yes_no(text: str | None) -> bool | None:
+    """True or False as ``text`` says it (``"tak"``/``"nie"``, ``"yes"``/``"no"``, 1/0 …);
+    ``None`` for empty: not known. Anything else is a ``ValueError``, never a guess."""
+    word = " ".join((text or "").split()).casefold()
+    if not word:
+        return None
+    if word in _YES:
+        return True
+    if word in _NO:
+        return False
+    raise ValueError(f"{text!r} is neither yes nor no (tak/nie)")

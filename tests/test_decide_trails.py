@@ -60,8 +60,8 @@ _OFFERED = {"rule": "service_not_offered", "result": "passed"}
 _OPEN = {"rule": "too_early", "result": "passed"}
 _PASSED = [{"rule": name, "result": "passed"} for name in (
     "no_card", "ambiguous_card", "unknown_card", "name_mismatch", "sender_mismatch",
-    "already_received", "address_limit", "inactive_account", "age_restricted", "debt",
-    "overdue", "data_not_updated", "no_loans_this_year", "blocked")]
+    "already_received", "address_limit", "inactive_account", "unconfirmed_account",
+    "age_restricted", "debt", "overdue", "data_not_updated", "no_loans_this_year", "blocked")]
 
 
 def _upto(rule: str) -> list[dict[str, str]]:

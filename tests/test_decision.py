@@ -20,8 +20,8 @@ CODE = SimpleNamespace(id=12, code="KOD-0012", pool_id=3, service="legimi")
 DECIDED = datetime(2026, 11, 1, 0, 5, tzinfo=WAW)
 PASSED = [{"rule": name, "result": "passed"} for name in (
     "no_card", "ambiguous_card", "unknown_card", "name_mismatch", "sender_mismatch",
-    "already_received", "address_limit", "inactive_account", "age_restricted", "debt",
-    "overdue", "data_not_updated", "no_loans_this_year", "blocked")]
+    "already_received", "address_limit", "inactive_account", "unconfirmed_account",
+    "age_restricted", "debt", "overdue", "data_not_updated", "no_loans_this_year", "blocked")]
 
 
 def _facts(**kw: object):

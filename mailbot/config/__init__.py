@@ -6,7 +6,12 @@ stay out of the file: ``password_env = "NAME"`` reads the password from that env
 variable, and ``MAILBOT_SMTP_PASSWORD`` / ``MAILBOT_DATABASE_URL`` override the file.
 
 - ``sections``: the settings classes, one per TOML table, each key with its type, default
-  and own rule; ``mail`` holds those of the mail accounts (mailboxes, relays, OAuth2);
+  and own rule; ``mail`` holds those of the mail accounts (mailboxes, relays, OAuth2),
+  ``sources`` a library's reader sources (``[libraries.sql]``, ``[libraries.sip2]``),
+  ``quotas`` its ``[libraries.quotas]``, and ``services`` the ``[[services]]`` tables
+  merged with the shipped platforms;
+- ``reader_status``: which reader sources can tell an account was never confirmed (a
+  rule between keys, kept beside ``load``);
 - ``checks``: those rules (``HHMM``, ``TimeZone``, ``NotNegative`` …) and ``parse_hhmm`` /
   ``parse_window``, which the policy rules use too;
 - ``load``: reading the file (pydantic checks it against the classes), the rules between

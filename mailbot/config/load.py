@@ -31,7 +31,9 @@ from mailbot.config.sections import (
     SmtpSettings,
 )
 from mailbot.config.paths import absolute_paths, folder_of, left_behind
+from mailbot.config.reader_status import check_confirmed_accounts
 from mailbot.config.secrets import SECRET_KINDS, resolve_secrets
+from mailbot.config.services import check_services, offering_every_service
 from mailbot.errors import ConfigError
 
 __all__ = ["SECRET_KINDS", "load_settings", "settings_from_dict"]
@@ -79,6 +81,7 @@ def _settings(data: dict[str, Any], source: str, secrets: frozenset[str] | None)
         settings = _reader().validate_python({**data, "source": source})
     except ValidationError as exc:
         raise _config_error(exc.errors(include_url=False)[0], source) from None
+    settings = offering_every_service(settings, data)
     base = folder_of(source)
     if base is not None:
         written = settings.database_url
@@ -120,7 +123,7 @@ def _config_error(error: Any, source: str) -> ConfigError:
     elif kind == "literal_error":
         allowed = ", ".join(map(repr, typing.get_args(_type_at(loc))))
         message = f"must be one of {allowed}, not {shown}"
-    elif kind == "tuple_type" and loc in (("libraries",), ("mailboxes",)):
+    elif kind == "tuple_type" and loc in (("libraries",), ("mailboxes",), ("services",)):
         message = f"must be an array of tables ([[{loc[0]}]])"
     elif kind == "tuple_type":
         message = f"must be a list, not {type(value).__name__}"
@@ -148,10 +151,10 @@ def _key_path(loc: tuple[str | int, ...]) -> str:
     return path
 
 
-_TABLE = re.compile(r"(libraries|mailboxes)\[(\d+)\]")
+_TABLE = re.compile(r"(libraries|mailboxes|services)\[(\d+)\]")
 # What names a table, as the file has it; a mailbox's folder only when it is not the
 # default (one address may be read in several folders).
-_NAMED_BY = {"libraries": ("id",), "mailboxes": ("address", "folder")}
+_NAMED_BY = {"libraries": ("id",), "mailboxes": ("address", "folder"), "services": ("id",)}
 
 
 def _table_name(array: str, table: Any) -> str:
@@ -195,6 +198,10 @@ def _type_at(loc: tuple[str | int, ...]) -> Any:
             typ = typing.get_args(typ)[0]  # an array of tables: tuple[Section, ...]
         else:
             typ = typing.get_type_hints(typ)[part]
+        # An optional table (``oauth``, a mailbox's ``smtp``, ``instructions``): its class.
+        tables = [t for t in typing.get_args(typ) if dataclasses.is_dataclass(t)]
+        if type(None) in typing.get_args(typ) and len(tables) == 1:
+            typ = tables[0]
     return typ
 
 
@@ -229,6 +236,7 @@ def _check_combinations(settings: Settings, kinds: frozenset[str]) -> None:
                 if getattr(lib, name):
                     raise ConfigError("cannot be answered by a sip2 reader source", file=src,
                                       column=f"{key}.{name}")
+        check_confirmed_accounts(lib, src, key)
     keys: set[str] = set()
     for i, mb in enumerate(settings.mailboxes):
         key = f"mailboxes[{i}]"
@@ -254,6 +262,7 @@ def _check_combinations(settings: Settings, kinds: frozenset[str]) -> None:
             _check_relay(mb.smtp, src, f"{key}.smtp", fallback=mb.oauth, files=files)
     _check_relay(settings.smtp, src, "smtp", fallback=None, files=files)
     _check_shared_relays(settings)
+    check_services(settings)
     if settings.daemon.auth_retry_max < settings.daemon.auth_retry:
         raise ConfigError("must not be below daemon.auth_retry", file=src,
                           column="daemon.auth_retry_max")

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
+from mailbot import penalty as penalties
 from mailbot import services
+from mailbot import validity as validities
 from mailbot.config.checks import (
     CLOSED,
     HHMM,
@@ -37,17 +39,37 @@ from mailbot.config.checks import (
     TimeZone,
     TimeZoneOrEmpty,
     Window,
-    each_one_of,
 )
+from mailbot.config.checks import After
 from mailbot.config.mail import MailboxSettings, OAuthSettings, SmtpSettings
+from mailbot.config.quotas import QuotaSettings
+from mailbot.config.services import (
+    AgesByService,
+    ServiceIds,
+    ServiceSettings,
+    ServiceTexts,
+    UrlsByService,
+    catalogue,
+)
+from mailbot.config.sources import Sip2SourceSettings, SqlSourceSettings
 from mailbot.errors import ConfigError
+from mailbot.services import Catalogue
 
-__all__ = ["MailboxSettings", "OAuthSettings", "SmtpSettings"]  # (mail.py's, re-exported)
+__all__ = ["MailboxSettings", "OAuthSettings", "QuotaSettings", "ServiceSettings",
+           "ServiceTexts", "Sip2SourceSettings", "SmtpSettings", "SqlSourceSettings"]
+# (mail.py's, quotas.py's, services.py's and sources.py's, re-exported)
 
-SERVICES = services.IDS  # mailbot/services.py
+# The shipped services (mailbot/services.py). A config's own, with what [[services]]
+# adds: Settings.catalogue.
+SERVICES = services.IDS
 Service = Literal["legimi", "empik_go"]
-# The services a library offers (``services`` in its table): each one of SERVICES.
-Services = Annotated[tuple[Str, ...], each_one_of(SERVICES, "service")]
+# The services a library offers (``services`` in its table): ids of the config's services
+# (checked in mailbot.config.load, once every [[services]] table is read).
+Services = ServiceIds
+# ``penalty = { misses, within_months, block_months }``, or 0 / false (mailbot/penalty.py).
+PenaltyRule = Annotated[Any, After(penalties.parse)]
+# ``[libraries.validity]``: the validity sentence by month of issue (mailbot/validity.py).
+ValidityTexts = Annotated[Any, After(validities.parse)]
 
 
 @dataclass(frozen=True)
@@ -133,40 +155,6 @@ class ImportSettings:
 
 
 @dataclass(frozen=True)
-class SqlSourceSettings:
-    """``reader_source = "sql"``: read-only access to the library system's database."""
-
-    url: Str | None = field(default=None, repr=False)  # SQLAlchemy URL (may hold a password)
-    url_env: Str | None = None  # or: read the URL from this environment variable
-    # A query with a bound :card parameter returning the reader's columns (see
-    # mailbot/readers/sql/presets.py), or a preset name: "koha".
-    query: Str = "koha"
-    timeout: Float = 10.0
-
-    __pydantic_config__ = CLOSED
-
-
-@dataclass(frozen=True)
-class Sip2SourceSettings:
-    """``reader_source = "sip2"``: the library system's SIP2 server."""
-
-    host: Str = "localhost"
-    port: Int = 6001
-    tls: Bool = False
-    ca_file: Str | None = None  # verify the server against this CA (default: system CAs)
-    username: Str | None = None  # SIP2 login (93); none: no login message
-    password: Str | None = field(default=None, repr=False)
-    password_env: Str | None = None
-    location_code: Str = ""
-    institution_id: Str = ""
-    terminal_password: Str | None = field(default=None, repr=False)
-    timeout: Float = 10.0
-    retries: Int = 2
-
-    __pydantic_config__ = CLOSED
-
-
-@dataclass(frozen=True)
 class LibrarySettings:
     id: Str  # unique among the libraries
     name: Str
@@ -183,7 +171,9 @@ class LibrarySettings:
     send_working_days_only: Bool = False
     card_pattern: Regex = r"[0-9]{5,14}"
     # The platforms the library buys codes for (a request for another one is refused as
-    # service_not_offered, and the desk offers only these). Default: every service.
+    # service_not_offered, and the desk offers only these). Default: every service the
+    # config knows (the shipped ones and [[services]]; mailbot.config.load fills it in: a
+    # LibrarySettings made in code without it offers the shipped ones).
     services: Services = SERVICES
     # Told by e-mail (once per service and month) when a month's window opened and no
     # pool was imported for it (pool_not_ready). Default: the top-level staff_email.
@@ -196,11 +186,25 @@ class LibrarySettings:
     check_data_updated: Bool = False
     check_loans_this_year: Bool = False
     active_loan_months: NotNegative = 0  # a loan within the last N months (0 = not asked)
+    # Refuse an account created online and never confirmed at the desk (the reader's
+    # `confirmed` is false; unknown is not refused): unconfirmed_account. A sip2 source
+    # cannot tell; the koha preset only by sql.unconfirmed_categories (mailbot.config.load).
+    require_confirmed_account: Bool = False
     max_balance_due: Amount = "0"  # refuse as `debt` when the balance is above this (PLN)
     max_overdue_items: NotNegative = 0
     penalty_months: NotNegative = 3
+    # The general form of the penalty (mailbot/penalty.py): once `misses` months within
+    # `within_months` months had a code not activated, no code for `block_months` months;
+    # 0 or false: off. Not together with penalty_months (= { 1, 1, penalty_months }).
+    penalty: PenaltyRule | None = None
+    # The replies' "access lasts 30 days" sentence, replaced for codes of some months:
+    # { "12" = { pl = "…", en = "…" } } (mailbot/validity.py).
+    validity: ValidityTexts = ()
     min_age_legimi: NotNegative = 0  # 0 = no age limit
     min_age_empik_go: NotNegative = 0
+    # The same for any service, by id: min_ages = { ebookpoint = 13 } (wins over the two
+    # above). Read as (id, age) pairs.
+    min_ages: AgesByService = ()  # type: ignore[assignment]
     one_code_per_month: Literal["across", "per_service"] = "across"
     eligibility_test: Bool = False  # answer TEST LEGIMI / TEST EMPIK GO with a verdict
     # SPEC 2.11: this many days before the month ends, remind holders of unactivated codes
@@ -213,8 +217,14 @@ class LibrarySettings:
     max_codes_per_address_per_month: NotNegative = 3
     languages: Languages = ("pl", "en")
     contact: Str | None = None
-    activation_url_legimi: Str | None = "https://www.legimi.pl/"
-    activation_url_empik_go: Str | None = "https://www.empikgo.com/"
+    # Where the patron enters the code: the library's own page wins over the service's
+    # (its activation_url in [[services]]; Legimi's and Empik Go's shipped ones are
+    # https://www.legimi.pl/ and https://www.empikgo.com/). "" shows none: the reply says
+    # the link is on the library's website. activation_urls = { ebookpoint = "…" } is the
+    # same for any service, by id (wins over the two named keys).
+    activation_url_legimi: Str | None = None
+    activation_url_empik_go: Str | None = None
+    activation_urls: UrlsByService = ()  # type: ignore[assignment]
     # The library's own reply texts: a folder laid out like templates/email
     # (pl/issued.txt.j2, en/_macros.html.j2 …); a file there replaces the shipped one for
     # this library only (mailbot.respond.render). Relative: to the config file's folder.
@@ -224,11 +234,45 @@ class LibrarySettings:
     reader_source: Literal["local", "sql", "sip2"] = "local"
     sql: SqlSourceSettings = field(default_factory=SqlSourceSettings)
     sip2: Sip2SourceSettings = field(default_factory=Sip2SourceSettings)
+    # Codes of each pool kept for the desk and for first-time patrons (issue 20).
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
 
     __pydantic_config__ = CLOSED
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        # The table as the file has it: penalty and penalty_months are one rule said two
+        # ways, so giving both is a mistake (only a file's keys can tell it).
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(penalties.one_key_of_two,
+                                                             handler(source))
+
+    @property
+    def penalty_rule(self) -> penalties.Penalty:
+        """The penalty in force: ``penalty`` if given, else ``penalty_months``."""
+        if self.penalty is not None:
+            return self.penalty
+        return penalties.from_months(self.penalty_months)
+
     def min_age(self, service: str) -> int:
-        return self.min_age_legimi if service == "legimi" else self.min_age_empik_go
+        for key, age in self.min_ages:
+            if key == service:
+                return int(age)
+        return {"legimi": self.min_age_legimi, "empik_go": self.min_age_empik_go}.get(service, 0)
+
+    def activation_url(self, service: str, catalogue: Catalogue) -> str | None:
+        """The page the reply sends the patron to for ``service``: the library's own,
+        else the service's (None, or "": the reply says it is on the library's website)."""
+        for key, url in self.activation_urls:
+            if key == service:
+                return str(url)
+        own = getattr(self, f"activation_url_{service}", None) \
+            if service in ("legimi", "empik_go") else None
+        if own is not None:
+            return own  # type: ignore[no-any-return]
+        known = catalogue.get(service)
+        return known.activation_url if known else None
 
 
 @dataclass(frozen=True)
@@ -252,6 +296,9 @@ class Settings:
     imports: ImportSettings = field(default_factory=ImportSettings)
     libraries: tuple[LibrarySettings, ...] = ()
     mailboxes: tuple[MailboxSettings, ...] = ()
+    # The platforms besides (or changing) the shipped Legimi and Empik Go: [[services]]
+    # (mailbot.config.services). Everything reads them through ``catalogue``.
+    services: tuple[ServiceSettings, ...] = ()
     # The file the settings were read from (not a key of it).
     source: str = field(default="<defaults>", compare=False)
 
@@ -263,6 +310,18 @@ class Settings:
                 return lib
         known = ", ".join(lib.id for lib in self.libraries) or "none configured"
         raise ConfigError(f"unknown library {library_id!r} (known: {known})", file=self.source)
+
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        """Every service the config knows: the shipped ones, changed and added to by
+        [[services]] (mailbot.services.Catalogue)."""
+        return catalogue(self.services)
+
+    def listed_services(self, library: LibrarySettings) -> tuple[str, ...]:
+        """The services a library's report rows and status list: Legimi and Empik Go
+        always (as before [[services]]: one the library does not offer shows empty), a
+        configured one where the library offers it."""
+        return tuple(s for s in self.catalogue.ids if s in SERVICES or s in library.services)
 
     def staff_email_of(self, library_id: str) -> str | None:
         """Where staff alerts of the library go: its own staff_email, else the global one."""

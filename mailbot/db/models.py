@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -143,6 +144,8 @@ class Reader(Base):
     data_updated_on: Mapped[date | None] = mapped_column(Date)
     last_loan_on: Mapped[date | None] = mapped_column(Date)
     birth_date: Mapped[date | None] = mapped_column(Date)
+    # Confirmed at the desk (False: registered online, never confirmed; NULL: not known).
+    confirmed: Mapped[bool | None] = mapped_column(Boolean)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -6,6 +6,8 @@ Where each part lives:
   policies.py   how a batch holds the database (SQLite: snapshot then check; PostgreSQL:
                 row and advisory locks)
   batch.py      what a batch reads (once for all its requests) into the rules' facts
+  card_history.py  what the ledger says of cards: a month's first code, unactivated codes
+  quota_reads.py   the pools' quota counts a batch reads and keeps current (mailbot.quotas)
   decision.py   deciding one request from its facts: pure (the chains: mailbot.rules)
   writes.py     what a batch writes (decisions, codes and ledger, outbox) in bulk
   context.py    the reply template's context

@@ -21,17 +21,24 @@ from collections import Counter, deque
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any, Protocol
 
 from sqlalchemy import Row, exists, func, select
 from sqlalchemy.orm import Session
 
-from mailbot.clock import add_months, month_key, month_of, parse_month
+from mailbot import quotas
+from mailbot.clock import month_key, month_of
 from mailbot.config import LibrarySettings, Settings
 from mailbot.db.batches import in_chunks
-from mailbot.db.models import ActivationReport, Code, LedgerEntry, Mailbox, Outbox, Request, \
-    address_key
+from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request, address_key
+from mailbot.decide.card_history import (
+    issued_entries,
+    penalty_months,
+    remember_first,
+    unactivated_entries,
+    unactivated_of,
+)
+from mailbot.decide.quota_reads import BatchQuotas
 from mailbot.intake.parse_cache import parse_mail_again
 from mailbot.intake.reading import read_mail
 from mailbot.ledger import codes_left, free_code_rows
@@ -39,6 +46,7 @@ from mailbot.outcomes import RequestState
 from mailbot.rules.base import Facts, FreeCode, IssuedThisMonth, ReaderFacts
 from mailbot.rules.once_a_month import AlreadyReceived
 from mailbot.rules.reader import AgeRestricted
+from mailbot.services import SHIPPED_CATALOGUE, Catalogue
 
 
 class ReaderSource(Protocol):
@@ -99,62 +107,6 @@ def prepare(req: QueuedRequest, settings: Settings, library: LibrarySettings, tz
                     parsed.references, (found.name or "")[:300] or None)
 
 
-def penalty_months(library: LibrarySettings, month: str) -> tuple[str, ...]:
-    """The months before ``month`` whose unactivated code still blocks the card."""
-    return _months_before(month, library.penalty_months)
-
-
-@lru_cache(maxsize=256)
-def _months_before(month: str, count: int) -> tuple[str, ...]:
-    # Asked for every request of a batch, always about the same month or two.
-    y, m = parse_month(month)
-    return tuple(month_key(*add_months(y, m, -k)) for k in range(1, count + 1))
-
-
-def issued_entries(session: Session, library_id: str, cards: Collection[str],
-                   months: Collection[str]
-                   ) -> dict[tuple[str, str, str | None], IssuedThisMonth]:
-    """Each card's first code of each month: keyed (card, month, None) for any service and
-    (card, month, service) for that service."""
-    found: dict[tuple[str, str, str | None], IssuedThisMonth] = {}
-    for chunk in in_chunks(cards):
-        rows = session.execute(
-            select(LedgerEntry.card_number, LedgerEntry.month, LedgerEntry.service,
-                   LedgerEntry.email, LedgerEntry.issued_at, Code.code)
-            .join(Code, Code.id == LedgerEntry.code_id)
-            .where(LedgerEntry.library_id == library_id, LedgerEntry.card_number.in_(chunk),
-                   LedgerEntry.month.in_(list(months)))
-            .order_by(LedgerEntry.id))
-        for card, month, service, email, issued_at, code in rows:
-            _remember_first(found, card, month, IssuedThisMonth(
-                service=service, code=code, email=email, issued_at=issued_at))
-    return found
-
-
-def _remember_first(found: dict[tuple[str, str, str | None], IssuedThisMonth], card: str,
-                    month: str, entry: IssuedThisMonth) -> None:
-    """Keeps the card's first code of the month, for any service and for its own."""
-    found.setdefault((card, month, None), entry)
-    found.setdefault((card, month, entry.service), entry)
-
-
-def unactivated_entries(session: Session, library: LibrarySettings, cards: Collection[str],
-                        months: Collection[str]) -> set[tuple[str, str]]:
-    """(card, month) of codes not activated in a month whose activation report came in."""
-    if library.penalty_months <= 0 or not cards or not months:
-        return set()
-    found: set[tuple[str, str]] = set()
-    for chunk in in_chunks(cards):
-        found.update((card, month) for card, month in session.execute(
-            select(LedgerEntry.card_number, LedgerEntry.month)
-            .join(Code, Code.id == LedgerEntry.code_id)
-            .join(ActivationReport, (ActivationReport.library_id == LedgerEntry.library_id)
-                  & (ActivationReport.month == LedgerEntry.month))
-            .where(LedgerEntry.library_id == library.id, LedgerEntry.card_number.in_(chunk),
-                   LedgerEntry.month.in_(list(months)), Code.activated_at.is_(None))))
-    return found
-
-
 def codes_to_addresses(session: Session, library_id: str, keys: Collection[str],
                        months: Collection[str]) -> Counter[tuple[str, str]]:
     """Codes sent to each address (by its ``address_key``) in each month."""
@@ -210,30 +162,17 @@ def readers_of(session: Session, source: ReaderSource, library_id: str,
     return {card: source.lookup(session, library_id=library_id, card=card) for card in cards}
 
 
-def issued_this_month_of(session: Session, library_id: str, card: str, month: str, *,
-                         service: str | None = None) -> IssuedThisMonth | None:
-    """One card's code of this month (the desk): any service, or one service if the policy
-    says so."""
-    return issued_entries(session, library_id, [card], [month]).get((card, month, service))
-
-
-def unactivated_months_of(session: Session, library: LibrarySettings, card: str,
-                          month: str) -> tuple[str, ...]:
-    """One card's penalty months with an unactivated code (the desk)."""
-    months = penalty_months(library, month)
-    found = unactivated_entries(session, library, [card], months)
-    return tuple(sorted(m for m in months if (card, m) in found))
-
-
 class BatchReads:
     """The answers for one batch of ``prepared`` requests, loaded once and kept current as
     the batch is decided (``code_issued``, ``reply_written``)."""
 
     def __init__(self, session: Session, library: LibrarySettings, tz: Any,
-                 source: ReaderSource, prepared: list[Prepared]) -> None:
+                 source: ReaderSource, prepared: list[Prepared], *,
+                 catalogue: Catalogue = SHIPPED_CATALOGUE) -> None:
         self.session = session
         self.library = library
         self.tz = tz
+        self.catalogue = catalogue  # the config's services (Settings.catalogue)
         cards = {p.cards.card for p in prepared if p.cards.card}
         addresses = {p.req.from_address for p in prepared if p.req.from_address}
         months = {p.month for p in prepared}
@@ -244,7 +183,8 @@ class BatchReads:
             (p.req.service or "", p.month) for p in prepared
             if p.req.kind != "test" and (p.req.service or "") in library.services)
         self.readers = readers_of(session, source, library.id, cards)
-        self.issued = issued_entries(session, library.id, cards, months) if cards else {}
+        self.issued = issued_entries(session, library.id, cards, months, catalogue) \
+            if cards else {}
         penalty = {p for m in months for p in penalty_months(library, m)}
         self.unactivated = unactivated_entries(session, library, cards, penalty)
         keys = {key for key in map(address_key, addresses) if key}
@@ -268,6 +208,9 @@ class BatchReads:
         self.asked = set(self.codes)  # pools whose import is known (in self.imported or not)
         self.taken: Counter[tuple[str, str]] = Counter()
         self.left: dict[tuple[str, str], int] = {}  # codes_left, as first asked
+        # The pools' quotas, where the library keeps any (mailbot.decide.quota_reads).
+        self.quotas = BatchQuotas(session, library, tz, cards, needed) \
+            if library.quotas.active else None
         self.mailboxes: dict[int, Mailbox] = {}
 
     def facts(self, item: Prepared, now: datetime) -> Facts:
@@ -280,19 +223,21 @@ class BatchReads:
             date_header=req.date_header, from_address=req.from_address,
             card_candidates=cards.candidates, card=card, name_text=item.name_text,
             reader=self.readers.get(card) if card else None,
-            issued_this_month=self.issued.get((
-                card, month,
-                req.service if library.one_code_per_month == "per_service" else None))
+            issued_this_month=self.issued.get((card, month, self.counted_against(req.service)))
             if card else None,
-            unactivated_months=self.unactivated_months(card, month) if card else (),
+            **self.unactivated_of(card, month),
             codes_to_address=self.codes_to_address(req.from_address, month),
             decided_at=now,
             replies_today=self.replies_today(req.from_address, req.kind, req.received_at)
             if library.replies_per_sender_per_day > 0 and req.from_address else 0,
             next_code=None if test else self.next_code(req.service or "", month),
-            codes_left=self.codes_left(req.service or "legimi", month) if test else 0,
+            codes_left=self.email_left(req.service or "legimi", item, now, card) if test
+            else 0,
+            quota=self.quota(req.service or "", item, now),
+            first_time=self.first_time(card),
             pool_imported=self.pool_imported(req.service or "legimi", month) if test
             else (req.service or "", month) in self.imported,
+            catalogue=self.catalogue,
         )
         if test:
             return facts
@@ -300,11 +245,19 @@ class BatchReads:
 
     # -- questions ------------------------------------------------------------------------
 
-    def unactivated_months(self, card: str, month: str) -> tuple[str, ...]:
-        if not self.unactivated:  # as in most batches: nobody has a penalty
-            return ()
-        return tuple(sorted(m for m in penalty_months(self.library, month)
-                            if (card, m) in self.unactivated))
+    def counted_against(self, service: str | None) -> str | None:
+        """The key of self.issued a request for ``service`` looks up: None, the codes of
+        every service counted across; else that service's own."""
+        per_service = self.library.one_code_per_month == "per_service"
+        return self.catalogue.counted_against(service, per_service=per_service) \
+            if service else None
+
+    def unactivated_of(self, card: str | None, month: str) -> dict[str, Any]:
+        """Facts.unactivated_months and unactivated_codes of ``card``."""
+        if not card or not self.unactivated:  # as in most batches: nobody has a penalty
+            return {}
+        months, codes = unactivated_of(self.unactivated, self.library, card, month)
+        return {"unactivated_months": months, "unactivated_codes": codes}
 
     def codes_to_address(self, address: str | None, month: str) -> int:
         return self.to_address[(address_key(address), month)] if address else 0
@@ -325,6 +278,25 @@ class BatchReads:
                 self.session, library_id=self.library.id, service=service, month=month)
         return self.left[(service, month)] - self.taken[(service, month)]
 
+    def quota(self, service: str, item: Prepared, now: datetime) -> quotas.Parts | None:
+        """What is left of each part of the pool, while its quotas hold (Facts.quota)."""
+        if self.quotas is None:
+            return None
+        return self.quotas.parts(service, item.year, item.mon, now,
+                                 self.taken[(service, item.month)])
+
+    def first_time(self, card: str | None) -> bool:
+        return self.quotas is not None and self.quotas.first_time(card)
+
+    def email_left(self, service: str, item: Prepared, now: datetime,
+                   card: str | None) -> int:
+        """The pool's codes an e-mail request of ``card`` may still take: every code not
+        issued yet, or while quotas hold, those of the parts it may draw from."""
+        left = self.quota(service, item, now)
+        if left is None:
+            return self.codes_left(service, item.month)
+        return quotas.email_left(left, first_time=self.first_time(card))
+
     def pool_imported(self, service: str, month: str) -> bool:
         """Was any code of the pool imported (a TEST mail's verdict; requests' pools are
         known from the start)? Asked only of a pool with no code left, once a batch."""
@@ -343,15 +315,20 @@ class BatchReads:
         it would meet them: its minimum age (min_age_legimi / min_age_empik_go) and, under
         one_code_per_month = "per_service", a code of it already issued to the card."""
         service, month, card = item.req.service or "", item.month, item.cards.card
-        if service not in self.library.services or self.next_code(service, month) is not None:
+        # (Own codes left for this request: with quotas, in the parts it may draw from.)
+        own = self.next_code(service, month) is not None and (
+            facts.quota is None or quotas.email_left(facts.quota,
+                                                     first_time=facts.first_time) > 0)
+        if service not in self.library.services or own:
             return ()
-        per_service = self.library.one_code_per_month == "per_service"
+        assert facts.decided_at is not None
         found = []
         for other in self.library.services:
-            if other == service or self.codes_left(other, month) <= 0:
+            if other == service or self.email_left(other, item, facts.decided_at,
+                                                   card) <= 0:
                 continue
             theirs = replace(facts, service=other, issued_this_month=self.issued.get(
-                (card, month, other if per_service else None)) if card else None)
+                (card, month, self.counted_against(other))) if card else None)
             rules = (_ALREADY, _AGE) if theirs.reader is not None else (_ALREADY,)
             if any(rule.check(theirs) is not None for rule in rules):
                 continue
@@ -377,10 +354,12 @@ class BatchReads:
 
     def code_issued(self, *, card: str, month: str, service: str, email: str | None,
                     code: str, issued_at: datetime) -> None:
-        _remember_first(self.issued, card, month, IssuedThisMonth(
-            service=service, code=code, email=email, issued_at=issued_at))
+        remember_first(self.issued, card, month, IssuedThisMonth(
+            service=service, code=code, email=email, issued_at=issued_at), self.catalogue)
         if email:
             self.to_address[(address_key(email), month)] += 1
+        if self.quotas is not None:  # (self.taken counted the code itself)
+            self.quotas.issued(card, service, month)
 
     def reply_written(self, address: str, kind: str, received_at: datetime) -> None:
         self.replies[(address_key(address), kind, received_at.astimezone(self.tz).date())] += 1

@@ -200,7 +200,7 @@ def _decide_batch(session: Session, batch: list[QueuedRequest], *, settings: Set
             prepared.append(prepare(req, settings, library, tz, now))
         except Exception:
             raise _RequestFailed(req.id, traceback.format_exc(limit=5)) from None
-    reads = BatchReads(session, library, tz, source, prepared)
+    reads = BatchReads(session, library, tz, source, prepared, catalogue=settings.catalogue)
     # A burst: replies composed on other cores; a process's first batch does not wait for
     # them to start (it is composed in place meanwhile).
     writes = BatchWrites(offload.composer(replies=len(batch), burst=burst,
@@ -257,7 +257,8 @@ def _decide_one(item: Prepared, reads: BatchReads, writes: BatchWrites, *,
         context = decided_context(
             library, tz, item.year, item.mon, service=req.service or "legimi",
             subject=req.subject, received_at=req.received_at, card_number=card,
-            patron_name=item.patron_name, outcome_context=outcome_context)
+            patron_name=item.patron_name, outcome_context=outcome_context,
+            catalogue=settings.catalogue)
         writes.reply(request=req, mailbox=reads.mailbox(req.mailbox_id),
                      outcome=decision.outcome, context=context, references=item.references,
                      library=library, tz=tz, settings=settings, now=now)

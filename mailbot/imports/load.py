@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import month_end, parse_month
-from mailbot.config import SERVICES, ImportSettings, Settings
+from mailbot.config import ImportSettings, Settings
 from mailbot.db.models import ActivationReport, Code, CodePool, Reader
 from mailbot.db.session import reading
 from mailbot.imports.activations import parse_activations
@@ -29,6 +29,7 @@ from mailbot.imports.problems import MAX_LISTED_PROBLEMS, ImportRefused, Problem
 from mailbot.imports.readers import parse_readers
 from mailbot.imports.tables import Table, read_table
 from mailbot.respond.i18n import service_name
+from mailbot.services import SHIPPED_CATALOGUE, Catalogue
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ def _transaction(sessions: sessionmaker[Session], session: Session | None,
 
 
 _READER_FIELDS = ("first_name", "last_name", "email", "valid_until", "balance_due",
-                  "overdue_items", "data_updated_on", "last_loan_on", "birth_date")
+                  "overdue_items", "data_updated_on", "last_loan_on", "birth_date",
+                  "confirmed")
 
 
 def import_readers(sessions: sessionmaker[Session], settings: Settings, *, path: str,
@@ -77,8 +79,9 @@ def import_readers(sessions: sessionmaker[Session], settings: Settings, *, path:
     """Adds and updates the library's readers from the file; ``dry_run`` (the dashboard's
     preview) counts what it would do and writes nothing. ``session``: the caller's
     transaction to write in (else one of its own)."""
-    settings.library(library_id)
-    rows = parse_readers(_read(path, settings.imports))
+    library = settings.library(library_id)
+    required = ("confirmed",) if library.require_confirmed_account else ()
+    rows = parse_readers(_read(path, settings.imports), required=required)
     created = updated = unchanged = 0
     with _transaction(sessions, session, dry_run) as session:
         existing = {r.card_number: r for r in session.scalars(
@@ -121,9 +124,10 @@ class CodePlan:
 def _check_pool_options(settings: Settings, *, library_id: str, service: str, month: str,
                         now: datetime) -> None:
     settings.library(library_id)
-    if service not in SERVICES:
+    known = settings.catalogue.ids
+    if service not in known:
         raise ImportRefused.one("unknown_service",
-                                f"unknown service {service!r} (use {' or '.join(SERVICES)})",
+                                f"unknown service {service!r} (use {' or '.join(known)})",
                                 column="--service", value=service)
     try:
         y, m = parse_month(month)
@@ -157,13 +161,14 @@ def _clashes(session: Session, rows: list[CodeRow]) -> dict[str, tuple[str, str,
 
 
 def _clash_problem(clash: tuple[str, str, str], *, library_id: str, row: int,
-                   column: str, more: str = "") -> Problem:
+                   column: str, more: str = "",
+                   catalogue: Catalogue = SHIPPED_CATALOGUE) -> Problem:
     lib, svc, mon = clash
     # Which library, pool or month holds another library's code is theirs to know.
     if lib == library_id:
         return Problem(f"code already imported in this library's pool {svc}, {mon}{more}; "
                        "nothing imported", row, column, "code_imported_here",
-                       {"service": service_name(svc), "month": mon})
+                       {"service": service_name(svc, catalogue), "month": mon})
     return Problem(f"code already imported in the system, in another library's pool{more}; "
                    "nothing imported", row, column, "code_imported_elsewhere", {})
 
@@ -199,7 +204,8 @@ def import_codes(sessions: sessionmaker[Session], settings: Settings, *, path: s
             first = next(r for r in rows if r.code.casefold() in clashes)
             more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
             problem = _clash_problem(clashes[first.code.casefold()], library_id=library_id,
-                                     row=first.row, column=column or "code", more=more)
+                                     row=first.row, column=column or "code", more=more,
+                                     catalogue=settings.catalogue)
             raise ImportRefused(problem.message, problems=[problem], count=len(clashes),
                                 file=table.file, row=first.row, column=column or "code")
         return _add_pool(session, library_id=library_id, service=service, month=month,
@@ -223,7 +229,8 @@ def _plan_codes(session: Session, settings: Settings, *, path: str, library_id: 
     label = code_column_label(table, column)
     refused = list(problems.found) + [
         _clash_problem(clashes[r.code.casefold()], library_id=library_id, row=r.row,
-                       column=label) for r in rows if r.code.casefold() in clashes]
+                       column=label, catalogue=settings.catalogue)
+        for r in rows if r.code.casefold() in clashes]
     refused.sort(key=lambda p: p.row or 0)
     kept = tuple(r for r in rows if r.code.casefold() not in clashes)
     return CodePlan(table.file, library_id, service, month, kept,

@@ -20,7 +20,7 @@ from typing import Callable
 from mailbot.imports.problems import CellError, ImportRefused, Problems
 from mailbot.imports.tables import Row, Table, header_key
 from mailbot.rules.base import ReaderFacts
-from mailbot.values import parse_amount, parse_date
+from mailbot.values import parse_amount, parse_date, parse_yes_no
 
 __all__ = [
     "COLUMN_NAMES",
@@ -52,6 +52,11 @@ COLUMN_NAMES: dict[str, tuple[str, ...]] = {
     "data_updated_on": ("data_updated_on", "aktualizacja_danych"),
     "last_loan_on": ("last_loan_on", "ostatnie_wypozyczenie"),
     "birth_date": ("birth_date", "data_urodzenia"),
+    # Confirmed at the desk (tak/nie; empty: not known): an account created online and
+    # never confirmed is refused where the library requires confirmed accounts.
+    "confirmed": ("confirmed", "potwierdzone", "potwierdzony", "potwierdzona",
+                  "konto_potwierdzone", "potwierdzenie", "registered_at_desk",
+                  "zarejestrowany_w_bibliotece", "potwierdzone_w_bibliotece"),
 }
 REQUIRED_COLUMNS = ("card_number", "last_name")
 
@@ -67,9 +72,14 @@ def reader_field(header: str) -> str | None:
     return _FIELD_BY_KEY.get(header_key(header))
 
 
-def parse_readers(table: Table) -> list[ReaderRow]:
-    """Every reader in ``table``; raises one ``BadInput`` listing all problems found."""
-    columns = _map_columns(table)
+def parse_readers(table: Table, *, required: tuple[str, ...] = ()) -> list[ReaderRow]:
+    """Every reader in ``table``; raises one ``BadInput`` listing all problems found.
+
+    ``required``: fields the library's policy needs besides the card and the surname (a
+    library requiring confirmed accounts needs ``confirmed``: without the column every
+    reader would be "not known" and none refused)."""
+    columns = _map_columns(table, REQUIRED_COLUMNS + tuple(
+        f for f in required if f not in REQUIRED_COLUMNS))
     if not table.rows:
         raise ImportRefused.one(
             "no_readers", "there are no readers below the header", file=table.file,
@@ -98,7 +108,7 @@ def parse_readers(table: Table) -> list[ReaderRow]:
     return readers
 
 
-def _map_columns(table: Table) -> dict[str, int]:
+def _map_columns(table: Table, required: tuple[str, ...] = REQUIRED_COLUMNS) -> dict[str, int]:
     """Field → column index; every header problem is reported before any row is read."""
     problems = Problems(file=table.file)
     columns: dict[str, int] = {}
@@ -132,7 +142,7 @@ def _map_columns(table: Table) -> dict[str, int]:
             )
         else:
             columns[field] = index
-    for field in REQUIRED_COLUMNS:
+    for field in required:
         if field not in columns:
             names = " or ".join(repr(name) for name in COLUMN_NAMES[field][:2])
             problems.add(f"the required column {names} is missing", row=table.header_row,
@@ -236,6 +246,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "data_updated_on": parse_date,
     "last_loan_on": parse_date,
     "birth_date": parse_date,
+    "confirmed": parse_yes_no,
 }
 
 # The dashboard's wording of a cell mailbot.values refused (a plain ValueError), by field.
@@ -243,5 +254,5 @@ _VALUE_PROBLEM: dict[str, str] = {
     "card_number": "bad_value", "first_name": "bad_value", "last_name": "bad_value",
     "email": "not_email", "valid_until": "bad_date", "balance_due": "bad_amount",
     "overdue_items": "not_whole", "data_updated_on": "bad_date", "last_loan_on": "bad_date",
-    "birth_date": "bad_date",
+    "birth_date": "bad_date", "confirmed": "not_yes_no",
 }

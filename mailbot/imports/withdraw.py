@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import parse_month
-from mailbot.config import SERVICES, Settings
+from mailbot.config import Settings
 from mailbot.db.models import AuditLog, Code, CodePool
 from mailbot.errors import BadInput
 from mailbot.ledger import FREE
@@ -48,8 +48,9 @@ def withdraw_pool(sessions: sessionmaker[Session], settings: Settings, *, librar
     nothing. A library, service or month that is wrong, or a pool never imported, is
     BadInput naming the option."""
     settings.library(library_id)
-    if service not in SERVICES:
-        raise BadInput(f"unknown service {service!r} (use {' or '.join(SERVICES)})",
+    known = settings.catalogue.ids
+    if service not in known:
+        raise BadInput(f"unknown service {service!r} (use {' or '.join(known)})",
                        column="--service")
     try:
         parse_month(month)

@@ -132,9 +132,11 @@ def ingest(
     }
     bounce = find_bounce(parsed, raw)
     bounced = _mark_bounced(session, bounce, now) if bounce is not None else None
-    service = match_service(parsed.subject)
+    # Every service the config knows, not only the library's: asked for one it does not
+    # offer, the patron is told which it does (service_not_offered).
+    service = match_service(parsed.subject, settings.catalogue)
     if service is None and settings.library(mailbox.library_id).eligibility_test:
-        service = match_test_service(parsed.subject)
+        service = match_test_service(parsed.subject, settings.catalogue)
         values["kind"] = "test" if service else "request"
 
     sorting = sort_mail(IntakeFacts(

@@ -2,14 +2,19 @@
 forms (``match_test_service``; SPEC §2.3), and whether it is an answering machine's
 ("[Auto-Reply] Re: LEGIMI", ``auto_subject``). Reply and forward prefixes, tags, case,
 accents, invisible characters and Cyrillic lookalikes do not matter (``subject_key``).
+
+The keywords are the config's services' ``subjects`` (mailbot.services.Catalogue: the
+shipped LEGIMI and EMPIK GO unless ``[[services]]`` adds "EBOOKPOINT", "EBOOKPOINT
+BIBLIO" …), each reduced the way a subject is (``keyword_key``).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
-from mailbot import services
+from mailbot.services import SHIPPED_CATALOGUE, Catalogue
 from mailbot.intake.mail.plaintext import INVISIBLE
 from mailbot.text import LOOKALIKES, fold
 
@@ -19,8 +24,6 @@ _SUBJECT_PREFIX = re.compile(
     re.IGNORECASE,
 )
 _NOT_ALNUM = re.compile(r"[\W_]+")
-# A subject's key -> the service it asks for ("empikgo" -> "empik_go"), from mailbot.services.
-_SERVICES = {_NOT_ALNUM.sub("", s.subject.lower()): s.id for s in services.SHIPPED}
 
 
 _MAX_SUBJECT = 1000  # no request subject is longer; longer ones are not read at all
@@ -74,15 +77,34 @@ def subject_key(subject: str) -> str:
     return _NOT_ALNUM.sub("", text)
 
 
-def match_service(subject: str) -> str | None:
-    """"legimi" or "empik_go" if the subject asks for that service and nothing else."""
-    return _SERVICES.get(subject_key(subject or ""))
+def keyword_key(keyword: str) -> str:
+    """A service's subject keyword as ``subject_key`` reduces a subject: "EBOOKPOINT
+    BIBLIO" -> "ebookpointbiblio", "Empik-Go" -> "empikgo" ("" for one of no letters)."""
+    text = unicodedata.normalize("NFKC", keyword).translate(LOOKALIKES)
+    return _NOT_ALNUM.sub("", fold(text.translate(INVISIBLE)))
 
 
-def match_test_service(subject: str) -> str | None:
+@lru_cache(maxsize=32)
+def _keywords(catalogue: Catalogue) -> dict[str, str]:
+    """A subject's key -> the service it asks for ("empikgo" -> "empik_go"). Cached per
+    catalogue (immutable, so two configs in one process each have their own)."""
+    found: dict[str, str] = {}
+    for service in catalogue.services:
+        for keyword in service.subjects:
+            found.setdefault(keyword_key(keyword), service.id)
+    return found
+
+
+def match_service(subject: str, catalogue: Catalogue = SHIPPED_CATALOGUE) -> str | None:
+    """The service ("legimi", "empik_go", a configured one's id) if the subject asks for
+    it and nothing else."""
+    return _keywords(catalogue).get(subject_key(subject or ""))
+
+
+def match_test_service(subject: str, catalogue: Catalogue = SHIPPED_CATALOGUE) -> str | None:
     """The service of a "TEST LEGIMI" / "TEST EMPIK GO" subject, same tolerance."""
     key = subject_key(subject or "")
-    return _SERVICES.get(key[4:]) if key.startswith("test") else None
+    return _keywords(catalogue).get(key[4:]) if key.startswith("test") else None
 
 
 def auto_subject(subject: str) -> bool:

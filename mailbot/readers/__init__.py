@@ -16,7 +16,9 @@ def make_source(library: LibrarySettings) -> Any:
     if library.reader_source == "sql":
         from mailbot.readers.sql.source import SqlReaders
 
-        return SqlReaders(library.sql)
+        # A library requiring confirmed accounts needs the query to say who is confirmed.
+        required = frozenset({"confirmed"}) if library.require_confirmed_account else frozenset()
+        return SqlReaders(library.sql, required=required)
     if library.reader_source == "sip2":
         from mailbot.readers.sip2.client import Sip2Readers
 

@@ -24,6 +24,7 @@ def reader_facts(row: Reader) -> ReaderFacts:
         data_updated_on=row.data_updated_on,
         last_loan_on=row.last_loan_on,
         birth_date=row.birth_date,
+        confirmed=row.confirmed,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from mailbot import services
+from mailbot.services import SHIPPED_CATALOGUE, Catalogue
 
 __all__ = [
     "LANGUAGES",
@@ -144,10 +144,12 @@ def plural(n: int, *forms: str, lang: str) -> str:
     return forms[0] if n == 1 else forms[1]
 
 
-def service_name(service: str) -> str:
-    """``legimi`` -> ``Legimi``, ``empik_go`` -> ``Empik Go``; an unknown key is title-cased."""
+def service_name(service: str, catalogue: Catalogue = SHIPPED_CATALOGUE) -> str:
+    """``legimi`` -> ``Legimi``, ``empik_go`` -> ``Empik Go``, a configured service's id
+    -> its name in ``catalogue`` (the config's: Settings.catalogue); an unknown key is
+    title-cased."""
     key = service_key(service)
-    return services.name(key) or key.replace("_", " ").title()
+    return catalogue.name(key) or key.replace("_", " ").title()
 
 
 def service_key(service: str) -> str:

@@ -36,15 +36,18 @@ def sample_context(library: LibrarySettings, tz: Any, outcome: str, *, now: date
 
     year, mon = month_of(now, tz)
     received = now.astimezone(tz).replace(microsecond=0)
-    ctx = reply_context(library, tz, year, mon, service=service, subject=service_name(service)
-                        .upper(), received_at=received, card_number=SAMPLE_CARD,
-                        patron_name=SAMPLE_NAME)
-    other = "empik_go" if service == "legimi" else "legimi"
+    catalogue = settings.catalogue
+    ctx = reply_context(library, tz, year, mon, service=service,
+                        subject=catalogue.subject(service) or service.upper(),
+                        received_at=received, card_number=SAMPLE_CARD,
+                        patron_name=SAMPLE_NAME, catalogue=catalogue)
+    # The code received earlier: of another service the library offers (else any other).
+    other = next((s for s in (*library.services, *catalogue.ids) if s != service), "legimi")
     blocked_year, blocked_month = add_months(year, mon, max(library.penalty_months, 1))
     extras: dict[str, Any] = {
         "code": SAMPLE_CODE,
         "previous_service": other,
-        "previous_service_name": service_name(other),
+        "previous_service_name": service_name(other, catalogue),
         "previous_issued_at": received - timedelta(days=1) if received.day > 1 else received,
         "balance_due": Decimal("12.50"),
         "overdue_items": 2,
@@ -58,8 +61,9 @@ def sample_context(library: LibrarySettings, tz: Any, outcome: str, *, now: date
         "before_window": False,
         "max_codes": library.max_codes_per_address_per_month or 3,
         # The services the library offers, and those besides the one asked for.
-        "offered": tuple(offer(s) for s in library.services),
-        "other_services": tuple(offer(s) for s in library.services if s != service),
+        "offered": tuple(offer(s, catalogue) for s in library.services),
+        "other_services": tuple(offer(s, catalogue) for s in library.services
+                                if s != service),
         "staff_told": staff_can_be_told(settings, library.id),
     }
     spec = CONTEXT_VARIABLES.get(outcome)

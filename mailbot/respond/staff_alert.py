@@ -66,7 +66,8 @@ def pool_not_ready_alert(session: Session, settings: Settings, library: LibraryS
     message_id = alert_message_id(library.id, service, month)
     if session.scalar(select(Outbox.id).where(Outbox.message_id == message_id)) is not None:
         return None
-    message = _message(library, service=service, month=month, mail_from=mail_from, to=to,
+    message = _message(library, service=service, name=service_name(service, settings.catalogue),
+                       month=month, mail_from=mail_from, to=to,
                        message_id=message_id, received_at=received_at.astimezone(tz), now=now)
     return {"request_id": None, "library_id": library.id, "kind": KIND,
             "mail_from": mail_from, "to_address": to, "message_id": message_id,
@@ -74,9 +75,9 @@ def pool_not_ready_alert(session: Session, settings: Settings, library: LibraryS
             "created_at": now, "due_at": now, "attempts": 0}
 
 
-def _message(library: LibrarySettings, *, service: str, month: str, mail_from: str, to: str,
-             message_id: str, received_at: datetime, now: datetime) -> bytes:
-    name = service_name(service)
+def _message(library: LibrarySettings, *, service: str, name: str, month: str,
+             mail_from: str, to: str, message_id: str, received_at: datetime,
+             now: datetime) -> bytes:
     when = f"{received_at:%Y-%m-%d %H:%M} ({received_at.tzname()})"
     command = (f"mailbot import-codes PLIK.xlsx --library {library.id} --service {service} "
                f"--month {month}")

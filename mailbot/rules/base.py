@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from mailbot.config import LibrarySettings
+from mailbot.services import SHIPPED_CATALOGUE, Catalogue
+from mailbot.quotas import Parts
 
 # A verdict, not an outcome: every rule passed (a TEST mail's, the desk's).
 ELIGIBLE = "eligible"
@@ -31,8 +33,13 @@ class ReaderFacts:
     balance_due: Decimal
     overdue_items: int
     data_updated_on: date | None
+    # The latest checkout (a renewal is not a loan): the active-reader rule counts from it.
     last_loan_on: date | None
     birth_date: date | None = None
+    # The account was confirmed at the desk (False: created online and never confirmed;
+    # None: the source does not say). Only False is refused, and only where the library
+    # requires confirmed accounts (mailbot.rules.reader.UnconfirmedAccount).
+    confirmed: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,11 @@ class Facts:
     name_text: str
     reader: ReaderFacts | None = None
     issued_this_month: IssuedThisMonth | None = None
-    # Months (YYYY-MM) in the penalty period whose code went unactivated.
+    # Months (YYYY-MM) in the penalty period whose code went unactivated (what the
+    # penalty counts: mailbot.penalty), and those codes' (month, service), oldest first
+    # (what the reply names: never the code itself).
     unactivated_months: tuple[str, ...] = ()
+    unactivated_codes: tuple[tuple[str, str], ...] = ()
     # Codes already sent to this sender address this month, over all cards.
     codes_to_address: int = 0
     # The counters, as they stand when this request is decided (a batch keeps them
@@ -91,6 +101,14 @@ class Facts:
     # The library's other services that still have a free code this month which this card
     # may take: asked only once the request's own pool is empty (pool_exhausted names them).
     other_services_left: tuple[str, ...] = ()
+    # The services the config knows (names, subjects: Settings.catalogue).
+    catalogue: Catalogue = SHIPPED_CATALOGUE
+    # The pool's quotas while they hold (mailbot.quotas; None: the library keeps none, or
+    # they were released): what is left of each part, the counters kept current like the
+    # others. ``first_time``: the card was never issued a code by this library, so it may
+    # draw from the first-time part.
+    quota: Parts | None = None
+    first_time: bool = False
 
     @property
     def local_received(self) -> datetime:

@@ -31,6 +31,7 @@ from mailbot.rules.reader import (
     NoLoansThisYear,
     Overdue,
     SenderMismatch,
+    UnconfirmedAccount,
     UnknownCard,
 )
 from mailbot.rules.window import TooEarly
@@ -60,6 +61,7 @@ RULES: tuple[Rule, ...] = (
     AlreadyReceived(),
     AddressLimit(),
     InactiveAccount(),
+    UnconfirmedAccount(),
     AgeRestricted(),
     Debt(),
     Overdue(),
@@ -86,6 +88,7 @@ DESK = Chain("desk", gates=(), rules=(
     NameMismatch(),
     AlreadyReceived(),
     InactiveAccount(),
+    UnconfirmedAccount(),
     AgeRestricted(),
     Debt(),
     Overdue(),

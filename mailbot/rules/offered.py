@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from mailbot import services
 from mailbot.outcomes import Outcome
 from mailbot.respond.i18n import service_name
 from mailbot.rules.base import Facts, Hit
+from mailbot.services import SHIPPED_CATALOGUE, Catalogue
 
 
 
@@ -28,9 +28,9 @@ class Offer(NamedTuple):
     keyword: str  # the subject that asks for it: "EMPIK GO"
 
 
-def offer(service: str) -> Offer:
-    return Offer(service, service_name(service),
-                 services.subject(service) or service.upper())
+def offer(service: str, catalogue: Catalogue = SHIPPED_CATALOGUE) -> Offer:
+    return Offer(service, service_name(service, catalogue),
+                 catalogue.subject(service) or service.upper())
 
 
 class ServiceNotOffered:
@@ -42,6 +42,7 @@ class ServiceNotOffered:
         if facts.service in offered:
             return None
         return Hit(Outcome.SERVICE_NOT_OFFERED, "service_not_offered",
-                   {"offered": tuple(offer(s) for s in offered)},
+                   {"offered": tuple(offer(s, facts.catalogue) for s in offered)},
                    args={"service": facts.service,
-                         "offered": ", ".join(service_name(s) for s in offered)})
+                         "offered": ", ".join(service_name(s, facts.catalogue)
+                                              for s in offered)})

@@ -1,16 +1,20 @@
-"""SPEC 2.6 and 2.7: one code per patron per month across services; the penalty."""
+"""SPEC 2.6 and 2.7: one code per patron per month across services; the penalty (its
+parameters and month arithmetic: mailbot.penalty)."""
 
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from mailbot.clock import add_months, parse_month
+from mailbot.clock import month_key, parse_month
+from mailbot.penalty import Missed
 from mailbot.rules.base import Facts, Hit
 
 
 class AlreadyReceived:
     name = "already_received"
-    description = "This card already received a code this month (Legimi or Empik Go)."
+    description = ("This card already received a code this month, of a platform counted "
+                   "across (one_a_month) or of the one asked for.")
 
     def check(self, facts: Facts) -> Hit | None:
         prev = facts.issued_this_month
@@ -31,20 +35,33 @@ class AlreadyReceived:
 
 class Blocked:
     name = "blocked"
-    description = "A code of a recent month was issued and never activated (penalty)."
+    description = ("Codes of recent months were issued and never activated, as often as the "
+                   "library's penalty allows (mailbot.penalty).")
 
     def check(self, facts: Facts) -> Hit | None:
-        months = facts.library.penalty_months
-        if months <= 0 or not facts.unactivated_months:
+        rule = facts.library.penalty_rule
+        if not rule.on or not facts.unactivated_months:
             return None
-        latest = max(facts.unactivated_months)
-        # Blocked for `months` months after the month of the unactivated code.
-        y, m = add_months(*parse_month(latest), months + 1)
-        until = date(y, m, 1)
-        if facts.local_received.date() >= until:
+        block = rule.block(month_key(*facts.month), facts.unactivated_months)
+        if block is None or facts.local_received.date() >= block.until:
             return None
-        return Hit(self.name, "blocked", {"blocked_until": until, "penalty_months": months},
-                   args={"month": latest, "until": until.isoformat()})
+        named = [(month, service) for month, service in facts.unactivated_codes
+                 if month in block.months]
+        # The reply says which codes (by month and service: the code itself never goes
+        # into a refusal) and until when; staff read the same in the trail.
+        context = {
+            "blocked_until": block.until, "penalty_months": rule.block_months,
+            "penalty_misses": rule.misses, "penalty_within_months": rule.within_months,
+            "unactivated": tuple(
+                Missed(date(*parse_month(month), 1), service)
+                for month, service in named or [(m, "") for m in block.months]),
+        }
+        latest = block.months[-1]
+        args: dict[str, Any] = {"month": latest, "until": block.until.isoformat()}
+        if rule.misses > 1:
+            return Hit(self.name, "blocked_misses", context,
+                       args={**args, "n": len(block.months), "within": rule.within_months})
+        return Hit(self.name, "blocked", context, args=args)
 
 
 class AddressLimit:

@@ -60,6 +60,21 @@ class InactiveAccount:
         return None
 
 
+class UnconfirmedAccount:
+    name = "unconfirmed_account"
+    description = ("The account was created online and never confirmed at the desk (if the "
+                   "policy asks).")
+
+    def check(self, facts: Facts) -> Hit | None:
+        assert facts.reader is not None
+        # Only a source that says "not confirmed" refuses: a record that does not tell
+        # (an empty cell, NULL) is the library system's to judge, as with a birth date.
+        # A source that can never tell is refused at start-up (mailbot.config.load).
+        if facts.library.require_confirmed_account and facts.reader.confirmed is False:
+            return Hit(self.name, "unconfirmed_account")
+        return None
+
+
 class Debt:
     name = "debt"
     description = "Money owed to the library above the policy's limit."

@@ -10,11 +10,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailbot import quotas
 from mailbot.clock import month_end, month_key, month_of, parse_month
-from mailbot.config import SERVICES, Settings
+from mailbot.config import Settings
 from mailbot.db.models import AuditLog, Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.decide import reply_context
-from mailbot.desk import owed_to_email
+from mailbot.decide.policies import lock_library
+from mailbot.desk import desk_quota, owed_to_email
 from mailbot.ledger import Channel, InSession, codes_left
 from mailbot.outcomes import NOT_OVERRIDABLE, OutboxState, Outcome, RequestState
 from mailbot.respond.compose import compose_reply
@@ -107,7 +109,7 @@ def override(session: Session, settings: Settings, *, request: Request, service:
         raise ActionRefused("err_has_code")
     if not request.from_address:
         raise ActionRefused("err_no_address")
-    if service not in SERVICES:
+    if service not in settings.catalogue:
         raise ActionRefused("err_service")
     if not card:
         raise ActionRefused("err_card_required")
@@ -115,8 +117,16 @@ def override(session: Session, settings: Settings, *, request: Request, service:
     tz = settings.library_tz(library.id)
     year, mon = month_of(now, tz)
     month = month_key(year, mon)
+    if library.quotas.active:
+        lock_library(session, library.id)  # as the desk does (mailbot.desk._one_at_a_time)
     left = codes_left(session, library_id=library.id, service=service, month=month)
     owed = owed_to_email(session, library.id, service, now)
+    # Where the library keeps quotas, an override draws as the desk does: the desk's part,
+    # then what of the general part no earlier e-mail is owed; never the first-timers'.
+    quota = desk_quota(session, library, tz, service=service, year=year, mon=mon, now=now)
+    if quota is not None and left > 0 and quotas.desk_part(quota, owed) is None:
+        raise ActionRefused("err_quota_kept", left=left, first_time=quota.first_time,
+                            owed=owed)
     if left - owed <= 0:
         raise ActionRefused("err_pool_empty", left=left, owed=owed)
     code = InSession(session, library.id).issue(
@@ -137,7 +147,7 @@ def override(session: Session, settings: Settings, *, request: Request, service:
     assert mailbox is not None
     ctx = reply_context(library, tz, year, mon, service=service, subject=request.subject,
                         received_at=request.received_at, card_number=card,
-                        patron_name=request.patron_name)
+                        patron_name=request.patron_name, catalogue=settings.catalogue)
     ctx["code"] = code.code
     reply = compose_reply(
         outcome=Outcome.ISSUED, context=ctx, languages=library.languages,

@@ -134,10 +134,12 @@ def render(ctx: Ctx, template: str, **data: Any) -> str:
                   library_id: str | None = None) -> str:
         """A trail step (or a note key and its values) in the page's language, its times
         in the library's zone (web.notes)."""
-        return notes.note_text(ctx.lang, note, args, zone=zone_of(library_id))
+        return notes.note_text(ctx.lang, note, args, zone=zone_of(library_id),
+                               catalogue=ctx.settings.catalogue)
 
     def audit_text(entry: Any) -> str:
         return notes.audit_text(ctx.lang, entry.action, entry.args, entry.detail,
+                                catalogue=ctx.settings.catalogue,
                                 zone=zone_of(entry.library_id))
 
     base = {
@@ -147,7 +149,9 @@ def render(ctx: Ctx, template: str, **data: Any) -> str:
         "tn": lambda key, n, **params: i18n.tn(ctx.lang, key, n, **params),
         "outcome_label": lambda o: i18n.outcome_label(ctx.lang, o),
         "rule_label": lambda r: i18n.rule_label(ctx.lang, r),
-        "service_label": i18n.service_label, "refresh": ctx.settings.web.live_refresh_seconds,
+        # A service's name as the config has it (its [[services]] too).
+        "service_label": lambda s: i18n.service_label(s, ctx.settings.catalogue),
+        "refresh": ctx.settings.web.live_refresh_seconds,
         "why_keys": i18n.why_keys(ctx.lang),
         "note_text": note_text, "audit_text": audit_text, "problem_kind": problem_kind,
         "zone_name": lambda library_id=None: zone_of(library_id).key,

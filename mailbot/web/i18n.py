@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailbot import services, translations
+from mailbot import translations
+from mailbot.services import SHIPPED_CATALOGUE, Catalogue
 
 LANGUAGES = translations.LANGUAGES
 
@@ -49,8 +50,10 @@ def rule_label(lang: str, rule: str) -> str:
     return t(lang, key) if has(lang, key) else rule
 
 
-def service_label(service: str | None) -> str:
-    return services.name(service or "") or service or "—"
+def service_label(service: str | None, catalogue: Catalogue = SHIPPED_CATALOGUE) -> str:
+    """A service's name as ``catalogue`` (the config's: Settings.catalogue) has it; an id
+    it does not know (a service since removed from the config) as stored."""
+    return catalogue.name(service or "") or service or "—"
 
 
 def why_keys(lang: str) -> frozenset[str]:

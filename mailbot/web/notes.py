@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from mailbot.clock import as_aware, parse_month
 from mailbot.respond.i18n import format_month
+from mailbot.services import SHIPPED_CATALOGUE, Catalogue
 from mailbot.web import i18n
 
 _OUTCOME_ARGS = frozenset({"outcome", "was", "verdict"})
@@ -37,7 +38,7 @@ def local_instant(value: str | datetime, zone: ZoneInfo) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S %Z" if local.second else "%Y-%m-%d %H:%M %Z")
 
 
-def _shown(lang: str, name: str, value: Any, zone: ZoneInfo) -> Any:
+def _shown(lang: str, name: str, value: Any, zone: ZoneInfo, catalogue: Catalogue) -> Any:
     if value is None or value == "":
         return "—"
     if name.endswith("_at"):
@@ -46,7 +47,7 @@ def _shown(lang: str, name: str, value: Any, zone: ZoneInfo) -> Any:
         except (TypeError, ValueError):
             return value
     if name == "service" or name.endswith("_service"):
-        return i18n.service_label(str(value))
+        return i18n.service_label(str(value), catalogue)
     if name in _OUTCOME_ARGS:
         return i18n.outcome_label(lang, str(value))
     if name == "month":
@@ -61,9 +62,11 @@ def _shown(lang: str, name: str, value: Any, zone: ZoneInfo) -> Any:
     return value
 
 
-def worded(lang: str, key: str, args: Mapping[str, Any], zone: ZoneInfo) -> str | None:
-    """The catalogue's text ``key`` with ``args`` shown (None: no such text)."""
-    shown = {name: _shown(lang, name, value, zone) for name, value in args.items()
+def worded(lang: str, key: str, args: Mapping[str, Any], zone: ZoneInfo,
+           catalogue: Catalogue = SHIPPED_CATALOGUE) -> str | None:
+    """The catalogue's text ``key`` with ``args`` shown (None: no such text); a service
+    by its name in ``catalogue`` (the config's services)."""
+    shown = {name: _shown(lang, name, value, zone, catalogue) for name, value in args.items()
              if name != "variant"}
     if args.get("variant"):
         key = f"{key}_{args['variant']}"
@@ -81,7 +84,8 @@ def worded(lang: str, key: str, args: Mapping[str, Any], zone: ZoneInfo) -> str 
 
 
 def note_text(lang: str, note: Mapping[str, Any] | str | None,
-              args: Mapping[str, Any] | None = None, *, zone: ZoneInfo) -> str:
+              args: Mapping[str, Any] | None = None, *, zone: ZoneInfo,
+              catalogue: Catalogue = SHIPPED_CATALOGUE) -> str:
     """A trail step's note (the step itself, or a note key and its values) in ``lang``.
 
     An old step (no ``args``) is English text, shown as stored; so is a key the catalogue
@@ -94,15 +98,15 @@ def note_text(lang: str, note: Mapping[str, Any] | str | None,
         return ""
     if args is None:
         args = {}
-    text = worded(lang, "note_" + note, args, zone)
+    text = worded(lang, "note_" + note, args, zone, catalogue)
     return text if text is not None else str(note)
 
 
 def audit_text(lang: str, action: str, args: Mapping[str, Any] | None, detail: str, *,
-               zone: ZoneInfo) -> str:
+               zone: ZoneInfo, catalogue: Catalogue = SHIPPED_CATALOGUE) -> str:
     """An audit entry's details in ``lang``: the catalogue's ``audit_<action>`` with its
     values, or the stored English line for an entry written without values."""
     if args is None:
         return detail
-    text = worded(lang, "audit_" + action, args, zone)
+    text = worded(lang, "audit_" + action, args, zone, catalogue)
     return text if text is not None else detail

@@ -29,8 +29,10 @@ from mailbot.db.models import (
     Outbox,
     Request,
 )
+from mailbot import quotas
 from mailbot.decide.horizon import MailboxHealth, mailbox_health
 from mailbot.intake.parse import parse_mail
+from mailbot.ledger import pool_use
 from mailbot.outcomes import SETTLED, Outcome, OutboxState, RequestState
 from mailbot.respond.relays import RelayQueue
 from mailbot.respond.staff_alert import alert_message_id
@@ -43,6 +45,16 @@ def handled_clause() -> Any:
 
 
 # -- queue ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolQuota:
+    """One pool's quotas on the queue page: what is left of each part (once released,
+    every free code is general) and when the kept parts are released (None: never)."""
+
+    service: str
+    left: quotas.Parts
+    released: bool
 
 
 @dataclass
@@ -58,6 +70,9 @@ class LibraryQueue:
     failed: int = 0
     set_aside: int = 0
     codes_left: dict[str, int] = field(default_factory=dict)
+    # Where the library keeps quotas (mailbot.quotas): each pool's parts, and when they go
+    # to everybody.
+    quotas: list[PoolQuota] = field(default_factory=list)
     # Services offered with no code imported for the month although its window is open
     # (pool_not_ready), each with the requests already answered so: the queue's banner.
     not_ready: list[tuple[str, int]] = field(default_factory=list)
@@ -133,6 +148,9 @@ def queue_snapshot(session: Session, settings: Settings, libraries: list[str],
             q.codes_left[service] = session.scalar(select(func.count(Code.id)).where(
                 Code.library_id == lib_id, Code.service == service, Code.month == month,
                 Code.issued_at.is_(None), Code.expired_at.is_(None))) or 0
+        if lib.quotas.active:  # (a pool with no code imported has no parts to show)
+            q.quotas = [p for p in (_pool_quota(session, lib, tz, service, now)
+                                    for service in lib.services) if p is not None]
         q.not_ready = _not_ready(session, lib, tz, month, now)
         if q.not_ready:
             failed_alerts = set(session.scalars(select(Outbox.message_id).where(
@@ -146,6 +164,20 @@ def queue_snapshot(session: Session, settings: Settings, libraries: list[str],
             q.mailboxes.append(mailbox_health(mb, settings.daemon.mailbox_grace, now))
         out.append(q)
     return out
+
+
+def _pool_quota(session: Session, lib: Any, tz: Any, service: str,
+                now: datetime) -> PoolQuota | None:
+    """The pool's parts as the rules count them (mailbot.quotas); None: no pool."""
+    year, mon = month_of(now, tz)
+    use = pool_use(session, library_id=lib.id, service=service, month=month_key(year, mon))
+    if use.size <= 0:
+        return None
+    release = quotas.release_at(lib.quotas, tz, year, mon)
+    if quotas.held(lib.quotas, tz, year, mon, now):
+        return PoolQuota(service, quotas.parts(lib.quotas, use, release_at=release), False)
+    return PoolQuota(service, quotas.Parts(general=max(use.free, 0), desk=0, first_time=0,
+                                           release_at=release), True)
 
 
 def _not_ready(session: Session, lib: Any, tz: Any, month: str,

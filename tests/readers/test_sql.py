@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -149,6 +149,13 @@ def _load_patrons(cur, now: datetime) -> None:
          date(1953, 7, 2), "SENIOR", date(1999, 9, 9), d(-40), at(-40)),
         (11, "0112345", "Staś", "Tarkowski", "",
          date(year - 10, 6, 1), "DZIECKO", date(year - 3, 9, 1), d(700), at(-60)),
+        # A book checked out 100 days ago and renewed since (Tarnów: renewals do not count).
+        (13, "0134567", "Maria", "Konopnicka", "maria.konopnicka@example.pl",
+         date(1972, 5, 23), "DOROSLY", date(2011, 1, 10), d(300), at(-5)),
+        # Registered in the OPAC, never confirmed at the desk: Koha's self-registration
+        # category (PatronSelfRegistrationDefaultCategory).
+        (14, "0145678", "Bolesław", "Prus", "boleslaw.prus@example.pl",
+         date(1987, 8, 20), "SELFREG", d(-3), d(27), at(-3)),
     ]
     cur.executemany(
         "INSERT INTO borrowers (borrowernumber, cardnumber, firstname, surname, email, "
@@ -193,6 +200,11 @@ def _load_patrons(cur, now: datetime) -> None:
     cur.executemany(
         "INSERT INTO issues (issue_id, borrowernumber, itemnumber, issuedate, date_due, "
         "branchcode) VALUES (%s, %s, %s, %s, %s, 'MOK')", issues)
+    # Koha's renewal: date_due, lastreneweddate and renewals_count move, issuedate stays.
+    cur.execute(
+        "INSERT INTO issues (issue_id, borrowernumber, itemnumber, issuedate, date_due, "
+        "lastreneweddate, renewals_count, branchcode) VALUES "
+        "(105, 13, 5005, %s, %s, %s, 2, 'MOK')", (at(-100, 10), at(25, 23), at(-5, 9)))
 
     old_issues = [  # issue_id, borrowernumber, itemnumber, issuedate, date_due, returndate
         (11, 1, 6001, at(-60), at(-30), at(-35)),
@@ -263,6 +275,12 @@ def _expected(today: date, now: datetime) -> dict[str, ReaderFacts]:
                              d(-5), date(year - 10, 6, 1)),
         "legacy_record": ReaderFacts("0123456", "", "Sienkiewicz", None, None, zero, 0,
                                      d(-800), None, None),
+        "renewed": ReaderFacts("0134567", "Maria", "Konopnicka",
+                               "maria.konopnicka@example.pl", d(300), zero, 0, d(-5), d(-100),
+                               date(1972, 5, 23)),
+        "self_registered": ReaderFacts("0145678", "Bolesław", "Prus",
+                                       "boleslaw.prus@example.pl", d(27), zero, 0, d(-3), None,
+                                       date(1987, 8, 20)),
     }
 
 
@@ -292,12 +310,41 @@ def _closed_port() -> int:
 @pytest.mark.parametrize("who", [
     "clean", "fines", "fine_less_credit", "in_credit", "overdue", "old_loans_only",
     "restricted", "restricted_until", "restriction_over", "card_expired", "child",
-    "legacy_record",
+    "legacy_record", "renewed", "self_registered",
 ])
 def test_koha_preset_reads_every_field_of_each_patron(koha: KohaDb, who: str) -> None:
     # Each patron comes back with exactly the facts Koha holds for them, via a SELECT-only login.
     expected = _expected(koha.today, koha.now)[who]
     assert _lookup(_source(koha.ro_url), expected.card_number) == expected
+
+
+def test_koha_preset_tells_confirmed_accounts_by_the_self_registration_category(
+        koha: KohaDb) -> None:
+    # Told the categories of accounts registered online (sql.unconfirmed_categories): a
+    # patron in one is not confirmed, every other one is; not told, nobody is known.
+    expected = _expected(koha.today, koha.now)
+    source = SqlReaders(SqlSourceSettings(url=koha.ro_url, unconfirmed_categories=("SELFREG",
+                                                                                   "WWW")))
+    assert _lookup(source, "0145678") == replace(expected["self_registered"], confirmed=False)
+    for who in ("clean", "child", "legacy_record"):
+        assert _lookup(source, expected[who].card_number) == replace(expected[who],
+                                                                     confirmed=True)
+    assert _lookup(_source(koha.ro_url), "0145678").confirmed is None
+
+
+def test_a_library_requiring_confirmed_accounts_needs_a_query_that_says_so(
+        koha: KohaDb) -> None:
+    # Its own query without the column keeps the patron waiting, naming the column.
+    query = "SELECT surname AS last_name FROM borrowers WHERE cardnumber = :card"
+    source = SqlReaders(SqlSourceSettings(url=koha.ro_url, query=query),
+                        required=frozenset({"confirmed"}))
+    with pytest.raises(SourceUnavailable, match="confirmed"):
+        _lookup(source, "0012345")
+    query = ("SELECT surname AS last_name, categorycode <> 'SELFREG' AS confirmed "
+             "FROM borrowers WHERE cardnumber = :card")
+    source = SqlReaders(SqlSourceSettings(url=koha.ro_url, query=query),
+                        required=frozenset({"confirmed"}))
+    assert _lookup(source, "0145678").confirmed is False
 
 
 def test_unknown_card_is_none(koha: KohaDb) -> None:

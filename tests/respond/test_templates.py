@@ -111,7 +111,7 @@ def test_reply_outcomes_are_the_spec_outcomes_plus_issue_3s() -> None:
     # the eligibility test verdict; no-reply outcomes have none.
     assert set(REPLY_OUTCOMES) == SPEC_OUTCOMES | {"age_restricted", "eligibility_test",
                                                    "address_limit", "service_not_offered",
-                                                   "pool_not_ready"}
+                                                   "pool_not_ready", "unconfirmed_account"}
     assert not set(REPLY_OUTCOMES) & set(NO_REPLY_OUTCOMES)
     assert len(set(REPLY_OUTCOMES)) == len(REPLY_OUTCOMES)
 
@@ -601,3 +601,29 @@ def test_formatters_refuse_unknown_languages() -> None:
     # A language without month names is an error, not English by accident.
     with pytest.raises(ValueError):
         i18n.format_date(date(2026, 1, 1), "de")
+
+
+@pytest.mark.parametrize("kept, pl_whom, en_whom", [
+    (("desk",), "do wydania na miejscu, w bibliotece", "to be given out in person, at the library"),
+    (("first_time",), "dla czytelników, którzy jeszcze nigdy nie otrzymali od niej kodu",
+     "for patrons it has never issued a code to"),
+    (("desk", "first_time"), "do wydania na miejscu, w bibliotece oraz dla czytelników",
+     "at the library and for patrons"),
+])
+def test_pool_exhausted_while_codes_are_kept_says_for_whom_and_until_when(kept, pl_whom, en_whom):
+    # Quotas (mailbot.quotas): codes are left, but kept for others until the release: the
+    # reply does not say the pool ran out, it says the e-mail part did, for whom the rest
+    # is kept and from when everybody may write again.
+    release = datetime(2026, 11, 15, 12, 0, tzinfo=WARSAW)
+    reply = render_reply("pool_exhausted", full_context(quota_kept=kept,
+                                                        quota_release_at=release))
+    pl, en = (" ".join(part.split()) for part in sections(reply))
+    assert "wydawane przez e-mail zostały już wyczerpane" in pl and pl_whom in pl, pl
+    assert "została już wyczerpana" not in pl
+    assert "do 15 listopada 2026" in pl and "Od tego momentu są dostępne dla wszystkich" in pl
+    assert "given out by e-mail have run out" in en and en_whom in en, en
+    assert "15 November 2026" in en and "From then on they are open to everybody" in en
+    assert "do <strong>15 listopada 2026" in " ".join(reply.html.split())
+    # Without quotas, the words of an empty pool.
+    plain = " ".join(sections(render_reply("pool_exhausted", full_context()))[0].split())
+    assert "została już wyczerpana" in plain and "zachowuje" not in plain

@@ -185,6 +185,7 @@ id = "filia"
 name = "Biblioteka Publiczna Demo, Filia nr 2"
 contact = "tel. 22 000 00 02"
 services = ["legimi"]
+require_confirmed_account = true
 
 [[mailboxes]]
 library = "filia"
@@ -193,7 +194,7 @@ type = "maildir"
 path = "{root}/Maildir-filia"
 """
 READERS_HEADER = ("numer_karty;imie;nazwisko;email;wazna_do;zadluzenie;przetrzymania;"
-                  "aktualizacja_danych;ostatnie_wypozyczenie;data_urodzenia\n")
+                  "aktualizacja_danych;ostatnie_wypozyczenie;data_urodzenia;potwierdzone\n")
 # (card, first name, surname, address, birth date), each card valid, owing nothing, its
 # data and a loan of this year: two of a family writing from the father's address (he had
 # his code), a child ({y10}: ten years ago), a patron who tests first; the branch's reader.
@@ -202,8 +203,11 @@ ROUND_TWO_READERS = {
              ("0001014", "Adam", "Nowak", "piotr.nowak@example.org", "03.03.1992"),
              ("0001015", "Barbara", "Mazur", "b.mazur@example.org", "04.04.1980"),
              ("0001016", "Ola", "Zając", "ola.zajac@example.org", "15.06.{y10}")),
-    BRANCH: (("0002001", "Leszek", "Mazur", "l.mazur@example.org", "05.05.1975"),),
+    BRANCH: (("0002001", "Leszek", "Mazur", "l.mazur@example.org", "05.05.1975"),
+             # Registered online, never confirmed at the branch's desk.
+             ("0002002", "Marta", "Nowicka", "m.nowicka@example.org", "06.06.1985")),
 }
+UNCONFIRMED = {"0002002"}
 # (library, sender, subject, body, the outcome it must get), in arrival order.
 ROUND_TWO_MAIL = (
     ("demo", "piotr.nowak@example.org", "LEGIMI", "Ewa Nowak, karta 0001013", "address_limit"),
@@ -216,6 +220,7 @@ ROUND_TWO_MAIL = (
      "ignored_sender"),
     (BRANCH, "l.mazur@example.org", "LEGIMI", "Leszek Mazur 0002001", "pool_not_ready"),
     (BRANCH, "l.mazur@example.org", "EMPIK GO", "Leszek Mazur 0002001", "service_not_offered"),
+    (BRANCH, "m.nowicka@example.org", "LEGIMI", "Marta Nowicka 0002002", "unconfirmed_account"),
 )
 
 
@@ -247,7 +252,8 @@ def _round_two(root: Path, config: Path, now: datetime) -> None:
     year, month = month_of(now, WAW)
     for lib, readers in ROUND_TWO_READERS.items():
         rows = "".join(f"{card};{first};{last};{email};31.12.{year + 1};0;0;01.01.{year};"
-                       f"01.{month:02d}.{year};{born.format(y10=year - 10)}\n"
+                       f"01.{month:02d}.{year};{born.format(y10=year - 10)};"
+                       f"{'nie' if card in UNCONFIRMED else 'tak'}\n"
                        for card, first, last, email, born in readers)
         path = root / f"readers-{lib}.csv"
         path.write_text(READERS_HEADER + rows, encoding="utf-8")

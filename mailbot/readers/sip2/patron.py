@@ -22,7 +22,9 @@ overdue items count    ``overdue_items`` (fixed field; blank -> the number of ``
 patron status          see below.
 =====================  ======================================================================
 
-``data_updated_on`` and ``last_loan_on`` are not in SIP2: they are always ``None``.
+``data_updated_on`` and ``last_loan_on`` are not in SIP2: they are always ``None``; so is
+``confirmed`` (SIP2 has no "account confirmed at the desk" flag: a library requiring
+confirmed accounts cannot use a sip2 source, mailbot.config.load).
 ``CQ`` (valid patron password) and the limits ``BZ``/``CA``/``CB`` are ignored.
 
 Blocked accounts. SIP2 tells "charge privileges denied" (status position 0) and "card
@@ -138,4 +140,5 @@ def facts_from_patron_information(
         data_updated_on=None,
         last_loan_on=None,
         birth_date=birth_date,
+        confirmed=None,
     )

@@ -14,8 +14,12 @@ column              meaning (missing optional columns: ``NULL``/0)
 ``balance_due``     optional; money owed, >= 0 (numbers, ``"12,50"`` text)
 ``overdue_items``   optional; the count of overdue loans
 ``data_updated_on`` optional; when the personal data were last updated
-``last_loan_on``    optional; the date of the most recent loan
+``last_loan_on``    optional; the date of the most recent checkout -- not of a
+                    renewal, where the library system tells them apart
 ``birth_date``      optional; for age limits
+``confirmed``       optional; the account was confirmed at the desk: a boolean,
+                    1/0 or ``tak``/``nie`` text; ``NULL``: not known. Required
+                    where the library requires confirmed accounts
 ==================  ==========================================================
 
 Typed values (``DATE``, ``DECIMAL``, ``DOUBLE``...) are taken as the driver gives them;
@@ -33,21 +37,26 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from mailbot.rules.base import ReaderFacts
-from mailbot.values import parse_amount, parse_date
+from mailbot.values import parse_amount, parse_date, parse_yes_no
 
-__all__ = ["FIELDS", "REQUIRED", "as_amount", "as_count", "as_date", "to_reader_facts"]
+__all__ = ["FIELDS", "REQUIRED", "as_amount", "as_count", "as_date", "as_flag",
+           "to_reader_facts"]
 
 FIELDS = (
     "card_number", "first_name", "last_name", "email", "valid_until", "balance_due",
-    "overdue_items", "data_updated_on", "last_loan_on", "birth_date",
+    "overdue_items", "data_updated_on", "last_loan_on", "birth_date", "confirmed",
 )
 REQUIRED = frozenset({"last_name"})
 
 _CENT = Decimal("0.01")
 
 
-def to_reader_facts(columns: list[str], values: tuple[Any, ...], *, card: str) -> ReaderFacts:
-    """Build ``ReaderFacts`` from one result row; ``ValueError`` names the bad column."""
+def to_reader_facts(columns: list[str], values: tuple[Any, ...], *, card: str,
+                    required: frozenset[str] = REQUIRED) -> ReaderFacts:
+    """Build ``ReaderFacts`` from one result row; ``ValueError`` names the bad column.
+
+    ``required``: the columns the query must return (the library's policy may need more
+    than the surname: ``confirmed`` where it requires confirmed accounts)."""
     row: dict[str, Any] = {}
     for column, value in zip(columns, values, strict=True):
         key = column.strip().lower()
@@ -58,7 +67,7 @@ def to_reader_facts(columns: list[str], values: tuple[Any, ...], *, card: str) -
         if key in row:
             raise ValueError(f"the query returned the column {key!r} twice")
         row[key] = value
-    missing = REQUIRED - row.keys()
+    missing = (REQUIRED | required) - row.keys()
     if missing:
         raise ValueError(f"the query must return the column(s) {', '.join(sorted(missing))}")
 
@@ -80,6 +89,7 @@ def to_reader_facts(columns: list[str], values: tuple[Any, ...], *, card: str) -
         data_updated_on=field("data_updated_on", as_date),
         last_loan_on=field("last_loan_on", as_date),
         birth_date=field("birth_date", as_date),
+        confirmed=field("confirmed", as_flag),
     )
 
 
@@ -104,6 +114,19 @@ def as_date(value: Any) -> date | None:
     if isinstance(value, str):
         return parse_date(value)
     raise TypeError(f"not a date: {type(value).__name__}")
+
+
+def as_flag(value: Any) -> bool | None:
+    """Yes or no from a BOOLEAN/TINYINT (1/0) or text (``tak``/``nie``); ``None`` is not known."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, Decimal)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, (str, bytes)):
+        return parse_yes_no(_text(value))
+    raise ValueError(f"not yes or no: {value!r}")
 
 
 def as_amount(value: Any) -> Decimal:

@@ -30,7 +30,12 @@ SELECT
     DATE(f.updated_on) AS data_updated_on,
     DATE(GREATEST(COALESCE(f.current_loan, f.past_loan),
                   COALESCE(f.past_loan, f.current_loan))) AS last_loan_on,
-    f.dateofbirth AS birth_date
+    f.dateofbirth AS birth_date,
+    CASE
+        WHEN :unconfirmed_categories = '' THEN NULL
+        WHEN FIND_IN_SET(f.categorycode, :unconfirmed_categories) > 0 THEN 0
+        ELSE 1
+    END AS confirmed
 FROM (
     SELECT
         b.cardnumber AS card_number,
@@ -39,6 +44,7 @@ FROM (
         NULLIF(TRIM(b.email), '') AS email,
         b.dateexpiry,
         b.dateofbirth,
+        b.categorycode,
         b.updated_on,
         (SELECT MIN(DATE(d.created))
            FROM borrower_debarments d
@@ -87,8 +93,20 @@ How each field is read from Koha:
   confirmed their data at the desk" can use a custom query with
   ``COALESCE(b.date_renewed, b.dateenrolled) AS data_updated_on`` instead.
 - ``last_loan_on``: the latest ``issuedate`` over current (``issues``) and returned
-  (``old_issues``) loans. Patrons whose reading history Koha anonymises (privacy
-  "never") lose their ``old_issues``; only their current loans count.
+  (``old_issues``) loans: the day of the checkout. A renewal does not count as a loan
+  (Tarnów's "renewals not counting"): Koha records it in ``lastreneweddate`` and
+  ``renewals_count`` and leaves ``issuedate`` alone, so a book checked out in January and
+  renewed in May is a January loan. Patrons whose reading history Koha anonymises
+  (privacy "never") lose their ``old_issues``; only their current loans count.
+- ``confirmed``: Koha has no "confirmed at the desk" flag. Patrons who register in the
+  OPAC (``PatronSelfRegistration``) are put in the category
+  ``PatronSelfRegistrationDefaultCategory``, and the staff move them to a regular one
+  when they come to the desk with an ID; so ``sql.unconfirmed_categories`` (bound as
+  ``:unconfirmed_categories``, comma-separated) names those categories: a patron in one
+  of them is not confirmed, any other patron is. Empty (the default): ``NULL``, not
+  known. A library that marks confirmation otherwise (a patron attribute, say) gives its
+  own query, e.g. ``(SELECT a.attribute = 'TAK' FROM borrower_attributes a WHERE
+  a.borrowernumber = b.borrowernumber AND a.code = 'POTW') AS confirmed``.
 
 All aggregates are correlated subqueries on Koha's indexed ``borrowernumber`` columns, so
 a lookup reads one patron's rows only. Dates are compared with the database's

@@ -45,7 +45,8 @@ class SqlReaders:
 
     name = "sql"
 
-    def __init__(self, settings: SqlSourceSettings) -> None:
+    def __init__(self, settings: SqlSourceSettings, *,
+                 required: frozenset[str] = frozenset()) -> None:
         if not settings.url:
             raise ConfigError("is required for reader_source = \"sql\"", column="sql.url")
         try:
@@ -57,6 +58,12 @@ class SqlReaders:
             raise ConfigError("must be a positive number of seconds", column="sql.timeout")
         self.timeout = float(settings.timeout)
         self.query, self.preset = resolve_query(settings.query)
+        # Columns the library's policy needs the query to return (``columns``).
+        self.required = frozenset(required)
+        # The preset's parameters besides the card (a custom query gets only :card).
+        self.params: dict[str, str] = {}
+        if self.preset == "koha":
+            self.params["unconfirmed_categories"] = ",".join(settings.unconfirmed_categories)
         backend = self._url.get_backend_name()
         if self.preset and backend not in PRESET_BACKENDS[self.preset]:
             raise ConfigError(
@@ -80,7 +87,7 @@ class SqlReaders:
             engine = self._get_engine()
             with engine.connect() as conn:
                 self._begin_read_only(conn)
-                result = conn.execute(text(self.query), {"card": card})
+                result = conn.execute(text(self.query), {"card": card, **self.params})
                 if not result.returns_rows:
                     raise SourceUnavailable(self._msg("the query returned no rows at all; "
                                                       "it must be a SELECT"))
@@ -97,7 +104,8 @@ class SqlReaders:
                 f"the query returned more than one row for card {card!r}; "
                 "it must return exactly one row per card (or none)"))
         try:
-            return to_reader_facts(columns, tuple(rows[0]), card=card)
+            return to_reader_facts(columns, tuple(rows[0]), card=card,
+                                   required=self.required)
         except ValueError as exc:
             raise SourceUnavailable(self._msg(str(exc))) from None
 

@@ -18,10 +18,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from mailbot.clock import month_end, month_key, month_of, parse_month
-from mailbot.config import SERVICES
 from mailbot.db.models import LedgerEntry, Reader
 from mailbot.errors import SourceUnavailable
-from mailbot.web import actions
+from mailbot.web import actions, i18n
 from mailbot.web.context import Ctx, page
 
 # How long the slip of a code just issued or reprinted may be opened (and printed again).
@@ -50,7 +49,7 @@ def desk(ctx: Ctx) -> Response:
     from mailbot.readers import make_source
 
     # Only the services the staff's libraries offer (the desk chain refuses the others).
-    offered = [s for s in SERVICES
+    offered = [s for s in ctx.settings.catalogue.ids
                if any(s in ctx.settings.library(lib).services for lib in ctx.scope)]
     # A GET may name a card to check (the requests list's desk rows link so).
     get = ctx.request.method == "GET"
@@ -59,7 +58,7 @@ def desk(ctx: Ctx) -> Response:
               "card": ctx.query("card").strip() if get else ctx.field("card"),
               "name": ctx.field("name"),
               "service": (ctx.query("service") if get else ctx.field("service")) or
-              (offered or list(SERVICES))[0],
+              (offered or list(ctx.settings.catalogue.ids))[0],
               "reason": ctx.field("reason")[:500]}
 
     def show(verdict: Any = None, error: str | None = None) -> Response:
@@ -71,7 +70,7 @@ def desk(ctx: Ctx) -> Response:
     if (get and not values["card"]) or not ctx.scope:
         return show()
     lib = ctx.require_library(values["library"])
-    if values["service"] not in SERVICES:
+    if values["service"] not in ctx.settings.catalogue.ids:
         raise HTTPException(400)
     if not values["card"]:
         return show(error=ctx.t("err_card_required"))
@@ -187,8 +186,24 @@ def desk_slip(ctx: Ctx, code_id: int) -> Response:
     tz = ctx.settings.library_tz(library.id)
     y, m = parse_month(code.month)
     deadline = month_end(y, m, tz) - timedelta(days=1)
+    url = library.activation_url(code.service, ctx.settings.catalogue)
     return ctx.render("slip.html.j2", nav="desk", code=code, entry=entry, library=library,
                       patron=f"{reader.first_name} {reader.last_name}".strip() if reader
                       else "", deadline=deadline, reprint=bool(marker.get("reprint")),
-                      zone=tz.key, now=ctx.now(),
-                      activation_url=getattr(library, f"activation_url_{code.service}", None))
+                      zone=tz.key, now=ctx.now(), activation_url=url,
+                      steps=_slip_steps(ctx, code.service, url))
+
+
+def _slip_steps(ctx: Ctx, service: str, url: str | None) -> list[str]:
+    """The slip's activation steps: the service's own ([[services]] instructions, in the
+    page's language), else the catalogue's for a shipped one (``steps_<id>``), else the
+    generic ones naming the service."""
+    known = ctx.settings.catalogue.get(service)
+    own = known.steps(ctx.lang) if known else None
+    if own:
+        return [step.replace("{activation_url}", url or "") for step in own]
+    key = f"steps_{service}"
+    if i18n.has(ctx.lang, key):
+        return ctx.t(key).split("\n")
+    return ctx.t("steps_other", service=i18n.service_label(service, ctx.settings.catalogue)
+                 ).split("\n")

@@ -21,7 +21,6 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from mailbot.clock import parse_month
-from mailbot.config import SERVICES
 from mailbot.db.models import AuditLog
 from mailbot.errors import BadInput
 from mailbot.imports.months import default_import_month
@@ -114,7 +113,7 @@ def _form_values(ctx: Ctx) -> dict[str, str]:
     if not month and ctx.scope:
         month = default_import_month(now, ctx.settings.library_tz(ctx.scope[0]))
     return {"library": ctx.field("library") or (ctx.scope[0] if ctx.scope else ""),
-            "service": ctx.field("service") or SERVICES[0], "month": month,
+            "service": ctx.field("service") or ctx.settings.catalogue.ids[0], "month": month,
             "column": ctx.field("column"), "kind": ctx.field("kind")}
 
 
@@ -127,7 +126,7 @@ def _page(ctx: Ctx, *, values: dict[str, str] | None = None, result: str | None 
             .order_by(AuditLog.at.desc(), AuditLog.id.desc()).limit(10)))
     return ctx.render("imports.html.j2", nav="imports", v=values or _form_values(ctx),
                       result=result, error=error, error_title=error_title,
-                      services=SERVICES, recent=recent,
+                      services=ctx.settings.catalogue.ids, recent=recent,
                       status=status or (400 if error else 200))
 
 
@@ -185,7 +184,7 @@ def _preview(ctx: Ctx, staged: Staged) -> dict[str, Any]:
         plan = preview_codes(ctx.sessions, ctx.settings, path=path, library_id=f["library"],
                              service=f["service"], month=f["month"],
                              column=f["column"] or None, now=now)
-        out.update(service=i18n.service_label(plan.service),
+        out.update(service=i18n.service_label(plan.service, ctx.settings.catalogue),
                    month=month_name(plan.month, lang), added=len(plan.rows),
                    codes=[mask_code(r.code) for r in plan.rows[:SHOWN_CODES]],
                    refused=[problem_text(lang, p) for p in plan.refused],
@@ -224,7 +223,7 @@ def import_confirm(ctx: Ctx) -> Response:
     try:
         lib = ctx.require_library(staged.fields["library"])
         values = {**_form_values(ctx), "library": lib, "kind": staged.kind,
-                  "service": staged.fields["service"] or SERVICES[0],
+                  "service": staged.fields["service"] or ctx.settings.catalogue.ids[0],
                   "month": staged.fields["month"] or _form_values(ctx)["month"],
                   "column": staged.fields["column"]}
         if ctx.field("action") != "confirm":
@@ -267,7 +266,7 @@ def _confirm(ctx: Ctx, staged: Staged, session: Session) -> tuple[Any, dict[str,
 
         def codes_text(lang: str) -> str:
             text = i18n.tn(lang, "done_codes", done.added, file=name,
-                           service=i18n.service_label(plan.service),
+                           service=i18n.service_label(plan.service, ctx.settings.catalogue),
                            month=month_name(plan.month, lang))
             if plan.refused_count:
                 text += " " + i18n.tn(lang, "done_codes_refused", plan.refused_count)

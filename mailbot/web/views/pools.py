@@ -9,7 +9,6 @@ from datetime import timedelta
 from starlette.responses import Response
 
 from mailbot.clock import month_end, month_key, month_of, parse_month
-from mailbot.config import SERVICES
 from mailbot.web import charts, i18n, queries
 from mailbot.errors import BadInput
 from mailbot.web.context import Ctx, page
@@ -19,7 +18,7 @@ from mailbot.web.context import Ctx, page
 def pools(ctx: Ctx) -> Response:
     if not ctx.scope:
         return ctx.render("pools.html.j2", nav="pools", rows=[], chart=None, sel={},
-                          months=[], services=SERVICES)
+                          months=[], services=ctx.settings.catalogue.ids)
     now = ctx.now()
     lib = ctx.require_library(ctx.query("library") or ctx.scope[0])
     tz = ctx.settings.library_tz(lib)
@@ -28,7 +27,8 @@ def pools(ctx: Ctx) -> Response:
         parse_month(month)
     except ValueError:
         month = month_key(*month_of(now, tz))
-    service = ctx.query("service") if ctx.query("service") in SERVICES else SERVICES[0]
+    known = ctx.settings.catalogue.ids
+    service = ctx.query("service") if ctx.query("service") in known else known[0]
     minutes = 60
     with ctx.reading() as session:
         rows = queries.pool_rows(session, ctx.settings, ctx.scope, now)
@@ -46,8 +46,8 @@ def pools(ctx: Ctx) -> Response:
     per_minute = charts.bars_chart(title=ctx.t("chart_per_minute"), values=series.per_minute,
                                    y_label=ctx.t("chart_requests"))
     return ctx.render("pools.html.j2", nav="pools", rows=rows, months=months,
-                      services=SERVICES, sel={"library": lib, "month": month,
-                                              "service": service},
+                      services=known, sel={"library": lib, "month": month,
+                                           "service": service},
                       chart={"depletion": depletion, "per_minute": per_minute,
                              "series": series, "minutes": minutes,
                              "requests": sum(series.per_minute)})
@@ -63,14 +63,15 @@ def pool_withdraw(ctx: Ctx) -> Response:
     lib = ctx.require_library(get("library"))
     service, month = get("service"), get("month")
     back = f"/pools?library={lib}&service={service}&month={month}"
-    if service not in SERVICES:
+    if service not in ctx.settings.catalogue.ids:
         return ctx.redirect("/pools")
     name = ctx.user.name if ctx.user else "?"
     try:
         result = withdraw_pool(ctx.sessions, ctx.settings, library_id=lib, service=service,
                                month=month, user=name, now=ctx.now(), dry_run=not post)
     except BadInput:
-        ctx.flash("err_no_pool", "error", service=i18n.service_label(service), month=month)
+        ctx.flash("err_no_pool", "error",
+                  service=i18n.service_label(service, ctx.settings.catalogue), month=month)
         return ctx.redirect("/pools")
     if post:
         ctx.flash("done_withdrawn", n=result.withdrawn, issued=result.issued)

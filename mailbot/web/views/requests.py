@@ -15,7 +15,6 @@ from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, Response
 
 from mailbot.clock import parse_month
-from mailbot.config import SERVICES
 from mailbot.db.models import Mailbox, Outbox, Request
 from mailbot.outcomes import Outcome
 from mailbot.web import actions, queries, requests_list
@@ -31,7 +30,7 @@ def _filter(ctx: Ctx, months: list[str], mailboxes: list[Mailbox]) -> requests_l
             f.month = month
         except ValueError:
             pass
-    f.service = ctx.query("service") if ctx.query("service") in SERVICES else ""
+    f.service = ctx.query("service") if ctx.query("service") in ctx.settings.catalogue else ""
     f.outcome = ctx.query("outcome") if re.fullmatch(r"[a-z_]{1,32}", ctx.query("outcome")) \
         else ""
     mb = ctx.query("mailbox")
@@ -68,7 +67,8 @@ def request_list(ctx: Ctx) -> Response:
 
     return ctx.render("requests.html.j2", nav="requests", rows=rows, total=total, f=f,
                       months=months, mailboxes=mailboxes, mailbox_names=mailbox_names,
-                      services=SERVICES, outcomes=_outcome_choices(), pages=pages,
+                      services=ctx.settings.catalogue.ids, outcomes=_outcome_choices(),
+                      pages=pages,
                       channels=requests_list.CHANNELS,
                       page_url=page_url, reply_state=reply_state)
 
@@ -107,7 +107,8 @@ def request_detail(ctx: Ctx, request_id: int) -> Response:
         overridable = actions.overridable(req)
         return ctx.render("request.html.j2", nav="requests", req=req, mail=mail,
                           replies=replies, audit=audit, handled=handled, mailbox=mailbox,
-                          code=code, overridable=overridable, services=SERVICES)
+                          code=code, overridable=overridable,
+                          services=ctx.settings.catalogue.ids)
 
 
 @page

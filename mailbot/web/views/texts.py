@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, Response
 
-from mailbot.config import SERVICES, LibrarySettings
+from mailbot.config import LibrarySettings
 from mailbot.respond.render import (NOTICES, REPLY_OUTCOMES, OutsideTexts, render_plainly,
                                     template_sources)
 from mailbot.respond.samples import SAMPLE_CARD, SAMPLE_CODE, SAMPLE_NAME, sample_context
@@ -88,10 +88,11 @@ def _service(ctx: Ctx, lib: LibrarySettings, outcome: str) -> str:
     """The service of the sample request: as asked, else the library's first; for
     service_not_offered always one the library does not offer, when there is one."""
     if outcome == "service_not_offered":
-        return next((s for s in SERVICES if s not in lib.services), lib.services[0])
-    if ctx.query("service") in SERVICES:
+        return next((s for s in ctx.settings.catalogue.ids if s not in lib.services),
+                    lib.services[0])
+    if ctx.query("service") in ctx.settings.catalogue:
         return ctx.query("service")
-    return lib.services[0] if lib.services else SERVICES[0]
+    return lib.services[0] if lib.services else ctx.settings.catalogue.ids[0]
 
 
 def _own_files(texts_dir: str | None) -> list[str]:
@@ -121,7 +122,11 @@ def texts(ctx: Ctx) -> Response:
                             service=service)
     return ctx.render(
         "texts.html.j2", nav="texts", lib=lib, outcome=outcome, service=service,
-        services=SERVICES, outcomes=OUTCOMES, notices=tuple(str(n) for n in NOTICES),
+        services=ctx.settings.catalogue.ids, outcomes=OUTCOMES,
+        notices=tuple(str(n) for n in NOTICES),
+        # Each service's page as the replies give it: the library's own, else the service's.
+        activation_urls={s: lib.activation_url(s, ctx.settings.catalogue)
+                         for s in ctx.settings.catalogue.ids},
         own_outcomes=own_outcomes, sources=sources, reply=reply, error=error,
         own_files=_own_files(lib.texts_dir),
         # The same findings as `mailbot check`, worded by the catalogue (file and line;
