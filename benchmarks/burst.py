@@ -51,7 +51,11 @@ SOURCE = "/usr/sbin/smtp-source"
 
 def ensure_postfix() -> None:
     if not (os.path.exists(SINK) and os.path.exists(SOURCE)):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "postfix"], check=True,
+        # As scripts/test installs it: "No configuration", no mail server set up or started.
+        subprocess.run(["debconf-set-selections"], check=True, text=True,
+                       input="postfix postfix/main_mailer_type select No configuration\n")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                        "postfix"], check=True,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 

@@ -8,11 +8,15 @@ steps, ``prepare`` (the envelope, up to DATA's 354) and ``finish`` (the message 
 final dot), so that the delivery loop (deliver.py) can overlap envelopes while it hands
 over one reply at a time.
 
-DATA and the envelope are written with aiosmtplib's protocol object rather than its
-``sendmail``/``data()``: those parse each address with ``email.utils`` (~20 µs an address)
-and run two regular expressions over the whole message (~0.2 ms for a 9 KB reply), under
-the hand-over lock (docs/performance.md); ``on_the_wire`` does the same with bytes methods
-(tests/respond/test_wire.py compares the two).
+aiosmtplib connects, greets, starts TLS and logs in (OAuth2 included); after that the
+connection is read and written by respond/pipelining.py, which sends a reply's envelope
+(MAIL FROM, RCPT TO, DATA) as one group when the relay offers PIPELINING (RFC 2920): one
+round trip instead of three. aiosmtplib cannot pipeline (its protocol drops answers it
+was not waiting for), and its ``sendmail``/``data()`` parse each address with
+``email.utils`` (~20 µs an address) and run two regular expressions over the whole
+message (~0.2 ms for a 9 KB reply), under the hand-over lock (docs/performance.md);
+``on_the_wire`` does the same with bytes methods (tests/respond/test_wire.py compares
+the two).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from mailbot.config import SmtpSettings
 from mailbot.respond.answers import throttling, unreachable_because
 from mailbot.login.failures import AuthFailure
 from mailbot.login.smtp import smtp_login
+from mailbot.respond.pipelining import Disconnected, Malformed, PipelinedConnection, Response
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +115,7 @@ class FileTransport:
 
 
 class SmtpLane:
-    """One reused aiosmtplib connection; reconnects when the server drops it.
+    """One reused connection to the relay; reconnects when the server drops it.
 
     A reply goes out in two steps: ``prepare`` (MAIL FROM, RCPT TO, DATA up to the relay's
     354) and ``finish`` (the message and the final dot, which is when the relay takes it).
@@ -119,23 +124,30 @@ class SmtpLane:
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
-        self.client: aiosmtplib.SMTP | None = None
+        self.conn: PipelinedConnection | None = None
         self.in_data = False  # DATA was accepted (354): the relay now reads a message
 
     @property
     def connected(self) -> bool:
-        return self.client is not None and self.client.is_connected
+        return self.conn is not None and self.conn.connected
 
     async def close(self) -> None:
         if self.in_data:
             # Mid-DATA, QUIT would be read as message text: drop the connection, and the
             # relay discards the unfinished message.
             self._drop()
-        if self.client is not None and self.client.is_connected:
-            try:
-                await self.client.quit()
-            except aiosmtplib.SMTPException:
-                pass
+        if self.conn is not None:
+            self.conn.close(quit=True)
+            self.conn = None
+
+    async def _open(self) -> PipelinedConnection:
+        """A connection logged in (``_connect``), taken over for sending."""
+        client = await self._connect()
+        try:
+            return PipelinedConnection.take_over(client)
+        except BaseException:
+            client.close()
+            raise
 
     async def _connect(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -164,14 +176,16 @@ class SmtpLane:
     async def prepare(self, row: Outgoing) -> None:
         if self.in_data:
             self._drop()  # a reply prepared but never handed over (the round stopped)
-        if self.client is None or not self.client.is_connected:
+        if not self.connected:
+            self._drop()
             try:
-                self.client = await self._connect()
+                self.conn = await self._open()
             except AuthFailure as exc:
                 self._drop()
                 raise TransportError(str(exc), permanent=False, unreachable=True,
                                      auth=True) from None
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError,
+                    Disconnected) as exc:
                 self._drop()
                 if (isinstance(exc, aiosmtplib.SMTPResponseException)
                         and throttling(exc.code, exc.message, stage="connect")):
@@ -182,10 +196,10 @@ class SmtpLane:
         try:
             try:
                 await self._envelope(row)
-            except aiosmtplib.SMTPServerDisconnected:
+            except (aiosmtplib.SMTPServerDisconnected, Disconnected):
                 # The relay closed our idle connection: one fresh try, then it counts.
                 self._drop()
-                self.client = await self._connect()
+                self.conn = await self._open()
                 await self._envelope(row)
         except aiosmtplib.SMTPRecipientRefused as exc:
             self._drop()  # nothing half-done is left on the relay's side
@@ -205,10 +219,10 @@ class SmtpLane:
             raise self._failed(exc) from None
 
     async def _envelope(self, row: Outgoing) -> None:
-        client = self.client
-        assert client is not None
+        conn = self.conn
+        assert conn is not None
         options = []
-        if client.supports_extension("size"):
+        if conn.supports("size"):
             # RFC 1870: octets as transmitted, each line ending a CRLF.
             size = len(row.message) + row.message.count(b"\n") - row.message.count(b"\r\n")
             options.append(f"size={size}")
@@ -221,13 +235,20 @@ class SmtpLane:
         if sender is None or recipient is None:
             sender, recipient, utf8 = _paths(row)
             if utf8:
-                if not client.supports_extension("smtputf8"):
+                if not conn.supports("smtputf8"):
                     raise TransportError(
                         "the relay does not offer SMTPUTF8 for a non-ASCII address "
                         "(RFC 6531); staff may answer from a mailbox that can", permanent=True)
                 options.append("SMTPUTF8")
-        response = await client.execute_command(
-            b"MAIL", b"FROM:" + sender, *(o.encode("ascii") for o in options))
+        # One group (one round trip) where the relay pipelines; without PIPELINING the
+        # commands go one by one and stop at the first refusal. After any refusal the
+        # connection is dropped (prepare), so no answer of a group is left unread.
+        answers = await conn.command_group(
+            [b" ".join((b"MAIL FROM:" + sender, *(o.encode("ascii") for o in options))),
+             b"RCPT TO:" + recipient, b"DATA"], self.settings.timeout,
+            expect=((SMTPStatus.completed,), (SMTPStatus.completed, SMTPStatus.will_forward),
+                    (SMTPStatus.start_input,)))
+        response = _answer(answers, 0)
         if response.code != SMTPStatus.completed:
             if utf8:
                 # Refused for this reply's SMTPUTF8 envelope, not for who we are: the
@@ -236,26 +257,26 @@ class SmtpLane:
                 raise TransportError(f"MAIL FROM with SMTPUTF8 refused: {response.code} "
                                      f"{response.message}", permanent=response.code >= 500)
             raise aiosmtplib.SMTPSenderRefused(response.code, response.message, row.mail_from)
-        response = await client.execute_command(b"RCPT", b"TO:" + recipient)
+        response = _answer(answers, 1)
         if response.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
             raise aiosmtplib.SMTPRecipientRefused(response.code, response.message,
                                                   row.to_address)
-        response = await client.execute_command(b"DATA")
+        response = _answer(answers, 2)
         if response.code != SMTPStatus.start_input:
             raise aiosmtplib.SMTPDataError(response.code, response.message)
         self.in_data = True
 
     async def finish(self, row: Outgoing) -> None:
-        assert self.client is not None and self.client.protocol is not None and self.in_data
+        assert self.conn is not None and self.in_data
         try:
             # aiosmtplib's data() would send DATA here and wait for 354 (prepare did that,
             # outside the hand-over lock) and run two regular expressions over the whole
             # message (~0.2 ms for a 9 KB reply): on_the_wire does the same with bytes
-            # methods. write + read_response is what its own data() does after the 354.
-            protocol = self.client.protocol
-            protocol.write(on_the_wire(row.message))
+            # methods.
+            conn = self.conn
+            conn.write(on_the_wire(row.message))
             self.in_data = False
-            response = await protocol.read_response(timeout=self.settings.timeout)
+            response = await conn.read(self.settings.timeout)
             if response.code != SMTPStatus.completed:
                 if throttling(response.code, response.message, stage="DATA"):
                     self._drop()
@@ -278,15 +299,24 @@ class SmtpLane:
             if throttling(exc.code, exc.message, stage="DATA"):
                 return _throttled(exc.code, exc.message)
             return TransportError(f"{exc.code} {exc.message}", permanent=exc.code >= 500)
-        if isinstance(exc, (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError)):
+        if isinstance(exc, (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError,
+                            Disconnected, Malformed)):
             return TransportError(f"{type(exc).__name__}: {exc}", permanent=False)
         return unexpected(exc)
 
     def _drop(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        self.client = None
+        if self.conn is not None:
+            self.conn.close(quit=False)
+        self.conn = None
         self.in_data = False
+
+
+def _answer(answers: list[Response], index: int) -> Response:
+    """The envelope's ``index``-th answer; missing: the relay closed the connection after
+    accepting the commands before it."""
+    if index >= len(answers):
+        raise Disconnected("the relay closed the connection in the middle of an envelope")
+    return answers[index]
 
 
 _LINE_END = re.compile(rb"\r\n|\n|\r")

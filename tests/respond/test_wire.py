@@ -61,7 +61,7 @@ def test_a_message_with_dot_lines_arrives_whole_and_an_abandoned_data_sends_noth
             await lane.finish(_row(3, body))
             # A lane left mid-DATA is closed without QUIT (it would become message text).
             await lane.prepare(_row(4, b"Subject: porzucona\n\ntez nie\n"))
-        assert not lane.in_data and lane.client is None
+        assert not lane.in_data and lane.conn is None
 
     with SmtpSink() as sink:
         asyncio.run(asyncio.wait_for(go(sink), 30))
