@@ -65,8 +65,24 @@ def sample_context(library: LibrarySettings, tz: Any, outcome: str, *, now: date
         "other_services": tuple(offer(s, catalogue) for s in library.services
                                 if s != service),
         "staff_told": staff_can_be_told(settings, library.id),
+        # A library that keeps codes back (mailbot.quotas): its refusal says for whom and
+        # until when, so the preview shows that wording.
+        **_quota_sample(library, tz, year, mon),
     }
     spec = CONTEXT_VARIABLES.get(outcome)
     wanted = (spec.required | spec.optional) if spec else frozenset(extras)
     ctx.update({k: v for k, v in extras.items() if k in wanted and ctx.get(k) is None})
     return ctx
+
+
+def _quota_sample(library: LibrarySettings, tz: Any, year: int, mon: int) -> dict[str, Any]:
+    """pool_exhausted's quota variables as the library's quotas would give them while
+    they hold (none: the library keeps no codes back)."""
+    from mailbot import quotas
+
+    q = library.quotas
+    if not q.active:
+        return {}
+    kept = tuple(part for part, on in (("desk", bool(q.desk_share or q.desk_codes)),
+                                       ("first_time", q.first_time_codes > 0)) if on)
+    return {"quota_kept": kept, "quota_release_at": quotas.release_at(q, tz, year, mon)}

@@ -55,3 +55,27 @@ def test_pool_not_ready_says_nothing_of_staff_without_an_address_or_a_mailbox():
         ctx, text = _pool_not_ready(settings)
         assert ctx["staff_told"] is False
         assert TOLD_PL not in text and TOLD_EN not in text
+
+
+def _pool_exhausted(quotas: dict[str, Any] | None) -> str:
+    library: dict[str, Any] = {"id": "a", "name": "Biblioteka A"}
+    if quotas:
+        library["quotas"] = quotas
+    settings = settings_from_dict({"libraries": [library], "mailboxes": []})
+    lib = settings.library("a")
+    ctx = sample_context(lib, settings.library_tz("a"), "pool_exhausted", now=NOW,
+                         settings=settings)
+    return " ".join(render_plainly("pool_exhausted", ctx, languages=lib.languages).text.split())
+
+
+def test_the_preview_of_a_library_keeping_codes_back_shows_its_quota_wording():
+    # Half for the desk and 3 for first-timers, released on the 15th at 12:00: the
+    # preview shows the refusal such a library's patrons get, not "the pool ran out".
+    text = _pool_exhausted({"desk_share": 0.5, "first_time_codes": 3, "release_day": 15,
+                            "release_time": "12:00"})
+    assert ("zachowuje do wydania na miejscu, w bibliotece oraz dla czytelników, którzy "
+            "jeszcze nigdy nie otrzymali od niej kodu – do 15 listopada 2026") in text, text
+    assert "została już wyczerpana" not in text
+    only_first = _pool_exhausted({"first_time_codes": 3})
+    assert "zachowuje dla czytelników" in only_first and "Od tego momentu" not in only_first
+    assert "została już wyczerpana" in _pool_exhausted(None)
