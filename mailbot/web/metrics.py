@@ -181,8 +181,12 @@ def families(snapshot: Snapshot, found: list[Problem], seen: Throughput) -> Iter
                            for lib in libs for p in lib.pools], pool)
     mailbox = ("library", "mailbox")
     boxes = snapshot.mailboxes
+    # A mailbox never read completely (just configured, not polled yet) has not worked
+    # yet: 0, not 1.
     yield _gauge("mailbot_mailbox_up", "1: the mailbox's last login and poll worked; 0: it "
-                 "is in error", [((mb.library, mb.key), int(mb.ok)) for mb in boxes], mailbox)
+                 "is in error, or has not been read completely yet",
+                 [((mb.library, mb.key), int(mb.ok and mb.last_poll_at is not None))
+                  for mb in boxes], mailbox)
     yield _gauge("mailbot_mailbox_last_poll_timestamp_seconds", "When the mailbox was last "
                  "read completely (Unix time; absent until it first is)",
                  [((mb.library, mb.key), mb.last_poll_at.timestamp()) for mb in boxes

@@ -159,6 +159,23 @@ def test_a_broken_mailbox_makes_healthz_503_and_metrics_count_it(tmp_path):
     assert site.cli("status") == 1
 
 
+def test_a_mailbox_never_read_is_not_up(tmp_path):
+    # Just configured, before the first run: no mailbox has worked yet, so none is up and
+    # none has a last-poll time; after the run both are up.
+    site = make_site(tmp_path)
+    settings = site.settings
+    keys = {mb.library: mb.key for mb in settings.mailboxes}
+    with served(settings, open_database(settings.database_url)) as base:
+        before = scrape(base)
+        site.run_once()
+        after = scrape(base)
+    for lib, key in keys.items():
+        assert value(before, "mailbot_mailbox_up", library=lib, mailbox=key) == 0
+        assert ("mailbot_mailbox_last_poll_timestamp_seconds",
+                frozenset({"library": lib, "mailbox": key}.items())) not in before
+        assert value(after, "mailbot_mailbox_up", library=lib, mailbox=key) == 1
+
+
 def test_a_database_that_cannot_be_read_is_503_and_mailbot_up_0(tmp_path):
     # The database cannot be opened: /healthz 503 saying so (not why: that is logged),
     # /metrics mailbot_up 0 and nothing else.
