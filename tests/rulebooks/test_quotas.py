@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from collections import Counter
 from datetime import timedelta
 
@@ -20,8 +21,15 @@ from mailbot.desk import desk_issue
 from mailbot.intake.poll import poll_all
 from mailbot.web.actions import ActionRefused, override
 from mailbot.web.queries import queue_snapshot
+from mailbot.web.app import create_app
 from tests.botenv import make_bot, request_mail, valid_reader
 from tests.databases import fresh_postgres
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from tests.web.webenv import PASSWORD, csrf_of, login  # noqa: E402
 
 POZNAN = """
 [libraries.quotas]
@@ -243,6 +251,19 @@ def test_the_desk_does_not_draw_from_the_first_timers_part(tmp_path, imap_user, 
                      reason="karta okazana", user="ala", now=utcnow())
     assert (no_code.value.key, no_code.value.params) == (
         "err_quota_kept", {"left": 2, "first_time": 2, "owed": 0})
+    # The desk page shows the staff what is left of each part, and when it is released.
+    bot.add_user("izabelin", PASSWORD)
+    client = TestClient(create_app(settings, sessions), base_url="http://testserver")
+    login(client, "izabelin")
+    page = client.get("/desk")
+    checked = client.post("/desk", data={
+        "csrf": csrf_of(page.text), "library": "lib", "name": "", "service": "legimi",
+        "card": "0400004", "action": "check"})
+    assert checked.status_code == 200
+    assert 'data-outcome="pool_exhausted"' in checked.text
+    assert 'data-testid="desk-quota-desk">0<' in checked.text
+    assert 'data-testid="desk-quota-first-time">2<' in checked.text
+    assert "nigdy (wygasają z końcem miesiąca)" in checked.text  # no release_day
     _mail(imap_user, utcnow() - timedelta(seconds=1), "0500001@patron.test",
           "Ewa Iza0500001 0500001")
     assert bot.run_once() == 0
