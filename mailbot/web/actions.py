@@ -123,11 +123,13 @@ def override(session: Session, settings: Settings, *, request: Request, service:
     owed = owed_to_email(session, library.id, service, now)
     # Where the library keeps quotas, an override draws as the desk does: the desk's part,
     # then what of the general part no earlier e-mail is owed; never the first-timers'.
+    # (The desk's part is never owed to an e-mail: with quotas, only desk_part decides.)
     quota = desk_quota(session, library, tz, service=service, year=year, mon=mon, now=now)
-    if quota is not None and left > 0 and quotas.desk_part(quota, owed) is None:
-        raise ActionRefused("err_quota_kept", left=left, first_time=quota.first_time,
-                            owed=owed)
-    if left - owed <= 0:
+    if quota is not None and left > 0:
+        if quotas.desk_part(quota, owed) is None:
+            raise ActionRefused("err_quota_kept", left=left, first_time=quota.first_time,
+                                owed=owed)
+    elif left - owed <= 0:
         raise ActionRefused("err_pool_empty", left=left, owed=owed)
     code = InSession(session, library.id).issue(
         service=service, month=month, card=card, email=request.from_address,

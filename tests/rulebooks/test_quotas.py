@@ -271,6 +271,37 @@ def test_the_desk_does_not_draw_from_the_first_timers_part(tmp_path, imap_user, 
     assert (last.card_number, last.outcome, last.code.code) == ("0500001", "issued", "IZA-0004")
 
 
+def test_issue_anyway_takes_the_desks_part_while_more_mail_waits_than_codes_are_free(
+        tmp_path, imap_user, smtp_sink):
+    # desk_codes = 2 of 4: two e-mails take the general part, the third is refused while
+    # codes are kept. Three more e-mails then wait undecided, more than the 2 codes left:
+    # they cannot have the desk's part, so "issue anyway" for the refused patron still
+    # takes one of its codes, as the desk would.
+    bot = make_bot(tmp_path, smtp=smtp_sink, mailboxes=[imap_user],
+                   policy="[libraries.quotas]\ndesk_codes = 2\n")
+    w = bot.window()
+    assert bot.import_readers([f"070000{i};Ola;Lada{i};o{i}@patron.test;"
+                               f"{valid_reader(w.year)}" for i in range(1, 7)]) == 0
+    assert bot.import_codes([f"DSK-{i:04d}" for i in range(1, 5)]) == 0
+    for i in range(1, 4):
+        _mail(imap_user, w + timedelta(seconds=i), f"o{i}@patron.test", f"Ola Lada{i} 070000{i}")
+    assert bot.run_once() == 0
+    assert [r.outcome for r in bot.requests()] == ["issued", "issued", "pool_exhausted"]
+    settings = bot.settings()
+    sessions = open_database(settings.database_url)
+    for i in range(4, 7):
+        _mail(imap_user, utcnow() - timedelta(seconds=10 - i), f"o{i}@patron.test",
+              f"Ola Lada{i} 070000{i}")
+    poll_all(sessions, settings)
+    with sessions.begin() as s:
+        refused = s.scalars(select(Request).where(Request.card_number == "0700003")).one()
+        done = override(s, settings, request=refused, service="legimi", card="0700003",
+                        reason="karta okazana", user="ala", now=utcnow())
+        assert done.code.code == "DSK-0003"
+    assert bot.run_once() == 0  # the waiting three: the desk's last code is not theirs
+    assert [r.outcome for r in bot.requests()][3:] == ["pool_exhausted"] * 3
+
+
 def test_processes_racing_on_postgresql_keep_the_quotas_and_the_arrival_order(
         tmp_path, imap_user, smtp_sink):
     # Three `run --once` at the same moment on one PostgreSQL database: each request
