@@ -150,10 +150,11 @@ def check_services(settings: Settings) -> None:
                               "patrons and staff read, e.g. \"ebookpoint BIBLIO\")",
                               file=src, column=f"{key}.name")
         for keyword in table.subjects or ():
-            if not keyword_key(keyword):
+            reduced = keyword_key(keyword)
+            if not reduced:
                 raise ConfigError(f"has {keyword!r}, which has no letter or digit to match "
                                   "in a subject", file=src, column=f"{key}.subjects")
-            if keyword_key(keyword).startswith("test"):
+            if reduced.startswith("test"):
                 raise ConfigError(f"has {keyword!r}: a subject starting with TEST asks for "
                                   "an eligibility test (SPEC 2.3)", file=src,
                                   column=f"{key}.subjects")

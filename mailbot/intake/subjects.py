@@ -64,8 +64,7 @@ def subject_key(subject: str) -> str:
     """Subject reduced to lowercase letters and digits, reply/forward/tag prefixes removed."""
     if len(subject) > _MAX_SUBJECT:
         return ""
-    text = unicodedata.normalize("NFKC", subject).translate(LOOKALIKES)
-    text = fold(text.translate(INVISIBLE))
+    text = _folded(subject)
     while True:
         match = _SUBJECT_PREFIX.match(text)
         if not match or not text[match.end() :].strip():
@@ -80,8 +79,12 @@ def subject_key(subject: str) -> str:
 def keyword_key(keyword: str) -> str:
     """A service's subject keyword as ``subject_key`` reduces a subject: "EBOOKPOINT
     BIBLIO" -> "ebookpointbiblio", "Empik-Go" -> "empikgo" ("" for one of no letters)."""
-    text = unicodedata.normalize("NFKC", keyword).translate(LOOKALIKES)
-    return _NOT_ALNUM.sub("", fold(text.translate(INVISIBLE)))
+    return _NOT_ALNUM.sub("", _folded(keyword))
+
+
+def _folded(text: str) -> str:
+    """Lookalike letters, invisible characters, case and accents undone (NFKC first)."""
+    return fold(unicodedata.normalize("NFKC", text).translate(LOOKALIKES).translate(INVISIBLE))
 
 
 @lru_cache(maxsize=32)
