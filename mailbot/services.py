@@ -119,13 +119,3 @@ class Catalogue:
 
 
 SHIPPED_CATALOGUE = Catalogue()
-
-
-def name(service: str) -> str | None:
-    """A shipped service's name (``empik_go`` -> ``Empik Go``); None for any other id."""
-    return SHIPPED_CATALOGUE.name(service)
-
-
-def subject(service: str) -> str | None:
-    """A shipped service's subject (``empik_go`` -> ``EMPIK GO``)."""
-    return SHIPPED_CATALOGUE.subject(service)

@@ -48,7 +48,6 @@ from mailbot.config.sections import (
     LibrarySettings,
     MailboxSettings,
     OAuthSettings,
-    Service,
     Settings,
     Sip2SourceSettings,
     SmtpSettings,
@@ -58,7 +57,7 @@ from mailbot.config.sections import (
 
 __all__ = [
     "SECRET_KINDS", "SERVICES", "DaemonSettings", "ImportSettings", "LibrarySettings",
-    "MailboxSettings", "OAuthSettings", "Service", "Settings", "Sip2SourceSettings",
+    "MailboxSettings", "OAuthSettings", "Settings", "Sip2SourceSettings",
     "SmtpSettings", "SqlSourceSettings", "WebSettings", "load_settings", "parse_hhmm",
     "parse_window", "settings_from_dict",
 ]

@@ -62,7 +62,6 @@ __all__ = ["MailboxSettings", "OAuthSettings", "QuotaSettings", "ServiceSettings
 # The shipped services (mailbot/services.py). A config's own, with what [[services]]
 # adds: Settings.catalogue.
 SERVICES = services.IDS
-Service = Literal["legimi", "empik_go"]
 # The services a library offers (``services`` in its table): ids of the config's services
 # (checked in mailbot.config.load, once every [[services]] table is read).
 Services = ServiceIds
