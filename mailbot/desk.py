@@ -225,7 +225,7 @@ def desk_issue(session: Session, settings: Settings, *, library_id: str, card: s
                source: ReaderSource | None = None) -> tuple[DeskVerdict, Code | None]:
     """Checks again and, if eligible, issues a code in the caller's transaction (the
     caller records who did it in its audit log)."""
-    _one_at_a_time(session, settings, library_id)
+    one_at_a_time(session, settings, library_id)
     verdict = desk_check(session, settings, library_id=library_id, card=card, name=name,
                          service=service, now=now, source=source)
     if verdict.outcome != ELIGIBLE:
@@ -248,7 +248,7 @@ def desk_override(session: Session, settings: Settings, *, library_id: str, card
     """
     if not reason.strip():
         raise ValueError("a reason is required to issue a code anyway")
-    _one_at_a_time(session, settings, library_id)
+    one_at_a_time(session, settings, library_id)
     verdict = desk_check(session, settings, library_id=library_id, card=card, name=name,
                          service=service, now=now, source=source)
     if verdict.outcome != ELIGIBLE and not (
@@ -259,9 +259,9 @@ def desk_override(session: Session, settings: Settings, *, library_id: str, card
                   service=service, now=now)
 
 
-def _one_at_a_time(session: Session, settings: Settings, library_id: str) -> None:
-    """Where the library keeps quotas, the desk checks and issues holding the library's
-    decide lock (PostgreSQL; SQLite's write transactions are one at a time anyway): two
+def one_at_a_time(session: Session, settings: Settings, library_id: str) -> None:
+    """Where the library keeps quotas, the desk (and "issue anyway" on a request page,
+    mailbot.web.actions) checks and issues holding the library's decide lock (PostgreSQL; SQLite's write transactions are one at a time anyway): two
     counters at once would both see the desk part's last code and the second would take a
     general code an e-mail may be owed. Without quotas, as before (the codes owed to
     e-mail are counted from the waiting requests, which a decide batch leaves waiting

@@ -15,8 +15,7 @@ from mailbot.clock import month_end, month_key, month_of, parse_month
 from mailbot.config import Settings
 from mailbot.db.models import AuditLog, Code, LedgerEntry, Mailbox, Outbox, Request
 from mailbot.decide import reply_context
-from mailbot.decide.policies import lock_library
-from mailbot.desk import desk_quota, owed_to_email
+from mailbot.desk import desk_quota, one_at_a_time, owed_to_email
 from mailbot.ledger import Channel, InSession, codes_left
 from mailbot.outcomes import NOT_OVERRIDABLE, OutboxState, Outcome, RequestState
 from mailbot.respond.compose import compose_reply
@@ -117,8 +116,7 @@ def override(session: Session, settings: Settings, *, request: Request, service:
     tz = settings.library_tz(library.id)
     year, mon = month_of(now, tz)
     month = month_key(year, mon)
-    if library.quotas.active:
-        lock_library(session, library.id)  # as the desk does (mailbot.desk._one_at_a_time)
+    one_at_a_time(session, settings, library.id)  # as the desk issues
     left = codes_left(session, library_id=library.id, service=service, month=month)
     owed = owed_to_email(session, library.id, service, now)
     # Where the library keeps quotas, an override draws as the desk does: the desk's part,
