@@ -1,16 +1,17 @@
-"""Work of a burst done on the machine's other cores: replies composed while the batch is
-decided, and mail parsed while the next chunk is read (intake/burst.py, ParsedAhead).
+"""Work of a burst done on the machine's other cores: replies composed a page ahead of the
+sender (respond/composing.py), and mail parsed while the next chunk is read
+(intake/burst.py, ParsedAhead).
 
 Composing a reply (templates, wrapping, MIME) is pure and is the largest single part of
-deciding one request (~0.2 ms). Deciding itself must stay in order in one process (the
-pool of codes, the counters), but the replies need only be ready when the batch is
-written: ``Composer`` hands them, 16 at a time, to worker processes and collects them at
-the end of the batch. The messages are byte for byte what composing in place gives (the
-same function, the same inputs). A reply that cannot be composed fails only its own
-request, exactly as in place; if the workers themselves are lost, the replies are
-composed in place.
+sending one (~0.2 ms). The replies must leave one at a time, in order, but the next page
+of them need only be ready when the sender comes to it: ``Composer`` hands its recipes, 16
+at a time, to worker processes and collects the messages when the page is sent. The
+messages are byte for byte what composing in place gives (the same function, the same
+inputs). A reply that cannot be composed is named (ComposeFailed), and the page is then
+composed in place, where that reply fails alone; if the workers themselves are lost, the
+replies are composed in place.
 
-Only a full batch (a burst) is worth it, and only with a second CPU. The pool's
+Only a page worth it (CHUNK replies or more), and only with a second CPU. The pool's
 processes start from a fork server (never a fork of a process holding connections).
 """
 
@@ -23,13 +24,15 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailbot.respond.text_sets import TextSet
 
 log = logging.getLogger(__name__)
 
 PARENT_CHECK = 1.0  # seconds between a child's looks at whether its parent is still there
 CHUNK = 16  # replies a worker composes per task: the hand-over costs less than composing
-OFFLOAD_MIN = 200  # a batch this big is a burst (mailbot.decide.sizes.BATCH_SIZE)
 
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -38,8 +41,8 @@ _starting: threading.Thread | None = None
 
 
 def workers() -> int:
-    """Worker processes: as many as CPUs (the deciding process mostly waits for them at
-    the end of a batch), at most four; none on a one-CPU machine."""
+    """Worker processes: as many as CPUs (the process handing them work mostly waits for
+    them), at most four; none on a one-CPU machine."""
     cpus = os.cpu_count() or 1
     return min(4, cpus) if cpus > 1 else 0
 
@@ -52,7 +55,7 @@ def pool() -> ProcessPoolExecutor | None:
             # forkserver: workers start from a clean process (never a fork of one holding
             # database connections or threads), with the composing code imported once.
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["mailbot.respond.compose",
+            context.set_forkserver_preload(["mailbot.respond.recipes",
                                             "mailbot.intake.parse_cache"])
             _pool = ProcessPoolExecutor(max_workers=workers(), mp_context=context,
                                         initializer=end_with, initargs=(os.getpid(),))
@@ -146,11 +149,11 @@ def shutdown() -> None:
             _pool = None
 
 
-def composer(*, replies: int, burst: bool, wait: bool) -> Composer | None:
-    """A Composer for a decide batch of ``replies`` requests, if the workers are worth it
-    (a burst, or a batch as big as a burst's) and up; None: compose in place. ``wait``:
-    wait for the workers to start (~0.3 s, once) rather than compose in place meanwhile."""
-    if not burst and replies < OFFLOAD_MIN:
+def composer(*, replies: int, wait: bool) -> Composer | None:
+    """A Composer for ``replies`` replies, if the workers are worth it (CHUNK or more) and
+    up; None: compose in place. ``wait``: wait for the workers to start (~0.3 s, once)
+    rather than compose in place meanwhile."""
+    if replies < CHUNK:
         return None
     executor = started_pool(wait=wait)
     return Composer(executor) if executor is not None else None
@@ -164,39 +167,41 @@ class ComposeFailed(Exception):
         self.key, self.trace = key, trace
 
 
-def compose_messages(jobs: list[dict[str, Any]]) -> list[bytes | str]:
-    """In a worker: each job's message, or the traceback of its failure."""
+def compose_messages(jobs: list[tuple[str, TextSet]]) -> list[bytes | str]:
+    """In a worker: each job's message (a recipe and its text set: respond/recipes.py),
+    or the traceback of its failure."""
     # Imported here (the fork server preloads it for the workers): intake imports this
     # module, and a restarted daemon's first stored mail must not wait for the templates.
-    from mailbot.respond.compose import compose_reply
+    from mailbot.respond.recipes import compose_from
 
     out: list[bytes | str] = []
-    for job in jobs:
+    for recipe, text_set in jobs:
         try:
-            out.append(compose_reply(**job).message)
+            out.append(compose_from(recipe, text_set))
         except Exception:
             out.append(traceback.format_exc(limit=5))
     return out
 
 
 class Composer:
-    """One batch's replies: ``add`` as they are decided, ``finish`` before writing."""
+    """One page's replies: ``add`` each recipe, ``finish`` before sending them."""
 
     def __init__(self, executor: ProcessPoolExecutor) -> None:
         self.executor = executor
         self.rows: list[tuple[Any, dict[str, Any]]] = []  # (key, outbox row) waiting
-        self.jobs: list[dict[str, Any]] = []
-        self.sent: list[tuple[list[tuple[Any, dict[str, Any]]], list[dict[str, Any]],
+        self.jobs: list[tuple[str, TextSet]] = []
+        self.sent: list[tuple[list[tuple[Any, dict[str, Any]]], list[tuple[str, TextSet]],
                               Future[list[bytes | str]] | None]] = []
 
-    def add(self, key: Any, row: dict[str, Any], job: dict[str, Any]) -> None:
-        """``row["message"]`` is filled by ``finish`` with compose_reply(**job)."""
+    def add(self, key: Any, row: dict[str, Any], job: tuple[str, TextSet]) -> None:
+        """``row["message"]`` is filled by ``finish`` with the job's message."""
         self.rows.append((key, row))
         self.jobs.append(job)
         if len(self.jobs) >= CHUNK:
-            self._submit()
+            self.flush()
 
-    def _submit(self) -> None:
+    def flush(self) -> None:
+        """Hands the jobs added since the last task to a worker now."""
         if not self.jobs:
             return
         try:
@@ -210,7 +215,7 @@ class Composer:
 
     def finish(self) -> None:
         """Fills in every message; raises ComposeFailed for the first reply that failed."""
-        self._submit()
+        self.flush()
         for rows, jobs, future in self.sent:
             results: list[bytes | str] | None = None
             if future is not None and future.cancel():

@@ -1,5 +1,6 @@
-"""A burst's replies composed by worker processes (mailbot/offload.py): the same bytes as
-composing in place, a failure fails only its own request, lost workers change nothing."""
+"""A burst's replies composed by worker processes (mailbot/offload.py) a page ahead of the
+sender (respond/composing.py): the same bytes as composing in place, a failure fails only
+its own reply, lost workers change nothing."""
 
 from __future__ import annotations
 
@@ -17,18 +18,20 @@ import pytest
 
 from mailbot import offload
 from mailbot.offload import ComposeFailed, Composer, compose_messages
+from mailbot.respond import recipes, text_sets
 from tests.botenv import make_bot, request_mail
 from tests.respond.test_templates import full_context
 
 
-def _jobs(n: int) -> list[dict[str, Any]]:
+def _jobs(n: int, outcome: str = "issued") -> list[tuple[str, text_sets.TextSet]]:
     now = datetime(2026, 11, 1, 0, 3, tzinfo=UTC)
-    return [dict(outcome="issued", context=full_context(code=f"K-{i:04d}",
-                                                        patron_name=f"Ala Kot{i}"),
-                 languages=("pl", "en"), library_name="Biblioteka", mailbox_address="e@lib.test",
-                 to=f"p{i}@patron.test", original_subject="LEGIMI",
-                 original_message_id=f"<m{i}@patron.test>", templates_dir=None,
-                 request_key=f"k{i}", now=now) for i in range(n)]
+    shipped = text_sets.current(None, None)
+    return [(recipes.recipe(
+        outcome=outcome, context=full_context(code=f"K-{i:04d}", patron_name=f"Ala Kot{i}"),
+        languages=("pl", "en"), library_name="Biblioteka", mailbox_address="e@lib.test",
+        to=f"p{i}@patron.test", original_subject="LEGIMI",
+        original_message_id=f"<m{i}@patron.test>", original_references=(),
+        request_key=f"k{i}", now=now), shipped) for i in range(n)]
 
 
 def _bot(tmp_path, imap_user, smtp_sink, *, requests: int, codes: int):
@@ -65,9 +68,9 @@ def test_workers_compose_the_very_bytes_composing_in_place_gives(executor) -> No
     assert all(isinstance(row["message"], bytes) for row in rows)
 
 
-def test_a_reply_that_cannot_be_composed_fails_its_own_request_only(executor) -> None:
+def test_a_reply_that_cannot_be_composed_is_named(executor) -> None:
     jobs = _jobs(20)
-    jobs[17]["outcome"] = "no_such_outcome"
+    jobs[17] = _jobs(1, outcome="no_such_outcome")[0]
     composer = Composer(executor)
     rows = [{"message": None} for _ in jobs]
     for i, (row, job) in enumerate(zip(rows, jobs)):
@@ -90,7 +93,7 @@ def test_lost_workers_leave_the_replies_to_be_composed_in_place() -> None:
 
 
 def _count_composed(monkeypatch) -> list[int]:
-    """Replies the workers composed, per batch (a list filled as batches finish)."""
+    """Replies the workers composed, per page (a list filled as pages are finished)."""
     composed: list[int] = []
     real_finish = Composer.finish
 
@@ -102,56 +105,46 @@ def _count_composed(monkeypatch) -> list[int]:
     return composed
 
 
-def test_a_burst_decided_with_workers_answers_everyone_in_order(
+def test_a_burst_composed_by_the_workers_answers_everyone_in_order(
         tmp_path, imap_user, smtp_sink, monkeypatch, executor) -> None:
-    # Every batch counts as a burst here: the replies come from the workers, and go out
+    # A page of 20 replies is worth the workers: they compose it, and the replies go out
     # in arrival order as usual.
-    monkeypatch.setattr(offload, "OFFLOAD_MIN", 1)
     finished = _count_composed(monkeypatch)
     bot = _bot(tmp_path, imap_user, smtp_sink, requests=20, codes=18)
     assert bot.run_once() == 0
-    assert finished and sum(finished) >= 20
+    assert finished and sum(finished) == 20
     got = {m.rcpt_tos[0]: m.message["X-Mailbot-Outcome"] for m in smtp_sink.wait_for(20)}
     assert [got[f"w{i}@patron.test"] for i in range(20)] == ["issued"] * 18 + \
         ["pool_exhausted"] * 2
 
 
-def test_in_a_burst_even_a_small_batch_is_composed_by_the_workers(
+def test_a_page_of_a_few_replies_is_composed_in_place(
         tmp_path, imap_user, smtp_sink, monkeypatch, executor) -> None:
-    # A consortium's opening: many requests wait in all, a few per library. Batches of
-    # 8 here, far below a full batch (OFFLOAD_MIN), but 20 wait: a burst.
-    import mailbot.decide.sizes as sizes
-
-    monkeypatch.setattr(sizes, "BATCH_SIZE", 8)
     composed = _count_composed(monkeypatch)
-    bot = _bot(tmp_path, imap_user, smtp_sink, requests=20, codes=20)
+    bot = _bot(tmp_path, imap_user, smtp_sink, requests=offload.CHUNK - 1, codes=20)
     assert bot.run_once() == 0
-    assert sum(composed) == 20 and max(composed) <= 8
-    assert len(smtp_sink.wait_for(20)) == 20
+    assert composed == [] and len(smtp_sink.wait_for(offload.CHUNK - 1)) == offload.CHUNK - 1
 
 
-def test_a_reply_the_workers_could_not_compose_sets_its_request_aside(
+def test_a_page_the_workers_could_not_compose_is_composed_in_place(
         tmp_path, imap_user, smtp_sink, monkeypatch, executor) -> None:
-    monkeypatch.setattr(offload, "OFFLOAD_MIN", 1)
-    real_finish = Composer.finish
-    failed_once: list[int] = []
+    # The workers name a reply they could not compose: the page is composed in place,
+    # where a reply that really cannot be composed fails alone (test_poison_addresses);
+    # these all can, and all go out.
+    failed_once: list[Any] = []
 
     def failing_finish(self: Composer) -> None:
         keys = [key for key, _row in self.rows] + [k for rows, _j, _f in self.sent
                                                     for k, _r in rows]
-        if not failed_once:
-            failed_once.append(keys[2])
-            raise ComposeFailed(keys[2], "Traceback: the template broke")
-        real_finish(self)
+        failed_once.append(keys[2])
+        raise ComposeFailed(keys[2], "Traceback: the template broke")
 
     monkeypatch.setattr(Composer, "finish", failing_finish)
-    bot = _bot(tmp_path, imap_user, smtp_sink, requests=5, codes=5)
-    bot.run_once()
-    states = {r.id: (r.state, r.error) for r in bot.requests()}
-    assert states[failed_once[0]][0] == "error"
-    assert "the template broke" in (states[failed_once[0]][1] or "")
-    assert sorted(m.rcpt_tos[0] for m in smtp_sink.wait_for(4)) == [
-        f"w{i}@patron.test" for i in (0, 1, 3, 4)]
+    bot = _bot(tmp_path, imap_user, smtp_sink, requests=20, codes=20)
+    assert bot.run_once() == 0
+    assert failed_once
+    assert sorted(m.rcpt_tos[0] for m in smtp_sink.wait_for(20)) == sorted(
+        f"w{i}@patron.test" for i in range(20))
 
 
 def _processes_marked(mark: str) -> list[int]:

@@ -9,7 +9,9 @@ relay sends in a round, and when, is outbox.py's; the wire is smtp.py's.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +28,7 @@ from mailbot.db.models import Outbox
 from mailbot.db.readonly import read_only
 from mailbot.db.session import sqlite_write
 from mailbot.outcomes import OutboxState
+from mailbot.respond.composing import Page
 from mailbot.respond.deliver import deliver
 from mailbot.respond.relays import Transports
 from mailbot.respond.smtp import Transport, TransportError
@@ -78,16 +81,20 @@ class Pending:
     outcome: str | None
     mail_from: str
     to_address: str
-    message: bytes
+    message: bytes | None  # None: composed from its recipe before it is sent (composing.py)
     attempts: int
     created_at: datetime
     failing_since: datetime | None = None
+    recipe: str | None = None
+    texts: str | None = None
 
 
 _PENDING = (Outbox.id, Outbox.request_id, Outbox.kind, Outbox.outcome, Outbox.mail_from,
             Outbox.to_address, Outbox.message, Outbox.attempts, Outbox.created_at,
-            Outbox.failing_since)
+            Outbox.failing_since, Outbox.recipe, Outbox.texts)
 PAGE = 100  # rows read at once (SQLite), so memory stays flat in a burst
+# Pages read ahead of the one being sent, their replies composed by the workers meanwhile.
+AHEAD = 3
 # Advisory lock keys (two-integer form, which never meets the decide stage's one-bigint
 # keys): the outbox, then the row id. pg_locks shows a sender's claims under this classid.
 OUTBOX_LOCKS = 0x6D62  # "mb"
@@ -137,14 +144,19 @@ async def send_rows_sqlite(engine: Engine, transport: Transport, key: str, ids: 
             with conn.begin():
                 _record(conn, row, error, report, work)
 
-        for start in range(0, len(ids), PAGE):
-            page = ids[start:start + PAGE]
-            with reader.begin():
-                found = {row.id: Pending(*row) for row in reader.execute(
-                    select(*_PENDING).where(Outbox.id.in_(page),
-                                            Outbox.state == OutboxState.PENDING))}
-            rows = [found[i] for i in page if i in found]
-            stopped = await deliver(transport, rows, record, work.should_stop)
+        starts = deque(range(0, len(ids), PAGE))
+        ahead: deque[Page] = deque()  # read, their replies being composed
+        while starts or ahead:
+            while starts and len(ahead) < AHEAD:
+                first = starts.popleft()
+                wanted = ids[first:first + PAGE]
+                with reader.begin():
+                    found = {row.id: Pending(*row) for row in reader.execute(
+                        select(*_PENDING).where(Outbox.id.in_(wanted),
+                                                Outbox.state == OutboxState.PENDING))}
+                    ahead.append(Page(reader, [found[i] for i in wanted if i in found]))
+            stopped = await deliver(transport, ahead.popleft().finish(record), record,
+                                    work.should_stop)
             if stopped is not None:
                 return stopped
             if work.should_stop():
@@ -176,19 +188,28 @@ async def send_rows_claimed(engine: Engine, transport: Transport, key: str,
                         return
                     _record(conn, row, error, report, work)
 
-                for start in range(0, len(ids), PAGE):
-                    page = list(ids[start:start + PAGE])
-                    claimed = [oid for oid, got in conn.execute(_CLAIM, {"ids": page}) if got]
-                    report.held += len(page) - len(claimed)
-                    rows = [Pending(*row) for row in conn.execute(
-                        select(*_PENDING).where(Outbox.id.in_(claimed),
-                                                Outbox.state == OutboxState.PENDING)
-                        .order_by(Outbox.due_at, Outbox.id))] if claimed else []
-                    stopped = await deliver(transport, rows, record, work.should_stop)
+                starts = deque(range(0, len(ids), PAGE))
+                # The pages read and claimed, their replies being composed, and their claims.
+                ahead: deque[tuple[Page, list[int]]] = deque()
+                while starts or ahead:
+                    while starts and len(ahead) < AHEAD:
+                        first = starts.popleft()
+                        wanted = list(ids[first:first + PAGE])
+                        claimed = [oid for oid, got in conn.execute(_CLAIM, {"ids": wanted})
+                                   if got]
+                        report.held += len(wanted) - len(claimed)
+                        ahead.append((Page(conn, [Pending(*row) for row in conn.execute(
+                            select(*_PENDING).where(Outbox.id.in_(claimed),
+                                                    Outbox.state == OutboxState.PENDING)
+                            .order_by(Outbox.due_at, Outbox.id))] if claimed else []),
+                            claimed))
+                    page, held = ahead.popleft()
+                    stopped = await deliver(transport, page.finish(record), record,
+                                            work.should_stop)
                     if stopped is not None:
                         return stopped
-                    if claimed:
-                        conn.execute(_RELEASE, {"ids": claimed})
+                    if held:
+                        conn.execute(_RELEASE, {"ids": held})
                     if work.should_stop():
                         return None
             finally:
@@ -236,7 +257,7 @@ def _record(conn: Connection, row: Pending, error: TransportError,
         log.warning("outbox=%s request=%s deferred: %s", row.id, row.request_id, error)
 
 
-MarkSent = Callable[[int, datetime, int], object]
+MarkSent = Callable[[int, datetime, int, str], object]
 
 
 def _sent_marker(conn: Connection, key: str) -> MarkSent:
@@ -251,25 +272,26 @@ def _sent_marker(conn: Connection, key: str) -> MarkSent:
     at = Outbox.__table__.c.sent_at.type.bind_processor(dialect) or (lambda value: value)
     p = "?" if dialect.paramstyle == "qmark" else "%s"
     sql = (f"UPDATE {Outbox.__tablename__} SET state = '{OutboxState.SENT}', "
-           f"sent_at = {p}, attempts = {p}, relay = {p} "
+           f"sent_at = {p}, attempts = {p}, relay = {p}, sent_digest = {p} "
            f"WHERE id = {p} AND state = '{OutboxState.PENDING}'")
     driver = conn.connection.driver_connection
     assert driver is not None
 
     if dialect.name != "sqlite":
-        def mark(oid: int, when: datetime, attempts: int) -> object:
-            return driver.execute(sql, (at(when), attempts, key, oid))
+        def mark(oid: int, when: datetime, attempts: int, digest: str) -> object:
+            return driver.execute(sql, (at(when), attempts, key, digest, oid))
         return mark
 
-    def mark_sqlite(oid: int, when: datetime, attempts: int) -> object:
+    def mark_sqlite(oid: int, when: datetime, attempts: int, digest: str) -> object:
         # While intake or a decide batch holds SQLite's write lock, every SMTP connection
         # waits behind this mark: it asks for the lock each millisecond (sqlite_write).
-        return sqlite_write(driver, sql, (at(when), attempts, key, oid))
+        return sqlite_write(driver, sql, (at(when), attempts, key, digest, oid))
     return mark_sqlite
 
 
 def _record_sent(mark_sent: MarkSent, row: Pending, report: SendReport, clock: Clock) -> None:
-    mark_sent(row.id, clock(), row.attempts + 1)
+    assert row.message is not None
+    mark_sent(row.id, clock(), row.attempts + 1, hashlib.sha256(row.message).hexdigest())
     report.tried.add(row.id)
     report.sent += 1
     # One line per reply only with --verbose: a burst sends thousands, and each line cost
