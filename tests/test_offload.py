@@ -1,6 +1,7 @@
-"""A burst's replies composed by worker processes (mailbot/offload.py) a page ahead of the
-sender (respond/composing.py): the same bytes as composing in place, a failure fails only
-its own reply, lost workers change nothing."""
+"""The worker processes of a burst (mailbot/offload.py) and the sending process: a run
+killed in a burst leaves none of them behind. (Mail parsed by the workers:
+tests/intake/test_imap.py, tests/intake/test_parse_again.py; replies are composed by the
+sender, not by them: tests/respond/test_recipes.py.)"""
 
 from __future__ import annotations
 
@@ -9,29 +10,10 @@ import subprocess
 import sys
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from mailbot import offload
-from mailbot.offload import ComposeFailed, Composer, compose_messages
-from mailbot.respond import recipes, text_sets
 from tests.botenv import make_bot, request_mail
-from tests.respond.test_templates import full_context
-
-
-def _jobs(n: int, outcome: str = "issued") -> list[tuple[str, text_sets.TextSet]]:
-    now = datetime(2026, 11, 1, 0, 3, tzinfo=UTC)
-    shipped = text_sets.current(None, None)
-    return [(recipes.recipe(
-        outcome=outcome, context=full_context(code=f"K-{i:04d}", patron_name=f"Ala Kot{i}"),
-        languages=("pl", "en"), library_name="Biblioteka", mailbox_address="e@lib.test",
-        to=f"p{i}@patron.test", original_subject="LEGIMI",
-        original_message_id=f"<m{i}@patron.test>", original_references=(),
-        request_key=f"k{i}", now=now), shipped) for i in range(n)]
 
 
 def _bot(tmp_path, imap_user, smtp_sink, *, requests: int, codes: int):
@@ -46,105 +28,6 @@ def _bot(tmp_path, imap_user, smtp_sink, *, requests: int, codes: int):
         raw, _ = request_mail(f"w{i}@patron.test", "LEGIMI", f"Ala Praca{i} 01500{i:02d}")
         imap_user.append(raw, internaldate=w + timedelta(seconds=i))
     return bot
-
-
-@pytest.fixture
-def executor():
-    # The workers are used once they are up (until then, work is done in place).
-    pool = offload.pool() if offload.start(wait=True) else None
-    if pool is None:
-        pytest.fail("this machine has one CPU: the reply workers cannot be tested here")
-    return pool
-
-
-def test_workers_compose_the_very_bytes_composing_in_place_gives(executor) -> None:
-    jobs = _jobs(40)  # three tasks: 16 + 16 + 8
-    rows = [{"request_id": i, "message": None} for i in range(40)]
-    composer = Composer(executor)
-    for i, (row, job) in enumerate(zip(rows, jobs)):
-        composer.add(i, row, job)
-    composer.finish()
-    assert [row["message"] for row in rows] == compose_messages(jobs)
-    assert all(isinstance(row["message"], bytes) for row in rows)
-
-
-def test_a_reply_that_cannot_be_composed_is_named(executor) -> None:
-    jobs = _jobs(20)
-    jobs[17] = _jobs(1, outcome="no_such_outcome")[0]
-    composer = Composer(executor)
-    rows = [{"message": None} for _ in jobs]
-    for i, (row, job) in enumerate(zip(rows, jobs)):
-        composer.add(1000 + i, row, job)
-    with pytest.raises(ComposeFailed) as failed:
-        composer.finish()
-    assert failed.value.key == 1017 and "no_such_outcome" in failed.value.trace
-
-
-def test_lost_workers_leave_the_replies_to_be_composed_in_place() -> None:
-    broken = ProcessPoolExecutor(max_workers=1)
-    broken.shutdown()
-    jobs = _jobs(20)
-    rows = [{"message": None} for _ in jobs]
-    composer = Composer(broken)
-    for i, (row, job) in enumerate(zip(rows, jobs)):
-        composer.add(i, row, job)
-    composer.finish()
-    assert [row["message"] for row in rows] == compose_messages(jobs)
-
-
-def _count_composed(monkeypatch) -> list[int]:
-    """Replies the workers composed, per page (a list filled as pages are finished)."""
-    composed: list[int] = []
-    real_finish = Composer.finish
-
-    def counting_finish(self: Composer) -> None:
-        composed.append(sum(len(rows) for rows, _j, _f in self.sent) + len(self.rows))
-        real_finish(self)
-
-    monkeypatch.setattr(Composer, "finish", counting_finish)
-    return composed
-
-
-def test_a_burst_composed_by_the_workers_answers_everyone_in_order(
-        tmp_path, imap_user, smtp_sink, monkeypatch, executor) -> None:
-    # A page of 20 replies is worth the workers: they compose it, and the replies go out
-    # in arrival order as usual.
-    finished = _count_composed(monkeypatch)
-    bot = _bot(tmp_path, imap_user, smtp_sink, requests=20, codes=18)
-    assert bot.run_once() == 0
-    assert finished and sum(finished) == 20
-    got = {m.rcpt_tos[0]: m.message["X-Mailbot-Outcome"] for m in smtp_sink.wait_for(20)}
-    assert [got[f"w{i}@patron.test"] for i in range(20)] == ["issued"] * 18 + \
-        ["pool_exhausted"] * 2
-
-
-def test_a_page_of_a_few_replies_is_composed_in_place(
-        tmp_path, imap_user, smtp_sink, monkeypatch, executor) -> None:
-    composed = _count_composed(monkeypatch)
-    bot = _bot(tmp_path, imap_user, smtp_sink, requests=offload.CHUNK - 1, codes=20)
-    assert bot.run_once() == 0
-    assert composed == [] and len(smtp_sink.wait_for(offload.CHUNK - 1)) == offload.CHUNK - 1
-
-
-def test_a_page_the_workers_could_not_compose_is_composed_in_place(
-        tmp_path, imap_user, smtp_sink, monkeypatch, executor) -> None:
-    # The workers name a reply they could not compose: the page is composed in place,
-    # where a reply that really cannot be composed fails alone (test_poison_addresses);
-    # these all can, and all go out.
-    failed_once: list[Any] = []
-
-    def failing_finish(self: Composer) -> None:
-        keys = [key for key, _row in self.rows] + [k for rows, _j, _f in self.sent
-                                                    for k, _r in rows]
-        failed_once.append(keys[2])
-        raise ComposeFailed(keys[2], "Traceback: the template broke")
-
-    monkeypatch.setattr(Composer, "finish", failing_finish)
-    bot = _bot(tmp_path, imap_user, smtp_sink, requests=20, codes=20)
-    assert bot.run_once() == 0
-    assert failed_once
-    assert sorted(m.rcpt_tos[0] for m in smtp_sink.wait_for(20)) == sorted(
-        f"w{i}@patron.test" for i in range(20))
 
 
 def _processes_marked(mark: str) -> list[int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,7 +27,7 @@ from mailbot.db.models import Outbox
 from mailbot.db.readonly import read_only
 from mailbot.db.session import sqlite_write
 from mailbot.outcomes import OutboxState
-from mailbot.respond.composing import Page
+from mailbot.respond.composing import made
 from mailbot.respond.deliver import deliver
 from mailbot.respond.relays import Transports
 from mailbot.respond.smtp import Transport, TransportError
@@ -93,8 +92,6 @@ _PENDING = (Outbox.id, Outbox.request_id, Outbox.kind, Outbox.outcome, Outbox.ma
             Outbox.to_address, Outbox.message, Outbox.attempts, Outbox.created_at,
             Outbox.failing_since, Outbox.recipe, Outbox.texts)
 PAGE = 100  # rows read at once (SQLite), so memory stays flat in a burst
-# Pages read ahead of the one being sent, their replies composed by the workers meanwhile.
-AHEAD = 3
 # Advisory lock keys (two-integer form, which never meets the decide stage's one-bigint
 # keys): the outbox, then the row id. pg_locks shows a sender's claims under this classid.
 OUTBOX_LOCKS = 0x6D62  # "mb"
@@ -144,19 +141,14 @@ async def send_rows_sqlite(engine: Engine, transport: Transport, key: str, ids: 
             with conn.begin():
                 _record(conn, row, error, report, work)
 
-        starts = deque(range(0, len(ids), PAGE))
-        ahead: deque[Page] = deque()  # read, their replies being composed
-        while starts or ahead:
-            while starts and len(ahead) < AHEAD:
-                first = starts.popleft()
-                wanted = ids[first:first + PAGE]
-                with reader.begin():
-                    found = {row.id: Pending(*row) for row in reader.execute(
-                        select(*_PENDING).where(Outbox.id.in_(wanted),
-                                                Outbox.state == OutboxState.PENDING))}
-                    ahead.append(Page(reader, [found[i] for i in wanted if i in found]))
-            stopped = await deliver(transport, ahead.popleft().finish(record), record,
-                                    work.should_stop)
+        for start in range(0, len(ids), PAGE):
+            page = ids[start:start + PAGE]
+            with reader.begin():
+                found = {row.id: Pending(*row) for row in reader.execute(
+                    select(*_PENDING).where(Outbox.id.in_(page),
+                                            Outbox.state == OutboxState.PENDING))}
+                rows = made(reader, [found[i] for i in page if i in found], record)
+            stopped = await deliver(transport, rows, record, work.should_stop)
             if stopped is not None:
                 return stopped
             if work.should_stop():
@@ -188,28 +180,19 @@ async def send_rows_claimed(engine: Engine, transport: Transport, key: str,
                         return
                     _record(conn, row, error, report, work)
 
-                starts = deque(range(0, len(ids), PAGE))
-                # The pages read and claimed, their replies being composed, and their claims.
-                ahead: deque[tuple[Page, list[int]]] = deque()
-                while starts or ahead:
-                    while starts and len(ahead) < AHEAD:
-                        first = starts.popleft()
-                        wanted = list(ids[first:first + PAGE])
-                        claimed = [oid for oid, got in conn.execute(_CLAIM, {"ids": wanted})
-                                   if got]
-                        report.held += len(wanted) - len(claimed)
-                        ahead.append((Page(conn, [Pending(*row) for row in conn.execute(
-                            select(*_PENDING).where(Outbox.id.in_(claimed),
-                                                    Outbox.state == OutboxState.PENDING)
-                            .order_by(Outbox.due_at, Outbox.id))] if claimed else []),
-                            claimed))
-                    page, held = ahead.popleft()
-                    stopped = await deliver(transport, page.finish(record), record,
-                                            work.should_stop)
+                for start in range(0, len(ids), PAGE):
+                    page = list(ids[start:start + PAGE])
+                    claimed = [oid for oid, got in conn.execute(_CLAIM, {"ids": page}) if got]
+                    report.held += len(page) - len(claimed)
+                    rows = made(conn, [Pending(*row) for row in conn.execute(
+                        select(*_PENDING).where(Outbox.id.in_(claimed),
+                                                Outbox.state == OutboxState.PENDING)
+                        .order_by(Outbox.due_at, Outbox.id))], record) if claimed else []
+                    stopped = await deliver(transport, rows, record, work.should_stop)
                     if stopped is not None:
                         return stopped
-                    if held:
-                        conn.execute(_RELEASE, {"ids": held})
+                    if claimed:
+                        conn.execute(_RELEASE, {"ids": claimed})
                     if work.should_stop():
                         return None
             finally:
