@@ -139,16 +139,12 @@ password = "{pw}"
 
 
 def median_reply_size(db: str) -> int:
-    """The median size of the replies the bot sent (multipart text + HTML, both languages):
-    each outbox row's message, composed from its recipe as the sender composed it."""
+    """The median size of the replies the bot wrote (multipart text + HTML, both languages)."""
     from sqlalchemy import create_engine, text
-
-    from mailbot.respond.recipes import message_of
 
     engine = create_engine(db)
     with engine.connect() as conn:
-        sizes = [len(message_of(conn, row) or b"") for row in conn.execute(
-            text("SELECT message, recipe, texts FROM outbox"))]
+        sizes = [len(m) for (m,) in conn.execute(text("SELECT message FROM outbox"))]
     engine.dispose()
     return int(statistics.median(sizes))
 

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailbot.clock import last_day, month_end, month_key, month_of, parse_month
@@ -169,8 +169,8 @@ def purge_old_mail(sessions: sessionmaker[Session], settings: Settings, now: dat
         for row in session.scalars(select(Outbox).where(
                 Outbox.created_at < cutoff,
                 Outbox.state.in_((OutboxState.SENT, OutboxState.FAILED)),
-                or_(Outbox.message != b"", Outbox.recipe.is_not(None)))):
-            row.message, row.recipe = b"", None  # the reply's body, or what makes it
+                Outbox.message != b"")):
+            row.message = b""
             purged += 1
     if purged:
         log.info("retention purge: %d raw mail(s) and reply bodies removed", purged)

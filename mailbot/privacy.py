@@ -102,7 +102,7 @@ def erase_patron(sessions: sessionmaker[Session], *, library_id: str, card: str,
             r.trail = [{**{k: v for k, v in t.items() if k != "args"}, "note": ERASED}
                        if "note" in t else t for t in r.trail]
         for o in outbox:
-            o.message, o.recipe, o.to_address = b"", None, ERASED
+            o.message, o.to_address = b"", ERASED
         session.info["erasure"] = True  # the ledger's and audit log's one permitted change
         for x in ledger:
             x.card_number, x.email = pseudonym, None

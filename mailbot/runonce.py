@@ -67,6 +67,7 @@ def _run_once(sessions: sessionmaker[Session], settings: Settings, *,
     decisions: list[Any] = []
     sender: SenderThread | SenderProcess | None = None
     sent = None
+    burst = False
     tried: dict[str, Any] = {}  # by library: what it was ready with when last decided
     try:
         while True:
@@ -84,10 +85,11 @@ def _run_once(sessions: sessionmaker[Session], settings: Settings, *,
             if sender is None:
                 if sum(now_waiting.by_library.values()) >= sizes.BATCH_SIZE:
                     sender = SenderProcess(settings, now)
+                    burst = True
                 elif not still_reading:
                     sender = SenderThread(sessions, settings, now)
             decisions += decide_pending(sessions, settings, now=now, sources=sources,
-                                        only=todo if still_reading else None)
+                                        only=todo if still_reading else None, burst=burst)
             if not still_reading:
                 break  # this pass began after the last mail was stored
             tried.update((lib, now_waiting.ready[lib]) for lib in todo)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 import mailbot.decide as decide
 import mailbot.decide.context as context
-import mailbot.respond.recipes as recipes
+import mailbot.decide.writes as writes
 from mailbot.db.models import Code, LedgerEntry
 from mailbot.db.session import open_database, sync_config
 from tests.botenv import make_bot, request_mail
@@ -29,18 +29,17 @@ def _setup(tmp_path, imap_user, smtp_sink, n: int):
 
 def test_a_mail_that_crashes_the_decision_is_set_aside_and_the_rest_go_on(
         tmp_path, imap_user, smtp_sink, monkeypatch):
-    # Rendering the reply for the second request blows up after its code was allocated
-    # (the decision's check that the reply composes): that request is set aside for staff,
-    # its code stays free, the others are answered.
+    # Rendering the reply for the second request blows up after its code was allocated:
+    # that request is set aside for staff, its code stays free, the others are answered.
     bot = _setup(tmp_path, imap_user, smtp_sink, 3)
-    real = recipes.check
+    real = writes.compose_reply
 
-    def flaky(text_set, **kw):
-        if kw["context"]["card_number"] == "0130002":
+    def flaky(**kw):
+        if kw["to"] == "b2@patron.test":
             raise RuntimeError("template exploded")
-        return real(text_set, **kw)
+        return real(**kw)
 
-    monkeypatch.setattr(recipes, "check", flaky)
+    monkeypatch.setattr(writes, "compose_reply", flaky)
     assert bot.run_once() == 0
     reqs = {r.card_number or r.from_address: r for r in bot.requests()}
     states = [(r.from_address, r.state, r.outcome) for r in bot.requests()]

@@ -22,7 +22,6 @@ import mailbot.decide.runner as runner
 from mailbot.clock import utcnow
 from mailbot.db.models import LedgerEntry, Outbox
 from mailbot.db.session import open_database
-from mailbot.respond.recipes import message_of
 from tests.botenv import make_bot, request_mail
 
 POLICY = """eligibility_test = true
@@ -72,7 +71,7 @@ def _decide_all(tmp_path, user, smtp_sink, database_url, batch: int, monkeypatch
         outcomes = [(r.from_address, r.card_number, r.outcome, r.code.code if r.code else None)
                     for r in bot.requests()]
         ledger = sorted(s.execute(select(LedgerEntry.card_number, LedgerEntry.email)).all())
-        replies = sorted((o.to_address, o.outcome, _body(message_of(s, o)))
+        replies = sorted((o.to_address, o.outcome, _body(o.message))
                          for o in s.scalars(select(Outbox)))
     return outcomes, ledger, replies
 

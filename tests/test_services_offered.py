@@ -330,7 +330,7 @@ def test_an_alert_written_twice_is_one_row_and_no_error(tmp_path, imap_user, smt
                                    now=now, tz=settings.library_tz("lib"))
         assert row is not None
         for _ in range(2):
-            writes = BatchWrites()
+            writes = BatchWrites(None)
             writes.alert(dict(row))
             writes.write(session, decisions=False)
     with sessions() as session:

@@ -268,17 +268,7 @@ class Outbox(Base):
     to_key: Mapped[str | None] = mapped_column(String(320))
     message_id: Mapped[str] = mapped_column(String(300), unique=True)
     outcome: Mapped[str] = mapped_column(String(32))
-    # The message as sent: its bytes (a staff alert, a reminder, an override), or, for a
-    # decided request's reply, NULL and what it is made from instead (respond/recipes.py):
-    # ``recipe`` the compose job (JSON, respond/context_codec.py) and ``texts`` the digest
-    # of the reply texts it was decided with (reply_texts). Either is emptied by the
-    # retention purge and an erasure.
-    message: Mapped[bytes | None] = mapped_column(LargeBinary)
-    recipe: Mapped[str | None] = mapped_column(Text)
-    texts: Mapped[str | None] = mapped_column(ForeignKey("reply_texts.digest"))
-    # SHA-256 of the bytes the relay took, set with sent_at: what was sent stays known
-    # after the purge (and a resend of a composed reply is the same message).
-    sent_digest: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[bytes] = mapped_column(LargeBinary)
     # pending -> sent | failed
     state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -294,18 +284,6 @@ class Outbox(Base):
     # The sending account (SmtpSettings.key) it was handed to, set with sent_at: a relay's
     # sending limits count its rows sent within the last minute, hour and day.
     relay: Mapped[str | None] = mapped_column(String(500))
-
-
-class ReplyTexts(Base):
-    """A set of reply texts by its digest (respond/text_sets.py): the files the outbox's
-    composed replies are rendered from, kept as they were when the replies were decided.
-    Written once per set, never changed."""
-
-    __tablename__ = "reply_texts"
-
-    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
-    files: Mapped[bytes] = mapped_column(LargeBinary)  # zlib-compressed JSON
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class LedgerEntry(Base):

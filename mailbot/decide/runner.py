@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailbot import offload
 from mailbot.clock import utcnow
 from mailbot.config import LibrarySettings, Settings
 from mailbot.db.models import Library, Request
@@ -51,6 +52,7 @@ from mailbot.decide.policies import Stale, policy_for
 from mailbot.decide.writes import BatchWrites
 from mailbot.errors import SourceUnavailable
 from mailbot.ledger import Channel, issue_code
+from mailbot.offload import ComposeFailed
 from mailbot.outcomes import Outcome, RequestState
 from mailbot.readers.local import LocalReaders
 from mailbot.respond.staff_alert import pool_not_ready_alert, staff_can_be_told
@@ -81,11 +83,14 @@ def decide_pending(
     sources: dict[str, ReaderSource] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     only: Collection[str] | None = None,
+    burst: bool = False,
 ) -> list[Decided]:
     """Decides every waiting request of every library (or of the libraries ``only``
     names); returns what was decided.
 
-    ``should_stop`` is asked between requests: a shutdown finishes the current one only."""
+    ``should_stop`` is asked between requests: a shutdown finishes the current one only.
+    ``burst``: many requests wait across the libraries (a consortium's opening), so even
+    a small batch has its replies composed by the worker processes."""
     decisions: list[Decided] = []
     # Which libraries' reader sources were down when last asked: one look for all of them
     # (a consortium's pass decides hundreds of libraries).
@@ -95,7 +100,7 @@ def decide_pending(
             continue
         source = (sources or {}).get(library.id) or LocalReaders()
         decisions.extend(_decide_library(sessions, settings, library, source, now, should_stop,
-                                         source_was_down=library.id in down))
+                                         burst, source_was_down=library.id in down))
     return decisions
 
 
@@ -124,7 +129,7 @@ class _Batch:
 def _decide_library(sessions: sessionmaker[Session], settings: Settings,
                     library: LibrarySettings, source: ReaderSource,
                     fixed_now: datetime | None,
-                    should_stop: Callable[[], bool], *,
+                    should_stop: Callable[[], bool], burst: bool = False, *,
                     source_was_down: bool) -> list[Decided]:
     decisions: list[Decided] = []
     full = batch_size(source)
@@ -138,7 +143,7 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
             return None
         return _decide_batch(session, batch, settings=settings, library=library,
                              source=source, now=now, should_stop=should_stop,
-                             write=policy.writes_in_place)
+                             write=policy.writes_in_place, burst=burst)
 
     while not should_stop():
         now = fixed_now or utcnow()
@@ -184,7 +189,8 @@ def _decide_library(sessions: sessionmaker[Session], settings: Settings,
 
 def _decide_batch(session: Session, batch: list[QueuedRequest], *, settings: Settings,
                   library: LibrarySettings, source: ReaderSource, now: datetime,
-                  should_stop: Callable[[], bool], write: bool = True) -> _Batch:
+                  should_stop: Callable[[], bool], write: bool = True, burst: bool = False
+                  ) -> _Batch:
     """Decides ``batch`` (in arrival order) in the caller's transaction, and writes what it
     decided there unless ``write`` is false (then the policy writes it)."""
     tz = settings.library_tz(library.id)
@@ -195,7 +201,10 @@ def _decide_batch(session: Session, batch: list[QueuedRequest], *, settings: Set
         except Exception:
             raise _RequestFailed(req.id, traceback.format_exc(limit=5)) from None
     reads = BatchReads(session, library, tz, source, prepared, catalogue=settings.catalogue)
-    writes = BatchWrites()
+    # A burst: replies composed on other cores; a process's first batch does not wait for
+    # them to start (it is composed in place meanwhile).
+    writes = BatchWrites(offload.composer(replies=len(batch), burst=burst,
+                                          wait=_first_batch_done.is_set()))
     done: list[tuple[Decided, float]] = []
     for item in prepared:
         if done and should_stop():
@@ -207,7 +216,17 @@ def _decide_batch(session: Session, batch: list[QueuedRequest], *, settings: Set
         except Exception:
             raise _RequestFailed(item.req.id, traceback.format_exc(limit=5)) from None
         done.append((decided, time.perf_counter() - started))
-    if write:
+    composer = writes.composer
+    if composer is not None:
+        if write:
+            writes.write(session, outbox=False)  # while the workers finish the replies
+        try:
+            composer.finish()
+        except ComposeFailed as exc:
+            raise _RequestFailed(exc.key, exc.trace) from None
+        if write:
+            writes.write(session, outbox=True, decisions=False)
+    elif write:
         writes.write(session)
     return _Batch(batch, done, writes)
 

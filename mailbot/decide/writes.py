@@ -4,14 +4,15 @@ entries, and the replies into the outbox, in a few bulk statements at the batch'
 The rows are collected as the batch is decided and written at once (Core statements on
 the tables, not the ORM's unit of work: the batch's requests were read as rows, there are
 no ORM objects to keep in step, and the ORM's bulk forms would only add their own
-bookkeeping). A reply is not composed here: its outbox row keeps its recipe and the digest
-of the reply texts (respond/recipes.py), checked to compose, and the sender composes it.
+bookkeeping). A reply is composed in place, or handed to the worker processes when the
+batch is given a ``Composer`` (mailbot.offload): its message is then filled in before the
+outbox rows are written.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -24,10 +25,12 @@ from mailbot.db.batches import insert_rows
 from mailbot.db.models import Code, LedgerEntry, Mailbox, Outbox, Request, address_key
 from mailbot.db.tuning import many_writes
 from mailbot.outcomes import OutboxState
-from mailbot.respond import recipes, text_sets
-from mailbot.respond.compose import reply_message_id_for
+from mailbot.respond.compose import compose_reply, reply_message_id_for
 from mailbot.rules.base import FreeCode
 from mailbot.rules.window import next_send_time
+
+if TYPE_CHECKING:
+    from mailbot.offload import Composer
 
 # UPDATE … WHERE id = :key for a list of rows given as {"id": …, column: value, …}; the SET
 # clause comes from the first row's other keys (every row of a batch has the same ones).
@@ -42,9 +45,11 @@ def _by_key(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class BatchWrites:
-    """One batch's rows, written by ``write``."""
+    """One batch's rows, written by ``write``. ``composer``: the batch's replies are
+    composed by worker processes (a burst)."""
 
-    def __init__(self) -> None:
+    def __init__(self, composer: Composer | None = None) -> None:
+        self.composer = composer
         self.requests: list[dict[str, Any]] = []
         self.codes_issued: list[dict[str, Any]] = []
         self.ledger: list[dict[str, Any]] = []
@@ -52,8 +57,6 @@ class BatchWrites:
         self.alerts: list[dict[str, Any]] = []  # outbox rows of messages to staff
         # (service, month) whose staff alert this batch has looked at (pool_not_ready).
         self.alerted: set[tuple[str, str]] = set()
-        # The reply texts the batch's replies name (written with them: text_sets.store).
-        self.texts: dict[str, text_sets.TextSet] = {}
 
     def decided(self, row: dict[str, Any]) -> None:
         """A decided request's new values (with its ``id``)."""
@@ -71,25 +74,26 @@ class BatchWrites:
         """The outbox row of the reply to ``request`` (a queued request's row)."""
         request_key = (f"{mailbox.key}|{request.uidvalidity}|{request.uid}|"
                        f"{request.message_id}")
-        text_set = text_sets.current(settings.templates_dir, library.texts_dir)
-        # A template error here leaves the request as it was (the batch is rolled back and
-        # this request set aside): no code goes out with a reply that cannot be composed.
-        recipes.check(text_set, outcome=outcome, context=context,
-                      languages=library.languages)
-        self.texts[text_set.digest] = text_set
-        self.outbox.append({
-            "request_id": request.id, "library_id": library.id, "kind": "reply",
-            "mail_from": mailbox.address, "to_address": request.from_address or "",
-            "message_id": reply_message_id_for(mailbox.address, request_key),
-            "outcome": outcome, "message": None, "texts": text_set.digest,
-            "recipe": recipes.recipe(
-                outcome=outcome, context=context, languages=library.languages,
-                library_name=library.name, mailbox_address=mailbox.address,
-                to=request.from_address or "", original_subject=request.subject,
-                original_message_id=request.message_id, original_references=references,
-                request_key=request_key, now=now),
-            "state": OutboxState.PENDING, "created_at": now,
-            "due_at": next_send_time(library, tz, now), "attempts": 0})
+        job = dict(
+            outcome=outcome, context=context, languages=library.languages,
+            library_name=library.name, mailbox_address=mailbox.address,
+            to=request.from_address or "", original_subject=request.subject,
+            original_message_id=request.message_id, original_references=references,
+            templates_dir=settings.templates_dir, request_key=request_key, now=now,
+            texts_dir=library.texts_dir,
+        )
+        row = {"request_id": request.id, "library_id": library.id, "kind": "reply",
+               "mail_from": mailbox.address, "to_address": request.from_address or "",
+               "message_id": reply_message_id_for(mailbox.address, request_key),
+               "outcome": outcome, "message": None, "state": OutboxState.PENDING,
+               "created_at": now, "due_at": next_send_time(library, tz, now), "attempts": 0}
+        if self.composer is not None:
+            self.composer.add(request.id, row, job)  # composed by a worker meanwhile
+        else:
+            # A template error here leaves the request as it was (the batch is rolled
+            # back and this request set aside).
+            row["message"] = compose_reply(**job).message
+        self.outbox.append(row)
 
     def alert(self, row: dict[str, Any]) -> None:
         """An outbox row of a message to staff (mailbot.respond.staff_alert), written with
@@ -120,8 +124,6 @@ class BatchWrites:
                 row["email_key"] = address_key(row["email"])
             insert_rows(session, LedgerEntry.__table__, self.ledger)
         if outbox and self.outbox:
-            for text_set in self.texts.values():
-                text_sets.store(session, text_set, self.outbox[0]["created_at"])
             for row in self.outbox:
                 row["to_key"] = address_key(row["to_address"])
             insert_rows(session, Outbox.__table__, self.outbox)

@@ -62,7 +62,6 @@ __all__ = [
     "TemplateNames",
     "OutsideTexts",
     "TemplateSource",
-    "check_reply",
     "environment",
     "render_plainly",
     "render_reply",
@@ -180,15 +179,6 @@ def render_reply(
     text, html = shapes.render(templates, prepare_context(outcome, context))
     # The soft line breaks of the flowed text part (wrap.py) as RFC 3676 writes them.
     return RenderedReply(text=soft_breaks(text), html=html)
-
-
-def check_reply(outcome: str, context: Mapping[str, Any], *, languages: Sequence[str],
-                templates_dir: Path | None, texts_dir: Path | str | None) -> None:
-    """Raises what render_reply would raise for this reply, rendering it only when no
-    shape of it is cached (filling one in cannot fail): the decision's check of a reply
-    composed when it is sent (recipes.py)."""
-    templates = _templates(outcome, languages, templates_dir, texts_dir)
-    shapes.check(templates, prepare_context(outcome, context))
 
 
 def render_plainly(

@@ -9,7 +9,6 @@ relay sends in a round, and when, is outbox.py's; the wire is smtp.py's.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ from mailbot.db.models import Outbox
 from mailbot.db.readonly import read_only
 from mailbot.db.session import sqlite_write
 from mailbot.outcomes import OutboxState
-from mailbot.respond.composing import made
 from mailbot.respond.deliver import deliver
 from mailbot.respond.relays import Transports
 from mailbot.respond.smtp import Transport, TransportError
@@ -80,17 +78,15 @@ class Pending:
     outcome: str | None
     mail_from: str
     to_address: str
-    message: bytes | None  # None: composed from its recipe before it is sent (composing.py)
+    message: bytes
     attempts: int
     created_at: datetime
     failing_since: datetime | None = None
-    recipe: str | None = None
-    texts: str | None = None
 
 
 _PENDING = (Outbox.id, Outbox.request_id, Outbox.kind, Outbox.outcome, Outbox.mail_from,
             Outbox.to_address, Outbox.message, Outbox.attempts, Outbox.created_at,
-            Outbox.failing_since, Outbox.recipe, Outbox.texts)
+            Outbox.failing_since)
 PAGE = 100  # rows read at once (SQLite), so memory stays flat in a burst
 # Advisory lock keys (two-integer form, which never meets the decide stage's one-bigint
 # keys): the outbox, then the row id. pg_locks shows a sender's claims under this classid.
@@ -147,7 +143,7 @@ async def send_rows_sqlite(engine: Engine, transport: Transport, key: str, ids: 
                 found = {row.id: Pending(*row) for row in reader.execute(
                     select(*_PENDING).where(Outbox.id.in_(page),
                                             Outbox.state == OutboxState.PENDING))}
-                rows = made(reader, [found[i] for i in page if i in found], record)
+            rows = [found[i] for i in page if i in found]
             stopped = await deliver(transport, rows, record, work.should_stop)
             if stopped is not None:
                 return stopped
@@ -184,10 +180,10 @@ async def send_rows_claimed(engine: Engine, transport: Transport, key: str,
                     page = list(ids[start:start + PAGE])
                     claimed = [oid for oid, got in conn.execute(_CLAIM, {"ids": page}) if got]
                     report.held += len(page) - len(claimed)
-                    rows = made(conn, [Pending(*row) for row in conn.execute(
+                    rows = [Pending(*row) for row in conn.execute(
                         select(*_PENDING).where(Outbox.id.in_(claimed),
                                                 Outbox.state == OutboxState.PENDING)
-                        .order_by(Outbox.due_at, Outbox.id))], record) if claimed else []
+                        .order_by(Outbox.due_at, Outbox.id))] if claimed else []
                     stopped = await deliver(transport, rows, record, work.should_stop)
                     if stopped is not None:
                         return stopped
@@ -240,7 +236,7 @@ def _record(conn: Connection, row: Pending, error: TransportError,
         log.warning("outbox=%s request=%s deferred: %s", row.id, row.request_id, error)
 
 
-MarkSent = Callable[[int, datetime, int, str], object]
+MarkSent = Callable[[int, datetime, int], object]
 
 
 def _sent_marker(conn: Connection, key: str) -> MarkSent:
@@ -255,26 +251,25 @@ def _sent_marker(conn: Connection, key: str) -> MarkSent:
     at = Outbox.__table__.c.sent_at.type.bind_processor(dialect) or (lambda value: value)
     p = "?" if dialect.paramstyle == "qmark" else "%s"
     sql = (f"UPDATE {Outbox.__tablename__} SET state = '{OutboxState.SENT}', "
-           f"sent_at = {p}, attempts = {p}, relay = {p}, sent_digest = {p} "
+           f"sent_at = {p}, attempts = {p}, relay = {p} "
            f"WHERE id = {p} AND state = '{OutboxState.PENDING}'")
     driver = conn.connection.driver_connection
     assert driver is not None
 
     if dialect.name != "sqlite":
-        def mark(oid: int, when: datetime, attempts: int, digest: str) -> object:
-            return driver.execute(sql, (at(when), attempts, key, digest, oid))
+        def mark(oid: int, when: datetime, attempts: int) -> object:
+            return driver.execute(sql, (at(when), attempts, key, oid))
         return mark
 
-    def mark_sqlite(oid: int, when: datetime, attempts: int, digest: str) -> object:
+    def mark_sqlite(oid: int, when: datetime, attempts: int) -> object:
         # While intake or a decide batch holds SQLite's write lock, every SMTP connection
         # waits behind this mark: it asks for the lock each millisecond (sqlite_write).
-        return sqlite_write(driver, sql, (at(when), attempts, key, digest, oid))
+        return sqlite_write(driver, sql, (at(when), attempts, key, oid))
     return mark_sqlite
 
 
 def _record_sent(mark_sent: MarkSent, row: Pending, report: SendReport, clock: Clock) -> None:
-    assert row.message is not None
-    mark_sent(row.id, clock(), row.attempts + 1, hashlib.sha256(row.message).hexdigest())
+    mark_sent(row.id, clock(), row.attempts + 1)
     report.tried.add(row.id)
     report.sent += 1
     # One line per reply only with --verbose: a burst sends thousands, and each line cost

@@ -13,9 +13,8 @@ tests/respond/test_render_cache.py compares the cached and the plain render for 
 outcome, language set and kind of value.
 
 The interface is ``render(templates, ctx)``: render.py hands over the reply's templates
-(anything with the ``Templates`` methods) and gets the text and HTML; ``check`` raises
-what ``render`` would, rendering only when the reply's shape is not cached (the decision's
-check of a reply composed when it is sent); ``clear`` and ``cached`` are for tests.
+(anything with the ``Templates`` methods) and gets the text and HTML; ``clear`` and
+``cached`` are for tests.
 
 Two ways of filling a shape in, because neither can do the other's work at its speed:
 
@@ -49,7 +48,7 @@ from markupsafe import escape
 
 from mailbot.respond.wrap import TEXT_WIDTH, fill_once, finish, tidy_text
 
-__all__ = ["FILLED", "Fill", "Templates", "cached", "check", "clear", "render"]
+__all__ = ["FILLED", "Fill", "Templates", "cached", "clear", "render"]
 
 # The per-patron strings a shape leaves open.
 FILLED = ("code", "patron_name", "patron_first_name", "card_number", "subject")
@@ -147,15 +146,6 @@ def render(templates: Templates, ctx: dict[str, Any]) -> tuple[str, str]:
         if planned is not None:
             return planned
     return _fill_marked(shape, ctx)
-
-
-def check(templates: Templates, ctx: dict[str, Any]) -> None:
-    """Raises what ``render`` would raise for this reply; renders it only when its shape
-    is not cached yet (a cached shape's filling in is string work that cannot fail)."""
-    key = _cache_key(templates, ctx)
-    shape = _SHAPES.get(key) if key is not None else None
-    if shape is None or shape is _UNUSABLE:
-        render(templates, ctx)
 
 
 def clear() -> None:

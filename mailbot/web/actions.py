@@ -49,7 +49,7 @@ def resend(session: Session, *, outbox_id: int, request: Request, user: str,
     if row is None or (row.request_id != request.id and not (
             row.kind == "override" and request.code and row.code_id == request.code.id)):
         raise ActionRefused("err_no_such_reply")
-    if not row.message and not row.recipe:
+    if not row.message:
         raise ActionRefused("err_reply_purged")
     if row.state == OutboxState.PENDING:
         raise ActionRefused("err_reply_pending")

@@ -34,7 +34,6 @@ from mailbot.decide.horizon import MailboxHealth, mailbox_health
 from mailbot.intake.parse import parse_mail
 from mailbot.ledger import pool_use
 from mailbot.outcomes import SETTLED, Outcome, OutboxState, RequestState
-from mailbot.respond import recipes
 from mailbot.respond.relays import RelayQueue
 from mailbot.respond.staff_alert import alert_message_id
 from mailbot.rules.window import window_opens
@@ -277,10 +276,8 @@ def html_part(raw: bytes, max_bytes: int) -> str | None:
         return None
 
 
-def reply_text(session: Session, row: Outbox) -> str:
-    """The plain-text part of one of our replies; one kept as its recipe is composed now,
-    as the sender composes it (the same bytes: respond/recipes.py)."""
-    message = recipes.message_of(session, row)
+def reply_text(message: bytes) -> str:
+    """The plain-text part of one of our replies."""
     if not message:
         return ""
     msg = email.message_from_bytes(message, policy=email.policy.default)

@@ -98,7 +98,7 @@ def request_detail(ctx: Ctx, request_id: int) -> Response:
     with ctx.reading() as session:
         req = _load_request(ctx, session, request_id)
         mail = queries.show_mail(req.raw, max_bytes) if req.raw else None
-        replies = [(row, queries.reply_text(session, row)) for row in
+        replies = [(row, queries.reply_text(row.message)) for row in
                    queries.replies_of(session, req)]
         audit = queries.audit_of(session, req.id)
         handled = queries.is_handled(session, req.id)
